@@ -1,0 +1,45 @@
+# BML Studio. `make up` starts the product, `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BML := $(VENV)/bin/bml
+STAMP := $(VENV)/.installed-stamp
+PORT ?= 8501
+
+.PHONY: install up test test-fast lint bench services system-deps clean
+
+# torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	@bash scripts/system_deps.sh
+
+services:
+	@bash scripts/ensure_services.sh
+
+up: install
+	$(BML) db upgrade
+	$(BML) up --port $(PORT)
+
+test: install system-deps services
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+lint: install
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy bml_core db
+
+bench: install
+	$(PY) bench/step_overhead.py
+
+clean:
+	rm -rf $(VENV) .bml .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,529 @@
+"""The run configuration: pydantic models for every key of a run (CONTRACT.md), presets,
+dotted overrides and advisories. Torch-free, so the dashboard can import it."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration: a list of (field path, message) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("\n".join(f"{path}: {msg}" for path, msg in errors))
+
+    def as_dict(self) -> dict[str, str]:
+        return {path: msg for path, msg in self.errors}
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class DatasetConfig(StrictModel):
+    """Which data to train on. `name` is a registered dataset (`synthetic`, `features`, ...)."""
+
+    name: str = Field("synthetic", description="registered dataset name")
+    path: str | None = Field(None, description="file or directory for datasets read from disk")
+    val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="validation share when no split is given")
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="test share when no split is given")
+    params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific parameters")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> DatasetConfig:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be < 1 (leave samples to train on)")
+        return self
+
+
+class EncoderConfig(StrictModel):
+    """One modality's encoder. `mlp` for vectors, `cnn` for [C,H,W] / [F,T], `resnet18` as in the papers."""
+
+    name: Literal["mlp", "cnn", "resnet18"] = "mlp"
+    hidden_dim: int = Field(256, gt=0, description="MLP hidden width")
+    layers: int = Field(2, ge=1, le=8, description="MLP hidden layers")
+    channels: int = Field(32, gt=0, description="CNN base channels")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+
+
+class ModelConfig(StrictModel):
+    fusion: Literal["concat", "sum", "film", "gated"] = "concat"
+    feature_dim: int = Field(128, gt=0, description="encoder output width (ResNet-18 keeps 512)")
+    encoders: dict[str, EncoderConfig] = Field(
+        default_factory=dict, description="per modality; missing ones are chosen from the input rank"
+    )
+
+
+class SchedulerConfig(StrictModel):
+    name: Literal["none", "step", "cosine"] = "step"
+    step_size: int = Field(70, gt=0, description="epochs between decays (step)")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor (step)")
+
+
+class OptimConfig(StrictModel):
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    weight_decay: float = Field(1e-4, ge=0.0)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+
+class TrainConfig(StrictModel):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_every: int = Field(1, ge=1, description="evaluate on val every N epochs (and at the last)")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    num_workers: int = Field(0, ge=0, description="DataLoader workers for datasets read from disk")
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_bool(cls, v: Any) -> Any:
+        # YAML reads a bare `off` as False.
+        return "off" if v is False else v
+
+
+# --------------------------------------------------------------------------- strategies
+
+ScheduleT = TypeVar("ScheduleT", bound="StrategyParams")
+
+
+class StrategyParams(StrictModel):
+    """Parameters common to every strategy: when it is active (METHODS.md section 6)."""
+
+    name: str
+    start_epoch: int = Field(0, ge=0, description="first epoch with modulation (0-based, inclusive)")
+    end_epoch: int | None = Field(
+        None, ge=0, description="last epoch with modulation (inclusive); null = the end"
+    )
+    warmup_epochs: int = Field(0, ge=0, description="no modulation for epochs < warmup_epochs")
+
+    # Whether the launch form lists it; hidden ones are internal.
+    listed: ClassVar[bool] = True
+    summary: ClassVar[str] = ""
+
+    @model_validator(mode="after")
+    def _schedule(self: ScheduleT) -> ScheduleT:
+        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
+            raise ValueError(f"end_epoch ({self.end_epoch}) must be >= start_epoch ({self.start_epoch})")
+        return self
+
+    def active(self, epoch: int) -> bool:
+        if epoch < self.warmup_epochs or epoch < self.start_epoch:
+            return False
+        return self.end_epoch is None or epoch <= self.end_epoch
+
+
+RatioName = Literal["pairwise_mean", "vs_rest", "vs_min"]
+
+
+class JointParams(StrategyParams):
+    """Plain joint training: no modulation (the imbalance probe still runs)."""
+
+    name: Literal["joint"] = "joint"
+    summary: ClassVar[str] = "Joint training without modulation (baseline)."
+
+
+class OGMParams(StrategyParams):
+    """On-the-fly Gradient Modulation (METHODS.md section 4)."""
+
+    name: Literal["ogm"] = "ogm"
+    alpha: float = Field(0.8, ge=0.0, description="modulation strength")
+    k_form: Literal["official", "smooth"] = Field("official", description="coefficient form")
+    params: Literal["weights", "conv_only", "all"] = Field("weights", description="encoder tensors modulated")
+    ratio: RatioName = Field("pairwise_mean", description="discrepancy ratio for M modalities")
+    summary: ClassVar[str] = "Scales down the dominant encoder's gradients (CVPR 2022)."
+
+
+class OGMGEParams(OGMParams):
+    """OGM with generalisation-enhancement Gaussian noise (METHODS.md section 4)."""
+
+    name: Literal["ogm_ge"] = "ogm_ge"  # type: ignore[assignment]
+    summary: ClassVar[str] = "OGM plus gradient noise with the unmodulated gradient's std (CVPR 2022)."
+
+
+class OPMParams(StrategyParams):
+    """On-the-fly Prediction Modulation (METHODS.md section 5)."""
+
+    name: Literal["opm"] = "opm"
+    q_base: float = Field(0.5, ge=0.0, le=1.0, description="base drop probability")
+    lam: float = Field(0.5, ge=0.0, description="lambda: growth of q with the discrepancy")
+    p_exe: float = Field(0.7, ge=0.0, le=1.0, description="probability the drop runs in an iteration")
+    rescale: Literal["global", "per_modality", "none"] = Field("global", description="feature rescaling")
+    q_source: Literal["batch", "previous"] = Field("batch", description="rho of this batch or the previous")
+    ratio: RatioName = Field("pairwise_mean", description="discrepancy ratio for M modalities")
+    summary: ClassVar[str] = (
+        "Drops the dominant modality's features with a dynamic probability (T-PAMI 2024)."
+    )
+
+
+STRATEGY_PARAMS: dict[str, type[StrategyParams]] = {}
+
+
+def register_strategy_params(cls: type[StrategyParams]) -> type[StrategyParams]:
+    """Register a strategy's parameter model; the run config and the launch form pick it up."""
+    name = cls.model_fields["name"].default
+    if not isinstance(name, str):
+        raise TypeError(f"{cls.__name__}.name needs a string default")
+    STRATEGY_PARAMS[name] = cls
+    if "RunConfig" in globals():
+        _rebuild_run_config()
+    return cls
+
+
+for _cls in (JointParams, OGMParams, OGMGEParams, OPMParams):
+    register_strategy_params(_cls)
+
+
+def _strategy_union() -> Any:
+    classes = tuple(STRATEGY_PARAMS.values())
+    if len(classes) == 1:
+        return classes[0]
+    return Annotated[Union[classes], Field(discriminator="name")]  # noqa: UP007
+
+
+# --------------------------------------------------------------------------- the run
+
+
+class RunConfig(StrictModel):
+    """Everything one run needs. Every key has a default; unknown keys are errors."""
+
+    name: str = Field("run", max_length=200)
+    group: str = Field("default", max_length=200)
+    seed: int = Field(0, ge=0)
+    tags: list[str] = Field(default_factory=list)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    strategies: list[SerializeAsAny[StrategyParams]] = Field(default_factory=list)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    @field_validator("strategies", mode="before")
+    @classmethod
+    def _strategy_shorthand(cls, v: Any) -> Any:
+        # Accept `strategies: [opm, ogm_ge]` and `strategies: ogm_ge` as shorthands.
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, list):
+            return [{"name": s} if isinstance(s, str) else s for s in v]
+        return v
+
+    @field_validator("strategies", mode="after")
+    @classmethod
+    def _unique_strategies(cls, v: list[StrategyParams]) -> list[StrategyParams]:
+        names = [s.name for s in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"strategy listed twice: {sorted(dup)}")
+        if "ogm" in names and "ogm_ge" in names:
+            raise ValueError("use either ogm or ogm_ge, not both")
+        return v
+
+    @property
+    def strategy_label(self) -> str:
+        names = [s.name for s in self.strategies if s.name != "joint"]
+        return "+".join(names) if names else "joint"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def _rebuild_run_config() -> None:
+    RunConfig.model_fields["strategies"].annotation = list[SerializeAsAny[_strategy_union()]]  # type: ignore[misc,assignment]
+    RunConfig.model_rebuild(force=True)
+
+
+_rebuild_run_config()
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _format_loc(loc: Iterable[Any]) -> str:
+    parts: list[str] = []
+    loc = list(loc)
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        parts.append(str(part))
+        # discriminated unions add the tag (`strategies.0.ogm_ge.alpha`): drop it
+        if (
+            len(parts) >= 2
+            and parts[-2] == "strategies"
+            and isinstance(part, int)
+            and i + 1 < len(loc)
+            and loc[i + 1] in STRATEGY_PARAMS
+        ):
+            i += 1
+        i += 1
+    return ".".join(parts) or "config"
+
+
+def _format_msg(err: Mapping[str, Any]) -> str:
+    msg = str(err["msg"])
+    if err["type"] == "extra_forbidden":
+        return "unknown key (remove it or check its spelling against the documented keys)"
+    if err["type"] == "union_tag_invalid":
+        known = ", ".join(sorted(STRATEGY_PARAMS))
+        return (
+            f"unknown strategy {err['input'].get('name')!r}; known: {known}"
+            if isinstance(err.get("input"), dict)
+            else f"unknown strategy; known: {known}"
+        )
+    if err["type"] == "union_tag_not_found":
+        return "each strategy needs a `name`"
+    return msg.removeprefix("Value error, ")
+
+
+def validate_config(raw: Mapping[str, Any]) -> RunConfig:
+    """Validate a config dict; raise ConfigError with one (path, message) per problem."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError([("config", "must be a mapping of keys to values")])
+    try:
+        return RunConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError([(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]) from None
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.0.c=value` -> (["a","b","0","c"], parsed value); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError([(text, "an override needs the form key.path=value")])
+    key, _, value = text.partition("=")
+    path = [p for p in key.strip().split(".") if p]
+    if not path:
+        raise ConfigError([(text, "an override needs a key before '='")])
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return path, parsed
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set `value` at a dotted path inside nested dicts and lists (creating dicts as needed)."""
+    node: Any = raw
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError([(where, f"no list item {part!r} (the list has {len(node)} items)")])
+            idx = int(part)
+            if last:
+                node[idx] = value
+            else:
+                if node[idx] is None or isinstance(node[idx], str):
+                    node[idx] = {"name": node[idx]} if isinstance(node[idx], str) else {}
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = [] if path[depth + 1].isdigit() else {}
+                node = node[part]
+        else:
+            raise ConfigError([(where, "cannot set a key inside a plain value")])
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError([("config file", f"{p} does not exist")])
+    text = p.read_text()
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError([("config file", f"{p} is not valid YAML/JSON: {exc}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("config file", f"{p} must hold a mapping of keys")])
+    return data
+
+
+def load_config(
+    source: str | Path | Mapping[str, Any] | None = None,
+    overrides: Iterable[str] = (),
+    preset: str | None = None,
+) -> RunConfig:
+    """Read a YAML/JSON file (or a dict), apply a preset and `--set` overrides, validate."""
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = copy.deepcopy(dict(source))
+    else:
+        raw = read_config_file(source)
+    if preset is not None:
+        raw = apply_preset(raw, preset)
+    for text in overrides:
+        path, value = parse_override(text)
+        apply_override(raw, path, value)
+    return validate_config(raw)
+
+
+# --------------------------------------------------------------------------- presets
+
+_TPAMI_OPTIM: dict[str, Any] = {
+    "name": "adamw",
+    "lr": 5e-5,
+    "weight_decay": 0.01,
+    "scheduler": {"name": "step", "step_size": 40, "gamma": 0.1},
+}
+_TPAMI_TRAIN: dict[str, Any] = {"epochs": 100, "batch_size": 32}
+_TPAMI_OGM: dict[str, Any] = {
+    "name": "ogm_ge",
+    "alpha": 0.8,
+    "start_epoch": 0,
+    "end_epoch": 60,
+    "warmup_epochs": 6,
+}
+_TPAMI_OPM: dict[str, Any] = {"name": "opm", "q_base": 0.5, "lam": 0.5, "p_exe": 0.7, "warmup_epochs": 6}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "cvpr2022-ogm-ge": {
+        "strategies": [{"name": "ogm_ge", "alpha": 0.8, "start_epoch": 0, "end_epoch": 50}],
+        "optim": {
+            "name": "sgd",
+            "lr": 1e-3,
+            "momentum": 0.9,
+            "weight_decay": 1e-4,
+            "scheduler": {"name": "step", "step_size": 70, "gamma": 0.1},
+        },
+        "train": {"epochs": 100, "batch_size": 64},
+    },
+    "tpami2024-ogm": {"strategies": [_TPAMI_OGM], "optim": _TPAMI_OPTIM, "train": _TPAMI_TRAIN},
+    "tpami2024-opm": {"strategies": [_TPAMI_OPM], "optim": _TPAMI_OPTIM, "train": _TPAMI_TRAIN},
+    "tpami2024-opm-ogm": {
+        "strategies": [_TPAMI_OPM, _TPAMI_OGM],
+        "optim": _TPAMI_OPTIM,
+        "train": _TPAMI_TRAIN,
+    },
+}
+
+PRESET_NOTES: dict[str, str] = {
+    "cvpr2022-ogm-ge": "OGM-GE, CVPR 2022: alpha 0.8 (CREMA-D; 0.1 for VGGSound), SGD, 100 epochs.",
+    "tpami2024-ogm": "T-PAMI 2024 OGM-GE on Kinetics-Sounds: AdamW 5e-5, warm-up 6 epochs.",
+    "tpami2024-opm": "T-PAMI 2024 OPM: q_base 0.5, lambda 0.5, p_exe 0.7, warm-up 6 epochs.",
+    "tpami2024-opm-ogm": "T-PAMI 2024 OPM + OGM-GE together (rho shared).",
+}
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def apply_preset(raw: Mapping[str, Any], preset: str) -> dict[str, Any]:
+    """The preset's strategies, optimiser and schedule, with the user's own keys on top
+    (except `strategies`, which the preset replaces)."""
+    if preset not in PRESETS:
+        raise ConfigError([("preset", f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")])
+    user = {k: v for k, v in raw.items() if k != "strategies"}
+    return _merge(PRESETS[preset], user)
+
+
+# --------------------------------------------------------------------------- advisories
+
+Advisory = Callable[[RunConfig], "str | None"]
+_ADVISORIES: list[Advisory] = []
+
+
+def advisory(fn: Advisory) -> Advisory:
+    _ADVISORIES.append(fn)
+    return fn
+
+
+@advisory
+def _ogm_with_adaptive_optimiser(cfg: RunConfig) -> str | None:
+    if cfg.optim.name in ("adam", "adamw") and any(s.name in ("ogm", "ogm_ge") for s in cfg.strategies):
+        return (
+            f"OGM with {cfg.optim.name}: a constant gradient scale is largely cancelled by Adam's "
+            "update normalisation (OGM-GE issue #26); the CVPR results use SGD with momentum."
+        )
+    return None
+
+
+@advisory
+def _conv_only_on_mlp(cfg: RunConfig) -> str | None:
+    for s in cfg.strategies:
+        if getattr(s, "params", None) == "conv_only":
+            mlps = [m for m, e in cfg.model.encoders.items() if e.name == "mlp"]
+            if mlps or not cfg.model.encoders:
+                return (
+                    "params: conv_only modulates 4-D (conv) gradients only; it does nothing to MLP "
+                    "encoders. Use params: weights for them."
+                )
+    return None
+
+
+@advisory
+def _schedule_past_end(cfg: RunConfig) -> str | None:
+    for i, s in enumerate(cfg.strategies):
+        first = max(s.start_epoch, s.warmup_epochs)
+        if s.name != "joint" and first >= cfg.train.epochs:
+            return (
+                f"strategies.{i} ({s.name}) starts at epoch {first} but training has only "
+                f"{cfg.train.epochs} epochs: it never runs."
+            )
+    return None
+
+
+@advisory
+def _opm_never_executes(cfg: RunConfig) -> str | None:
+    for s in cfg.strategies:
+        if isinstance(s, OPMParams) and (s.p_exe == 0.0 or s.q_base == 0.0):
+            return "OPM with p_exe = 0 or q_base = 0 never drops anything: it equals joint training."
+    return None
+
+
+@advisory
+def _fp16_on_cpu(cfg: RunConfig) -> str | None:
+    if cfg.train.amp == "fp16" and cfg.train.device == "cpu":
+        return "amp fp16 on the CPU is slow and unsupported for many ops; use bf16 or off."
+    return None
+
+
+def advisories(cfg: RunConfig) -> list[str]:
+    """Warnings about valid but questionable settings (not errors)."""
+    return [msg for fn in _ADVISORIES if (msg := fn(cfg))]
+
+
+def config_schema() -> dict[str, Any]:
+    """JSON schema of the run config (for the launch form and docs)."""
+    return RunConfig.model_json_schema()

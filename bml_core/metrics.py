@@ -1,0 +1,87 @@
+"""Evaluation metrics (METHODS.md section 8): accuracy, macro-F1, macro average precision,
+and the Shapley imbalance degree of BalanceBenchmark (arXiv 2502.10816)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    if y.numel() == 0:
+        return float("nan")
+    return float((logits.argmax(1) == y).float().mean())
+
+
+def macro_f1(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> float:
+    """Mean over classes present in y or pred of 2TP / (2TP + FP + FN)."""
+    idx = y * num_classes + pred
+    cm = torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes).double()
+    tp = cm.diag()
+    fp = cm.sum(0) - tp
+    fn = cm.sum(1) - tp
+    present = (cm.sum(0) + cm.sum(1)) > 0
+    denom = 2 * tp + fp + fn
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    return float(f1[present].mean()) if present.any() else float("nan")
+
+
+def average_precision(scores: torch.Tensor, positive: torch.Tensor) -> float:
+    """AP of one class: mean precision at the rank of each positive (ties broken by order),
+    the definition of sklearn's average_precision_score."""
+    n_pos = int(positive.sum())
+    if n_pos == 0:
+        return float("nan")
+    order = torch.argsort(scores, descending=True, stable=True)
+    s = scores[order].double()
+    pos = positive[order].double()
+    # group tied scores: precision and recall are evaluated at the end of each tie block
+    tps = torch.cumsum(pos, 0)
+    ranks = torch.arange(1, len(s) + 1, dtype=torch.float64)
+    last_of_block = torch.ones_like(s, dtype=torch.bool)
+    last_of_block[:-1] = s[1:] != s[:-1]
+    tps_b, ranks_b = tps[last_of_block], ranks[last_of_block]
+    precision = tps_b / ranks_b
+    recall = tps_b / n_pos
+    prev_recall = torch.cat([torch.zeros(1, dtype=torch.float64), recall[:-1]])
+    return float(((recall - prev_recall) * precision).sum())
+
+
+def mean_average_precision(probs: torch.Tensor, y: torch.Tensor) -> float:
+    """Macro AP of softmax scores against one-hot labels, over classes with positives."""
+    aps = [average_precision(probs[:, c], y == c) for c in range(probs.shape[1])]
+    aps = [a for a in aps if not math.isnan(a)]
+    return float(sum(aps) / len(aps)) if aps else float("nan")
+
+
+def shapley_values(modalities: Sequence[str], value: Callable[[frozenset[str]], float]) -> dict[str, float]:
+    """phi_m = sum_{S subset of M minus m} |S|! (M-|S|-1)! / M! (v(S + m) - v(S))."""
+    n = len(modalities)
+    cache: dict[frozenset[str], float] = {}
+
+    def v(s: frozenset[str]) -> float:
+        if s not in cache:
+            cache[s] = value(s)
+        return cache[s]
+
+    phi = {}
+    for m in modalities:
+        others = [k for k in modalities if k != m]
+        total = 0.0
+        for r in range(n):
+            w = math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n)
+            for subset in itertools.combinations(others, r):
+                s = frozenset(subset)
+                total += w * (v(s | {m}) - v(s))
+        phi[m] = total
+    return phi
+
+
+def imbalance_degree(phi: dict[str, float]) -> float:
+    """Mean over modality pairs of |phi_i - phi_j|."""
+    vals = list(phi.values())
+    pairs = list(itertools.combinations(vals, 2))
+    return float(sum(abs(a - b) for a, b in pairs) / len(pairs)) if pairs else 0.0

@@ -1,0 +1,183 @@
+"""Per-modality encoders: MLP for vectors, a small CNN for [C,H,W] or [F,T] inputs, and
+ResNet-18 as in the OGM-GE / T-PAMI code (1-channel spectrogram audio; visual frames encoded
+one by one and averaged over time). Each has `out_dim`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from bml_core.config import EncoderConfig
+
+EncoderBuilder = Callable[[tuple[int, ...], EncoderConfig, int], nn.Module]
+ENCODERS: dict[str, EncoderBuilder] = {}
+
+
+def register_encoder(name: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
+    def deco(fn: EncoderBuilder) -> EncoderBuilder:
+        ENCODERS[name] = fn
+        return fn
+
+    return deco
+
+
+class MLPEncoder(nn.Module):
+    def __init__(self, in_dim: int, hidden_dim: int, layers: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+        blocks: list[nn.Module] = [nn.Flatten()]
+        width = in_dim
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden_dim), nn.ReLU(inplace=True)]
+            if dropout:
+                blocks.append(nn.Dropout(dropout))
+            width = hidden_dim
+        blocks += [nn.Linear(width, out_dim), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*blocks)
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class SmallCNN(nn.Module):
+    """Three conv blocks and global average pooling; [F,T] inputs get a channel axis."""
+
+    def __init__(self, in_channels: int, channels: int, out_dim: int, dropout: float = 0.0):
+        super().__init__()
+
+        def block(cin: int, cout: int, pool: bool) -> list[nn.Module]:
+            layers: list[nn.Module] = [
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+            ]
+            return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+        self.features = nn.Sequential(
+            *block(in_channels, channels, True),
+            *block(channels, channels * 2, True),
+            *block(channels * 2, channels * 4, False),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Sequential(
+            nn.Dropout(dropout) if dropout else nn.Identity(), nn.Linear(channels * 4, out_dim)
+        )
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return torch.relu(self.head(self.features(x)))
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, cout: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.down: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.down(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 trunk with global average pooling: [B, C, H, W] -> [B, 512]."""
+
+    def __init__(self, in_channels: int):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2, 1),
+        )
+        layers: list[nn.Module] = []
+        cin = 64
+        for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+            layers += [BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = 512
+        for mod in self.modules():
+            if isinstance(mod, nn.Conv2d):
+                nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(mod, nn.BatchNorm2d):
+                nn.init.ones_(mod.weight)
+                nn.init.zeros_(mod.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        return self.pool(self.layers(self.stem(x)))
+
+
+class FramePooled(nn.Module):
+    """Encodes [B, T, C, H, W] frame by frame and averages the features over T (as the
+    papers' visual stream does)."""
+
+    def __init__(self, frame_encoder: nn.Module):
+        super().__init__()
+        self.frame_encoder = frame_encoder
+        self.out_dim: int = frame_encoder.out_dim  # type: ignore[assignment]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        feats = self.frame_encoder(x.reshape(b * t, *x.shape[2:]))
+        return feats.reshape(b, t, -1).mean(1)
+
+
+def _image_channels(shape: tuple[int, ...]) -> int:
+    return 1 if len(shape) == 2 else shape[-3]
+
+
+def _maybe_frames(shape: tuple[int, ...], make: Callable[[int], nn.Module]) -> nn.Module:
+    if len(shape) == 4:
+        return FramePooled(make(shape[1]))
+    if len(shape) in (2, 3):
+        return make(_image_channels(shape))
+    raise ValueError(f"a convolutional encoder needs [F,T], [C,H,W] or [T,C,H,W] inputs, got {list(shape)}")
+
+
+@register_encoder("mlp")
+def build_mlp(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> nn.Module:
+    in_dim = 1
+    for s in shape:
+        in_dim *= s
+    return MLPEncoder(in_dim, cfg.hidden_dim, cfg.layers, feature_dim, cfg.dropout)
+
+
+@register_encoder("cnn")
+def build_cnn(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> nn.Module:
+    return _maybe_frames(shape, lambda c: SmallCNN(c, cfg.channels, feature_dim, cfg.dropout))
+
+
+@register_encoder("resnet18")
+def build_resnet18(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> nn.Module:
+    return _maybe_frames(shape, ResNet18)
+
+
+def default_encoder_name(shape: tuple[int, ...]) -> str:
+    """mlp for vectors, cnn for [F,T], [C,H,W] and frame stacks."""
+    return "mlp" if len(shape) <= 1 else "cnn"
+
+
+def build_encoder(shape: tuple[int, ...], cfg: EncoderConfig | None, feature_dim: int) -> nn.Module:
+    if cfg is None:
+        cfg = EncoderConfig(name=default_encoder_name(shape))  # type: ignore[arg-type,unused-ignore]
+    if cfg.name not in ENCODERS:
+        raise ValueError(f"unknown encoder {cfg.name!r}; known: {', '.join(ENCODERS)}")
+    return ENCODERS[cfg.name](shape, cfg, feature_dim)

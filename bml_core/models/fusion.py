@@ -1,0 +1,117 @@
+"""Fusion heads. Each maps per-modality features to fused logits z and provides the
+uni-modal logits u_m of METHODS.md section 2 (the imbalance probe)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+Features = dict[str, torch.Tensor]
+
+
+class FusionHead(nn.Module):
+    modalities: list[str]
+
+    def forward(self, feats: Features) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def unimodal_logits(self, feats: Features) -> Features:
+        """Default (non-additive heads): zero-out, u_m = f(h with every other modality set to 0)."""
+        out: Features = {}
+        for m in self.modalities:
+            out[m] = self.forward({k: (v if k == m else torch.zeros_like(v)) for k, v in feats.items()})
+        return out
+
+
+class ConcatFusion(FusionHead):
+    """z = W [h_1; ..; h_M] + b; u_m = W_m h_m + b / M, so sum_m u_m = z exactly."""
+
+    def __init__(self, dims: dict[str, int], num_classes: int):
+        super().__init__()
+        self.modalities = list(dims)
+        self.dims = dims
+        self.fc = nn.Linear(sum(dims.values()), num_classes)
+        offsets, start = {}, 0
+        for m, d in dims.items():
+            offsets[m] = (start, start + d)
+            start += d
+        self.offsets = offsets
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        return self.fc(torch.cat([feats[m] for m in self.modalities], dim=1))
+
+    def unimodal_logits(self, feats: Features) -> Features:
+        w, b = self.fc.weight, self.fc.bias
+        share = b / len(self.modalities)
+        return {m: torch.addmm(share, feats[m], w[:, s:e].t()) for m, (s, e) in self.offsets.items()}
+
+
+class SumFusion(FusionHead):
+    """z = sum_m (W_m h_m + b_m); u_m = W_m h_m + b_m (full own bias, train and eval alike)."""
+
+    def __init__(self, dims: dict[str, int], num_classes: int):
+        super().__init__()
+        self.modalities = list(dims)
+        self.fcs = nn.ModuleDict({m: nn.Linear(d, num_classes) for m, d in dims.items()})
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        out = self.fcs[self.modalities[0]](feats[self.modalities[0]])
+        for m in self.modalities[1:]:
+            out = out + self.fcs[m](feats[m])
+        return out
+
+    def unimodal_logits(self, feats: Features) -> Features:
+        return {m: self.fcs[m](feats[m]) for m in self.modalities}
+
+
+class FiLMFusion(FusionHead):
+    """FiLM (official code, x_film=True for M = 2): the first M-1 modalities predict a scale
+    gamma and shift beta applied to the last modality's projected feature."""
+
+    def __init__(self, dims: dict[str, int], num_classes: int, hidden_dim: int = 512):
+        super().__init__()
+        self.modalities = list(dims)
+        cond = self.modalities[:-1]
+        self.target = self.modalities[-1]
+        self.cond = cond
+        self.film = nn.Linear(sum(dims[m] for m in cond), 2 * hidden_dim)
+        self.proj = nn.Linear(dims[self.target], hidden_dim)
+        self.fc_out = nn.Linear(hidden_dim, num_classes)
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        gamma, beta = self.film(torch.cat([feats[m] for m in self.cond], 1)).chunk(2, dim=1)
+        return self.fc_out(gamma * self.proj(feats[self.target]) + beta)
+
+
+class GatedFusion(FusionHead):
+    """Gated fusion (official code, x_gate=True for M = 2): the first modality's projection,
+    through a sigmoid, gates the sum of the others' projections."""
+
+    def __init__(self, dims: dict[str, int], num_classes: int, hidden_dim: int = 512):
+        super().__init__()
+        self.modalities = list(dims)
+        self.projs = nn.ModuleDict({m: nn.Linear(d, hidden_dim) for m, d in dims.items()})
+        self.fc_out = nn.Linear(hidden_dim, num_classes)
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        gate = torch.sigmoid(self.projs[self.modalities[0]](feats[self.modalities[0]]))
+        rest = self.projs[self.modalities[1]](feats[self.modalities[1]])
+        for m in self.modalities[2:]:
+            rest = rest + self.projs[m](feats[m])
+        return self.fc_out(gate * rest)
+
+
+FUSIONS: dict[str, Callable[[dict[str, int], int], FusionHead]] = {
+    "concat": ConcatFusion,
+    "sum": SumFusion,
+    "film": FiLMFusion,
+    "gated": GatedFusion,
+}
+
+
+def build_fusion(name: str, dims: dict[str, int], num_classes: int) -> FusionHead:
+    if name not in FUSIONS:
+        raise ValueError(f"unknown fusion {name!r}; known: {', '.join(FUSIONS)}")
+    return FUSIONS[name](dims, num_classes)

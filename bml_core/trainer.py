@@ -1,0 +1,587 @@
+"""The training loop. One plain loop whose hook calls are visible in order:
+
+  encode -> probe_imbalance -> strategy.transform_features -> fuse -> loss
+  -> strategy.compose_loss -> backward -> strategy.after_backward -> optimiser step
+
+Every step emits the CONTRACT.md metric keys to the sinks (one host sync per step); every
+epoch evaluates on val, checkpoints (model, optimiser, scheduler, scaler, strategy state,
+RNG states), and the checkpoint chosen on val is tested at the end."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from bml_core.config import RunConfig, advisories
+from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
+from bml_core.data.base import stable_seed
+from bml_core.imbalance import modality_scores, probe_unimodal_logits
+from bml_core.metrics import accuracy, imbalance_degree, macro_f1, mean_average_precision, shapley_values
+from bml_core.models import MultimodalModel, build_model
+from bml_core.sinks import MetricSink, SinkGroup
+from bml_core.strategies import StepContext, Strategy, build_strategies
+
+CHECKPOINT_LAST = "last.pt"
+CHECKPOINT_BEST = "best.pt"
+GPU_RESIDENT_BYTES = 1 << 30  # in-memory datasets below this move to the GPU once
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device asks for CUDA but no GPU is available; use train.device=cpu")
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def build_optimizer(
+    cfg: RunConfig, model: MultimodalModel, strategies: list[Strategy]
+) -> torch.optim.Optimizer:
+    groups: list[dict[str, Any]] | None = None
+    for s in strategies:
+        groups = s.param_groups(cfg.optim.lr) or groups
+    params: Any = groups if groups is not None else model.parameters()
+    o = cfg.optim
+    if o.name == "sgd":
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    if o.name == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def build_scheduler(
+    cfg: RunConfig, optimizer: torch.optim.Optimizer
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    s = cfg.optim.scheduler
+    if s.name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=s.step_size, gamma=s.gamma)
+    if s.name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.train.epochs)
+    return None
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    acc: float
+    f1: float
+    map: float
+    acc_per_modality: dict[str, float]
+    imbalance_degree: float
+    shapley: dict[str, float]
+
+    def as_metrics(self, prefix: str) -> dict[str, float]:
+        out = {
+            f"{prefix}/acc": self.acc,
+            f"{prefix}/f1": self.f1,
+            f"{prefix}/map": self.map,
+            f"{prefix}/loss": self.loss,
+            f"{prefix}/imbalance_degree": self.imbalance_degree,
+        }
+        out.update({f"{prefix}/acc/{m}": a for m, a in self.acc_per_modality.items()})
+        return out
+
+    def as_summary(self, with_degree: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "acc": self.acc,
+            "f1": self.f1,
+            "map": self.map,
+            "loss": self.loss,
+            "acc_per_modality": dict(self.acc_per_modality),
+        }
+        if with_degree:
+            out["imbalance_degree"] = self.imbalance_degree
+            out["shapley"] = dict(self.shapley)
+        return out
+
+
+class Trainer:
+    """Trains one run. `stop_requested` is polled after every step (cancel / SIGTERM): the
+    step finishes, a checkpoint is written and `fit` returns with status `cancelled`."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        bundle: DatasetBundle | None = None,
+        sinks: list[MetricSink] | None = None,
+        run_dir: str | Path | None = None,
+        stop_requested: Callable[[], bool] | None = None,
+        resume: bool = True,
+    ):
+        self.cfg = cfg
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        self.device = resolve_device(cfg.train.device)
+        self.bundle = bundle if bundle is not None else build_dataset(cfg.dataset)
+        self.modalities = self.bundle.modalities
+        self.sink = SinkGroup(sinks or [])
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.stop_requested = stop_requested or (lambda: False)
+        self.resume = resume
+
+        seed_everything(cfg.seed)
+        self.model = build_model(cfg.model, self.bundle.input_shapes, self.bundle.num_classes).to(self.device)
+        self.strategies = build_strategies(cfg.strategies, self.model, self.device, cfg.seed)
+        self.optimizer = build_optimizer(cfg, self.model, self.strategies)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type) if cfg.train.amp == "fp16" else None
+
+        n_train = len(self.bundle.train)
+        bs = cfg.train.batch_size
+        full, rest = divmod(n_train, bs)
+        self.steps_per_epoch = full + (
+            1 if rest >= 2 or full == 0 else 0
+        )  # a 1-sample batch breaks BatchNorm
+        self.total_steps = self.steps_per_epoch * cfg.train.epochs
+
+        # progress state (checkpointed)
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.global_step = 0
+        self.skipped_steps = 0
+        self.train_seconds = 0.0
+        self.samples_seen = 0
+        self.best: dict[str, Any] = {"acc": -math.inf, "epoch": -1, "step": 0}
+        self.history: list[dict[str, Any]] = []
+        self._resident: dict[str, TensorDataset] = {}
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._encoder_params = {m: self.model.encoder_parameters(m) for m in self.modalities}
+
+    # ------------------------------------------------------------------ data
+
+    def _on_device(self, split: str, ds: MultimodalDataset) -> MultimodalDataset:
+        """Small in-memory splits move to the GPU once instead of once per batch."""
+        if self.device.type != "cuda" or not isinstance(ds, TensorDataset):
+            return ds
+        if split not in self._resident:
+            nbytes = sum(t.numel() * t.element_size() for t in ds.x.values())
+            if nbytes > GPU_RESIDENT_BYTES:
+                return ds
+            self._resident[split] = TensorDataset(
+                {m: t.to(self.device) for m, t in ds.x.items()}, ds.y.to(self.device)
+            )
+        return self._resident[split]
+
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(stable_seed(self.cfg.seed, epoch, "order"))
+        return torch.randperm(len(self.bundle.train), generator=g)
+
+    def _batches(
+        self,
+        ds: MultimodalDataset,
+        order: torch.Tensor,
+        batch_size: int,
+        start: int,
+        limit: int | None = None,
+    ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        chunks = list(torch.split(order, batch_size))
+        if limit is not None:
+            chunks = chunks[:limit]
+        chunks = chunks[start:]
+        if isinstance(ds, TensorDataset):
+            for idx in chunks:
+                x, y = ds.get_batch(idx.to(ds.y.device))
+                yield (
+                    {m: t.to(self.device, non_blocking=True) for m, t in x.items()},
+                    y.to(self.device, non_blocking=True),
+                )
+            return
+        loader = DataLoader(
+            ds,
+            batch_sampler=[c.tolist() for c in chunks],
+            num_workers=self.cfg.train.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
+        for x, y in loader:
+            yield (
+                {m: t.to(self.device, non_blocking=True) for m, t in x.items()},
+                y.to(self.device, non_blocking=True),
+            )
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------------ one step
+
+    def probe_imbalance(
+        self, feats: dict[str, torch.Tensor], y: torch.Tensor
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """METHODS.md section 2-3: uni-modal logits and scores, every step, every strategy."""
+        unimodal = probe_unimodal_logits(self.model, feats)
+        return unimodal, modality_scores(unimodal, y)
+
+    def train_step(self, x: dict[str, torch.Tensor], y: torch.Tensor, epoch: int) -> dict[str, float] | None:
+        """One optimiser step. Returns the step's metrics, or None when the step was skipped
+        (every sample dropped)."""
+        t0 = time.perf_counter()
+        model = self.model
+        model.train()
+        with self._autocast():
+            feats = model.encode(x)
+            unimodal, scores = self.probe_imbalance(feats, y)
+            ctx = StepContext(
+                epoch=epoch, step=self.global_step + 1, modalities=self.modalities, scores=scores, y=y
+            )
+            keep: torch.Tensor | None = None
+            for s in self.strategies:
+                feats, kept = s.transform_features(feats, ctx)
+                if kept is not None:
+                    keep = kept if keep is None else keep & kept
+            logits = model.fusion(feats)
+            per_sample = F.cross_entropy(logits.float(), y, reduction="none")
+            if keep is None:
+                loss = per_sample.mean()
+            else:
+                w = keep.float()
+                loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)
+            for s in self.strategies:
+                loss = s.compose_loss(loss, logits, feats, ctx)
+
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # OGM-GE works on unscaled gradients
+        else:
+            loss.backward()
+        for s in self.strategies:
+            s.after_backward(ctx)
+
+        # gather every metric of the step as tensors, then one host sync
+        names = ["train/loss", "train/acc"]
+        values: list[torch.Tensor] = [loss.detach().float(), self._batch_acc(logits, y, keep)]
+        ratio = ctx.ratio("pairwise_mean")
+        batch = float(y.shape[0])
+        for i, m in enumerate(self.modalities):
+            u = unimodal[m].float()
+            names += [f"train/loss/{m}", f"train/acc/{m}", f"imbalance/score/{m}", f"imbalance/ratio/{m}"]
+            values += [F.cross_entropy(u, y), (u.argmax(1) == y).float().mean(), scores[i] / batch, ratio[i]]
+            grads = [p.grad for p in self._encoder_params[m] if p.grad is not None]
+            names.append(f"grad/norm/{m}")
+            values.append(
+                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).float()
+                if grads
+                else torch.zeros((), device=self.device)
+            )
+        for key, value in ctx.metrics.items():
+            names.append(key)
+            values.append(value.detach().float().reshape(()))
+        if keep is not None:
+            names.append("_alive")
+            values.append(keep.float().sum())
+        host = torch.stack([v.to(self.device) for v in values]).tolist()
+        metrics = dict(zip(names, host, strict=True))
+
+        alive = metrics.pop("_alive", None)
+        if alive is not None and alive == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_steps += 1
+            self.sink.on_event(
+                "warning", f"step skipped at epoch {epoch}: every sample had every modality dropped"
+            )
+            return None
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.global_step += 1
+        self.samples_seen += int(batch)
+        metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        metrics["time/step_ms"] = (time.perf_counter() - t0) * 1000.0
+        return metrics
+
+    @staticmethod
+    def _batch_acc(logits: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
+        hit = (logits.argmax(1) == y).float()
+        if keep is None:
+            return hit.mean()
+        w = keep.float()
+        return (hit * w).sum() / w.sum().clamp_min(1.0)
+
+    # ------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, ds: MultimodalDataset, split: str = "val") -> EvalResult:
+        """Fused and per-modality accuracy, macro-F1, mAP, loss and the Shapley imbalance degree."""
+        self.model.eval()
+        ds = self._on_device(split, ds)
+        ds.training = False
+        order = torch.arange(len(ds))
+        feats_parts: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
+        ys: list[torch.Tensor] = []
+        with self._autocast():
+            for x, y in self._batches(ds, order, max(self.cfg.train.batch_size, 256), 0):
+                for m, h in self.model.encode(x).items():
+                    feats_parts[m].append(h.float())
+                ys.append(y)
+        feats = {m: torch.cat(v) for m, v in feats_parts.items()}
+        y = torch.cat(ys)
+        logits = self.model.fusion(feats).float()
+        unimodal = self.model.fusion.unimodal_logits(feats)
+        probs = logits.softmax(1)
+
+        def subset_accuracy(keep: frozenset[str]) -> float:
+            masked = {m: (h if m in keep else torch.zeros_like(h)) for m, h in feats.items()}
+            return accuracy(self.model.fusion(masked), y)
+
+        phi = shapley_values(self.modalities, subset_accuracy)
+        return EvalResult(
+            loss=float(F.cross_entropy(logits, y)),
+            acc=accuracy(logits, y),
+            f1=macro_f1(logits.argmax(1), y, self.bundle.num_classes),
+            map=mean_average_precision(probs.cpu(), y.cpu()),
+            acc_per_modality={m: accuracy(u.float(), y) for m, u in unimodal.items()},
+            imbalance_degree=imbalance_degree(phi),
+            shapley=phi,
+        )
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _rng_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict() if self.scaler else None,
+            "strategies": [s.state_dict() for s in self.strategies],
+            "rng": self._rng_state(),
+            "progress": {
+                "epoch": self.epoch,
+                "batch_in_epoch": self.batch_in_epoch,
+                "global_step": self.global_step,
+                "skipped_steps": self.skipped_steps,
+                "train_seconds": self.train_seconds,
+                "samples_seen": self.samples_seen,
+                "best": self.best,
+                "history": self.history,
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state["scheduler"]:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler and state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        for s, st in zip(self.strategies, state["strategies"], strict=True):
+            s.load_state_dict(st)
+        self._set_rng_state(state["rng"])
+        p = state["progress"]
+        self.epoch, self.batch_in_epoch, self.global_step = p["epoch"], p["batch_in_epoch"], p["global_step"]
+        self.skipped_steps, self.train_seconds = p["skipped_steps"], p["train_seconds"]
+        self.samples_seen, self.best, self.history = p["samples_seen"], p["best"], p["history"]
+
+    def _save(self, name: str, obj: Any) -> None:
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.run_dir / f".{name}.tmp"
+        torch.save(obj, tmp)
+        os.replace(tmp, self.run_dir / name)
+
+    def _save_best(self, epoch: int) -> None:
+        if self.run_dir is None:
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self._save(CHECKPOINT_BEST, {"model": self.model.state_dict(), "epoch": epoch})
+
+    def _load_best(self) -> bool:
+        if self.run_dir is None:
+            if self._best_state is None:
+                return False
+            self.model.load_state_dict(self._best_state)
+            return True
+        path = self.run_dir / CHECKPOINT_BEST
+        if not path.is_file():
+            return False
+        self.model.load_state_dict(torch.load(path, map_location=self.device, weights_only=False)["model"])
+        return True
+
+    def save_checkpoint(self) -> None:
+        self._save(CHECKPOINT_LAST, self.state_dict())
+
+    def try_resume(self) -> bool:
+        if self.run_dir is None or not self.resume:
+            return False
+        path = self.run_dir / CHECKPOINT_LAST
+        if not path.is_file():
+            return False
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        return True
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self) -> dict[str, Any]:
+        """Train (resuming when a checkpoint exists), test the val-selected checkpoint,
+        and return the summary. Sinks receive every event."""
+        resumed = self.try_resume()
+        cfg = self.cfg
+        self.sink.on_start(
+            {
+                "name": cfg.name,
+                "modalities": self.modalities,
+                "total_steps": self.total_steps,
+                "steps_per_epoch": self.steps_per_epoch,
+                "start_step": self.global_step,
+                "resumed": resumed,
+                "device": str(self.device),
+                "dataset": self.bundle.describe(),
+            }
+        )
+        if resumed:
+            self.sink.on_event(
+                "info", f"resumed from checkpoint at epoch {self.epoch}, step {self.global_step}"
+            )
+        else:
+            for msg in advisories(cfg):
+                self.sink.on_event("warning", msg)
+        status = "succeeded"
+        try:
+            while self.epoch < cfg.train.epochs:
+                if self._run_epoch():
+                    status = "cancelled"
+                    break
+            summary = self._finish(status) if status == "succeeded" else None
+        except BaseException as exc:
+            self.sink.on_event("error", f"{type(exc).__name__}: {exc}")
+            self.sink.on_end("failed", None)
+            self.sink.close()
+            raise
+        self.sink.on_end(status, summary)
+        self.sink.close()
+        return summary if summary is not None else {"run": self._run_info(status)}
+
+    def _run_epoch(self) -> bool:
+        """Train one epoch (from batch_in_epoch), evaluate, checkpoint. True when stopped."""
+        epoch, cfg = self.epoch, self.cfg
+        train = self._on_device("train", self.bundle.train)
+        train.training = True
+        train.set_epoch(epoch, cfg.seed)
+        self.bundle.train.set_epoch(epoch, cfg.seed)
+        for s in self.strategies:
+            s.on_epoch_start(epoch, {"train": self.bundle.train, "val": self.bundle.val})
+        order = self._epoch_order(epoch)
+        t_epoch = time.perf_counter()
+        stopped = False
+        for x, y in self._batches(
+            train, order, cfg.train.batch_size, self.batch_in_epoch, self.steps_per_epoch
+        ):
+            metrics = self.train_step(x, y, epoch)
+            self.batch_in_epoch += 1
+            if metrics is not None:
+                self.sink.on_step(self.global_step, epoch, metrics)
+            if self.stop_requested():
+                stopped = True
+                break
+        self.train_seconds += time.perf_counter() - t_epoch
+        if stopped and self.batch_in_epoch < self.steps_per_epoch:
+            self.save_checkpoint()
+            self.sink.on_event(
+                "info", f"stopped at epoch {epoch}, step {self.global_step}; checkpoint written"
+            )
+            return True
+
+        last = epoch == cfg.train.epochs - 1
+        if (epoch + 1) % cfg.train.eval_every == 0 or last:
+            result = self.evaluate(self.bundle.val, "val")
+            metrics = result.as_metrics("val")
+            self.history.append({"epoch": epoch, "step": self.global_step, "val": result.as_summary(False)})
+            self.sink.on_eval(self.global_step, epoch, metrics)
+            if result.acc > self.best["acc"]:
+                self.best = {"acc": result.acc, "epoch": epoch, "step": self.global_step}
+                self._save_best(epoch)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.save_checkpoint()
+        if stopped or any(s.should_stop(epoch) for s in self.strategies):
+            return stopped
+        return False
+
+    def _run_info(self, status: str) -> dict[str, Any]:
+        return {
+            "name": self.cfg.name,
+            "seed": self.cfg.seed,
+            "strategies": [s.name for s in self.cfg.strategies] or ["joint"],
+            "dataset": self.cfg.dataset.name,
+            "status": status,
+        }
+
+    def _finish(self, status: str) -> dict[str, Any]:
+        test_last = self.evaluate(self.bundle.test, "test")
+        selected = self._load_best()
+        test = self.evaluate(self.bundle.test, "test") if selected else test_last
+        best_val = next((h["val"] for h in self.history if h["epoch"] == self.best["epoch"]), None)
+        seconds = self.train_seconds
+        return {
+            "run": self._run_info(status),
+            "best_epoch": int(self.best["epoch"]),
+            "selection": "val" if selected else "last",
+            "val": best_val,
+            "test": test.as_summary(True),
+            "test_last_epoch": test_last.as_summary(True),
+            "train": {
+                "steps": self.global_step,
+                "skipped_steps": self.skipped_steps,
+                "seconds": seconds,
+                "samples_per_second": self.samples_seen / seconds if seconds > 0 else 0.0,
+                "device": str(self.device),
+            },
+        }
+
+
+def train(
+    cfg: RunConfig,
+    sinks: list[MetricSink] | None = None,
+    run_dir: str | Path | None = None,
+    bundle: DatasetBundle | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Convenience: build a Trainer and fit it."""
+    return Trainer(cfg, bundle, sinks, run_dir, stop_requested, resume).fit()
