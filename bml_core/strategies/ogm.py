@@ -10,6 +10,7 @@ import torch
 
 from bml_core.config import OGMParams
 from bml_core.strategies.base import StepContext, Strategy, register_strategy
+from bml_core.strategies.noise import GaussianNoiseSource
 
 GE_STD_EPS = 1e-8
 
@@ -35,21 +36,27 @@ def select_parameters(params: list[torch.nn.Parameter], which: str) -> list[torc
     raise ValueError(f"unknown params selection {which!r}")
 
 
+def gradient_stds(grads: list[torch.Tensor]) -> torch.Tensor:
+    """std of each tensor (unbiased), from one fused norm pass and one sum per tensor:
+    var = (sum g^2 - (sum g)^2 / n) / (n - 1). Two passes less than Tensor.std()."""
+    norms = torch.stack(torch._foreach_norm(grads))
+    sums = torch.stack([g.sum() for g in grads])
+    n = torch.tensor([g.numel() for g in grads], dtype=norms.dtype, device=norms.device)
+    var = (norms * norms - sums * sums / n).clamp_min(0) / (n - 1).clamp_min(1)
+    return var.sqrt()
+
+
 def modulate_gradients(
-    grads: list[torch.Tensor], coef: torch.Tensor, noise: bool, generator: torch.Generator | None
+    grads: list[torch.Tensor], coef: torch.Tensor, noise: list[torch.Tensor] | None = None
 ) -> None:
-    """In place: g <- k g (+ N(0, std(g_unmodulated)^2 + eps)). No host sync: coef stays a tensor."""
+    """In place: g <- k g, and with noise (standard normal, one tensor per gradient)
+    g <- k g + std(g_unmodulated) * noise + eps. No host sync: coef stays a tensor."""
     if not grads:
         return
-    if noise:
-        noises = []
-        for g in grads:
-            std = g.std() + GE_STD_EPS if g.numel() > 1 else torch.full((), GE_STD_EPS, device=g.device)
-            noises.append(torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype).mul_(std))
-        torch._foreach_mul_(grads, coef.to(grads[0].dtype))
-        torch._foreach_add_(grads, noises)
-    else:
-        torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+    stds = (gradient_stds(grads) + GE_STD_EPS).unbind() if noise is not None else None
+    torch._foreach_mul_(grads, coef.to(grads[0].dtype))
+    if noise is not None and stds is not None:
+        torch._foreach_addcmul_(grads, noise, list(stds))
 
 
 @register_strategy("ogm")
@@ -65,17 +72,39 @@ class OGM(Strategy):
             m: select_parameters(self.model.encoder_parameters(m), self.params.params)
             for m in self.modalities
         }
+        shapes = [p.shape for m in self.modalities for p in self.selected[m]]
+        self.noise_source = GaussianNoiseSource(shapes, self.generator, self.device) if self.noise else None
+        self._ones = torch.ones(len(self.modalities), device=self.device)
 
     def after_backward(self, ctx: StepContext) -> None:
         if not self.active(ctx.epoch):
-            for m in self.modalities:
-                ctx.metrics[f"ogm/coef/{m}"] = torch.ones((), device=self.device)
+            for i, m in enumerate(self.modalities):
+                ctx.metrics[f"ogm/coef/{m}"] = self._ones[i]
             return
         coef = ogm_coefficient(ctx.ratio(self.params.ratio), self.params.alpha, self.params.k_form)
+        noise = iter(self.noise_source.next()) if self.noise_source is not None else None
         for i, m in enumerate(self.modalities):
-            grads = [p.grad for p in self.selected[m] if p.grad is not None]
-            modulate_gradients(grads, coef[i], self.noise, self.generator)
+            grads: list[torch.Tensor] = []
+            noises: list[torch.Tensor] = []
+            for p in self.selected[m]:
+                n = next(noise) if noise is not None else None
+                if p.grad is not None:  # an unused parameter takes no noise, as in the official loop
+                    grads.append(p.grad)
+                    if n is not None:
+                        noises.append(n)
+            modulate_gradients(grads, coef[i], noises if noise is not None else None)
             ctx.metrics[f"ogm/coef/{m}"] = coef[i]
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.noise_source is not None:
+            return {"generator": self.noise_source.state()}
+        return super().state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.noise_source is not None:
+            self.noise_source.load_state(state["generator"])
+        else:
+            super().load_state_dict(state)
 
 
 @register_strategy("ogm_ge")

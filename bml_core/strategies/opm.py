@@ -33,12 +33,18 @@ def opm_rescale_factors(q: torch.Tensor, dims: torch.Tensor, rescale: str) -> to
     raise ValueError(f"unknown rescale {rescale!r}")
 
 
+def _feature_dims(feats: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """d_m: the number of feature values per sample of each modality."""
+    return torch.tensor([feats[m][0].numel() for m in feats], dtype=like.dtype, device=like.device)
+
+
 def opm_drop(
     feats: dict[str, torch.Tensor],
     q: torch.Tensor,
     p_exe: float,
     rescale: str,
     generator: torch.Generator,
+    feature_dims: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Drop features per sample and modality. Returns (features, keep mask [B, M], gate
     (0-dim bool), alive [B] bool: samples with at least one modality kept)."""
@@ -48,7 +54,7 @@ def opm_drop(
     gate = torch.rand((), generator=generator, device=device) < p_exe
     keep = torch.rand((b, len(names)), generator=generator, device=device) >= q[None, :]
     keep = keep | ~gate
-    dims = torch.tensor([feats[m][0].numel() for m in names], dtype=q.dtype, device=device)
+    dims = feature_dims if feature_dims is not None else _feature_dims(feats, q)
     factor = torch.where(gate, opm_rescale_factors(q, dims, rescale), torch.ones_like(q))
     scale = keep.to(first.dtype) * factor.to(first.dtype)[None, :]
     out = {}
@@ -68,6 +74,7 @@ class OPM(Strategy):
         super().__init__(*args, **kwargs)
         self.previous_rho: torch.Tensor | None = None
         self.forced_q: torch.Tensor | None = None  # for tests and ablations: overrides q
+        self._dims: torch.Tensor | None = None
 
     def transform_features(
         self, feats: dict[str, torch.Tensor], ctx: StepContext
@@ -88,7 +95,11 @@ class OPM(Strategy):
             else opm_drop_probability(source, self.params.q_base, self.params.lam)
         )
         q = q.to(rho.device, rho.dtype)
-        out, keep, gate, alive = opm_drop(feats, q, self.params.p_exe, self.params.rescale, self.generator)
+        if self._dims is None:
+            self._dims = _feature_dims(feats, q)
+        out, keep, gate, alive = opm_drop(
+            feats, q, self.params.p_exe, self.params.rescale, self.generator, self._dims
+        )
         dropped = 1 - keep.float().mean(0)
         for i, m in enumerate(self.modalities):
             ctx.metrics[f"opm/drop_prob/{m}"] = q[i]
