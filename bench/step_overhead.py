@@ -26,6 +26,7 @@ from bml_core.trainer import Trainer
 
 VARIANTS: dict[str, list[Any]] = {
     "joint": [],
+    "ogm": ["ogm"],
     "ogm_ge": ["ogm_ge"],
     "opm": [{"name": "opm", "p_exe": 1.0}],
     "opm+ogm_ge": [{"name": "opm", "p_exe": 1.0}, "ogm_ge"],
@@ -64,8 +65,9 @@ class LoopScoreTrainer(Trainer):
     """Joint training whose probe scores use the official per-sample loop."""
 
     def probe_imbalance(self, feats, y):  # type: ignore[no-untyped-def]
-        unimodal, _ = super().probe_imbalance(feats, y)
-        return unimodal, torch.stack([official_loop_score(u, y) for u in unimodal.values()])
+        probe = super().probe_imbalance(feats, y)
+        probe.scores = torch.stack([official_loop_score(u, y) for u in probe.logits.values()])
+        return probe
 
 
 def make_trainer(

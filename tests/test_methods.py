@@ -194,17 +194,19 @@ def _ctx(scores: list[float]) -> StepContext:
     )
 
 
+@pytest.mark.parametrize("host_math", [True, False])
 @pytest.mark.parametrize("which", ["weights", "all"])
-def test_ogm_scales_exactly_the_selected_encoder_gradients(which: str) -> None:
+def test_ogm_scales_exactly_the_selected_encoder_gradients(which: str, host_math: bool) -> None:
     model = _mlp_model()
     _backward(model)
     before = {n: p.grad.clone() for n, p in model.named_parameters()}
     strat = OGM(OGMParams(alpha=0.5, params=which), model, torch.device("cpu"), seed=0)
+    strat.host_math = host_math
     ctx = _ctx([1.25, 0.75])  # rho_audio = 5/3 -> k = 1 - tanh(5/6); visual k = 1
     strat.after_backward(ctx)
     k = 1 - math.tanh(0.5 * 5 / 3)
-    assert ctx.metrics["ogm/coef/audio"].item() == pytest.approx(k, rel=1e-6)
-    assert ctx.metrics["ogm/coef/visual"].item() == 1.0
+    assert ctx.metrics["ogm/coef/audio"] == pytest.approx(k, rel=1e-6)
+    assert ctx.metrics["ogm/coef/visual"] == 1.0
     for n, p in model.named_parameters():
         selected = n.startswith("encoders.audio") and (which == "all" or p.dim() >= 2)
         expected = before[n] * k if selected else before[n]
@@ -239,7 +241,8 @@ def test_ogm_conv_only_leaves_mlp_alone_and_scales_conv() -> None:
         assert torch.allclose(p.grad, expected, atol=1e-7), n
 
 
-def test_ogm_ge_noise_has_the_unmodulated_std() -> None:
+@pytest.mark.parametrize("host_math", [True, False])
+def test_ogm_ge_noise_has_the_unmodulated_std(host_math: bool) -> None:
     torch.manual_seed(0)
     big = {"audio": nn.Sequential(nn.Linear(512, 512)), "visual": nn.Sequential(nn.Linear(256, 256))}
     for e in big.values():
@@ -250,6 +253,7 @@ def test_ogm_ge_noise_has_the_unmodulated_std() -> None:
     model.encoders["audio"][0].weight.grad = g_audio.clone()
     model.encoders["visual"][0].weight.grad = g_visual.clone()
     strat = OGMGE(OGMGEParams(alpha=0.5), model, torch.device("cpu"), seed=123)
+    strat.host_math = host_math
     strat.after_backward(_ctx([1.25, 0.75]))
     k = 1 - math.tanh(0.5 * 5 / 3)
     noise_a = model.encoders["audio"][0].weight.grad - k * g_audio
@@ -269,7 +273,7 @@ def test_ogm_inactive_outside_schedule() -> None:
     ctx = _ctx([3.0, 1.0])
     strat.after_backward(ctx)  # epoch 0
     assert all(torch.equal(p.grad, before[n]) for n, p in model.named_parameters())
-    assert ctx.metrics["ogm/coef/audio"].item() == 1.0
+    assert ctx.metrics["ogm/coef/audio"] == 1.0
 
 
 # ---------------------------------------------------------------- section 5: OPM
@@ -304,11 +308,11 @@ def test_opm_per_modality_drop_frequency_close_to_q() -> None:
 
 def test_opm_rescale_options_hand_computed() -> None:
     q = torch.tensor([0.4, 0.0])
-    dims = torch.tensor([3.0, 1.0])
+    weights = torch.tensor([3.0, 1.0]) / 4  # d_a = 3, d_b = 1
     # global: theta = (3 * 0.4 + 0) / 4 = 0.3 -> every kept feature / 0.7
-    assert torch.allclose(opm_rescale_factors(q, dims, "global"), torch.tensor([1 / 0.7, 1 / 0.7]))
-    assert torch.allclose(opm_rescale_factors(q, dims, "per_modality"), torch.tensor([1 / 0.6, 1.0]))
-    assert torch.allclose(opm_rescale_factors(q, dims, "none"), torch.tensor([1.0, 1.0]))
+    assert torch.allclose(opm_rescale_factors(q, weights, "global"), torch.tensor([1 / 0.7, 1 / 0.7]))
+    assert torch.allclose(opm_rescale_factors(q, weights, "per_modality"), torch.tensor([1 / 0.6, 1.0]))
+    assert torch.allclose(opm_rescale_factors(q, weights, "none"), torch.tensor([1.0, 1.0]))
     g = torch.Generator().manual_seed(2)
     out, keep, _, _ = opm_drop({"a": torch.ones(500, 3), "b": torch.ones(500, 1)}, q, 1.0, "global", g)
     kept_a = out["a"][keep[:, 0]]
@@ -325,19 +329,71 @@ def test_opm_gate_off_changes_nothing() -> None:
     assert torch.equal(out["a"], feats["a"]) and torch.equal(out["b"], feats["b"])
 
 
-def test_opm_strategy_uses_rho_and_logs() -> None:
+@pytest.mark.parametrize("host_math", [True, False])
+def test_opm_strategy_uses_rho_and_logs(host_math: bool) -> None:
     model = _mlp_model()
     strat = OPM(OPMParams(q_base=0.5, lam=0.5, p_exe=1.0), model, torch.device("cpu"), seed=0)
+    strat.host_math = host_math  # False: the device (GPU) code path, run on the CPU
     ctx = _ctx([1.25, 0.75])
     feats = {"audio": torch.ones(4000, 8), "visual": torch.ones(4000, 8)}
     out, alive = strat.transform_features(feats, ctx)
     q_a = 0.5 * (1 + 0.5 * math.tanh(5 / 3 - 1))
-    assert ctx.metrics["opm/drop_prob/audio"].item() == pytest.approx(q_a, rel=1e-5)
-    assert ctx.metrics["opm/drop_prob/visual"].item() == 0.0  # the weaker modality is never dropped
-    assert ctx.metrics["opm/dropped/audio"].item() == pytest.approx(q_a, abs=0.03)
-    assert ctx.metrics["opm/dropped/visual"].item() == 0.0
-    assert ctx.metrics["opm/gate"].item() == 1.0
-    assert alive is not None and alive.all()  # visual is always kept
+    assert ctx.metrics["opm/drop_prob/audio"] == pytest.approx(q_a, rel=1e-5)
+    assert ctx.metrics["opm/drop_prob/visual"] == 0.0  # the weaker modality is never dropped
+    assert ctx.metrics["opm/dropped/audio"] == pytest.approx(q_a, abs=0.03)
+    assert ctx.metrics["opm/dropped/visual"] == 0.0
+    assert ctx.metrics["opm/gate"] == 1.0
+    assert alive is None or alive.all()  # visual is always kept: no sample is removed
+
+
+@pytest.mark.parametrize("host_math", [True, False])
+def test_opm_gate_and_drop_frequencies_through_the_strategy(host_math: bool) -> None:
+    model = _mlp_model()
+    strat = OPM(OPMParams(p_exe=0.7, rescale="per_modality"), model, torch.device("cpu"), seed=5)
+    strat.host_math = host_math
+    strat.forced_q = torch.tensor([0.4, 0.2])
+    fired, dropped, removed = [], [], 0
+    feats = {"audio": torch.ones(200, 8), "visual": torch.ones(200, 8)}
+    for _ in range(600):
+        ctx = _ctx([1.0, 1.0])
+        out, alive = strat.transform_features(feats, ctx)
+        fired.append(ctx.metrics["opm/gate"])
+        if ctx.metrics["opm/gate"]:
+            dropped.append((ctx.metrics["opm/dropped/audio"], ctx.metrics["opm/dropped/visual"]))
+            kept_a = out["audio"][out["audio"][:, 0] != 0]
+            assert torch.allclose(kept_a, torch.full_like(kept_a, 1 / 0.6))  # per_modality: / (1 - q_a)
+            assert alive is not None
+            removed += int((~alive).sum())
+    assert sum(fired) / len(fired) == pytest.approx(0.7, abs=0.05)
+    mean_a = sum(a for a, _ in dropped) / len(dropped)
+    mean_v = sum(v for _, v in dropped) / len(dropped)
+    assert mean_a == pytest.approx(0.4, abs=0.01) and mean_v == pytest.approx(0.2, abs=0.01)
+    assert removed / (200 * len(dropped)) == pytest.approx(0.4 * 0.2, abs=0.01)  # both dropped
+
+
+def test_host_formulas_equal_tensor_formulas() -> None:
+    from bml_core.imbalance import discrepancy_ratio_host
+    from bml_core.strategies.ogm import ogm_coefficient_host
+    from bml_core.strategies.opm import opm_drop_probability_host, opm_rescale_factors_host
+
+    g = torch.Generator().manual_seed(4)
+    for m in (2, 3, 4):
+        for _ in range(20):
+            s = torch.rand(m, generator=g, dtype=torch.float64) * 50
+            for kind in ("pairwise_mean", "vs_rest", "vs_min"):
+                rho = discrepancy_ratio(s, kind)
+                assert discrepancy_ratio_host(s.tolist(), kind) == pytest.approx(rho.tolist(), rel=1e-9)
+            rho = discrepancy_ratio(s)
+            for form in ("official", "smooth"):
+                k = ogm_coefficient(rho, 0.7, form).tolist()
+                assert ogm_coefficient_host(rho.tolist(), 0.7, form) == pytest.approx(k, rel=1e-9)
+            q = opm_drop_probability(rho, 0.6, 0.9)
+            assert opm_drop_probability_host(rho.tolist(), 0.6, 0.9) == pytest.approx(q.tolist(), rel=1e-9)
+            w = torch.rand(m, generator=g, dtype=torch.float64)
+            w = w / w.sum()
+            for rescale in ("global", "per_modality", "none"):
+                f = opm_rescale_factors(q, w, rescale).tolist()
+                assert opm_rescale_factors_host(q.tolist(), w.tolist(), rescale) == pytest.approx(f, rel=1e-9)
 
 
 def test_opm_previous_rho_source() -> None:
@@ -346,10 +402,10 @@ def test_opm_previous_rho_source() -> None:
     feats = {"audio": torch.ones(8, 8), "visual": torch.ones(8, 8)}
     ctx1 = _ctx([1.0, 1.0])
     strat.transform_features(feats, ctx1)  # no previous: uses this batch's rho = 1 -> q = 0
-    assert ctx1.metrics["opm/drop_prob/audio"].item() == 0.0
+    assert ctx1.metrics["opm/drop_prob/audio"] == 0.0
     ctx2 = _ctx([3.0, 1.0])
     strat.transform_features(feats, ctx2)  # uses the previous batch's rho (1.0) -> still 0
-    assert ctx2.metrics["opm/drop_prob/audio"].item() == 0.0
+    assert ctx2.metrics["opm/drop_prob/audio"] == 0.0
     ctx3 = _ctx([1.0, 1.0])
     strat.transform_features(feats, ctx3)  # previous rho = 3 -> q > 0
-    assert ctx3.metrics["opm/drop_prob/audio"].item() > 0.5
+    assert ctx3.metrics["opm/drop_prob/audio"] > 0.5
