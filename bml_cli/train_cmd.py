@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
         ),
         preset: str = typer.Option(None, "--preset", help="start from a paper preset (see examples/)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar"),
+        to_db: bool = typer.Option(
+            False, "--db", help="also stream the run into the store (BML_DATABASE_URL); prints its run id"
+        ),
     ) -> None:
         """Train one run in this process; exit 0 ok, 2 invalid config or data, 1 failure."""
         from bml_core.data import build_dataset
@@ -85,6 +88,10 @@ def register(app: typer.Typer) -> None:
         sinks: list[MetricSink] = [JsonlSink(run_dir / "metrics.jsonl")]
         if progress:
             sinks.append(ProgressSink())
+        if to_db:
+            from bml_cli.store_cmd import open_run_sink
+
+            sinks.append(open_run_sink(cfg))
         for s in sinks:
             trainer.sink.sinks.append(s)
         try:

@@ -1,1 +1,101 @@
-"""db"""
+"""The store: runs and their metric series in SQLite or PostgreSQL (SQLAlchemy 2 + Alembic).
+
+`db.engine` connects and migrates, `db.runs` is the run lifecycle the worker drives,
+`db.queries` returns plain data to the app and the CLI, `db.sink.DbMetricSink` streams
+a training run's metrics into the store. Only sqlalchemy and `bml_core.config`/`sinks`
+are imported here: never torch, the worker or the app."""
+
+from __future__ import annotations
+
+from db.engine import check_schema, current_revision, database_url, head_revision, make_engine, upgrade
+from db.errors import InvalidMetricKey, InvalidRunState, RunNotFound, SchemaError, StoreError
+from db.ingest import MAX_KEY_LENGTH, ROLLUP_WIDTHS, write_points
+from db.queries import (
+    Downsampled,
+    EventInfo,
+    GroupAggregate,
+    RunDetail,
+    RunInfo,
+    RunPage,
+    SeriesData,
+    config_diff,
+    downsampled_many,
+    downsampled_series,
+    flatten_config,
+    get_run,
+    group_aggregate,
+    latest_values,
+    list_groups,
+    list_runs,
+    run_events,
+    run_points,
+    series_keys,
+    series_since,
+    series_tail,
+)
+from db.runs import (
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    add_event,
+    cancel_requested,
+    claim_run,
+    create_run,
+    create_sweep,
+    delete_run,
+    finish_run,
+    heartbeat,
+    request_cancel,
+    requeue_stale,
+)
+from db.sink import DbMetricSink
+
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "ROLLUP_WIDTHS",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "DbMetricSink",
+    "Downsampled",
+    "EventInfo",
+    "GroupAggregate",
+    "InvalidMetricKey",
+    "InvalidRunState",
+    "RunDetail",
+    "RunInfo",
+    "RunNotFound",
+    "RunPage",
+    "SchemaError",
+    "SeriesData",
+    "StoreError",
+    "add_event",
+    "cancel_requested",
+    "check_schema",
+    "claim_run",
+    "config_diff",
+    "create_run",
+    "create_sweep",
+    "current_revision",
+    "database_url",
+    "delete_run",
+    "downsampled_many",
+    "downsampled_series",
+    "finish_run",
+    "flatten_config",
+    "get_run",
+    "group_aggregate",
+    "head_revision",
+    "heartbeat",
+    "latest_values",
+    "list_groups",
+    "list_runs",
+    "make_engine",
+    "request_cancel",
+    "requeue_stale",
+    "run_events",
+    "run_points",
+    "series_keys",
+    "series_since",
+    "series_tail",
+    "upgrade",
+    "write_points",
+]

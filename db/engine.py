@@ -1,0 +1,165 @@
+"""Connecting to the store and migrating it.
+
+`make_engine()` opens `BML_DATABASE_URL`, or by default a SQLite file `$BML_HOME/bml.db`
+(WAL, synchronous=NORMAL, busy_timeout); `upgrade()` applies the Alembic migrations shipped
+in `db/migrations/` (`bml db upgrade`); `check_schema()` is what the app and the worker call
+before they start, so that they refuse an un-migrated database with a clear message."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+
+from db.errors import SchemaError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DATABASE_FILE = "bml.db"
+busy_timeout_ms = 30_000
+postgres_connect_timeout_s = 5
+
+
+def bml_home() -> Path:
+    return Path(os.environ.get("BML_HOME", ".bml")).resolve()
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else `BML_DATABASE_URL`, else SQLite under BML_HOME.
+    `postgresql://` and `postgres://` URLs are sent to psycopg 3."""
+    url = url or os.environ.get("BML_DATABASE_URL") or ""
+    if not url:
+        return f"sqlite:///{bml_home() / DATABASE_FILE}"
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # SQLAlchemy emits BEGIN itself (see _sqlite_on_begin); pysqlite's own handling is off.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    # Write transactions take the write lock up front (BEGIN IMMEDIATE): a deferred
+    # transaction that reads first and writes later fails at once with "database is
+    # locked" when another writer committed meanwhile, whatever the busy timeout.
+    if conn.get_execution_options().get("bml_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for the store (see `database_url`). Creates BML_HOME for the SQLite file."""
+    full = make_url(database_url(url))
+    if full.get_backend_name() == "sqlite":
+        if full.database and full.database != ":memory:":
+            Path(full.database).parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        engine = create_engine(full, connect_args=connect_args, **kwargs)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if full.get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("connect_args", {"connect_timeout": postgres_connect_timeout_s})
+    return create_engine(full, **kwargs)
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """`with write_tx(engine) as conn:` one transaction meant to write (BEGIN IMMEDIATE on
+    SQLite); commits at the end of the block, rolls back on an exception."""
+    with engine.connect() as conn:
+        conn.execution_options(bml_write=True)
+        with conn.begin():
+            yield conn
+
+
+def alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def head_revision() -> str:
+    """The schema revision this code needs."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS_DIR))
+    head = script.get_current_head()
+    if head is None:
+        raise SchemaError(f"no migrations found in {MIGRATIONS_DIR}")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision; None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine | None = None, revision: str = "head") -> str:
+    """Apply the migrations up to `revision`; returns the database's revision after."""
+    from alembic import command
+
+    engine = engine or make_engine()
+    cfg = alembic_config(engine)
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+        conn.commit()
+    rev = current_revision(engine)
+    return rev or ""
+
+
+def describe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaError unless the database is at the revision this code needs. The app,
+    the worker and the CLI call this before they start."""
+    head = head_revision()
+    try:
+        current = current_revision(engine)
+    except Exception as exc:
+        raise SchemaError(f"cannot open the store at {describe(engine)}: {exc}") from exc
+    if current == head:
+        return
+    if current is None:
+        raise SchemaError(
+            f"the store at {describe(engine)} is not migrated (it has no schema; this code needs "
+            f"revision {head}). Run `bml db upgrade` first."
+        )
+    from alembic.script import ScriptDirectory
+
+    known = {s.revision for s in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
+    if current not in known:
+        raise SchemaError(
+            f"the store at {describe(engine)} is at revision {current}, which this code does not "
+            f"know (it needs {head}): it was migrated by a newer BML Studio; upgrade the code."
+        )
+    raise SchemaError(
+        f"the store at {describe(engine)} is at revision {current}; this code needs {head}. "
+        "Run `bml db upgrade` first."
+    )

@@ -1,0 +1,648 @@
+"""Reads for the app and the CLI. Every function returns plain data (dataclasses, dicts,
+lists of numbers): no ORM object or session leaves this module.
+
+Values read back as floats: NULL in the store is NaN, +/-inf stay infinite. Downsampled
+reads use the rollups kept by the writer (`db.ingest`), so their cost depends on the
+number of buckets asked for, not on the length of the series."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select, text
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
+
+from db.errors import RunNotFound, SeriesNotFound
+from db.ingest import NAN_SUM_SQL, ROLLUP_WIDTHS
+from db.models import Event, Point, Rollup, Run, RunTag, Series
+
+# A rollup width is used when rounding the bucket width up to a multiple of it costs at
+# most this share of extra width (so the bucket count stays close to the one asked for).
+bucket_width_slack = 1.25
+default_max_buckets = 2_000
+
+
+def _f(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run as listed: everything but its config."""
+
+    id: int
+    name: str
+    group: str
+    tags: list[str]
+    status: str
+    strategy: str
+    dataset: str
+    seed: int
+    attempt: int
+    max_attempts: int
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    progress: float
+    step: int
+    total_steps: int | None
+    error: str | None
+    summary: dict[str, Any] | None
+    cancel_requested: bool
+    dropped_points: int
+    sweep_id: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: timestamps as ISO 8601 strings."""
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, datetime):
+                out[k] = v.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class RunDetail(RunInfo):
+    """A run with its full config and the tail of its traceback."""
+
+    config: dict[str, Any] = field(default_factory=dict)
+    traceback_tail: str | None = None
+
+
+@dataclass(frozen=True)
+class RunPage:
+    runs: list[RunInfo]
+    total: int  # runs matching the filters, over all pages
+    limit: int | None
+    offset: int
+
+
+_LIST_COLUMNS = (
+    Run.id,
+    Run.name,
+    Run.group.label("group"),
+    Run.status,
+    Run.strategy,
+    Run.dataset,
+    Run.seed,
+    Run.attempt,
+    Run.max_attempts,
+    Run.worker,
+    Run.created_at,
+    Run.started_at,
+    Run.finished_at,
+    Run.heartbeat_at,
+    Run.progress,
+    Run.step,
+    Run.total_steps,
+    Run.error,
+    Run.summary,
+    Run.cancel_requested,
+    Run.dropped_points,
+    Run.sweep_id,
+)
+
+
+def _run_info(row: Any, tags: list[str]) -> dict[str, Any]:
+    m = row._mapping
+    return {
+        "id": int(m["id"]),
+        "name": m["name"],
+        "group": m["group"],
+        "tags": tags,
+        "status": m["status"],
+        "strategy": m["strategy"],
+        "dataset": m["dataset"],
+        "seed": int(m["seed"]),
+        "attempt": int(m["attempt"]),
+        "max_attempts": int(m["max_attempts"]),
+        "worker": m["worker"],
+        "created_at": m["created_at"],
+        "started_at": m["started_at"],
+        "finished_at": m["finished_at"],
+        "heartbeat_at": m["heartbeat_at"],
+        "progress": float(m["progress"]),
+        "step": int(m["step"]),
+        "total_steps": None if m["total_steps"] is None else int(m["total_steps"]),
+        "error": m["error"],
+        "summary": m["summary"],
+        "cancel_requested": bool(m["cancel_requested"]),
+        "dropped_points": int(m["dropped_points"]),
+        "sweep_id": m["sweep_id"],
+    }
+
+
+def _tags_of(conn: Connection, run_ids: Sequence[int]) -> dict[int, list[str]]:
+    tags: dict[int, list[str]] = defaultdict(list)
+    if run_ids:
+        rows = conn.execute(
+            select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(run_ids)).order_by(RunTag.tag)
+        )
+        for run_id, tag in rows:
+            tags[run_id].append(tag)
+    return tags
+
+
+def require_run(conn: Connection, run_id: int) -> None:
+    if conn.execute(select(Run.id).where(Run.id == run_id)).first() is None:
+        raise RunNotFound(run_id)
+
+
+def get_run(engine: Engine, run_id: int) -> RunDetail:
+    """One run with its config; RunNotFound for an unknown id."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*_LIST_COLUMNS, Run.config, Run.traceback_tail).where(Run.id == run_id)
+        ).first()
+        if row is None:
+            raise RunNotFound(run_id)
+        tags = _tags_of(conn, [run_id])[run_id]
+    return RunDetail(
+        **_run_info(row, tags), config=row._mapping["config"], traceback_tail=row._mapping["traceback_tail"]
+    )
+
+
+def list_runs(
+    engine: Engine,
+    *,
+    status: str | Sequence[str] | None = None,
+    strategy: str | None = None,
+    dataset: str | None = None,
+    group: str | None = None,
+    tags: Iterable[str] | None = None,
+    text: str | None = None,
+    sweep_id: int | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> RunPage:
+    """Runs matching every filter given, newest first, one page (`limit` None: all).
+    `tags`: runs carrying all of them; `text`: case-insensitive substring of name, group
+    or strategy, or the run id."""
+    where: list[ColumnElement[bool]] = []
+    if status is not None:
+        where.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
+    if strategy is not None:
+        where.append(Run.strategy == strategy)
+    if dataset is not None:
+        where.append(Run.dataset == dataset)
+    if group is not None:
+        where.append(Run.group == group)
+    if sweep_id is not None:
+        where.append(Run.sweep_id == sweep_id)
+    for tag in tags or ():
+        where.append(exists().where(RunTag.run_id == Run.id, RunTag.tag == tag))
+    if text:
+        needle = text.lower()
+        match = [
+            func.lower(Run.name).contains(needle, autoescape=True),
+            func.lower(Run.group).contains(needle, autoescape=True),
+            func.lower(Run.strategy).contains(needle, autoescape=True),
+        ]
+        if text.strip().isdigit():
+            match.append(Run.id == int(text.strip()))
+        where.append(or_(*match))
+    cond = and_(True, *where)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(Run).where(cond)).scalar_one()
+        query = select(*_LIST_COLUMNS).where(cond).order_by(Run.id.desc()).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        rows = conn.execute(query).all()
+        tags_by_run = _tags_of(conn, [r.id for r in rows])
+    runs = [RunInfo(**_run_info(r, tags_by_run.get(r.id, []))) for r in rows]
+    return RunPage(runs=runs, total=int(total), limit=limit, offset=offset)
+
+
+def list_groups(engine: Engine) -> dict[str, int]:
+    """Group names with their number of runs, by name."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(Run.group, func.count()).group_by(Run.group).order_by(Run.group))
+        return {g: int(n) for g, n in rows}
+
+
+@dataclass(frozen=True)
+class EventInfo:
+    id: int
+    run_id: int
+    time: datetime
+    level: str
+    message: str
+
+
+def run_events(engine: Engine, run_id: int, after_id: int = 0, limit: int | None = None) -> list[EventInfo]:
+    """The run's events in order; `after_id` for incremental polling."""
+    with engine.connect() as conn:
+        require_run(conn, run_id)
+        query = (
+            select(Event.id, Event.run_id, Event.time, Event.level, Event.message)
+            .where(Event.run_id == run_id, Event.id > after_id)
+            .order_by(Event.id)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            EventInfo(id=int(r.id), run_id=int(r.run_id), time=r.time, level=r.level, message=r.message)
+            for r in conn.execute(query)
+        ]
+
+
+# --------------------------------------------------------------------------- configs
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2} (dotted paths as `--set` takes)."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping) and node:
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list | tuple) and node:
+            for i, v in enumerate(node):
+                walk(v, f"{path}.{i}" if path else str(i))
+        else:
+            out[path] = node
+
+    walk(config, prefix)
+    return out
+
+
+def diff_configs(configs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[int, Any]]:
+    """Dotted paths whose values differ between the configs: {path: {run_id: value}}; a
+    run whose config lacks the path is left out of that path's dict."""
+    flat = {rid: flatten_config(cfg) for rid, cfg in configs.items()}
+    paths = sorted({p for f in flat.values() for p in f})
+    out: dict[str, dict[int, Any]] = {}
+    for path in paths:
+        present = {rid: f[path] for rid, f in flat.items() if path in f}
+        values = list(present.values())
+        if len(present) < len(flat) or any(v != values[0] for v in values[1:]):
+            out[path] = present
+    return out
+
+
+def config_diff(engine: Engine, run_ids: Sequence[int]) -> dict[str, dict[int, Any]]:
+    """The config keys (dotted paths) that differ between the runs, with each run's value."""
+    with engine.connect() as conn:
+        rows: dict[int, dict[str, Any]] = dict(
+            conn.execute(select(Run.id, Run.config).where(Run.id.in_(list(run_ids)))).all()
+        )
+    for rid in run_ids:
+        if rid not in rows:
+            raise RunNotFound(rid)
+    return diff_configs({rid: rows[rid] for rid in run_ids})
+
+
+# --------------------------------------------------------------------------- series
+
+
+@dataclass(frozen=True)
+class SeriesData:
+    key: str
+    steps: list[int]
+    values: list[float]
+
+
+def _series_ids(conn: Connection, run_id: int, keys: Iterable[str] | None = None) -> dict[str, int]:
+    require_run(conn, run_id)
+    query = select(Series.key, Series.id).where(Series.run_id == run_id).order_by(Series.key)
+    ids = {k: int(i) for k, i in conn.execute(query)}
+    if keys is None:
+        return ids
+    wanted = list(keys)
+    missing = [k for k in wanted if k not in ids]
+    if missing:
+        raise SeriesNotFound(
+            f"run {run_id} has no series {missing[0]!r} (it has {len(ids)} keys: see series_keys)"
+        )
+    return {k: ids[k] for k in wanted}
+
+
+def series_keys(engine: Engine, run_id: int) -> list[str]:
+    """The run's metric keys, sorted."""
+    with engine.connect() as conn:
+        return list(_series_ids(conn, run_id))
+
+
+def series_since(
+    engine: Engine,
+    run_id: int,
+    after_step: int | Mapping[str, int] | None = None,
+    keys: Iterable[str] | None = None,
+    limit: int | None = None,
+) -> dict[str, SeriesData]:
+    """Points with step > after_step (per key when a mapping; None: from the start), in
+    step order, at most `limit` per key: the incremental poll of a live chart."""
+    out: dict[str, SeriesData] = {}
+    with engine.connect() as conn:
+        for key, sid in _series_ids(conn, run_id, keys).items():
+            after = after_step.get(key) if isinstance(after_step, Mapping) else after_step
+            query = select(Point.step, Point.value).where(Point.series_id == sid)
+            if after is not None:
+                query = query.where(Point.step > after)
+            query = query.order_by(Point.step)
+            if limit is not None:
+                query = query.limit(limit)
+            rows = conn.execute(query).all()
+            out[key] = SeriesData(key, [int(r[0]) for r in rows], [_f(r[1]) for r in rows])
+    return out
+
+
+def series_tail(
+    engine: Engine, run_id: int, n: int = 100, keys: Iterable[str] | None = None
+) -> dict[str, SeriesData]:
+    """The last `n` points of each series (of `keys`, or all), in step order."""
+    out: dict[str, SeriesData] = {}
+    with engine.connect() as conn:
+        for key, sid in _series_ids(conn, run_id, keys).items():
+            query = (
+                select(Point.step, Point.value)
+                .where(Point.series_id == sid)
+                .order_by(Point.step.desc())
+                .limit(n)
+            )
+            rows = conn.execute(query).all()[::-1]
+            out[key] = SeriesData(key, [int(r[0]) for r in rows], [_f(r[1]) for r in rows])
+    return out
+
+
+def run_points(engine: Engine, run_id: int) -> dict[str, SeriesData]:
+    """Every point of every series of the run (export)."""
+    return series_since(engine, run_id)
+
+
+def latest_values(
+    engine: Engine, run_id: int, keys: Iterable[str] | None = None
+) -> dict[str, tuple[int, float]]:
+    """{key: (last step, value at that step)} for the run's series."""
+    with engine.connect() as conn:
+        ids = _series_ids(conn, run_id, keys)
+        if not ids:
+            return {}
+        inner = aliased(Point)
+        last = select(func.max(inner.step)).where(inner.series_id == Series.id).scalar_subquery()
+        query = (
+            select(Series.key, Point.step, Point.value)
+            .join(Point, Point.series_id == Series.id)
+            .where(Series.id.in_(list(ids.values())), Point.step == last)
+        )
+        return {k: (int(s), _f(v)) for k, s, v in conn.execute(query)}
+
+
+# --------------------------------------------------------------------------- downsampling
+
+
+@dataclass(frozen=True)
+class BucketPlan:
+    """How a step range is cut: buckets of `bucket_width` steps aligned at multiples of it
+    (bucket b holds steps b*bucket_width .. (b+1)*bucket_width-1), read from rollups of
+    `source_width` steps (1: the points themselves)."""
+
+    source_width: int
+    bucket_width: int
+    first_bucket: int
+    last_bucket: int
+
+
+def plan_buckets(lo: int, hi: int, max_buckets: int) -> BucketPlan:
+    """The bucket width (<= max_buckets buckets over steps lo..hi) and the coarsest rollup
+    width it can be read from."""
+    if max_buckets < 1:
+        raise ValueError("max_buckets must be >= 1")
+    span = hi - lo + 1
+    if span <= max_buckets:
+        needed = 1
+    elif max_buckets == 1:
+        needed = hi + 1
+    else:
+        needed = -(-span // (max_buckets - 1))  # ceil: aligned buckets overlap one more
+    for width in (*sorted(ROLLUP_WIDTHS, reverse=True), 1):
+        if width > needed:
+            continue
+        bucket = -(-needed // width) * width
+        if width == 1 or bucket <= bucket_width_slack * needed:
+            return BucketPlan(width, bucket, lo // bucket, hi // bucket)
+    raise AssertionError("unreachable: width 1 always fits")
+
+
+def _bucket_sql(plan: BucketPlan) -> Any:
+    w, b = plan.source_width, plan.bucket_width
+    if w == 1:
+        return text(
+            "SELECT a.series_id, a.bucket, a.first_step, a.last_step, a.vmin, a.vmax, a.vsum, "
+            "a.n_values, a.n_points, p.value AS last_value "
+            f"FROM (SELECT series_id, step / {b} AS bucket, min(step) AS first_step, max(step) AS last_step, "
+            "min(value) AS vmin, max(value) AS vmax, sum(value) AS vsum, count(value) AS n_values, "
+            "count(*) AS n_points FROM points "
+            "WHERE series_id IN :sids AND step >= :lo AND step < :hi "
+            f"GROUP BY series_id, step / {b}) AS a "
+            "JOIN points AS p ON p.series_id = a.series_id AND p.step = a.last_step "
+            "ORDER BY a.series_id, a.bucket"
+        ).bindparams(bindparam("sids", expanding=True))
+    ratio = b // w
+    return text(
+        "SELECT a.series_id, a.bucket, a.first_step, a.last_step, a.vmin, a.vmax, a.vsum, "
+        "a.n_values, a.n_points, r.last_value "
+        f"FROM (SELECT series_id, block / {ratio} AS bucket, min(first_step) AS first_step, "
+        f"max(last_step) AS last_step, min(vmin) AS vmin, max(vmax) AS vmax, {NAN_SUM_SQL} AS vsum, "
+        "sum(n_values) AS n_values, sum(n_points) AS n_points, max(block) AS last_block "
+        f"FROM rollups WHERE width = {w} AND series_id IN :sids AND block >= :lo AND block < :hi "
+        f"GROUP BY series_id, block / {ratio}) AS a "
+        f"JOIN rollups AS r ON r.series_id = a.series_id AND r.width = {w} AND r.block = a.last_block "
+        "ORDER BY a.series_id, a.bucket"
+    ).bindparams(bindparam("sids", expanding=True))
+
+
+def _bucket_rows(conn: Connection, sids: list[int], plan: BucketPlan) -> list[Any]:
+    b, w = plan.bucket_width, plan.source_width
+    lo_step, hi_step = plan.first_bucket * b, (plan.last_bucket + 1) * b
+    params = {"sids": sids, "lo": lo_step // w, "hi": hi_step // w}
+    return list(conn.execute(_bucket_sql(plan), params))
+
+
+def _step_range(conn: Connection, sids: list[int]) -> tuple[int, int] | None:
+    """First and last step over the series, from the coarsest rollups (a handful of rows)."""
+    widest = max(ROLLUP_WIDTHS)
+    row = conn.execute(
+        select(func.min(Rollup.first_step), func.max(Rollup.last_step)).where(
+            Rollup.series_id.in_(sids), Rollup.width == widest
+        )
+    ).first()
+    if row is None or row[0] is None:
+        return None
+    return int(row[0]), int(row[1])
+
+
+@dataclass(frozen=True)
+class Downsampled:
+    """A series cut into at most max_buckets buckets; one list entry per non-empty bucket.
+    steps/last_steps: the first and last step present in the bucket; means over the
+    non-NaN values; nan_counts: NaN points in the bucket (min/max/mean skip them)."""
+
+    key: str
+    bucket_width: int
+    source_width: int
+    steps: list[int]
+    last_steps: list[int]
+    mins: list[float]
+    maxs: list[float]
+    means: list[float]
+    lasts: list[float]
+    counts: list[int]
+    nan_counts: list[int]
+
+
+def _mean(vsum: Any, n_values: int) -> float:
+    if vsum is None or n_values == 0:
+        return math.nan
+    return float(vsum) / n_values
+
+
+def _plan_for(
+    conn: Connection, sids: list[int], max_buckets: int, start_step: int | None, end_step: int | None
+) -> BucketPlan | None:
+    rng = _step_range(conn, sids)
+    if rng is None:
+        return None
+    lo = rng[0] if start_step is None else max(rng[0], start_step)
+    hi = rng[1] if end_step is None else min(rng[1], end_step)
+    if hi < lo:
+        return None
+    return plan_buckets(lo, hi, max_buckets)
+
+
+def downsampled_many(
+    engine: Engine,
+    run_id: int,
+    keys: Iterable[str] | None = None,
+    max_buckets: int = default_max_buckets,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> dict[str, Downsampled]:
+    """`downsampled_series` for several keys (all when None), each planned on its own range."""
+    out: dict[str, Downsampled] = {}
+    with engine.connect() as conn:
+        for key, sid in _series_ids(conn, run_id, keys).items():
+            plan = _plan_for(conn, [sid], max_buckets, start_step, end_step)
+            rows = [] if plan is None else _bucket_rows(conn, [sid], plan)
+            out[key] = Downsampled(
+                key=key,
+                bucket_width=plan.bucket_width if plan else 1,
+                source_width=plan.source_width if plan else 1,
+                steps=[int(r.first_step) for r in rows],
+                last_steps=[int(r.last_step) for r in rows],
+                mins=[_f(r.vmin) for r in rows],
+                maxs=[_f(r.vmax) for r in rows],
+                means=[_mean(r.vsum, int(r.n_values)) for r in rows],
+                lasts=[_f(r.last_value) for r in rows],
+                counts=[int(r.n_points) for r in rows],
+                nan_counts=[int(r.n_points) - int(r.n_values) for r in rows],
+            )
+    return out
+
+
+def downsampled_series(
+    engine: Engine,
+    run_id: int,
+    key: str,
+    max_buckets: int = default_max_buckets,
+    start_step: int | None = None,
+    end_step: int | None = None,
+) -> Downsampled:
+    """At most `max_buckets` buckets with min, max, mean and last, computed in SQL from the
+    rollups (spikes survive: min and max are exact). Buckets are whole: the first and last
+    may reach a little outside [start_step, end_step]."""
+    return downsampled_many(engine, run_id, [key], max_buckets, start_step, end_step)[key]
+
+
+# --------------------------------------------------------------------------- groups
+
+
+@dataclass(frozen=True)
+class GroupAggregate:
+    """Per bucket (of bucket_width steps, starting at `steps`), the mean and sample std
+    over the runs of each run's mean in that bucket, and how many runs have a value there
+    (std is NaN below 2)."""
+
+    key: str
+    run_ids: list[int]
+    bucket_width: int
+    steps: list[int]
+    means: list[float]
+    stds: list[float]
+    counts: list[int]
+
+
+def group_aggregate(
+    engine: Engine,
+    key: str,
+    *,
+    group: str | None = None,
+    run_ids: Sequence[int] | None = None,
+    max_buckets: int = default_max_buckets,
+) -> GroupAggregate:
+    """Mean, std and count across the runs of a group (or the given runs) for one key,
+    per step, downsampled to at most `max_buckets` buckets shared by every run."""
+    if (group is None) == (run_ids is None):
+        raise ValueError("give either group or run_ids")
+    with engine.connect() as conn:
+        if run_ids is None:
+            ids = [
+                int(i)
+                for i in conn.execute(select(Run.id).where(Run.group == group).order_by(Run.id)).scalars()
+            ]
+        else:
+            ids = list(run_ids)
+            found = set(conn.execute(select(Run.id).where(Run.id.in_(ids))).scalars())
+            for rid in ids:
+                if rid not in found:
+                    raise RunNotFound(rid)
+        sids = [
+            int(s)
+            for s in conn.execute(
+                select(Series.id).where(Series.run_id.in_(ids), Series.key == key)
+            ).scalars()
+        ]
+        plan = _plan_for(conn, sids, max_buckets, None, None) if sids else None
+        rows = [] if plan is None else _bucket_rows(conn, sids, plan)
+    per_bucket: dict[int, list[float]] = defaultdict(list)
+    for r in rows:
+        mean = _mean(r.vsum, int(r.n_values))
+        if not math.isnan(mean):
+            per_bucket[int(r.bucket)].append(mean)
+        else:
+            per_bucket.setdefault(int(r.bucket), [])
+    width = plan.bucket_width if plan else 1
+    buckets = sorted(per_bucket)
+    means, stds, counts = [], [], []
+    for b in buckets:
+        vals = per_bucket[b]
+        n = len(vals)
+        mean = math.fsum(vals) / n if n else math.nan
+        if n >= 2 and math.isfinite(mean):
+            std = math.sqrt(math.fsum((v - mean) ** 2 for v in vals) / (n - 1))
+        else:
+            std = math.nan
+        means.append(mean)
+        stds.append(std)
+        counts.append(n)
+    return GroupAggregate(
+        key=key,
+        run_ids=ids,
+        bucket_width=width,
+        steps=[b * width for b in buckets],
+        means=means,
+        stds=stds,
+        counts=counts,
+    )

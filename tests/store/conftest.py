@@ -1,0 +1,214 @@
+"""Fixtures of the store suite: every test that takes `engine` runs on SQLite and on the
+machine's real PostgreSQL (127.0.0.1:5432, a fresh database per test session, dropped at
+the end). Tables are emptied before each test; the schema is migrated once per backend."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+import db
+
+PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
+TABLES = ("points", "rollups", "series", "events", "run_tags", "runs", "sweeps")
+
+
+def pg_url(database: str, port: int = PG_PORT) -> str:
+    return f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{port}/{database}"
+
+
+def _pg_ready() -> bool:
+    try:
+        with socket.create_connection((PG_HOST, PG_PORT), timeout=1):
+            pass
+    except OSError:
+        return False
+    if shutil.which("pg_isready"):
+        return subprocess.run(["pg_isready", "-h", PG_HOST, "-p", str(PG_PORT), "-q"]).returncode == 0
+    return True
+
+
+def ensure_postgres() -> None:
+    """Start the local cluster when it is not running (as scripts/ensure_services.sh does)."""
+    if _pg_ready():
+        return
+    if Path("/etc/postgresql").is_dir() and shutil.which("pg_ctlcluster"):
+        for version in sorted(os.listdir("/etc/postgresql")):
+            subprocess.run(
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"],
+                capture_output=True,
+                timeout=60,
+            )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if _pg_ready():
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"PostgreSQL is not running at {PG_HOST}:{PG_PORT} and could not be started")
+
+
+def _admin_execute(sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(sql.encode())
+
+
+class PostgresDatabases:
+    """Creates databases with unique names for this session and drops them at the end."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def create(self, label: str = "t") -> str:
+        ensure_postgres()
+        name = f"bml_test_{label}_{os.getpid()}_{secrets.token_hex(4)}"
+        _admin_execute(f'CREATE DATABASE "{name}"')
+        self.names.append(name)
+        return name
+
+    @staticmethod
+    def url(name: str, port: int = PG_PORT) -> str:
+        return pg_url(name, port)
+
+    def drop_all(self) -> None:
+        for name in self.names:
+            _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PostgresDatabases]:
+    dbs = PostgresDatabases()
+    yield dbs
+    dbs.drop_all()
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database of each backend, shared by the session."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'bml.db'}"
+    else:
+        url = pg_url(request.getfixturevalue("pg_databases").create("store"))
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def _engines() -> Iterator[dict[str, Engine]]:
+    engines: dict[str, Engine] = {}
+    yield engines
+    for e in engines.values():
+        e.dispose()
+
+
+@pytest.fixture
+def engine(store_url: str, _engines: dict[str, Engine], monkeypatch: pytest.MonkeyPatch) -> Engine:
+    """An empty, migrated store (BML_DATABASE_URL points at it too, for the CLI)."""
+    if store_url not in _engines:
+        _engines[store_url] = db.make_engine(store_url)
+    e = _engines[store_url]
+    with e.begin() as conn:
+        if e.dialect.name == "postgresql":
+            conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in TABLES:
+                conn.execute(text(f"DELETE FROM {table}"))
+    monkeypatch.setenv("BML_DATABASE_URL", store_url)
+    return e
+
+
+@pytest.fixture
+def backend(engine: Engine) -> str:
+    return engine.dialect.name
+
+
+class TcpProxy:
+    """A TCP forwarder to PostgreSQL that a test can stop (closing every connection and the
+    listening port: the database is unreachable) and start again on the same port."""
+
+    def __init__(self, target: tuple[str, int] = (PG_HOST, PG_PORT)):
+        self.target = target
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(64)
+        self._listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(OSError):  # wakes accept(); close() alone leaves it listening
+                self._listener.shutdown(socket.SHUT_RDWR)
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+
+@pytest.fixture
+def pg_proxy(pg_databases: PostgresDatabases) -> Iterator[tuple[TcpProxy, str]]:
+    """(proxy, database name): a migrated PostgreSQL database reachable through a proxy."""
+    name = pg_databases.create("proxy")
+    direct = db.make_engine(pg_url(name))
+    db.upgrade(direct)
+    direct.dispose()
+    proxy = TcpProxy()
+    proxy.start()
+    yield proxy, name
+    proxy.stop()
