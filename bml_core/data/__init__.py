@@ -1,7 +1,7 @@
 """Dataset registry and built-in datasets. `build_dataset(cfg)` turns a DatasetConfig into
 train/val/test splits."""
 
-from bml_core.data import features, synthetic  # noqa: F401  (registration)
+from bml_core.data import features, mfeat, synthetic  # noqa: F401  (registration)
 from bml_core.data.base import (
     DATASET_NOTES,
     DATASETS,
