@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bml_cli import train_cmd
+from bml_cli import data_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -20,6 +20,7 @@ def _root() -> None:
 
 
 train_cmd.register(app)
+data_cmd.register(app)
 
 
 def main() -> None:
