@@ -135,6 +135,8 @@ def prepare_features(
     rows = _rows(source)
     if dst_path.exists():
         if not force and read_meta(dst_path) == meta:
+            if progress:
+                progress(len(rows), len(rows))
             return PrepareResult(dst_path, len(rows), True, time.perf_counter() - t0)
         if not force:
             raise DatasetError(

@@ -28,16 +28,21 @@ def frame_level(k: int) -> int:
     return 30 + 25 * k
 
 
-def _jpeg_bytes(level: int, mode: str = "RGB", seed: int = 0) -> bytes:
+FrameSize = tuple[int, int]  # (width, height) in pixels
+FIXTURE_FRAME_SIZE: FrameSize = (FIXTURE_IMAGE_WIDTH_PX, FIXTURE_IMAGE_HEIGHT_PX)
+
+
+def _jpeg_bytes(level: int, mode: str = "RGB", seed: int = 0, size: FrameSize = FIXTURE_FRAME_SIZE) -> bytes:
     from PIL import Image
 
     rng = np.random.default_rng(seed)
+    width, height = size
     if mode == "L":
-        arr = np.full((FIXTURE_IMAGE_HEIGHT_PX, FIXTURE_IMAGE_WIDTH_PX), level, np.uint8)
+        arr = np.full((height, width), level, np.uint8)
     else:
-        arr = np.zeros((FIXTURE_IMAGE_HEIGHT_PX, FIXTURE_IMAGE_WIDTH_PX, 3), np.uint8)
+        arr = np.zeros((height, width, 3), np.uint8)
         arr[..., 0] = level
-        arr[..., 1] = np.linspace(0, 255, FIXTURE_IMAGE_WIDTH_PX)[None, :]  # left-right ramp: flips show
+        arr[..., 1] = np.linspace(0, 255, width)[None, :]  # left-right ramp: flips show
         arr[..., 2] = rng.integers(0, 256)
     buf = io.BytesIO()
     Image.fromarray(arr, mode).save(buf, format="JPEG", quality=95)
@@ -54,7 +59,11 @@ def _write_wav(path: Path, label: int, seconds: float) -> None:
 
 
 def write_cremad(
-    root: Path, clips_per_class: int = 4, test_per_class: int = 1, frames_per_clip: int = 4
+    root: Path,
+    clips_per_class: int = 4,
+    test_per_class: int = 1,
+    frames_per_clip: int = 4,
+    frame_size: FrameSize = FIXTURE_FRAME_SIZE,
 ) -> Path:
     """ROOT/train.csv, test.csv, AudioWAV/<clip>.wav, Image-01-FPS/<clip>/frame_0000k.jpg."""
     root.mkdir(parents=True, exist_ok=True)
@@ -68,7 +77,9 @@ def write_cremad(
             folder = root / "Image-01-FPS" / clip
             folder.mkdir(parents=True, exist_ok=True)
             for k in range(frames_per_clip):
-                (folder / f"frame_{k + 1:05d}.jpg").write_bytes(_jpeg_bytes(frame_level(k), seed=n))
+                (folder / f"frame_{k + 1:05d}.jpg").write_bytes(
+                    _jpeg_bytes(frame_level(k), seed=n, size=frame_size)
+                )
             rows["train" if j < clips_per_class else "test"].append(f"{clip},{code}")
     for split, lines in rows.items():
         (root / f"{split}.csv").write_text("\n".join(lines) + "\n")
@@ -86,6 +97,7 @@ def write_kinetics_sounds(
     test_per_class: int = 1,
     frames_per_video: int = 8,
     pickle_audio: bool = False,
+    frame_size: FrameSize = FIXTURE_FRAME_SIZE,
 ) -> Path:
     """ROOT/KS.json, video/<id>.hdf5 (dataset `video`, vlen uint8 JPEGs), audio/<id>.npy|.pkl."""
     import h5py
@@ -108,7 +120,9 @@ def write_kinetics_sounds(
                     "video", (frames_per_video,), dtype=h5py.vlen_dtype(np.dtype("uint8"))
                 )
                 for k in range(frames_per_video):
-                    data[k] = np.frombuffer(_jpeg_bytes(frame_level(k), seed=n), dtype=np.uint8)
+                    data[k] = np.frombuffer(
+                        _jpeg_bytes(frame_level(k), seed=n, size=frame_size), dtype=np.uint8
+                    )
             spec = (rng.standard_normal(KS_FIXTURE_SPECTROGRAM) + label).astype(np.float32)
             if pickle_audio:
                 with (root / "audio" / f"{vid}.pkl").open("wb") as fh:
@@ -123,7 +137,11 @@ UCF_FIXTURE_CLASSES = ["ApplyEyeMakeup", "Basketball", "YoYo"]
 
 
 def write_ucf101(
-    root: Path, videos_per_class: int = 4, test_per_class: int = 1, frames_per_video: int = 6
+    root: Path,
+    videos_per_class: int = 4,
+    test_per_class: int = 1,
+    frames_per_video: int = 6,
+    frame_size: FrameSize = FIXTURE_FRAME_SIZE,
 ) -> Path:
     """ROOT/classInd.txt, trainlist01.txt, testlist01.txt, rgb/, flow/u/, flow/v/."""
     root.mkdir(parents=True, exist_ok=True)
@@ -139,7 +157,9 @@ def write_ucf101(
                 folder.mkdir(parents=True, exist_ok=True)
                 count = frames_per_video if sub == "rgb" else frames_per_video - 1
                 for k in range(count):
-                    (folder / f"frame{k + 1:06d}.jpg").write_bytes(_jpeg_bytes(frame_level(k), mode, seed=n))
+                    (folder / f"frame{k + 1:06d}.jpg").write_bytes(
+                        _jpeg_bytes(frame_level(k), mode, seed=n, size=frame_size)
+                    )
             if j < videos_per_class:
                 train.append(f"{cls}/{name}.avi {label + 1}")
             else:
