@@ -15,8 +15,9 @@ audio: [1, F, T] (`audio_frames` crops/zero-pads T when files differ). visual: [
 size]: the first, middle and last frame as in the official loader (which, reading
 `video_data[i - 1]`, shifted every frame by one; here frame i is frame i), or one random
 frame per third of the clip in training with `train_frames: random`. Training frames get
-RandomResizedCrop(size, scale 0.25-1, ratio 3/4-4/3) + flip, evaluation frames a resize
-of the short side + centre crop, ImageNet-normalised (the official transforms, size 112).
+RandomResizedCrop(size, scale 0.25-1, ratio 3/4-4/3) + flip, the same crop and flip for the
+three frames of a clip; evaluation frames a resize of the short side + centre crop;
+ImageNet-normalised (the official transforms, size 112).
 
 Pickle: the official audio files are pickles, and unpickling runs code. They are refused
 unless `trust_pickle` (CLI: --trust-pickle) names the file or a folder above it; even then
@@ -141,8 +142,14 @@ class KineticsSoundsDataset(FileDataset):
 
         encoded = read_hdf5_jpeg_frames(clip.video, pick)
         flip = self.transform.draw_flip(rng)
+        # one crop for the whole clip, as the official randomize_parameters() once per clip
+        crop_seed = int(rng.integers(2**63)) if rng is not None else None
+
+        def crop_rng() -> np.random.Generator | None:
+            return np.random.default_rng(crop_seed) if crop_seed is not None else None
+
         visual = torch.stack(
-            [self.transform(open_image(b, "RGB", str(clip.video)), rng, flip) for b in encoded]
+            [self.transform(open_image(b, "RGB", str(clip.video)), crop_rng(), flip) for b in encoded]
         )
         return {"audio": self.load_audio(clip.audio), "visual": visual}
 

@@ -131,3 +131,16 @@ def test_spectrograms_of_other_lengths_need_audio_frames(ks_root: Path) -> None:
     for ds in (fitted.train, fitted.val, fitted.test):
         for i in range(len(ds)):
             assert tuple(ds[i][0]["audio"].shape) == (1, KS_FIXTURE_SPECTROGRAM[0], 50)
+
+
+def test_training_crop_is_shared_by_the_frames_of_a_clip(ks_root: Path) -> None:
+    b = build(ks_root)
+    b.train.training = True
+    green = []
+    for epoch in range(4):
+        b.train.set_epoch(epoch, 0)
+        visual = b.train[0][0]["visual"]
+        ramp = visual[:, 1]  # the green ramp is the same image content in every frame
+        assert torch.allclose(ramp[0], ramp[1], atol=0.05) and torch.allclose(ramp[0], ramp[2], atol=0.05)
+        green.append(ramp[0])
+    assert any(not torch.allclose(green[0], g, atol=0.05) for g in green[1:])
