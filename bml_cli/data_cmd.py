@@ -4,11 +4,14 @@ the registered datasets (`list`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from bml_cli.common import EXIT_INVALID, invalid_input_exits
+
+if TYPE_CHECKING:
+    from bml_core.data.prepare import PrepareResult
 
 PREPARABLE = ("cremad", "kinetics-sounds", "ucf101")
 
@@ -24,6 +27,50 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
             raise ConfigError([(text, "a --param takes one key, e.g. --param frames=2")])
         params[path[0]] = value
     return params
+
+
+def _prepare(
+    dataset: str,
+    src: Path,
+    dst: Path,
+    param: list[str] | None,
+    trust_pickle: list[Path] | None,
+    dtype: str,
+    force: bool,
+    progress: bool,
+) -> PrepareResult:
+    from bml_core.data.prepare import prepare_features
+
+    with invalid_input_exits():
+        params = parse_params(param)
+        if trust_pickle:
+            params["trust_pickle"] = [str(p) for p in trust_pickle] + list(params.get("trust_pickle", []))
+        if progress:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            with Progress(
+                TextColumn(f"encoding {dataset}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+            ) as bar:
+                task = bar.add_task("encode", total=None)
+
+                def report(done: int, total: int) -> None:
+                    bar.update(task, completed=done, total=total)
+
+                result = prepare_features(dataset, src, dst, params, dtype, force, report)
+        else:
+            result = prepare_features(dataset, src, dst, params, dtype, force)
+    return result
 
 
 def register(app: typer.Typer) -> None:
@@ -49,40 +96,20 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Encode a raw dataset once into the features format; train on it with
         `dataset: {name: features, path: DST}`. Exit 0 ok, 2 invalid input (the file is named)."""
-        from bml_core.data.prepare import prepare_features
-
         if dataset.replace("_", "-") not in PREPARABLE:
             typer.echo(f"error: cannot prepare {dataset!r}; choose one of {', '.join(PREPARABLE)}", err=True)
             raise typer.Exit(EXIT_INVALID)
-        with invalid_input_exits():
-            params = parse_params(param)
-            if trust_pickle:
-                params["trust_pickle"] = [str(p) for p in trust_pickle] + list(params.get("trust_pickle", []))
-            if progress:
-                from rich.console import Console
-                from rich.progress import (
-                    BarColumn,
-                    MofNCompleteColumn,
-                    Progress,
-                    TextColumn,
-                    TimeRemainingColumn,
+        partial = dst.with_name(dst.name + ".partial")
+        try:
+            result = _prepare(dataset, src, dst, param, trust_pickle, dtype, force, progress)
+        except typer.Exit:
+            if partial.exists():
+                typer.echo(
+                    f"note: the clips encoded so far are kept in {partial}; fix the file above and rerun "
+                    "the same command to continue from there",
+                    err=True,
                 )
-
-                with Progress(
-                    TextColumn(f"encoding {dataset}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeRemainingColumn(),
-                    console=Console(stderr=True),
-                ) as bar:
-                    task = bar.add_task("encode", total=None)
-
-                    def report(done: int, total: int) -> None:
-                        bar.update(task, completed=done, total=total)
-
-                    result = prepare_features(dataset, src, dst, params, dtype, force, report)
-            else:
-                result = prepare_features(dataset, src, dst, params, dtype, force)
+            raise
         if result.reused:
             typer.echo(
                 f"{result.path} is up to date ({result.rows} clips); nothing to do (--force re-encodes)"

@@ -326,3 +326,29 @@ def test_unknown_dataset_and_bad_param(cremad_root: Path, tmp_path: Path) -> Non
 def test_soundfile_fixture_is_real_wav(cremad_root: Path) -> None:
     info = soundfile.info(str(next((cremad_root / "AudioWAV").glob("*.wav"))))
     assert info.format == "WAV" and info.samplerate == 16000
+
+
+def test_a_bad_file_mid_encoding_keeps_a_partial_that_resumes(cremad_root: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    victim = sorted((cremad_root / "Image-01-FPS").glob("*/*.jpg"))[-1]  # a test clip: encoded late
+    good = victim.read_bytes()
+    noise = np.random.default_rng(1).integers(0, 256, (150, 200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(victim, format="JPEG")
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    dst = tmp_path / "c.h5"
+    failed = runner.invoke(
+        app,
+        ["data", "prepare", "cremad", str(cremad_root), str(dst), "--no-progress"]
+        + ["--param", f"image_size={SIZE}", "--param", "frames=4"],
+    )
+    assert failed.exit_code == 2 and victim.name in failed.output
+    assert not dst.exists() and "kept in" in failed.output
+    victim.write_bytes(good)
+    resumed = runner.invoke(
+        app,
+        ["data", "prepare", "cremad", str(cremad_root), str(dst), "--no-progress"]
+        + ["--param", f"image_size={SIZE}", "--param", "frames=4"],
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "kept from an interrupted run" in resumed.output and dst.is_file()
