@@ -90,3 +90,19 @@ def test_flow_u_and_v_must_pair(ucf_root: Path) -> None:
     sorted(folder.iterdir())[-1].unlink()
     with pytest.raises(DatasetError, match="u and v must pair up"):
         build(ucf_root)
+
+
+def test_training_frames_are_random_per_segment(ucf_root: Path) -> None:
+    b = build(ucf_root, augment=False)
+    b.train.training = True
+    picks = set()
+    for epoch in range(8):
+        b.train.set_epoch(epoch, 1)
+        rgb = b.train[0][0]["rgb"]
+        red = rgb[:, 0].mean(dim=(1, 2)) * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+        p = tuple(level_index(float(r)) for r in red)
+        assert 0 <= p[0] < 2 <= p[1] < 4 <= p[2] < 6  # one frame from each third of 6
+        picks.add(p)
+    assert len(picks) > 1
+    b.train.set_epoch(3, 1)
+    assert torch.equal(b.train[0][0]["rgb"], b.train[0][0]["rgb"])
