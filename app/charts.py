@@ -1,0 +1,113 @@
+"""Plotly figures for the dashboard, built from plain lists (the store's downsampled
+buckets). `uirevision` keeps the user's zoom and legend choices across refreshes; the
+modebar's camera button saves a PNG in the browser (no server-side renderer)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import plotly.graph_objects as go
+
+chart_height_px = 320
+# Colours per trace position (Plotly's default qualitative palette), so a band shares its line's colour.
+PALETTE = (
+    "#636efa",
+    "#ef553b",
+    "#00cc96",
+    "#ab63fa",
+    "#ffa15a",
+    "#19d3f3",
+    "#ff6692",
+    "#b6e880",
+    "#ff97ff",
+    "#fecb52",
+)
+
+
+@dataclass
+class Trace:
+    """One line (optionally with a shaded band from `lower` to `upper`)."""
+
+    name: str
+    x: Sequence[float]
+    y: Sequence[float]
+    lower: Sequence[float] | None = None
+    upper: Sequence[float] | None = None
+    markers: bool = False
+    dash: str | None = None
+    group: str | None = None
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def _clean(values: Sequence[float]) -> list[float | None]:
+    return [None if (v is None or (isinstance(v, float) and not math.isfinite(v))) else v for v in values]
+
+
+def line_figure(
+    traces: Sequence[Trace],
+    *,
+    title: str,
+    y_title: str = "",
+    uirevision: str | int = "keep",
+    hline: float | None = None,
+    height_px: int = chart_height_px,
+) -> go.Figure:
+    """Lines (and bands) sharing one x axis."""
+    fig = go.Figure()
+    for i, trace in enumerate(traces):
+        colour = PALETTE[i % len(PALETTE)]
+        if trace.lower is not None and trace.upper is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=list(trace.x) + list(trace.x)[::-1],
+                    y=_clean(list(trace.upper)) + _clean(list(trace.lower))[::-1],
+                    fill="toself",
+                    fillcolor=_rgba(colour, 0.18),
+                    line={"width": 0},
+                    hoverinfo="skip",
+                    showlegend=False,
+                    name=f"{trace.name} band",
+                    legendgroup=trace.group or trace.name,
+                )
+            )
+        fig.add_trace(
+            go.Scatter(
+                x=list(trace.x),
+                y=_clean(trace.y),
+                name=trace.name,
+                mode="lines+markers" if trace.markers else "lines",
+                line={"color": colour, "width": 1.6, "dash": trace.dash},
+                marker={"size": 5},
+                legendgroup=trace.group or trace.name,
+                connectgaps=False,
+            )
+        )
+    if hline is not None:
+        fig.add_hline(y=hline, line_dash="dot", line_color="grey", opacity=0.7)
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height_px,
+        margin={"l": 10, "r": 10, "t": 36, "b": 10},
+        uirevision=uirevision,
+        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0.0, "xanchor": "left"},
+        xaxis_title=None,
+        yaxis_title=y_title,
+        hovermode="x unified",
+    )
+    return fig
+
+
+def png_config(filename: str) -> dict[str, object]:
+    """st.plotly_chart config: the modebar's camera saves a PNG named after the chart."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in filename) or "chart"
+    return {
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": "png", "filename": safe, "scale": 2},
+    }

@@ -1,0 +1,33 @@
+"""The Streamlit entry point (`bml dashboard` runs `streamlit run app/main.py`): checks the
+store's schema, then routes the addresses of CONTRACT.md ("Dashboard addresses") to the
+page scripts in `app/pages/`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import store
+
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
+
+problem = store.schema_problem(store.engine())
+if problem is not None:
+    st.error(f"BML Studio cannot use its store: {problem}")
+    st.markdown(
+        "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
+    )
+    st.stop()
+
+pages = [
+    st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page(PAGES_DIR / "launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
+    st.Page(PAGES_DIR / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
+    st.Page(PAGES_DIR / "live.py", title="Live", icon=":material/monitoring:", url_path="live"),
+    st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(PAGES_DIR / "workers.py", title="Workers", icon=":material/dns:", url_path="workers"),
+]
+st.navigation(pages).run()

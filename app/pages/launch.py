@@ -1,0 +1,217 @@
+"""Launch: the run form generated from the config models, checked field by field as it
+is edited; launches one run per seed or a sweep grid through worker.client."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app import catalog, store
+from app import launch_logic as ll
+from app.form_fields import coerce
+from app.widgets import (
+    ensure_defaults,
+    field_widget,
+    fields_grid,
+    page_path,
+    show_error,
+    widget_key,
+    widget_values,
+)
+
+st.title("Launch runs")
+engine = store.engine()
+datasets = catalog.datasets()
+strategies = catalog.strategies()
+ensure_defaults(ll.default_values())
+st.session_state.setdefault(widget_key(ll.SWEEP_GRID_PATH), "")
+st.session_state.setdefault(widget_key(ll.SWEEP_NAME_PATH), "")
+st.session_state.setdefault(widget_key(ll.SWEEP_STRATEGIES_PATH), [])
+
+
+def _apply_preset() -> None:
+    preset = st.session_state.get("launch_preset")
+    if not preset:
+        return
+    specs = {s.path: s for s in ll.all_fields(list(strategies), [])}
+    for path, value in ll.preset_values(preset).items():
+        spec = specs.get(path)
+        st.session_state[widget_key(path)] = coerce(spec, value) if spec else value
+
+
+strategy_names: list[str] = list(st.session_state[widget_key(ll.STRATEGIES_PATH)])
+modalities: list[str] = list(st.session_state[widget_key(ll.ENCODER_MODALITIES_PATH)])
+sweep_on = bool(st.session_state.get("launch_sweep", False))
+sweep_strategies = list(st.session_state[widget_key(ll.SWEEP_STRATEGIES_PATH)])
+paths = [s.path for s in ll.all_fields(strategy_names, modalities)] + [
+    ll.SEEDS_PATH,
+    ll.SWEEP_GRID_PATH,
+    ll.SWEEP_NAME_PATH,
+]
+values = widget_values(paths)
+for name in sweep_strategies:
+    values.update(widget_values([s.path for s in ll.strategy_fields(name)]))
+check = ll.check_form(values, strategy_names, modalities, sweep=sweep_on, sweep_strategies=sweep_strategies)
+submitted = st.session_state.get("launch_submit_errors")
+errors = dict(check.errors)
+if submitted and submitted[0] == repr(values):
+    for path, msg in submitted[1].items():
+        errors.setdefault(path, msg)
+shown: set[str] = set()
+
+with st.container(border=True):
+    st.subheader("Run")
+    c1, c2, c3, c4 = st.columns(4)
+    run_specs = {s.path: s for s in ll.run_fields()}
+    with c1:
+        field_widget(run_specs["name"], errors, shown)
+    with c2:
+        field_widget(run_specs["group"], errors, shown)
+    with c3:
+        field_widget(run_specs["tags"], errors, shown)
+    with c4, st.container(key="field-seeds"):
+        st.text_input("seeds", key=widget_key(ll.SEEDS_PATH), help="one run per seed: 0,1,2 or 0-4")
+        show_error(ll.SEEDS_PATH, errors, shown)
+
+with st.container(border=True):
+    st.subheader("Dataset")
+    ds_specs = {s.path: s for s in ll.dataset_fields()}
+    c1, c2 = st.columns([1, 2])
+    with c1:
+        field_widget(ds_specs["dataset.name"], errors, shown)
+    chosen = datasets.get(st.session_state[widget_key("dataset.name")])
+    with c2:
+        if chosen is not None:
+            st.caption(
+                chosen.note + (" Needs `dataset.path` under BML_DATA_ROOTS." if chosen.needs_path else "")
+            )
+        field_widget(ds_specs["dataset.path"], errors, shown)
+    show_error("dataset", errors, shown)
+    fields_grid(
+        [ds_specs[p] for p in ("dataset.val_fraction", "dataset.test_fraction", "dataset.params")],
+        errors,
+        shown,
+    )
+
+with st.container(border=True):
+    st.subheader("Model")
+    fields_grid(ll.model_fields(), errors, shown, columns=2)
+    known = chosen.modalities if chosen is not None else []
+    with st.container(key="field-model-encoders"):
+        st.multiselect(
+            "modalities with a chosen encoder (the others are picked from their input rank)",
+            sorted(set(known) | set(modalities)),
+            key=widget_key(ll.ENCODER_MODALITIES_PATH),
+            accept_new_options=True,
+        )
+        show_error(ll.ENCODER_MODALITIES_PATH, errors, shown)
+    for m in modalities:
+        with st.expander(f"encoder of {m}", expanded=True):
+            show_error(f"model.encoders.{m}", errors, shown)
+            fields_grid(ll.encoder_fields(m), errors, shown, columns=5)
+
+with st.container(border=True):
+    st.subheader("Strategies")
+    c1, c2 = st.columns([2, 1])
+    with c1, st.container(key="field-strategies"):
+        st.multiselect(
+            "strategies, applied in order (none = joint training)",
+            list(strategies),
+            key=widget_key(ll.STRATEGIES_PATH),
+            format_func=lambda n: f"{n} — {strategies[n].summary}",
+        )
+        show_error(ll.STRATEGIES_PATH, errors, shown)
+    with c2:
+        presets = catalog.presets()
+        st.selectbox(
+            "preset",
+            list(presets),
+            key="launch_preset",
+            index=None,
+            placeholder="paper presets",
+            format_func=lambda p: f"{p}",
+        )
+        if st.session_state.get("launch_preset"):
+            st.caption(presets[st.session_state["launch_preset"]])
+        st.button("Apply preset", on_click=_apply_preset, disabled=not st.session_state.get("launch_preset"))
+    shown_params = list(dict.fromkeys(strategy_names + (sweep_strategies if sweep_on else [])))
+    for name in shown_params:
+        if name == "joint":
+            continue
+        with st.expander(f"{name} parameters — {strategies[name].summary}", expanded=True):
+            show_error(f"strategy.{name}", errors, shown)
+            fields_grid(ll.strategy_fields(name), errors, shown, columns=4)
+
+for title, section in ll.SECTIONS:
+    with st.container(border=True):
+        st.subheader(title)
+        show_error(section, errors, shown)
+        fields_grid(ll.section_fields(section), errors, shown, columns=4)
+
+with st.container(border=True):
+    st.subheader("Sweep")
+    st.toggle(
+        "launch a sweep: a grid over strategies and parameters × seeds, as one group", key="launch_sweep"
+    )
+    if sweep_on:
+        c1, c2 = st.columns(2)
+        with c1:
+            st.multiselect(
+                "strategies to compare (each with the parameters above)",
+                list(strategies),
+                key=widget_key(ll.SWEEP_STRATEGIES_PATH),
+            )
+            with st.container(key="field-sweep-name"):
+                st.text_input("sweep name (the group of its runs)", key=widget_key(ll.SWEEP_NAME_PATH))
+                show_error(ll.SWEEP_NAME_PATH, errors, shown)
+        with c2, st.container(key="field-sweep-grid"):
+            st.text_area(
+                "parameter grid: one `key.path = [values]` per line",
+                key=widget_key(ll.SWEEP_GRID_PATH),
+                placeholder="strategies.0.alpha = [0.4, 0.8]\noptim.lr = [0.01, 0.001]",
+            )
+            show_error(ll.SWEEP_GRID_PATH, errors, shown)
+
+for advice in check.advisories:
+    st.warning(advice, icon=":material/lightbulb:")
+leftover = {p: m for p, m in errors.items() if p not in shown}
+for path, msg in leftover.items():
+    st.error(f"{path}: {msg}", icon=":material/error:")
+
+count = check.run_count if check.ok else 0
+label = f"Launch {count} run{'s' if count != 1 else ''}" if check.ok else "Launch"
+if st.button(label, type="primary", key="launch_button"):
+    if errors:
+        st.error(
+            f"Nothing was launched: fix the {len(errors)} field(s) marked above.", icon=":material/block:"
+        )
+    else:
+        result = ll.submit_checked(check, strategy_names, engine=engine)
+        if result.errors:
+            st.session_state["launch_submit_errors"] = (repr(values), result.errors)
+            st.rerun()
+        elif result.failure:
+            st.error(f"Nothing was launched: {result.failure}", icon=":material/block:")
+        else:
+            st.session_state["launched"] = (result.run_ids, result.sweep_id)
+            st.session_state.pop("launch_submit_errors", None)
+
+launched = st.session_state.get("launched")
+if launched:
+    ids, sweep_id = launched
+    with st.container(border=True, key="launched-runs"):
+        what = f"sweep {sweep_id}: " if sweep_id is not None else ""
+        st.success(
+            f"Launched {what}{len(ids)} run(s): {', '.join(f'#{i}' for i in ids)}",
+            icon=":material/check_circle:",
+        )
+        cols = st.columns(min(len(ids), 6) + 1)
+        for i, rid in enumerate(ids[:6]):
+            with cols[i]:
+                st.page_link(page_path("live"), label=f"Live #{rid}", query_params={"run": str(rid)})
+        with cols[-1]:
+            if len(ids) > 1:
+                st.page_link(
+                    page_path("compare"), label="Compare them", query_params={"runs": ",".join(map(str, ids))}
+                )
+            else:
+                st.page_link(page_path("runs"), label="All runs")

@@ -1,0 +1,94 @@
+"""Live (`/live?run=ID`): one run's imbalance as it trains. A fragment refreshes every
+`refresh_interval_s` while the run is active, fetching only the new points, and stops
+once the run has ended; charts keep the user's zoom (`uirevision`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import db
+from app import live_view as lv
+from app import store
+from app.charts import png_config
+from app.runs_view import eta_seconds, format_duration
+from app.widgets import page_path
+
+st.title("Live")
+engine = store.engine()
+url = db.database_url()
+choices = store.run_choices(url)
+param = st.query_params.get("run")
+run_id: int | None = int(param) if param and param.isdigit() else None
+if param and run_id is None:
+    st.error(f"run={param!r} in the address is not a run id; pick a run below.")
+if run_id is not None and run_id not in choices:
+    try:
+        run = db.get_run(engine, run_id)
+        choices = {run_id: f"#{run.id} {run.name} · {run.group} · {run.strategy} · {run.status}", **choices}
+    except db.RunNotFound:
+        st.error(f"There is no run {run_id}; pick one below.")
+        run_id = None
+if not choices:
+    st.info("No runs yet.")
+    st.page_link(page_path("launch"), label="Launch one")
+    st.stop()
+
+ids = list(choices)
+picked = st.selectbox(
+    "run",
+    ids,
+    index=ids.index(run_id) if run_id in ids else 0,
+    format_func=lambda i: choices[i],
+    key="live_pick",
+)
+if str(picked) != st.query_params.get("run"):
+    st.query_params["run"] = str(picked)
+
+states: dict[int, lv.LiveState] = st.session_state.setdefault("live_states", {})
+state = states.setdefault(picked, lv.LiveState(run_id=picked))
+lv.refresh(engine, state)
+interval = lv.refresh_every_s(state.run)
+first_pass = {"done": False}
+
+
+def render_live() -> None:
+    """The refreshing part: header, charts and events of the picked run. The first pass
+    of a full rerun uses the refresh made above; each timed rerun fetches new points."""
+    if first_pass["done"]:
+        lv.refresh(engine, state)
+    first_pass["done"] = True
+    run = state.run
+    assert run is not None
+    ratios = lv.latest_of(state, "imbalance/ratio/")
+    head = st.columns(4 + len(ratios))
+    cancelling = " (cancelling)" if run.cancel_requested and run.status == "running" else ""
+    head[0].metric("status", run.status + cancelling)
+    head[1].metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""))
+    head[2].metric("ETA", format_duration(eta_seconds(run)))
+    head[3].metric("attempt", f"{run.attempt} / {run.max_attempts}")
+    for col, (modality, value) in zip(head[4:], ratios.items(), strict=True):
+        col.metric(f"ρ {modality}", f"{value:.3f}")
+    st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
+    if run.error:
+        st.error(run.error)
+    cols = st.columns(2)
+    drawn = 0
+    for panel in lv.PANELS:
+        fig = lv.panel_figure(state, panel)
+        if fig is None:
+            continue
+        with cols[drawn % 2]:
+            st.plotly_chart(
+                fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")
+            )
+        drawn += 1
+    if drawn == 0:
+        st.info("No metrics yet: the charts appear with the first training step.")
+    with st.expander(f"events ({len(state.events)})", expanded=bool(state.events) and not lv.is_active(run)):
+        for ev in reversed(state.events):
+            st.text(f"{ev.time:%H:%M:%S} {ev.level:<7} {ev.message}")
+    if interval is not None and not lv.is_active(run):
+        st.rerun()  # the run has ended: redraw the page once, without the timer
+
+
+st.fragment(render_live, run_every=interval)()

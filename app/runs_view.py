@@ -1,0 +1,171 @@
+"""The Runs page's data: filters, one page of runs as table rows (status, progress, ETA,
+strategy, dataset, group, best validation accuracy, a link to the Live page), and the
+actions on a run (cancel, retry as a clone, delete) through `worker.client`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine
+
+import db
+
+page_size_runs = 25
+ACTIVE_STATUSES = ("queued", "running", "requeued")
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What the Runs page filters on (None or empty: no filter)."""
+
+    statuses: tuple[str, ...] = ()
+    strategy: str | None = None
+    dataset: str | None = None
+    group: str | None = None
+    text: str | None = None
+
+
+def eta_seconds(run: db.RunInfo, now: datetime | None = None) -> float | None:
+    """Seconds left, from the time since the run started and its progress (None when unknown)."""
+    if run.status != "running" or run.started_at is None or run.progress <= 0.0 or run.progress >= 1.0:
+        return None
+    now = now or datetime.now(UTC)
+    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
+    elapsed = (now - started).total_seconds()
+    if elapsed <= 0:
+        return None
+    return elapsed * (1.0 - run.progress) / run.progress
+
+
+def format_duration(seconds: float | None) -> str:
+    """`1h 02m`, `3m 05s`, `42s`; an em dash when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    whole = max(0, int(round(seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def best_val_accuracy(engine: Engine, run: db.RunInfo) -> float | None:
+    """The run's best validation accuracy: from its summary when it has one, else the
+    highest `val/acc` so far (read from one downsampled bucket, not the series)."""
+    summary = run.summary or {}
+    val = summary.get("val") if isinstance(summary, dict) else None
+    if isinstance(val, dict) and isinstance(val.get("acc"), int | float):
+        return float(val["acc"])
+    if run.status == "queued":
+        return None
+    try:
+        ds = db.downsampled_series(engine, run.id, "val/acc", max_buckets=1)
+    except db.StoreError:
+        return None
+    finite = [v for v in ds.maxs if math.isfinite(v)]
+    return max(finite) if finite else None
+
+
+def filter_options(engine: Engine) -> dict[str, list[str]]:
+    """Values to offer in the filters: strategies, datasets and groups present in the store."""
+    page = db.list_runs(engine, limit=None)
+    return {
+        "strategy": sorted({r.strategy for r in page.runs}),
+        "dataset": sorted({r.dataset for r in page.runs}),
+        "group": sorted({r.group for r in page.runs}),
+    }
+
+
+def page_count(total: int, page_size: int = page_size_runs) -> int:
+    return max(1, -(-total // page_size))
+
+
+def runs_page(engine: Engine, flt: RunFilter, page: int, page_size: int = page_size_runs) -> db.RunPage:
+    """Page `page` (1-based) of the runs matching the filter, newest first."""
+    return db.list_runs(
+        engine,
+        status=list(flt.statuses) or None,
+        strategy=flt.strategy or None,
+        dataset=flt.dataset or None,
+        group=flt.group or None,
+        text=(flt.text or "").strip() or None,
+        limit=page_size,
+        offset=(max(1, page) - 1) * page_size,
+    )
+
+
+def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = None) -> pd.DataFrame:
+    """The runs as the table shows them (one row per run, newest first)."""
+    rows: list[dict[str, Any]] = []
+    for r in runs:
+        best = best_val_accuracy(engine, r)
+        rows.append(
+            {
+                "id": r.id,
+                "name": r.name,
+                "status": r.status
+                + (" (cancelling)" if r.cancel_requested and r.status == "running" else ""),
+                "progress": round(r.progress * 100.0, 1),
+                "ETA": format_duration(eta_seconds(r, now)),
+                "strategy": r.strategy,
+                "dataset": r.dataset,
+                "group": r.group,
+                "seed": r.seed,
+                "best val acc": None if best is None else round(best, 4),
+                "attempt": r.attempt,
+                "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "live": f"/live?run={r.id}",
+            }
+        )
+    columns = [
+        "id", "name", "status", "progress", "ETA", "strategy", "dataset", "group", "seed",
+        "best val acc", "attempt", "created", "live",
+    ]  # fmt: skip
+    return pd.DataFrame(rows, columns=columns)
+
+
+def allowed_actions(run: db.RunInfo) -> dict[str, bool]:
+    """Which actions make sense for the run: cancel while it can still run, retry once it
+    ended, delete unless it is running (cancel it first)."""
+    return {
+        "cancel": run.status in ACTIVE_STATUSES and not run.cancel_requested,
+        "retry": run.status in db.TERMINAL_STATUSES,
+        "delete": run.status != "running",
+    }
+
+
+@dataclass
+class ActionResult:
+    message: str
+    ok: bool
+    new_run_id: int | None = None
+
+
+def run_action(action: str, run_id: int, engine: Engine) -> ActionResult:
+    """Cancel, retry or delete a run through worker.client; the outcome as a message."""
+    from worker import client
+
+    try:
+        if action == "cancel":
+            status = client.cancel(run_id, engine=engine)
+            what = "cancelled" if status == "cancelled" else f"asked to stop (status now {status})"
+            return ActionResult(f"Run {run_id} {what}.", True)
+        if action == "retry":
+            new_id = client.retry(run_id, engine=engine)
+            return ActionResult(f"Run {run_id} cloned as run {new_id} (queued).", True, new_id)
+        if action == "delete":
+            client.delete(run_id, engine=engine)
+            return ActionResult(f"Run {run_id} and all its data deleted.", True)
+    except db.RunNotFound:
+        return ActionResult(f"Run {run_id} no longer exists.", False)
+    except db.InvalidRunState as exc:
+        return ActionResult(str(exc), False)
+    except Exception as exc:  # noqa: BLE001 - broker or store trouble: shown as is
+        return ActionResult(f"{action} of run {run_id} failed: {type(exc).__name__}: {exc}", False)
+    raise ValueError(f"unknown action {action!r}: cancel, retry or delete")

@@ -1,0 +1,104 @@
+"""Live page: the deep link `?run=ID`, the panels a run's keys call for, incremental
+refreshes (only new points are fetched; the history is read downsampled and re-read when
+the raw tail grows), a bounded number of points for a long run, and the timer that stops
+once the run has ended."""
+
+from __future__ import annotations
+
+import pytest
+from app_runs import add_run, series_for
+from conftest import chart_specs, errors_of, open_page
+from sqlalchemy import Engine
+
+import db
+from app import live_view as lv
+
+
+def _titles(at) -> dict[str, dict]:
+    return {s["layout"]["title"]["text"]: s for s in chart_specs(at)}
+
+
+def test_deep_link_shows_the_run_with_its_panels_and_new_points_on_rerun(engine: Engine) -> None:
+    other = add_run(engine, "other", "g", ["opm"], steps=50)
+    rid = add_run(engine, "live-ogm", "g", ["ogm_ge"], steps=100, status="running")
+    at = open_page("live", run=str(rid))
+    assert not at.exception and not errors_of(at)
+    assert at.selectbox(key="live_pick").value == rid
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["status"] == "running" and metrics["step"].startswith("100")
+    assert "ρ audio" in metrics and "ρ visual" in metrics
+    charts = _titles(at)
+    assert set(charts) == {p.title for p in lv.PANELS}
+    ratio = charts[lv.PANELS[0].title]
+    assert ratio["layout"]["uirevision"] == f"live-{rid}-ratio"
+    audio = next(t for t in ratio["data"] if t["name"] == "audio")
+    assert audio["x"] == list(range(1, 101))
+
+    db.write_points(engine, rid, series_for(["ogm_ge"], range(101, 111), 0))
+    at.run()
+    audio = next(t for t in _titles(at)[lv.PANELS[0].title]["data"] if t["name"] == "audio")
+    assert audio["x"] == list(range(1, 111))
+    assert _titles(at)[lv.PANELS[0].title]["layout"]["uirevision"] == f"live-{rid}-ratio"  # zoom kept
+
+    at.selectbox(key="live_pick").set_value(other).run()
+    assert at.query_params["run"] == [str(other)] or at.query_params["run"] == str(other)
+    modulation = _titles(at)[lv.PANELS[1].title]
+    assert {t["name"] for t in modulation["data"]} >= {"opm/drop_prob/audio", "opm/drop_prob/visual"}
+
+
+def test_refresh_fetches_only_new_points(engine: Engine) -> None:
+    rid = add_run(engine, "r", "g", ["ogm_ge"], steps=100, status="running")
+    keys = db.series_keys(engine, rid)
+    state = lv.refresh(engine, lv.LiveState(run_id=rid))
+    assert state.last_history_reads == len(keys) and state.last_new_points == 0
+    lv.refresh(engine, state)
+    assert state.last_history_reads == 0 and state.last_new_points == 0  # nothing new: nothing read
+    new = series_for(["ogm_ge"], range(101, 106), 0)
+    db.write_points(engine, rid, new)
+    lv.refresh(engine, state)
+    assert state.last_history_reads == 0
+    assert state.last_new_points == sum(len(v) for v in new.values())
+    ratio = state.series["imbalance/ratio/audio"]
+    assert ratio.steps == list(range(1, 106))
+    assert ratio.values[-5:] == pytest.approx([v for _, v in new["imbalance/ratio/audio"]])
+
+
+def test_long_run_is_read_downsampled_and_the_tail_is_compacted(engine: Engine) -> None:
+    rid = add_run(engine, "long", "g", ["ogm_ge"], steps=0, status="running")
+    key = "imbalance/ratio/audio"
+    db.write_points(engine, rid, {key: [(s, 1.0 + (s % 100) / 100) for s in range(1, 50_001)]})
+    state = lv.refresh(engine, lv.LiveState(run_id=rid))
+    live = state.series[key]
+    assert len(live.steps) <= lv.history_max_buckets and live.history_last_step == 50_000
+    db.write_points(
+        engine, rid, {key: [(s, 2.0) for s in range(50_001, 50_001 + lv.tail_compaction_points // 2)]}
+    )
+    lv.refresh(engine, state)
+    assert state.last_history_reads == 0 and state.series[key].tail_points == lv.tail_compaction_points // 2
+    db.write_points(engine, rid, {key: [(s, 2.0) for s in range(51_000, 51_000 + lv.tail_compaction_points)]})
+    lv.refresh(engine, state)
+    assert state.last_history_reads == 1  # the tail grew past the bound: history re-read
+    live = state.series[key]
+    assert len(live.steps) <= lv.history_max_buckets and live.tail_points == 0
+    assert live.history_last_step == 51_000 + lv.tail_compaction_points - 1
+
+
+def test_refresh_stops_when_the_run_ends(engine: Engine) -> None:
+    rid = add_run(engine, "r", "g", ["opm"], steps=20, status="running")
+    state = lv.refresh(engine, lv.LiveState(run_id=rid))
+    assert lv.refresh_every_s(state.run) == lv.refresh_interval_s
+    assert 1.0 <= lv.refresh_interval_s <= 2.0
+    db.add_event(engine, rid, "warning", "checkpoint written")
+    db.finish_run(engine, rid, "cancelled")
+    lv.refresh(engine, state)
+    assert state.run is not None and state.run.status == "cancelled"
+    assert lv.refresh_every_s(state.run) is None
+    assert [e.message for e in state.events] == ["checkpoint written"]
+    at = open_page("live", run=str(rid))
+    assert {m.label: m.value for m in at.metric}["status"] == "cancelled"
+
+
+def test_unknown_or_bad_run_in_the_link_is_reported(engine: Engine) -> None:
+    add_run(engine, "r", "g", steps=10)
+    assert any("no run 42" in e for e in errors_of(open_page("live", run="42")))
+    assert any("not a run id" in e for e in errors_of(open_page("live", run="abc")))

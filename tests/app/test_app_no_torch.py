@@ -1,0 +1,54 @@
+"""The dashboard never loads torch (ARCHITECTURE.md): every app module is imported, and
+every page is run through AppTest, in a fresh interpreter that then must not have torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from app_runs import add_run
+from sqlalchemy import Engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = r"""
+import importlib, json, pkgutil, sys
+import app
+modules = [m.name for m in pkgutil.iter_modules(app.__path__, "app.") if m.name != "app.main"]
+for name in modules:
+    importlib.import_module(name)
+after_import = "torch" in sys.modules
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
+pages = {}
+for page in ("overview", "launch", "runs", "live", "compare", "workers"):
+    at.switch_page(f"pages/{page}.py")
+    if page == "compare":
+        at.query_params["group"] = "g"
+    at.run()
+    pages[page] = [str(e.value) for e in at.exception]
+print(json.dumps({"modules": modules, "after_import": after_import,
+                  "after_pages": "torch" in sys.modules, "exceptions": pages}))
+"""
+
+
+def test_no_app_module_or_page_imports_torch(engine: Engine) -> None:
+    add_run(engine, "a", "g", ["ogm_ge"], steps=20)
+    add_run(engine, "b", "g", ["opm"], steps=20, status="running")
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(ROOT / "app" / "main.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {"app.launch_logic", "app.live_view", "app.compare_view", "app.runs_view"} <= set(
+        result["modules"]
+    )
+    assert result["after_import"] is False
+    assert result["exceptions"] == {p: [] for p in result["exceptions"]}
+    assert result["after_pages"] is False

@@ -1,0 +1,89 @@
+"""Runs page: the table's columns, filters (status, strategy, dataset, group, text),
+pagination, ETA and best validation accuracy, and cancel / retry / delete (with
+confirmation) through worker.client with the broker send recorded instead of made."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from app_runs import add_run, summary_for
+from conftest import frame_with, open_page
+from sqlalchemy import Engine
+
+import db
+from app import runs_view as rv
+
+
+@pytest.fixture
+def many_runs(engine: Engine) -> dict[str, list[int]]:
+    ids: dict[str, list[int]] = {"ogm": [], "opm": [], "queued": [], "running": []}
+    for i in range(14):
+        ids["ogm"].append(add_run(engine, f"ogm-{i}", "sweep-a", ["ogm_ge"], seed=i, steps=30))
+    for i in range(10):
+        ids["opm"].append(add_run(engine, f"opm-{i}", "sweep-b", ["opm"], seed=i, steps=30))
+    ids["queued"].append(add_run(engine, "waiting", "later", ["opm"], status="queued"))
+    ids["running"].append(add_run(engine, "busy", "later", ["ogm_ge"], steps=60, status="running"))
+    return ids
+
+
+def test_table_paginates_and_filters(engine: Engine, many_runs: dict[str, list[int]]) -> None:
+    at = open_page("runs")
+    table = frame_with(at, "ETA")
+    assert len(table) == rv.page_size_runs
+    assert list(table["id"]) == sorted((i for v in many_runs.values() for i in v), reverse=True)[:25]
+    assert {"status", "progress", "ETA", "strategy", "dataset", "group", "best val acc", "live"} <= set(
+        table.columns
+    )
+    assert "26 run(s) match · page 1 of 2" in [c.value for c in at.caption]
+    at.button(key="runs_next").click().run()
+    assert list(frame_with(at, "ETA")["id"]) == [many_runs["ogm"][0]]
+
+    at.multiselect(key="runs_status").set_value(["queued", "running"]).run()
+    table = frame_with(at, "ETA")
+    assert sorted(table["id"]) == sorted(many_runs["queued"] + many_runs["running"])
+    assert at.session_state["runs_page"] == 1  # a new filter goes back to page 1
+    at.multiselect(key="runs_status").set_value([]).run()
+    at.selectbox(key="runs_strategy").set_value("opm").run()
+    assert len(frame_with(at, "ETA")) == 11
+    at.selectbox(key="runs_group").set_value("sweep-b").run()
+    assert len(frame_with(at, "ETA")) == 10
+    at.text_input(key="runs_text").set_value("OPM-7").run()
+    table = frame_with(at, "ETA")
+    assert list(table["name"]) == ["opm-7"] and table.iloc[0]["live"] == f"/live?run={many_runs['opm'][7]}"
+    at.text_input(key="runs_text").set_value("nothing-like-this").run()
+    assert len(frame_with(at, "ETA")) == 0
+    assert "No run matches these filters." in [i.value for i in at.info]
+
+
+def test_best_val_accuracy_and_eta(engine: Engine) -> None:
+    done = add_run(engine, "done", "g", summary=summary_for(0.77, 0.7, {}, 0.1, 3.0))
+    live = add_run(engine, "live", "g", steps=60, status="running")
+    queued = add_run(engine, "q", "g", status="queued")
+    runs = {r.id: r for r in db.list_runs(engine).runs}
+    assert rv.best_val_accuracy(engine, runs[done]) == pytest.approx(0.77)
+    val = db.series_since(engine, live, keys=["val/acc"])["val/acc"].values
+    assert rv.best_val_accuracy(engine, runs[live]) == pytest.approx(max(val))
+    assert rv.best_val_accuracy(engine, runs[queued]) is None
+    running = runs[live]
+    assert running.started_at is not None
+    later = running.started_at + timedelta(seconds=40)  # progress 0.4 after 40 s: 60 s left
+    assert rv.eta_seconds(running, later) == pytest.approx(60.0)
+    assert rv.eta_seconds(runs[done], datetime.now(UTC)) is None
+    assert rv.format_duration(60.0) == "1m 00s" and rv.format_duration(3725) == "1h 02m"
+    assert rv.format_duration(None) == "—"
+
+
+def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, list[int]]) -> None:
+    runs = {r.id: r for r in db.list_runs(engine, limit=None).runs}
+    assert rv.allowed_actions(runs[many_runs["queued"][0]]) == {
+        "cancel": True,
+        "retry": False,
+        "delete": True,
+    }
+    assert rv.allowed_actions(runs[many_runs["running"][0]]) == {
+        "cancel": True,
+        "retry": False,
+        "delete": False,
+    }
+    assert rv.allowed_actions(runs[many_runs["ogm"][0]]) == {"cancel": False, "retry": True, "delete": True}
