@@ -59,49 +59,70 @@ def line_figure(
     hline: float | None = None,
     height_px: int = chart_height_px,
 ) -> go.Figure:
-    """Lines (and bands) sharing one x axis."""
-    fig = go.Figure()
+    """Lines (and bands) sharing one x axis. The figure is assembled from plain dicts and
+    not validated property by property (that costs more than the store queries of a
+    refresh); tests check what the browser draws."""
+    data: list[dict[str, object]] = []
     for i, trace in enumerate(traces):
         colour = PALETTE[i % len(PALETTE)]
+        group = trace.group or trace.name
         if trace.lower is not None and trace.upper is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=list(trace.x) + list(trace.x)[::-1],
-                    y=_clean(list(trace.upper)) + _clean(list(trace.lower))[::-1],
-                    fill="toself",
-                    fillcolor=_rgba(colour, 0.18),
-                    line={"width": 0},
-                    hoverinfo="skip",
-                    showlegend=False,
-                    name=f"{trace.name} band",
-                    legendgroup=trace.group or trace.name,
-                )
+            data.append(
+                {
+                    "type": "scatter",
+                    "x": list(trace.x) + list(trace.x)[::-1],
+                    "y": _clean(list(trace.upper)) + _clean(list(trace.lower))[::-1],
+                    "fill": "toself",
+                    "fillcolor": _rgba(colour, 0.18),
+                    "line": {"width": 0},
+                    "hoverinfo": "skip",
+                    "showlegend": False,
+                    "name": f"{trace.name} band",
+                    "legendgroup": group,
+                }
             )
-        fig.add_trace(
-            go.Scatter(
-                x=list(trace.x),
-                y=_clean(trace.y),
-                name=trace.name,
-                mode="lines+markers" if trace.markers else "lines",
-                line={"color": colour, "width": 1.6, "dash": trace.dash},
-                marker={"size": 5},
-                legendgroup=trace.group or trace.name,
-                connectgaps=False,
-            )
+        line: dict[str, object] = {"color": colour, "width": 1.6}
+        if trace.dash:
+            line["dash"] = trace.dash
+        data.append(
+            {
+                "type": "scatter",
+                "x": list(trace.x),
+                "y": _clean(trace.y),
+                "name": trace.name,
+                "mode": "lines+markers" if trace.markers else "lines",
+                "line": line,
+                "marker": {"size": 5},
+                "legendgroup": group,
+                "connectgaps": False,
+            }
         )
+    shapes = []
     if hline is not None:
-        fig.add_hline(y=hline, line_dash="dot", line_color="grey", opacity=0.7)
-    fig.update_layout(
-        title={"text": title, "x": 0.0, "xanchor": "left"},
-        height=height_px,
-        margin={"l": 10, "r": 10, "t": 36, "b": 10},
-        uirevision=uirevision,
-        legend={"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0.0, "xanchor": "left"},
-        xaxis_title=None,
-        yaxis_title=y_title,
-        hovermode="x unified",
-    )
-    return fig
+        shapes.append(
+            {
+                "type": "line",
+                "xref": "paper",
+                "x0": 0,
+                "x1": 1,
+                "yref": "y",
+                "y0": hline,
+                "y1": hline,
+                "line": {"dash": "dot", "color": "grey"},
+                "opacity": 0.7,
+            }
+        )
+    layout = {
+        "title": {"text": title, "x": 0.0, "xanchor": "left"},
+        "height": height_px,
+        "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
+        "uirevision": uirevision,
+        "legend": {"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0.0, "xanchor": "left"},
+        "yaxis": {"title": {"text": y_title}},
+        "hovermode": "x unified",
+        "shapes": shapes,
+    }
+    return go.Figure({"data": data, "layout": layout}, _validate=False)
 
 
 def png_config(filename: str) -> dict[str, object]:

@@ -109,6 +109,14 @@ def group_runs(runs: Sequence[db.RunInfo]) -> dict[str, list[int]]:
     return dict(groups)
 
 
+def aggregate_by_default(groups: Mapping[str, Sequence[int]], agg_param: str | None = None) -> bool:
+    """Whether the page starts with mean ± std per group: `?agg=1` / `?agg=0` in the
+    address decide; otherwise yes when some group has several of the runs (seeds)."""
+    if agg_param in ("0", "1"):
+        return agg_param == "1"
+    return any(len(ids) > 1 for ids in groups.values())
+
+
 @dataclass
 class CurveSet:
     """The traces of one metric key, and the rows they were drawn from (for the CSV)."""

@@ -73,9 +73,10 @@ c1, c2, c3 = st.columns([3, 1, 1])
 keys = c1.multiselect("metrics", available, default=cv.default_keys(available), key="compare_keys")
 smoothing = c2.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing")
 by_group = cv.group_runs(runs)
+agg_param = st.query_params.get("agg")
 aggregate = c3.toggle(
     "mean ± std over each group's runs",
-    value=any(len(v) > 1 for v in by_group.values()),
+    value=cv.aggregate_by_default(by_group, agg_param),
     key="compare_aggregate",
     help="one line per group (the seeds of one setting) with a band of ± one standard deviation",
 )

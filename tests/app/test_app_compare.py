@@ -10,8 +10,8 @@ import statistics
 
 import pandas as pd
 import pytest
+from app_helpers import chart_specs, errors_of, frame_with, open_page
 from app_runs import add_run, summary_for
-from conftest import chart_specs, errors_of, frame_with, open_page
 from sqlalchemy import Engine
 
 import db

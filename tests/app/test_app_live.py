@@ -6,8 +6,8 @@ once the run has ended."""
 from __future__ import annotations
 
 import pytest
+from app_helpers import chart_specs, errors_of, open_page
 from app_runs import add_run, series_for
-from conftest import chart_specs, errors_of, open_page
 from sqlalchemy import Engine
 
 import db

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from app_helpers import errors_of, open_page
 from app_runs import add_run
-from conftest import errors_of, open_page
 from sqlalchemy import Engine
 
 import db

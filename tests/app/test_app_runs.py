@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from app_helpers import frame_with, open_page
 from app_runs import add_run, summary_for
-from conftest import frame_with, open_page
 from sqlalchemy import Engine
 
 import db

@@ -1,0 +1,44 @@
+"""Helpers of the dashboard tests: the whole app under AppTest switched to one page, and
+readers for what a page drew (charts, errors, tables)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+APP_DIR = Path(__file__).resolve().parents[2] / "app"
+MAIN_SCRIPT = str(APP_DIR / "main.py")
+
+
+def open_page(page: str | None = None, timeout_s: float = 60.0, **query: str) -> Any:
+    """An AppTest of the whole app (st.navigation), switched to `pages/<page>.py` with the
+    given query parameters, after its first run."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(MAIN_SCRIPT, default_timeout=timeout_s)
+    at.run()
+    if page is not None:
+        at.switch_page(f"pages/{page}.py")
+        for k, v in query.items():
+            at.query_params[k] = v
+        at.run()
+    return at
+
+
+def chart_specs(at: Any) -> list[dict[str, Any]]:
+    """The Plotly figures the page drew, as dicts (data + layout)."""
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def errors_of(at: Any) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def frame_with(at: Any, column: str) -> Any:
+    """The first dataframe on the page that has `column` (st.dataframe without selection
+    carries no key in AppTest)."""
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise KeyError(f"no dataframe with a {column!r} column")
