@@ -92,7 +92,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     import db
-    from bml_cli.dashboard_cmd import dashboard_url, start_dashboard, wait_until_healthy
+    from app.server import dashboard_url, wait_until_healthy
+    from bml_cli.dashboard_cmd import start_dashboard
 
     engine = db.make_engine()
     db.upgrade(engine)
@@ -109,10 +110,10 @@ def main() -> None:
 
     port = free_port()
     with (home / "dashboard.log").open("wb") as log, (home / "dashboard.err").open("wb") as err:
-        proc = start_dashboard(port, stdout=log, stderr=err)
+        proc = start_dashboard(port, "127.0.0.1", stdout=log, stderr=err)
     base = dashboard_url(port)
     try:
-        if not wait_until_healthy(base, proc=proc):
+        if not wait_until_healthy(base, alive=proc):
             raise SystemExit(f"dashboard did not start: {(home / 'dashboard.err').read_text()[-2000:]}")
         mem_idle = proc_memory_mib(proc.pid)
         runs_url = f"{base}/compare?runs={','.join(map(str, ids))}"

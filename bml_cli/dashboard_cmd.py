@@ -1,87 +1,25 @@
-"""`bml dashboard [--port N]`: serves the Streamlit app (`app/main.py`) on 127.0.0.1:8501
-by default, after checking that the store is migrated. `start_dashboard` and
-`wait_until_healthy` are shared with `bml up`."""
+"""`bml dashboard [--port N] [--host H]`: serves the Streamlit app (`app/main.py`) on
+127.0.0.1:8501 by default, after checking that the store is migrated (exit 1 with the
+command that fixes it otherwise)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
+from typing import Any
 
 import typer
 
 from bml_cli.common import EXIT_FAILURE
 
-APP_MAIN = Path(__file__).resolve().parents[1] / "app" / "main.py"
-DEFAULT_PORT = 8501
-DEFAULT_ADDRESS = "127.0.0.1"
-health_timeout_s = 60.0
-health_poll_s = 0.25
 
+def start_dashboard(port: int, host: str, stdout: Any = None, stderr: Any = None) -> subprocess.Popen[bytes]:
+    """The app in a child process with this environment (BML_HOME, BML_DATABASE_URL, ...)."""
+    from app.server import dashboard_command
 
-def dashboard_argv(port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS) -> list[str]:
-    """The command line that serves the app (headless, no usage stats, no file watcher)."""
-    return [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(APP_MAIN),
-        "--server.port",
-        str(port),
-        "--server.address",
-        address,
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--server.runOnSave",
-        "false",
-        "--browser.gatherUsageStats",
-        "false",
-        "--client.toolbarMode",
-        "viewer",
-        "--global.developmentMode",
-        "false",
-        "--theme.base",
-        "light",
-    ]
-
-
-def dashboard_url(port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS) -> str:
-    host = "127.0.0.1" if address in ("0.0.0.0", "") else address
-    return f"http://{host}:{port}"
-
-
-def start_dashboard(
-    port: int = DEFAULT_PORT, address: str = DEFAULT_ADDRESS, **popen: object
-) -> subprocess.Popen[bytes]:
-    """Start the app in a child process (same environment: BML_HOME, BML_DATABASE_URL, ...)."""
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return subprocess.Popen(dashboard_argv(port, address), env=env, **popen)  # type: ignore[call-overload]
-
-
-def wait_until_healthy(
-    url: str, timeout_s: float = health_timeout_s, proc: subprocess.Popen[bytes] | None = None
-) -> bool:
-    """Poll `GET /_stcore/health` until it answers `ok` (False on timeout or if `proc` exits)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200 and resp.read().strip() == b"ok":
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(health_poll_s)
-    return False
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(dashboard_command(port, host), env=env, stdout=stdout, stderr=stderr)
 
 
 def check_store_or_exit() -> None:
@@ -99,18 +37,27 @@ def check_store_or_exit() -> None:
 
 
 def register(app: typer.Typer) -> None:
+    from app.server import DEFAULT_HOST, DEFAULT_PORT
+
     @app.command("dashboard")
     def dashboard(
         port: int = typer.Option(DEFAULT_PORT, "--port", help="port to serve on"),
-        address: str = typer.Option(DEFAULT_ADDRESS, "--address", help="interface to bind (0.0.0.0: all)"),
+        host: str = typer.Option(DEFAULT_HOST, "--host", help="interface to bind (0.0.0.0: all)"),
     ) -> None:
         """Serve the dashboard (Streamlit) until interrupted."""
+        from app.server import dashboard_url, wait_until_healthy
+
         check_store_or_exit()
-        typer.echo(f"BML Studio dashboard: {dashboard_url(port, address)}  (Ctrl-C stops it)")
-        proc = start_dashboard(port, address, stdout=subprocess.DEVNULL)
+        proc = start_dashboard(port, host, stdout=subprocess.DEVNULL)
+        signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
+        url = dashboard_url(port, host)
         try:
+            if wait_until_healthy(url, alive=proc):
+                typer.echo(f"BML Studio dashboard: {url}  (Ctrl-C stops it)")
             code = proc.wait()
         except KeyboardInterrupt:
             proc.terminate()
             code = proc.wait(timeout=10)
-        raise typer.Exit(0 if code in (0, -15) else EXIT_FAILURE)
+        if code not in (0, -15):
+            typer.echo(f"error: the dashboard exited with status {code} (is port {port} free?)", err=True)
+            raise typer.Exit(EXIT_FAILURE)
