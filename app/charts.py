@@ -59,9 +59,25 @@ def line_figure(
     hline: float | None = None,
     height_px: int = chart_height_px,
 ) -> go.Figure:
-    """Lines (and bands) sharing one x axis. The figure is assembled from plain dicts and
-    not validated property by property (that costs more than the store queries of a
-    refresh); tests check what the browser draws."""
+    """`line_figure_dict` as a Plotly Figure (for st.plotly_chart). It is assembled from
+    plain dicts and not validated property by property (that costs more than the store
+    queries of a refresh); the tests check what the browser draws."""
+    spec = line_figure_dict(
+        traces, title=title, y_title=y_title, uirevision=uirevision, hline=hline, height_px=height_px
+    )
+    return go.Figure(spec, _validate=False)
+
+
+def line_figure_dict(
+    traces: Sequence[Trace],
+    *,
+    title: str,
+    y_title: str = "",
+    uirevision: str | int = "keep",
+    hline: float | None = None,
+    height_px: int = chart_height_px,
+) -> dict[str, object]:
+    """A Plotly figure as plain data: lines (and bands) sharing one x axis."""
     data: list[dict[str, object]] = []
     for i, trace in enumerate(traces):
         colour = PALETTE[i % len(PALETTE)]
@@ -118,11 +134,12 @@ def line_figure(
         "margin": {"l": 10, "r": 10, "t": 36, "b": 10},
         "uirevision": uirevision,
         "legend": {"orientation": "h", "yanchor": "top", "y": -0.12, "x": 0.0, "xanchor": "left"},
-        "yaxis": {"title": {"text": y_title}},
+        "xaxis": {"automargin": True},
+        "yaxis": {"title": {"text": y_title}, "automargin": True},
         "hovermode": "x unified",
         "shapes": shapes,
     }
-    return go.Figure({"data": data, "layout": layout}, _validate=False)
+    return {"data": data, "layout": layout}
 
 
 def png_config(filename: str) -> dict[str, object]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 import db
-from app.charts import Trace, line_figure
+from app.charts import Trace, line_figure_dict
 
 refresh_interval_s = 1.0
 history_max_buckets = 600
@@ -152,8 +152,8 @@ def trace_label(panel: Panel, key: str) -> str:
     return key
 
 
-def panel_figure(state: LiveState, panel: Panel) -> Any | None:
-    """The panel's figure, or None when the run has none of its series."""
+def panel_figure(state: LiveState, panel: Panel) -> dict[str, Any] | None:
+    """The panel's figure (plain Plotly data), or None when the run has none of its series."""
     keys = panel.keys(sorted(state.series))
     if not keys:
         return None
@@ -163,7 +163,7 @@ def panel_figure(state: LiveState, panel: Panel) -> Any | None:
         traces.append(
             Trace(name=trace_label(panel, key), x=s.steps, y=s.values, markers=key.startswith("val/"))
         )
-    return line_figure(
+    return line_figure_dict(
         traces,
         title=panel.title,
         y_title=panel.y_title,

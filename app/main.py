@@ -1,6 +1,7 @@
 """The Streamlit entry point (`bml dashboard` runs `streamlit run app/main.py`): checks the
 store's schema, then routes the addresses of CONTRACT.md ("Dashboard addresses") to the
-page scripts in `app/pages/`."""
+page scripts in `app/views/` (not `pages/`: Streamlit would also serve a `pages/` folder
+as separate apps, and a deep link opened first would skip this script)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import streamlit as st
 
 from app import store
 
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+VIEWS_DIR = Path(__file__).resolve().parent / "views"
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 
@@ -23,11 +24,11 @@ if problem is not None:
     st.stop()
 
 pages = [
-    st.Page(PAGES_DIR / "overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(PAGES_DIR / "launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
-    st.Page(PAGES_DIR / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
-    st.Page(PAGES_DIR / "live.py", title="Live", icon=":material/monitoring:", url_path="live"),
-    st.Page(PAGES_DIR / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    st.Page(PAGES_DIR / "workers.py", title="Workers", icon=":material/dns:", url_path="workers"),
+    st.Page(VIEWS_DIR / "overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page(VIEWS_DIR / "launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
+    st.Page(VIEWS_DIR / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
+    st.Page(VIEWS_DIR / "live.py", title="Live", icon=":material/monitoring:", url_path="live"),
+    st.Page(VIEWS_DIR / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(VIEWS_DIR / "workers.py", title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 st.navigation(pages).run()

@@ -14,7 +14,7 @@ import streamlit as st
 from app.form_fields import FieldSpec
 
 WIDGET_PREFIX = "f:"
-PAGES_DIR = Path(__file__).resolve().parent / "pages"
+VIEWS_DIR = Path(__file__).resolve().parent / "views"
 
 
 def widget_key(path: str) -> str:
@@ -91,4 +91,4 @@ def fields_grid(
 
 def page_path(name: str) -> Path:
     """A page script, for st.page_link / st.switch_page."""
-    return PAGES_DIR / f"{name}.py"
+    return VIEWS_DIR / f"{name}.py"

@@ -24,7 +24,7 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
 pages = {}
 for page in ("overview", "launch", "runs", "live", "compare", "workers"):
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     if page == "compare":
         at.query_params["group"] = "g"
     at.run()

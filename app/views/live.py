@@ -10,6 +10,7 @@ import db
 from app import live_view as lv
 from app import store
 from app.charts import png_config
+from app.live_chart import live_chart
 from app.runs_view import eta_seconds, format_duration
 from app.widgets import page_path
 
@@ -78,7 +79,7 @@ def render_live() -> None:
         if fig is None:
             continue
         with cols[drawn % 2]:
-            st.plotly_chart(
+            live_chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")
             )
         drawn += 1

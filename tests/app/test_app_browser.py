@@ -1,0 +1,300 @@
+"""End to end in a real browser (Playwright driving Debian's Chromium) against `bml up`
+started by the test in its own BML_HOME on a free port: bad input is refused field by field
+with nothing stored or enqueued; an OGM-GE run launched from the form trains while its
+Live ratio chart gains points and the Workers page shows it; it is cancelled from the Runs
+page; two finished runs are compared and their CSV downloaded; and the time from a step's
+write to its point on the Live page is measured. Every page is screenshotted (into
+$BML_SCREENSHOT_DIR when set, e.g. docs/screenshots)."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_helpers import (
+    chart_points,
+    fill,
+    launch_browser,
+    open_page,
+    pick,
+    screenshot,
+    wait_chart,
+    wait_idle,
+)
+from sqlalchemy import Engine
+
+import db
+from app import live_view as lv
+from app.server import wait_until_healthy
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+RATIO_TITLE = lv.PANELS[0].title
+live_latency_target_s = 2.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Studio:
+    url: str
+    home: Path
+    engine: Engine
+    shots: Path | None
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[Studio]:
+    """`bml up --port N` in a fresh BML_HOME (embedded store and broker, one worker, the app)."""
+    home = tmp_path_factory.mktemp("studio")
+    env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_BROKER_URL")}
+    env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
+    port = _free_port()
+    log = (home / "up.log").open("wb")
+    proc = subprocess.Popen(
+        [bml_exe, "up", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        if not wait_until_healthy(url, timeout_s=120, alive=proc):
+            raise AssertionError(
+                f"bml up did not serve the dashboard: {(home / 'up.log').read_text()[-3000:]}"
+            )
+        engine = db.make_engine(f"sqlite:///{home / 'bml.db'}")
+        shots_env = os.environ.get("BML_SCREENSHOT_DIR")
+        shots = Path(shots_env) if shots_env else tmp_path_factory.mktemp("screenshots")
+        yield Studio(url, home, engine, shots)
+        engine.dispose()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch_browser(pw)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def _wait_status(engine: Engine, run_id: int, statuses: set[str], timeout_s: float) -> db.RunDetail:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        run = db.get_run(engine, run_id)
+        if run.status in statuses:
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"run {run_id} is {run.status} after {timeout_s}s, not {statuses}: {run.error}"
+            )
+        time.sleep(0.2)
+
+
+def _error_in(page: Any, container: str) -> str:
+    return page.locator(f".st-key-{container} [data-testid='stAlertContentError']").inner_text()
+
+
+def test_bad_input_is_refused_next_to_each_field_and_nothing_is_stored(studio: Studio, page: Any) -> None:
+    from worker import client
+
+    open_page(page, f"{studio.url}/launch")
+    fill(page, "field-name", "")
+    fill(page, "field-seeds", "0, x")
+    fill(page, "field-dataset-path", "/etc")
+    fill(page, "field-train-epochs", "0")
+    fill(page, "field-optim-lr", "-1")
+    pick(page, "field-strategies", "opm")
+    fill(page, "field-strategy-opm-q_base", "2")
+    expected = {
+        "field-name": "give the run a name",
+        "field-seeds": "'x' is not a seed",
+        "field-dataset-path": "outside the dataset directories",
+        "field-train-epochs": "greater than or equal to 1",
+        "field-optim-lr": "greater than 0",
+        "field-strategy-opm-q_base": "less than or equal to 1",
+    }
+    for container, text in expected.items():
+        assert text in _error_in(page, container), container
+    screenshot(page, studio.shots, "launch-errors")
+    page.locator(".st-key-launch_button button").click()
+    wait_idle(page)
+    assert "Nothing was launched" in page.inner_text('[data-testid="stMain"]')
+    assert db.list_runs(studio.engine).total == 0
+    assert client.queue_status(engine=studio.engine).queued == 0
+
+
+def test_launch_ogm_ge_from_the_form_and_watch_it_live(studio: Studio, page: Any) -> None:
+    open_page(page, f"{studio.url}/launch")
+    screenshot(page, studio.shots, "launch")
+    fill(page, "field-name", "e2e-ogm-ge")
+    fill(page, "field-group", "e2e-live")
+    pick(page, "field-strategies", "ogm_ge")
+    fill(page, "field-train-epochs", "60")
+    fill(page, "field-optim-lr", "0.01")
+    page.get_by_role("button", name="Launch 1 run").click()
+    page.wait_for_selector(".st-key-launched-runs", timeout=30_000)
+    run = db.list_runs(studio.engine, text="e2e-ogm-ge").runs[0]
+    assert run.strategy == "ogm_ge" and run.status in ("queued", "running")
+    assert db.get_run(studio.engine, run.id).config["strategies"][0]["name"] == "ogm_ge"
+
+    page.get_by_text(f"Live #{run.id}").click()
+    page.wait_for_url(f"**/live?run={run.id}")
+    _wait_status(studio.engine, run.id, {"running"}, timeout_s=90)
+    first = wait_chart(page, RATIO_TITLE, timeout_s=90)
+    assert set(first) == {"audio", "visual"}
+    grown = first
+    deadline = time.monotonic() + 30
+    while len(grown["audio"]) <= len(first["audio"]) + 5 and time.monotonic() < deadline:
+        page.wait_for_timeout(250)
+        grown = chart_points(page, RATIO_TITLE) or first
+    assert len(grown["audio"]) > len(first["audio"]) + 5, (
+        "the ratio chart gained no points while the run trained"
+    )
+    assert grown["audio"][: len(first["audio"])] == first["audio"]  # appended, not redrawn from scratch
+    assert db.get_run(studio.engine, run.id).status == "running"
+    screenshot(page, studio.shots, "live")
+
+    open_page(page, f"{studio.url}/workers")
+    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
+    text = page.inner_text('[data-testid="stMain"]')
+    assert f"#{run.id}" in text
+    screenshot(page, studio.shots, "workers")
+
+
+def test_cancel_a_running_run_from_the_runs_page(studio: Studio, page: Any) -> None:
+    run = db.list_runs(studio.engine, text="e2e-ogm-ge").runs[0]
+    assert run.status == "running"
+    open_page(page, f"{studio.url}/runs")
+    screenshot(page, studio.shots, "runs")
+    page.locator(".st-key-runs_pick").click()
+    page.get_by_role("option", name=f"#{run.id} e2e-ogm-ge (running)").click()
+    wait_idle(page)
+    page.locator(".st-key-runs_cancel button").click()
+    wait_idle(page)
+    assert f"Run {run.id}" in page.inner_text('[data-testid="stMain"]')
+    cancelled = _wait_status(studio.engine, run.id, {"cancelled"}, timeout_s=30)
+    assert cancelled.step > 0
+
+
+def test_compare_two_finished_runs_and_download_the_csv(studio: Studio, page: Any) -> None:
+    from worker import client
+
+    config = {
+        "name": "e2e-compare",
+        "group": "e2e-compare",
+        "strategies": [{"name": "opm"}],
+        "train": {"epochs": 3, "batch_size": 64},
+        "optim": {"lr": 0.01},
+    }
+    ids = client.submit(config, seeds=[0, 1], engine=studio.engine)
+    for rid in ids:
+        _wait_status(studio.engine, rid, {"succeeded"}, timeout_s=180)
+    open_page(page, f"{studio.url}/compare?runs={ids[0]},{ids[1]}")
+    points = wait_chart(page, "val/acc", timeout_s=30)
+    assert len(points) == 1 and next(iter(points)) == "e2e-compare (n=2)"  # seeds averaged
+    screenshot(page, studio.shots, "compare")
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download summary CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [int(r["run"]) for r in rows] == ids
+    for r, rid in zip(rows, ids, strict=True):
+        summary = db.get_run(studio.engine, rid).summary
+        assert summary is not None
+        assert float(r["test acc"]) == pytest.approx(summary["test"]["acc"])
+    open_page(page, f"{studio.url}/")
+    screenshot(page, studio.shots, "overview")
+
+
+def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any) -> None:
+    """A run written by the test (as a worker would) at 10 steps per second; the page is
+    polled every 25 ms; each step's latency is from its commit to the first poll whose
+    ratio chart holds it."""
+    run_id = db.create_run(
+        studio.engine, {"name": "latency-probe", "group": "probe", "strategies": ["ogm_ge"]}
+    )
+    db.claim_run(studio.engine, run_id, "latency-probe")
+    db.write_points(
+        studio.engine, run_id, {"imbalance/ratio/audio": [(0, 1.0)], "imbalance/ratio/visual": [(0, 1.0)]}
+    )
+    open_page(page, f"{studio.url}/live?run={run_id}")
+    wait_chart(page, RATIO_TITLE)
+    written: dict[int, float] = {}
+    stop = threading.Event()
+    steps_per_s = 10.0
+    duration_s = 15.0
+
+    def writer() -> None:
+        step = 1
+        while not stop.is_set():
+            value = 1.0 + 0.5 * (step % 7) / 7
+            db.write_points(
+                studio.engine,
+                run_id,
+                {"imbalance/ratio/audio": [(step, value)], "imbalance/ratio/visual": [(step, 1 / value)]},
+            )
+            written[step] = time.monotonic()
+            if step % 10 == 0:
+                db.heartbeat(studio.engine, run_id, progress=0.5, step=step)
+            step += 1
+            time.sleep(1.0 / steps_per_s)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    seen: dict[int, float] = {}
+    end = time.monotonic() + duration_s
+    while time.monotonic() < end:
+        points = chart_points(page, RATIO_TITLE) or {}
+        now = time.monotonic()
+        top = int(max(points.get("audio") or [0]))
+        for step in range(1, top + 1):
+            seen.setdefault(step, now)
+        page.wait_for_timeout(25)
+    stop.set()
+    thread.join(timeout=10)
+    db.finish_run(studio.engine, run_id, "succeeded")
+    latencies = [seen[s] - written[s] for s in seen if s in written]
+    assert len(latencies) > 50, f"only {len(latencies)} steps reached the page"
+    median = statistics.median(latencies)
+    p90 = sorted(latencies)[int(0.9 * (len(latencies) - 1))]
+    report = f"live latency over {len(latencies)} steps: median {median:.3f}s, p90 {p90:.3f}s, max {max(latencies):.3f}s"
+    print(report)
+    (studio.home / "live_latency.txt").write_text(report + "\n")
+    assert median <= live_latency_target_s, report
