@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bml_cli import dashboard_cmd, data_cmd, store_cmd, train_cmd
+from bml_cli import dashboard_cmd, data_cmd, store_cmd, train_cmd, worker_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -22,6 +22,7 @@ def _root() -> None:
 train_cmd.register(app)
 store_cmd.register(app)
 data_cmd.register(app)
+worker_cmd.register(app)
 dashboard_cmd.register(app)
 
 

@@ -29,6 +29,13 @@ class MetricSink:
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         """Once at the end: status is succeeded, failed or cancelled."""
 
+    def flush(self) -> bool:
+        """Make everything received so far durable; False if that could not be done in
+        reasonable time. The trainer calls it before each checkpoint, so a checkpoint is
+        never ahead of the recorded metrics: a run resumed after a crash re-sends every
+        step its sinks may have lost."""
+        return True
+
     def close(self) -> None:
         """Flush and release resources; called exactly once."""
 
@@ -58,6 +65,9 @@ class SinkGroup(MetricSink):
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         for s in self.sinks:
             s.on_end(status, summary)
+
+    def flush(self) -> bool:
+        return all([s.flush() for s in self.sinks])
 
     def close(self) -> None:
         for s in self.sinks:
@@ -148,6 +158,10 @@ class JsonlSink(MetricSink):
 
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         self._write({"event": "end", "time": time.time(), "status": status, "summary": summary})
+
+    def flush(self) -> bool:
+        self._fh.flush()
+        return True
 
     def close(self) -> None:
         if not self._fh.closed:

@@ -458,6 +458,8 @@ class Trainer:
         return True
 
     def save_checkpoint(self) -> None:
+        if not self.sink.flush():  # never let a checkpoint run ahead of the recorded metrics
+            self.sink.on_event("warning", "a sink could not write everything before this checkpoint")
         self._save(CHECKPOINT_LAST, self.state_dict())
 
     def try_resume(self) -> bool:

@@ -45,6 +45,7 @@ from db.runs import (
     finish_run,
     heartbeat,
     request_cancel,
+    requeue_run,
     requeue_stale,
 )
 from db.sink import DbMetricSink
@@ -90,6 +91,7 @@ __all__ = [
     "list_runs",
     "make_engine",
     "request_cancel",
+    "requeue_run",
     "requeue_stale",
     "run_events",
     "run_points",

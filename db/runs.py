@@ -274,3 +274,34 @@ def delete_run(engine: Engine, run_id: int, force: bool = False) -> None:
         conn.execute(delete(Event).where(Event.run_id == run_id))
         conn.execute(delete(RunTag).where(RunTag.run_id == run_id))
         conn.execute(delete(Run).where(Run.id == run_id))
+
+
+def requeue_run(engine: Engine, run_id: int, reason: str) -> str:
+    """A running run whose process stopped without finishing (killed, or its worker shut
+    down after a checkpoint): `requeued` while attempts are left (send its task again),
+    else `failed` with the reason. Returns the new status (unchanged if not running)."""
+    now = utcnow()
+    with write_tx(engine) as conn:
+        row = conn.execute(select(Run.status, Run.attempt, Run.max_attempts).where(Run.id == run_id)).first()
+        if row is None:
+            raise RunNotFound(run_id)
+        if row.status != "running":
+            return str(row.status)
+        if row.attempt < row.max_attempts:
+            values: dict[str, Any] = {"status": "requeued", "worker": None}
+        else:
+            values = {
+                "status": "failed",
+                "finished_at": now,
+                "error": f"{reason}; no attempts left"[:max_error_chars],
+            }
+        conn.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(**values))
+        conn.execute(
+            insert(Event).values(
+                run_id=run_id,
+                time=now,
+                level="warning",
+                message=f"{reason} (attempt {row.attempt}): {values['status']}",
+            )
+        )
+    return str(values["status"])

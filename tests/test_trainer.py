@@ -266,3 +266,34 @@ def test_prefetched_noise_is_the_same_sequence_and_checkpoints_exactly() -> None
     assert all(torch.equal(x, y) for x, y in zip(ahead.next(), expected, strict=True))
     for s in (inline, ahead, resumed):
         s.close()
+
+
+def test_sinks_are_flushed_before_every_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint never runs ahead of the recorded metrics (a crash would lose steps)."""
+    from bml_core.sinks import MetricSink
+
+    class Recorder(MetricSink):
+        def __init__(self) -> None:
+            self.steps = 0
+            self.flushed_at: list[int] = []
+
+        def on_step(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+            self.steps = step
+
+        def flush(self) -> bool:
+            self.flushed_at.append(self.steps)
+            assert not (tmp_path / "run" / "last.pt").exists() or self.steps > 0
+            return True
+
+    rec = Recorder()
+    trainer = Trainer(load_config(small(train={"epochs": 3})), sinks=[rec], run_dir=tmp_path / "run")
+    original = trainer._save
+
+    def save(name: str, obj: object) -> None:
+        if name == "last.pt":
+            assert rec.flushed_at and rec.flushed_at[-1] == trainer.global_step
+        original(name, obj)
+
+    trainer._save = save  # type: ignore[method-assign]
+    trainer.fit()
+    assert rec.flushed_at == [trainer.steps_per_epoch * e for e in (1, 2, 3)]

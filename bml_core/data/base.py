@@ -13,15 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bml_core.config import DatasetConfig
-
-
-class DatasetError(ValueError):
-    """Bad input data: names the config field or the file, and says how to fix it."""
-
-    def __init__(self, message: str, field: str = "dataset", path: str | None = None):
-        self.field = field
-        self.path = path
-        super().__init__(message)
+from bml_core.errors import DatasetError
 
 
 class MultimodalDataset(Dataset):

@@ -1,0 +1,20 @@
+# One image for the dashboard and the workers. CPU torch by default; for GPUs build with
+# --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124 (or use a CUDA base image).
+FROM python:3.11-slim
+ARG TORCH_SPEC="torch==2.13.0"
+ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
+ENV PYTHONUNBUFFERED=1 BML_HOME=/data/bml
+WORKDIR /app
+RUN pip install --no-cache-dir --index-url "$TORCH_INDEX" "$TORCH_SPEC"
+COPY pyproject.toml README.md ./
+COPY bml_core bml_core
+COPY db db
+COPY worker worker
+COPY app app
+COPY bml_cli bml_cli
+COPY examples examples
+RUN pip install --no-cache-dir .
+VOLUME ["/data"]
+EXPOSE 8501
+# `bml up` (embedded), or override: `bml worker --gpus 0`, `bml dashboard --host 0.0.0.0`
+CMD ["bml", "up", "--host", "0.0.0.0"]

@@ -1,0 +1,211 @@
+"""`bml submit`, `bml cancel`, `bml worker` and `bml up`: launching runs on Celery workers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, read_run_config
+from bml_cli.store_cmd import _engine
+
+WORKER_STOP_TIMEOUT_S = 30.0
+
+
+def parse_ids(text: str, what: str) -> list[int]:
+    try:
+        ids = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{what} must be comma-separated integers, e.g. 0,1,2") from None
+    if not ids or any(i < 0 for i in ids):
+        raise typer.BadParameter(f"{what} must be integers >= 0, e.g. 0,1,2")
+    return ids
+
+
+def detect_gpus() -> list[int]:
+    """GPU indices from nvidia-smi (no torch in this process); none on a CPU-only machine."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [i for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU "))]
+
+
+def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
+    """One Celery worker: one run at a time (`-c 1`), our queue, no gossip/mingle chatter."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "-c",
+        "1",
+        "-n",
+        name,
+        "-Q",
+        "bml",
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+
+
+def start_workers(
+    gpus: list[int] | None, name: str | None = None, loglevel: str = "INFO", log_dir: Path | None = None
+) -> list[subprocess.Popen[bytes]]:
+    """One worker process per GPU (CUDA_VISIBLE_DEVICES set for each), or one CPU worker."""
+    procs = []
+    slots: list[int | None] = list(gpus) if gpus else [None]
+    for gpu in slots:
+        env = dict(os.environ)
+        env["CUDA_VISIBLE_DEVICES"] = "" if gpu is None else str(gpu)
+        base = name or ("cpu" if gpu is None else f"gpu{gpu}")
+        if name and len(slots) > 1:
+            base = f"{name}-gpu{gpu}"
+        label = base if "@" in base else f"{base}@%h"
+        out = None
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            out = (log_dir / f"worker-{label.replace('%h', 'host').replace('@', '-')}.log").open("ab")
+        procs.append(
+            subprocess.Popen(
+                worker_command(label, loglevel),
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT if out else None,
+            )
+        )
+    return procs
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = WORKER_STOP_TIMEOUT_S) -> None:
+    """SIGTERM (a Celery warm shutdown: the running run checkpoints and is requeued), then kill."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def wait_for(procs: list[subprocess.Popen[bytes]]) -> int:
+    """Block until a process exits or we are told to stop; then stop them all."""
+    stopping = {"now": False}
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    code = 0
+    while not stopping["now"]:
+        exited = [p for p in procs if p.poll() is not None]
+        if exited:
+            code = exited[0].returncode or 0
+            break
+        time.sleep(0.2)
+    stop_processes(procs)
+    return code
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def submit(
+        config: Path = typer.Argument(None, help="run config (YAML or JSON)"),
+        set_: list[str] = typer.Option(
+            None, "--set", help="dotted override, e.g. train.epochs=3 (repeatable)"
+        ),
+        seeds: str = typer.Option(
+            None, "--seeds", help="comma-separated seeds: one run per seed, e.g. 0,1,2"
+        ),
+        preset: str = typer.Option(None, "--preset", help="start from a paper preset"),
+    ) -> None:
+        """Validate, store and enqueue run(s); prints one run id per line."""
+        from worker.client import BrokerUnavailable
+        from worker.client import submit as submit_runs
+
+        engine = _engine()
+        seed_list = parse_ids(seeds, "--seeds") if seeds else None
+        with invalid_input_exits():
+            cfg = read_run_config(config, set_, preset)
+            try:
+                ids = submit_runs(cfg, seed_list, engine=engine)
+            except BrokerUnavailable as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(EXIT_FAILURE) from None
+        for run_id in ids:
+            typer.echo(run_id)
+
+    @app.command()
+    def cancel(run_id: int = typer.Argument(..., help="the run to cancel")) -> None:
+        """Request cancellation: a queued run ends at once, a running one within seconds."""
+        from db import RunNotFound
+        from worker.client import cancel as cancel_run
+
+        try:
+            status = cancel_run(run_id, engine=_engine())
+        except RunNotFound:
+            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        typer.echo(f"run {run_id}: {status}" + (" (stopping)" if status == "running" else ""))
+
+    @app.command()
+    def worker(
+        gpus: str = typer.Option(None, "--gpus", help="GPU indices, e.g. 0,1: one worker process per GPU"),
+        cpu: bool = typer.Option(False, "--cpu", help="one CPU worker even when GPUs are present"),
+        name: str = typer.Option(None, "--name", help="worker name (default cpu@HOST / gpuN@HOST)"),
+        loglevel: str = typer.Option("INFO", "--loglevel"),
+    ) -> None:
+        """Start Celery workers: one per GPU, or one on the CPU when there is none."""
+        _engine()  # refuses an un-migrated store with the command that fixes it
+        gpu_list = [] if cpu else (parse_ids(gpus, "--gpus") if gpus else detect_gpus())
+        procs = start_workers(gpu_list, name, loglevel)
+        raise typer.Exit(wait_for(procs))
+
+    @app.command()
+    def up(
+        port: int = typer.Option(8501, "--port", help="dashboard port"),
+        host: str = typer.Option("127.0.0.1", "--host", help="dashboard bind address"),
+        gpus: str = typer.Option(None, "--gpus", help="GPU indices for the workers (default: all found)"),
+    ) -> None:
+        """Embedded mode: the store (SQLite), a broker that needs no server, one worker per
+        GPU (or one CPU worker) and the dashboard, until Ctrl-C."""
+        from db import make_engine, upgrade
+        from db.engine import bml_home
+
+        home = bml_home()
+        home.mkdir(parents=True, exist_ok=True)
+        upgrade(make_engine())
+        gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
+        procs = start_workers(gpu_list, log_dir=home / "logs")
+        procs += start_dashboard(port, host, home / "logs")
+        typer.echo(f"BML Studio: store and broker under {home}; {len(gpu_list) or 1} worker(s)")
+        typer.echo(f"dashboard: http://{host}:{port}", err=False)
+        raise typer.Exit(wait_for(procs))
+
+
+def start_dashboard(port: int, host: str, log_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """The dashboard process, when the app is installed (see `bml dashboard`)."""
+    try:
+        from app.server import dashboard_command
+    except ImportError:
+        return []
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = (log_dir / "dashboard.log").open("ab")
+    return [subprocess.Popen(dashboard_command(port, host), stdout=out, stderr=subprocess.STDOUT)]

@@ -1,0 +1,53 @@
+"""The Celery app, configured only from the environment (worker.settings): JSON only
+(pickle refused everywhere), prefetch 1, early acknowledgement (a long run must not be
+redelivered by a visibility timeout: the reaper and the run row handle recovery)."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+import worker.embedded_broker  # noqa: F401  (registers the embedded transport)
+from worker.settings import QUEUE_NAME, broker_url, is_embedded
+
+BROKER_RETRY_POLICY = {"max_retries": 3, "interval_start": 0.0, "interval_step": 0.5, "interval_max": 2.0}
+
+
+def make_app(url: str | None = None) -> Celery:
+    url = url or broker_url()
+    app = Celery("bml", broker=url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        result_accept_content=["json"],
+        task_ignore_result=True,
+        result_backend=None,
+        task_acks_late=False,
+        worker_prefetch_multiplier=1,
+        task_default_queue=QUEUE_NAME,
+        task_queues=None,
+        task_create_missing_queues=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+        task_publish_retry_policy=BROKER_RETRY_POLICY,
+        broker_transport_options=transport_options(url),
+    )
+    return app
+
+
+def transport_options(url: str) -> dict[str, object]:
+    if is_embedded(url):
+        return {"polling_interval": 0.1}
+    if url.startswith(("redis://", "rediss://")):
+        # several deployments (or test sessions) can share one Redis: keys live under a prefix
+        return {"global_keyprefix": os.environ.get("BML_BROKER_PREFIX", "bml:")}
+    return {}
+
+
+app = make_app()

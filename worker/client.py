@@ -1,0 +1,234 @@
+"""What the CLI and the dashboard call to launch and control runs: submit (validate ->
+insert -> enqueue), sweeps, cancel, retry, delete, queue and worker status. Torch-free:
+the dashboard imports it."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bml_core.config import ConfigError, RunConfig, apply_override, validate_config
+from bml_core.dataroots import check_data_path
+from bml_core.errors import DatasetError
+from db import (
+    create_run,
+    create_sweep,
+    database_url,
+    delete_run,
+    finish_run,
+    get_run,
+    list_runs,
+    make_engine,
+    request_cancel,
+)
+from worker.presence import live_workers
+from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact
+
+
+class BrokerUnavailable(RuntimeError):
+    """The run was stored but its task could not be sent; the run is marked failed."""
+
+
+_engines: dict[str, Engine] = {}
+_apps: dict[str, Any] = {}
+
+
+def _engine(engine: Engine | None) -> Engine:
+    """The given engine, or one per store URL (the environment may change, e.g. in tests)."""
+    if engine is not None:
+        return engine
+    url = database_url()
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
+
+
+def _celery() -> Any:
+    """A Celery app (a producer only) for the broker the environment names now."""
+    from worker.celery_app import make_app
+
+    url = broker_url()
+    if url not in _apps:
+        _apps[url] = make_app(url)
+    return _apps[url]
+
+
+def enqueue(run_id: int) -> None:
+    """Send `bml.execute_run(run_id)` (retried briefly when the broker hiccups)."""
+    _celery().send_task(TASK_NAME, args=[int(run_id)], retry=True)
+
+
+def _enqueue_all(engine: Engine, run_ids: Sequence[int]) -> None:
+    for i, run_id in enumerate(run_ids):
+        try:
+            enqueue(run_id)
+        except Exception as exc:  # noqa: BLE001 - any broker failure: say so on the runs
+            reason = (
+                f"could not reach the broker at {redact(broker_url())}: {exc}; retry the run when it is up"
+            )
+            for left in run_ids[i:]:
+                finish_run(engine, left, "failed", error=reason)
+            raise BrokerUnavailable(reason) from exc
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """Datasets read by workers must lie under BML_DATA_ROOTS (ConfigError naming dataset.path)."""
+    if cfg.dataset.path:
+        try:
+            check_data_path(cfg.dataset.path)
+        except DatasetError as exc:
+            raise ConfigError([("dataset.path", str(exc))]) from None
+
+
+def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None = None) -> list[RunConfig]:
+    """Validate a config (and its data path) into one RunConfig per seed; nothing is stored."""
+    cfg = config if isinstance(config, RunConfig) else validate_config(config)
+    check_paths(cfg)
+    if not seeds:
+        return [cfg]
+    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
+    if bad:
+        raise ConfigError([("seeds", f"seeds must be integers >= 0; got {bad}")])
+    return [validate_config({**cfg.to_dict(), "seed": s}) for s in dict.fromkeys(seeds)]
+
+
+def submit(
+    config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None = None, *, engine: Engine | None = None
+) -> list[int]:
+    """Validate, store one queued run per seed (the seed overrides the config's) and enqueue
+    them. ConfigError (nothing stored) on invalid input; BrokerUnavailable if the broker is
+    down (the runs are kept, marked failed, and can be retried)."""
+    eng = _engine(engine)
+    configs = prepare(config, seeds)
+    ids = [create_run(eng, cfg) for cfg in configs]
+    _enqueue_all(eng, ids)
+    return ids
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, Mapping | str) for v in value):
+        names = [v if isinstance(v, str) else str(v.get("name", "?")) for v in value]
+        return "+".join(names) or "joint"
+    if isinstance(value, Mapping):
+        return str(value.get("name", json.dumps(value, sort_keys=True)))
+    return str(value)
+
+
+def expand_grid(
+    base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], seeds: Sequence[int], name: str
+) -> list[RunConfig]:
+    """Every combination of the grid's values (dotted config paths) times every seed, all in
+    group `name`. Validates every combination first: one ConfigError lists them all."""
+    if not grid:
+        raise ConfigError([("grid", "a sweep needs at least one key with a list of values")])
+    keys = list(grid)
+    for key in keys:
+        if not isinstance(grid[key], Sequence) or isinstance(grid[key], str) or not grid[key]:
+            raise ConfigError([(f"grid.{key}", "needs a non-empty list of values")])
+    configs: list[RunConfig] = []
+    errors: list[tuple[str, str]] = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        raw = copy.deepcopy(dict(base))
+        label = ",".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(keys, combo, strict=True))
+        try:
+            for key, value in zip(keys, combo, strict=True):
+                apply_override(raw, key.split("."), copy.deepcopy(value))
+            raw["group"] = name
+            raw["name"] = f"{name} [{label}]"[:200]
+            configs.extend(prepare(raw, seeds or [int(raw.get("seed", 0))]))
+        except ConfigError as exc:
+            errors.extend((f"{label}: {path}", msg) for path, msg in exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    return configs
+
+
+def submit_sweep(
+    base: Mapping[str, Any],
+    grid: Mapping[str, Sequence[Any]],
+    seeds: Sequence[int],
+    *,
+    name: str,
+    engine: Engine | None = None,
+) -> tuple[int, list[int]]:
+    """A grid over strategies x parameters x seeds as one group and one sweep row."""
+    eng = _engine(engine)
+    configs = expand_grid(base, grid, seeds, name)
+    sweep_id = create_sweep(eng, name, {"base": dict(base), "grid": dict(grid), "seeds": list(seeds)})
+    ids = [create_run(eng, cfg, sweep_id=sweep_id) for cfg in configs]
+    _enqueue_all(eng, ids)
+    return sweep_id, ids
+
+
+def cancel(run_id: int, *, engine: Engine | None = None) -> str:
+    """Cancel: a queued run ends at once; a running one is stopped by its supervisor."""
+    return request_cancel(_engine(engine), run_id)
+
+
+def retry(run_id: int, *, engine: Engine | None = None) -> int:
+    """A clone of the run (same config) as a new queued run; returns its id."""
+    eng = _engine(engine)
+    run = get_run(eng, run_id)
+    new_id = create_run(eng, run.config, name=run.name, group=run.group, tags=run.tags)
+    _enqueue_all(eng, [new_id])
+    return new_id
+
+
+def delete(run_id: int, *, engine: Engine | None = None) -> None:
+    """Delete a run and all its data (a running run must be cancelled first)."""
+    delete_run(_engine(engine), run_id)
+
+
+@dataclass
+class WorkerStatus:
+    name: str
+    active_run_ids: list[int] = field(default_factory=list)
+    ok: bool = True
+
+
+@dataclass
+class QueueStatus:
+    queued: int
+    running: int
+    workers: list[WorkerStatus]
+    broker: str
+    error: str | None = None
+
+
+def queue_status(timeout_s: float = 1.0, *, engine: Engine | None = None) -> QueueStatus:
+    """Runs waiting and running (from the store) and the workers answering a broadcast
+    within `timeout_s`, each with the run it is executing."""
+    eng = _engine(engine)
+    queued = list_runs(eng, status=["queued", "requeued"], limit=1).total
+    running_page = list_runs(eng, status="running", limit=None)
+    workers: dict[str, WorkerStatus] = {}
+    error = None
+    if is_embedded():
+        # the embedded broker carries no broadcasts: workers announce themselves in files
+        max_age_s = 3 * SupervisorSettings.from_env().reaper_interval_s + 1
+        workers = {name: WorkerStatus(name=name) for name in live_workers(max_age_s)}
+    else:
+        try:
+            replies = _celery().control.inspect(timeout=timeout_s).active() or {}
+            for name, tasks in replies.items():
+                ids = [int(t["args"][0]) for t in tasks if t.get("args") and isinstance(t["args"][0], int)]
+                workers[name] = WorkerStatus(name=name, active_run_ids=ids)
+        except Exception as exc:  # noqa: BLE001 - the broker may be away; the store still answers
+            error = f"workers did not answer: {exc}"
+    for run in running_page.runs:  # the store knows which worker runs what
+        status = workers.setdefault(run.worker or "?", WorkerStatus(name=run.worker or "?", ok=False))
+        if run.id not in status.active_run_ids:
+            status.active_run_ids.append(run.id)
+    return QueueStatus(
+        queued=queued,
+        running=running_page.total,
+        workers=sorted(workers.values(), key=lambda w: w.name),
+        broker=redact(broker_url()),
+        error=error,
+    )

@@ -1,0 +1,89 @@
+"""`python -m worker.run_process RUN_ID`: the training process of one run, started by the
+supervisor task with subprocess (never forked from a process that holds torch threads or
+CUDA). Loads the config from the run row, resumes from the run's last checkpoint, trains
+with a DbMetricSink, and records the final status itself.
+
+SIGTERM: the current step finishes, the sink flushes, a checkpoint is written. If the run's
+cancellation was requested the run ends `cancelled` (exit 0); otherwise it was a shutdown
+of the worker and the process exits EXIT_INTERRUPTED so that the supervisor requeues it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpoint written, run it again later
+EXIT_FAILED = 1
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1 or not argv[0].isdigit():
+        print("usage: python -m worker.run_process RUN_ID", file=sys.stderr)
+        return 2
+    run_id = int(argv[0])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on `bml worker` is the supervisor's business
+
+    from db import check_schema, finish_run, make_engine
+
+    engine = make_engine()
+    check_schema(engine)
+    try:
+        return _train(engine, run_id, stop)
+    except Exception as exc:  # noqa: BLE001 - recorded on the run, then exit 1
+        tail = traceback.format_exc()
+        print(tail, file=sys.stderr, flush=True)
+        finish_run(engine, run_id, "failed", error=f"{type(exc).__name__}: {exc}", traceback_tail=tail)
+        return EXIT_FAILED
+    finally:
+        engine.dispose()
+
+
+def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
+    import torch
+
+    from bml_core.config import validate_config
+    from bml_core.data import build_dataset
+    from bml_core.dataroots import check_data_path
+    from bml_core.trainer import Trainer
+    from db import DbMetricSink, cancel_requested, finish_run, get_run
+    from worker.settings import runs_dir
+
+    run = get_run(engine, run_id)
+    cfg = validate_config(run.config)
+    threads = int(os.environ.get("BML_TORCH_THREADS", "0") or 0) or cfg.train.threads
+    if threads:
+        torch.set_num_threads(threads)
+    if cfg.dataset.path:
+        cfg.dataset.path = str(check_data_path(cfg.dataset.path))
+    bundle = build_dataset(cfg.dataset)
+    sink = DbMetricSink(engine, run_id, record_status=False)
+    trainer = Trainer(
+        cfg, bundle, sinks=[sink], run_dir=runs_dir() / f"run-{run_id}", stop_requested=stop.is_set
+    )
+    summary = trainer.fit()  # closes (flushes) the sink
+    status = summary["run"]["status"]
+    if status == "succeeded":
+        finish_run(engine, run_id, "succeeded", summary=summary)
+        return 0
+    if cancel_requested(engine, run_id):
+        finish_run(engine, run_id, "cancelled")
+        return 0
+    return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # everything is committed by now; skip the interpreter's slow teardown of torch so
+    # the worker's next run starts sooner
+    os._exit(code)

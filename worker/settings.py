@@ -1,0 +1,65 @@
+"""Worker settings, all read from the environment (one code path for the embedded default
+and for Redis + PostgreSQL at scale)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from db.engine import bml_home
+
+EMBEDDED_SCHEME = "bmlsqla"
+QUEUE_NAME = "bml"
+TASK_NAME = "bml.execute_run"
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number") from None
+
+
+def broker_url() -> str:
+    """BML_BROKER_URL, or the embedded broker: a SQLite file under BML_HOME (no server)."""
+    url = os.environ.get("BML_BROKER_URL", "").strip()
+    if url:
+        return url
+    return f"{EMBEDDED_SCHEME}+sqlite:///{bml_home() / 'broker.db'}"
+
+
+def is_embedded(url: str | None = None) -> bool:
+    return (url or broker_url()).startswith(EMBEDDED_SCHEME + "+")
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for display."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def runs_dir() -> Path:
+    """Where run processes keep checkpoints (BML_RUNS_DIR; default BML_HOME/runs). Put it on
+    shared storage when workers on several hosts should resume each other's runs."""
+    return Path(os.environ.get("BML_RUNS_DIR") or bml_home() / "runs").resolve()
+
+
+@dataclass(frozen=True)
+class SupervisorSettings:
+    heartbeat_interval_s: float
+    stale_after_s: float
+    cancel_grace_s: float
+    reaper_interval_s: float
+
+    @classmethod
+    def from_env(cls) -> SupervisorSettings:
+        return cls(
+            heartbeat_interval_s=_float("BML_HEARTBEAT_INTERVAL_S", 1.0),
+            stale_after_s=_float("BML_STALE_AFTER_S", 30.0),
+            cancel_grace_s=_float("BML_CANCEL_GRACE_S", 8.0),
+            reaper_interval_s=_float("BML_REAPER_INTERVAL_S", 5.0),
+        )
