@@ -194,18 +194,28 @@ def register(app: typer.Typer) -> None:
         upgrade(make_engine())
         gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
         procs = start_workers(gpu_list, log_dir=home / "logs")
-        procs += start_dashboard(port, host, home / "logs")
+        dashboard = start_dashboard(port, host, home / "logs")
+        procs.append(dashboard)
         typer.echo(f"BML Studio: store and broker under {home}; {len(gpu_list) or 1} worker(s)")
-        typer.echo(f"dashboard: http://{host}:{port}", err=False)
+        from app.server import dashboard_url, wait_until_healthy
+
+        url = dashboard_url(port, host)
+        if not wait_until_healthy(url, alive=dashboard):
+            typer.echo(
+                f"error: the dashboard did not come up on {url} (is port {port} free? see "
+                f"{home / 'logs' / 'dashboard.log'})",
+                err=True,
+            )
+            stop_processes(procs)
+            raise typer.Exit(EXIT_FAILURE)
+        typer.echo(f"dashboard: {url}")
         raise typer.Exit(wait_for(procs))
 
 
-def start_dashboard(port: int, host: str, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """The dashboard process, when the app is installed (see `bml dashboard`)."""
-    try:
-        from app.server import dashboard_command
-    except ImportError:
-        return []
+def start_dashboard(port: int, host: str, log_dir: Path) -> subprocess.Popen[bytes]:
+    """The dashboard process (as `bml dashboard` runs it), its output in log_dir/dashboard.log."""
+    from app.server import dashboard_command
+
     log_dir.mkdir(parents=True, exist_ok=True)
-    out = (log_dir / "dashboard.log").open("ab")
-    return [subprocess.Popen(dashboard_command(port, host), stdout=out, stderr=subprocess.STDOUT)]
+    with (log_dir / "dashboard.log").open("ab") as out:
+        return subprocess.Popen(dashboard_command(port, host), stdout=out, stderr=subprocess.STDOUT)

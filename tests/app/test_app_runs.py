@@ -87,3 +87,49 @@ def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, 
         "delete": False,
     }
     assert rv.allowed_actions(runs[many_runs["ogm"][0]]) == {"cancel": False, "retry": True, "delete": True}
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    from worker import client
+
+    calls: list[int] = []
+    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
+    return calls
+
+
+def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[int]) -> None:
+    queued = add_run(engine, "waiting", "g", status="queued")
+    running = add_run(engine, "busy", "g", steps=20, status="running")
+    done = add_run(engine, "done", "g", steps=20)
+    at = open_page("runs")
+
+    at.selectbox(key="runs_pick").set_value(queued).run()
+    at.button(key="runs_cancel").click().run()
+    assert db.get_run(engine, queued).status == "cancelled"
+    assert f"Run {queued} cancelled." in [s.value for s in at.success]
+
+    at.selectbox(key="runs_pick").set_value(running).run()
+    assert at.button(key="runs_delete").disabled and at.button(key="runs_retry").disabled
+    at.button(key="runs_cancel").click().run()
+    run = db.get_run(engine, running)
+    assert run.status == "running" and run.cancel_requested  # its supervisor stops it
+    assert any("asked to stop" in s.value for s in at.success)
+    assert "running (cancelling)" in list(frame_with(at, "ETA")["status"])
+
+    at.selectbox(key="runs_pick").set_value(done).run()
+    at.button(key="runs_retry").click().run()
+    clone = max(r.id for r in db.list_runs(engine, limit=None).runs)
+    assert sent == [clone] and db.get_run(engine, clone).status == "queued"
+    assert db.get_run(engine, clone).config == db.get_run(engine, done).config
+
+    at.selectbox(key="runs_pick").set_value(done).run()
+    at.button(key="runs_delete").click().run()
+    assert db.get_run(engine, done)  # not yet: a confirmation first
+    at.button(key="runs_delete_keep").click().run()
+    assert db.get_run(engine, done)
+    at.button(key="runs_delete").click().run()
+    at.button(key="runs_delete_confirm").click().run()
+    with pytest.raises(db.RunNotFound):
+        db.get_run(engine, done)
+    assert f"Run {done} and all its data deleted." in [s.value for s in at.success]
