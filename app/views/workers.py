@@ -8,8 +8,10 @@ import streamlit as st
 import db
 from app import store
 from app import workers_view as wv
+from app.widgets import page_path
 
 workers_refresh_s = 2.0
+LINK_COLUMNS = {"live": st.column_config.LinkColumn("live", display_text="open")}
 
 st.title("Workers")
 engine = store.engine()
@@ -33,11 +35,16 @@ def render_workers() -> None:
     names = {r.id: r.name for r in running}
     if status.workers:
         st.dataframe(
-            wv.worker_rows(status, names),
-            hide_index=True,
-            width="stretch",
-            column_config={"live": st.column_config.LinkColumn("live", display_text="open")},
+            wv.worker_rows(status, names), hide_index=True, width="stretch", column_config=LINK_COLUMNS
         )
+        for w in status.workers:
+            for rid in w.active_run_ids:
+                st.page_link(
+                    page_path("live"),
+                    label=f"{w.name} is running #{rid} {names.get(rid, '')}".strip(),
+                    query_params={"run": str(rid)},
+                    icon=":material/monitoring:",
+                )
     else:
         st.info("No worker answered. Start one with `bml worker` (or `bml up`).")
     queued = db.list_runs(engine, status=["queued", "requeued"], limit=20)

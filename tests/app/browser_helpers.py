@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -40,10 +42,36 @@ def launch_browser(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+WATCH_RUNS_JS = """
+() => {
+  if (window.__bmlWatch) return window.__bmlRuns;
+  window.__bmlRuns = 0;
+  const app = document.querySelector('[data-testid="stApp"]');
+  window.__bmlWatch = new MutationObserver(() => {
+    if (app.getAttribute('data-test-script-state') === 'running') window.__bmlRuns += 1;
+  });
+  window.__bmlWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+  return window.__bmlRuns;
+}
+"""
+
+
 def wait_idle(page: Any, timeout_s: float = 30.0) -> None:
     """Until the app's script run (or fragment run) has finished."""
     page.wait_for_selector(
         '[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=timeout_s * 1000
+    )
+
+
+def after_rerun(page: Any, act: Any, timeout_s: float = 30.0) -> None:
+    """Do `act()` (a click, a key press) and wait until the rerun it causes has finished."""
+    before = page.evaluate(WATCH_RUNS_JS)
+    act()
+    page.wait_for_function(
+        """(before) => window.__bmlRuns > before && document.querySelector('[data-testid="stApp"]')
+            .getAttribute('data-test-script-state') === 'notRunning'""",
+        arg=before,
+        timeout=timeout_s * 1000,
     )
 
 
@@ -72,9 +100,13 @@ def wait_chart(page: Any, title_prefix: str, timeout_s: float = 30.0) -> dict[st
 def fill(page: Any, container: str, value: str) -> None:
     """Type into the text or number input inside the container keyed `container`, commit."""
     box = page.locator(f".st-key-{container} input").first
+    box.wait_for()
     box.fill(value)
-    box.press("Enter")
-    wait_idle(page)
+    try:
+        after_rerun(page, lambda: box.press("Enter"), timeout_s=10)
+    except PlaywrightTimeout:
+        if box.input_value() != value:  # no rerun is fine only when the value was already there
+            raise
 
 
 def pick(page: Any, container: str, option_text: str) -> None:
@@ -82,9 +114,8 @@ def pick(page: Any, container: str, option_text: str) -> None:
     box = page.locator(f".st-key-{container} input").first
     box.click()
     box.fill(option_text)
-    page.keyboard.press("Enter")
+    after_rerun(page, lambda: page.keyboard.press("Enter"))
     page.keyboard.press("Escape")
-    wait_idle(page)
 
 
 def screenshot(page: Any, directory: Path | None, name: str) -> None:
@@ -100,3 +131,53 @@ def screenshot(page: Any, directory: Path | None, name: str) -> None:
     page.wait_for_timeout(300)
     page.screenshot(path=str(directory / f"{name}.png"))
     page.set_viewport_size(VIEWPORT)
+
+
+def choose(page: Any, key: str, option: str) -> None:
+    """Pick `option` in the selectbox keyed `key` (no rerun when it is already the choice)."""
+    box = page.locator(f".st-key-{key}")
+    inputs = box.locator("input")
+    shown = box.inner_text() + " " + " ".join(inputs.nth(i).input_value() for i in range(inputs.count()))
+    if option in shown:
+        return
+    box.click()
+    try:
+        after_rerun(page, page.get_by_role("option", name=option).click)
+    except PlaywrightTimeout:
+        raise AssertionError(f"could not pick {option!r} in {key} (it showed {shown!r})") from None
+
+
+AXIS_JS = """
+(prefix) => {
+  for (const el of document.querySelectorAll('.js-plotly-plot')) {
+    const title = ((el.layout && el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '');
+    if (title.startsWith(prefix)) return {range: el._fullLayout.xaxis.range, auto: el._fullLayout.xaxis.autorange,
+                                          points: el._fullData[0].x.length};
+  }
+  return null;
+}
+"""
+
+
+def x_axis(page: Any, title_prefix: str) -> dict[str, Any] | None:
+    """The chart's x range, whether it is automatic, and its first line's point count."""
+    return page.evaluate(AXIS_JS, title_prefix)
+
+
+def drag_zoom(page: Any, title_prefix: str, start: float = 0.3, end: float = 0.6) -> None:
+    """Zoom the chart as a user does: drag across the plot area from `start` to `end` of its width."""
+    charts = page.locator(".js-plotly-plot")
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        title = chart.evaluate(
+            "el => ((el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '')"
+        )
+        if title.startswith(title_prefix):
+            box = chart.locator(".nsewdrag").first.bounding_box()
+            y = box["y"] + box["height"] * 0.5
+            page.mouse.move(box["x"] + box["width"] * start, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
+            page.mouse.up()
+            return
+    raise AssertionError(f"no chart titled {title_prefix!r}")

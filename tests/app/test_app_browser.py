@@ -26,13 +26,15 @@ from typing import Any
 import pytest
 from browser_helpers import (
     chart_points,
+    choose,
+    drag_zoom,
     fill,
     launch_browser,
     open_page,
     pick,
     screenshot,
     wait_chart,
-    wait_idle,
+    x_axis,
 )
 from sqlalchemy import Engine
 
@@ -155,8 +157,7 @@ def test_bad_input_is_refused_next_to_each_field_and_nothing_is_stored(studio: S
         assert text in _error_in(page, container), container
     screenshot(page, studio.shots, "launch-errors")
     page.locator(".st-key-launch_button button").click()
-    wait_idle(page)
-    assert "Nothing was launched" in page.inner_text('[data-testid="stMain"]')
+    page.get_by_text("Nothing was launched").wait_for(timeout=30_000)
     assert db.list_runs(studio.engine).total == 0
     assert client.queue_status(engine=studio.engine).queued == 0
 
@@ -192,10 +193,16 @@ def test_launch_ogm_ge_from_the_form_and_watch_it_live(studio: Studio, page: Any
     assert db.get_run(studio.engine, run.id).status == "running"
     screenshot(page, studio.shots, "live")
 
+    drag_zoom(page, RATIO_TITLE)  # the user's zoom survives the refreshes that add points
+    zoomed = x_axis(page, RATIO_TITLE)
+    assert zoomed is not None and zoomed["auto"] is False
+    page.wait_for_timeout(int(3 * lv.refresh_interval_s * 1000))
+    later = x_axis(page, RATIO_TITLE)
+    assert later is not None and later["points"] > zoomed["points"]
+    assert later["auto"] is False and later["range"] == pytest.approx(zoomed["range"])
+
     open_page(page, f"{studio.url}/workers")
-    page.wait_for_selector('[data-testid="stDataFrame"]', timeout=30_000)
-    text = page.inner_text('[data-testid="stMain"]')
-    assert f"#{run.id}" in text
+    page.get_by_text(f"is running #{run.id} e2e-ogm-ge").wait_for(timeout=30_000)
     screenshot(page, studio.shots, "workers")
 
 
@@ -204,27 +211,25 @@ def test_cancel_a_running_run_from_the_runs_page(studio: Studio, page: Any) -> N
     assert run.status == "running"
     open_page(page, f"{studio.url}/runs")
     screenshot(page, studio.shots, "runs")
-    page.locator(".st-key-runs_pick").click()
-    page.get_by_role("option", name=f"#{run.id} e2e-ogm-ge (running)").click()
-    wait_idle(page)
+    choose(page, "runs_pick", f"#{run.id} e2e-ogm-ge (running)")
     page.locator(".st-key-runs_cancel button").click()
-    wait_idle(page)
-    assert f"Run {run.id}" in page.inner_text('[data-testid="stMain"]')
+    page.get_by_text(f"Run {run.id} asked to stop").wait_for(timeout=30_000)
     cancelled = _wait_status(studio.engine, run.id, {"cancelled"}, timeout_s=30)
     assert cancelled.step > 0
 
 
 def test_compare_two_finished_runs_and_download_the_csv(studio: Studio, page: Any) -> None:
-    from worker import client
-
-    config = {
-        "name": "e2e-compare",
-        "group": "e2e-compare",
-        "strategies": [{"name": "opm"}],
-        "train": {"epochs": 3, "batch_size": 64},
-        "optim": {"lr": 0.01},
-    }
-    ids = client.submit(config, seeds=[0, 1], engine=studio.engine)
+    open_page(page, f"{studio.url}/launch")
+    fill(page, "field-name", "e2e-compare")
+    fill(page, "field-group", "e2e-compare")
+    fill(page, "field-seeds", "0,1")
+    pick(page, "field-strategies", "opm")
+    fill(page, "field-train-epochs", "3")
+    fill(page, "field-optim-lr", "0.01")
+    page.get_by_role("button", name="Launch 2 runs").click()
+    page.wait_for_selector(".st-key-launched-runs", timeout=30_000)
+    ids = sorted(r.id for r in db.list_runs(studio.engine, text="e2e-compare").runs)
+    assert len(ids) == 2
     for rid in ids:
         _wait_status(studio.engine, rid, {"succeeded"}, timeout_s=180)
     open_page(page, f"{studio.url}/compare?runs={ids[0]},{ids[1]}")

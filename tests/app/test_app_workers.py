@@ -36,6 +36,7 @@ def test_queue_and_workers_with_their_runs(engine: Engine, monkeypatch: pytest.M
     assert table.iloc[0]["runs"] == f"#{busy} busy" and table.iloc[0]["live"] == f"/live?run={busy}"
     assert table.iloc[1]["runs"] == "idle"
     assert list(frame_with(at, "strategy")["name"]) == ["next"]
+    assert [p.proto.label for p in at.get("page_link")] == [f"cpu@host is running #{busy} busy"]
 
 
 def test_no_worker_answering_is_said(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
