@@ -59,21 +59,23 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def field_spec(name: str, info: FieldInfo, prefix: str = "") -> FieldSpec:
-    """The form field for one pydantic field (nested models become sections)."""
+def field_spec(name: str, info: FieldInfo, prefix: str = "", label_prefix: str = "") -> FieldSpec:
+    """The form field for one pydantic field (nested models become sections, whose fields
+    are labelled with the section's name: `scheduler step size`)."""
     path = f"{prefix}.{name}" if prefix else name
     annotation, optional = _strip_optional(info.annotation)
     origin = typing.get_origin(annotation)
     default = info.get_default(call_default_factory=True)
     bounds = _bounds_text(info)
     help_text = "; ".join(p for p in (info.description or "", bounds) if p)
-    common = {"path": path, "name": name, "label": _label(name), "optional": optional, "bounds": bounds}
+    label = label_prefix + _label(name)
+    common = {"path": path, "name": name, "label": label, "optional": optional, "bounds": bounds}
     if origin is Literal:
         return FieldSpec(
             kind="choice", default=default, options=typing.get_args(annotation), help=help_text, **common
         )
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        children = tuple(model_field_specs(annotation, path))
+        children = tuple(model_field_specs(annotation, path, label_prefix=f"{label} " if prefix else ""))
         return FieldSpec(kind="section", children=children, help=help_text, **common)
     if annotation is bool:
         return FieldSpec(kind="bool", default=default, help=help_text, **common)
@@ -91,10 +93,14 @@ def field_spec(name: str, info: FieldInfo, prefix: str = "") -> FieldSpec:
 
 
 def model_field_specs(
-    model: type[BaseModel], prefix: str = "", exclude: tuple[str, ...] = ()
+    model: type[BaseModel], prefix: str = "", exclude: tuple[str, ...] = (), label_prefix: str = ""
 ) -> list[FieldSpec]:
     """The form fields of a model, in declaration order, nested models as sections."""
-    return [field_spec(n, info, prefix) for n, info in model.model_fields.items() if n not in exclude]
+    return [
+        field_spec(n, info, prefix, label_prefix)
+        for n, info in model.model_fields.items()
+        if n not in exclude
+    ]
 
 
 def walk(specs: list[FieldSpec] | tuple[FieldSpec, ...]) -> list[FieldSpec]:

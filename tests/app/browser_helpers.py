@@ -4,6 +4,7 @@ chart holds (decoded points from `_fullData`), and driving Streamlit widgets."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -109,12 +110,14 @@ def fill(page: Any, container: str, value: str) -> None:
             raise
 
 
-def pick(page: Any, container: str, option_text: str) -> None:
-    """Choose an option of the multiselect / selectbox inside a keyed container."""
+def pick(page: Any, container: str, option: str) -> None:
+    """Add `option` (the option whose label is it, or starts with it and a space) in the
+    multiselect or selectbox inside a keyed container."""
     box = page.locator(f".st-key-{container} input").first
     box.click()
-    box.fill(option_text)
-    after_rerun(page, lambda: page.keyboard.press("Enter"))
+    box.fill(option)
+    choice = page.get_by_role("option", name=re.compile(rf"^{re.escape(option)}(\s|$)"))
+    after_rerun(page, choice.first.click)
     page.keyboard.press("Escape")
 
 
@@ -128,7 +131,8 @@ def screenshot(page: Any, directory: Path | None, name: str) -> None:
         '[data-testid="stAppViewContainer"]\')).map(e => e.scrollHeight), 1000)'
     )
     page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 4000)})
-    page.wait_for_timeout(300)
+    wait_idle(page)
+    page.wait_for_timeout(1500)  # tables and charts draw after the script run
     page.screenshot(path=str(directory / f"{name}.png"))
     page.set_viewport_size(VIEWPORT)
 

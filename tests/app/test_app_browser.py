@@ -228,8 +228,9 @@ def test_compare_two_finished_runs_and_download_the_csv(studio: Studio, page: An
     fill(page, "field-optim-lr", "0.01")
     page.get_by_role("button", name="Launch 2 runs").click()
     page.wait_for_selector(".st-key-launched-runs", timeout=30_000)
-    ids = sorted(r.id for r in db.list_runs(studio.engine, text="e2e-compare").runs)
-    assert len(ids) == 2
+    launched = db.list_runs(studio.engine, text="e2e-compare").runs
+    assert sorted(r.seed for r in launched) == [0, 1] and {r.strategy for r in launched} == {"opm"}
+    ids = sorted(r.id for r in launched)
     for rid in ids:
         _wait_status(studio.engine, rid, {"succeeded"}, timeout_s=180)
     open_page(page, f"{studio.url}/compare?runs={ids[0]},{ids[1]}")
