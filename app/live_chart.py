@@ -41,7 +41,17 @@ export default async function (component) {
 }
 """
 
+PRELOAD_JS = """
+export default function (component) {
+  const url = component.data && component.data.plotly_url;
+  if (!window.Plotly && url) {
+    import(new URL(url, window.location.origin).href).catch(() => {});
+  }
+}
+"""
+
 _renderer = st.components.v2.component("bml_live_chart", js=LIVE_CHART_JS, isolate_styles=False)
+_preloader = st.components.v2.component("bml_plotly_preload", js=PRELOAD_JS, isolate_styles=False)
 
 # Layout keys that make the plain Plotly figure look like the rest of the (Streamlit) page.
 PAGE_STYLE: dict[str, Any] = {
@@ -83,3 +93,9 @@ def live_chart(figure: dict[str, Any], key: str, config: dict[str, Any] | None =
         },
         key=key,
     )
+
+
+def preload_plotly() -> None:
+    """Start fetching and evaluating plotly.js in the browser now, while the page's script
+    is still reading the store (a chart page calls it before anything else)."""
+    _preloader(data={"plotly_url": plotly_module_url()}, key="plotly-preload")

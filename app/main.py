@@ -10,8 +10,10 @@ from pathlib import Path
 import streamlit as st
 
 from app import store
+from app.live_chart import preload_plotly
 
 VIEWS_DIR = Path(__file__).resolve().parent / "views"
+CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 
@@ -31,4 +33,8 @@ pages = [
     st.Page(VIEWS_DIR / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page(VIEWS_DIR / "workers.py", title="Workers", icon=":material/dns:", url_path="workers"),
 ]
-st.navigation(pages).run()
+page = st.navigation(pages)
+if page.url_path in CHART_PAGES:
+    with st.sidebar:
+        preload_plotly()
+page.run()

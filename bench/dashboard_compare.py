@@ -2,14 +2,16 @@
 and the dashboard process's memory.
 
 Fills a fresh store (temporary BML_HOME) with `--runs` finished runs of `--steps` steps
-(19 series per run, every step), starts the app (`streamlit run app/main.py`, as `bml
-dashboard` does), and opens `/compare?runs=...` in Debian's Chromium (Playwright) once per
-round in a new browser context (a new session). A round's time runs from the navigation
-until every chart's Plotly element holds one trace per run with its points (`_fullData`).
-Rounds alternate between the per-run view and the group view (mean ± std over seeds).
-Memory: the app process's resident set (VmRSS, and its peak VmHWM) from /proc.
+(20 series per run, every step), starts the app (`streamlit run app/main.py`, as `bml
+dashboard` does) and opens `/compare?runs=<all>` in Debian's Chromium (Playwright), each
+round in a new tab of a new browser context (a first visit: empty HTTP cache) and of one
+kept context (a returning visit: Streamlit's and plotly.js's files cached). A time runs
+from the navigation until every chart's Plotly element holds its lines with their points
+(`_fullData`). Each round does the per-run view (`&agg=0`, one line per run) and the group
+view (`&agg=1`, mean ± std over each group's seeds). Memory: the app process's resident
+set (VmRSS, and its peak VmHWM) from /proc.
 
-    python bench/dashboard_compare.py                 # 20 runs x 10,000 steps, 5 rounds each
+    python bench/dashboard_compare.py                 # 20 runs x 10,000 steps, 5 rounds
     python bench/dashboard_compare.py --runs 5 --steps 2000 --rounds 2
 """
 
@@ -56,11 +58,11 @@ def proc_memory_mib(pid: int) -> dict[str, float]:
     return out
 
 
-def time_page(browser, url: str, charts: int, lines_per_chart: int, timeout_s: float = 60.0) -> float:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def time_page(context, url: str, charts: int, lines_per_chart: int, timeout_s: float = 60.0) -> float:
+    """Seconds from navigating a new tab to `url` until every chart holds its lines."""
     page = context.new_page()
     start = time.perf_counter()
-    page.goto(url)
+    page.goto(url, wait_until="commit")
     deadline = start + timeout_s
     while True:
         state = page.evaluate(CHART_STATE_JS)
@@ -68,10 +70,10 @@ def time_page(browser, url: str, charts: int, lines_per_chart: int, timeout_s: f
             elapsed = time.perf_counter() - start
             break
         if time.perf_counter() > deadline:
-            context.close()
+            page.close()
             raise TimeoutError(f"charts not drawn after {timeout_s}s: {state}")
         page.wait_for_timeout(20)
-    context.close()
+    page.close()
     return elapsed
 
 
@@ -121,15 +123,20 @@ def main() -> None:
             f"one line per run ({len(ids)} per chart)": (f"{runs_url}&agg=0", 3, len(ids)),
             f"mean ± std per group ({len(groups)} groups of seeds)": (f"{runs_url}&agg=1", 3, len(groups)),
         }
-        times: dict[str, list[float]] = {v: [] for v in views}
+        times: dict[str, list[float]] = {}
+        viewport = {"width": 1400, "height": 1000}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            time_page(
-                browser, f"{runs_url}&agg=0", 3, len(ids)
-            )  # warm-up: first import of the page's modules
+            warm = browser.new_context(viewport=viewport)
+            time_page(warm, f"{runs_url}&agg=0", 3, len(ids))  # fills the warm context's HTTP cache
             for _ in range(args.rounds):
                 for name, (url, charts, lines) in views.items():
-                    times[name].append(time_page(browser, url, charts, lines))
+                    cold = browser.new_context(viewport=viewport)  # a first visit: empty cache
+                    times.setdefault(f"{name}, first visit", []).append(time_page(cold, url, charts, lines))
+                    cold.close()
+                    times.setdefault(f"{name}, returning visit", []).append(
+                        time_page(warm, url, charts, lines)
+                    )
             browser.close()
         mem_after = proc_memory_mib(proc.pid)
     finally:

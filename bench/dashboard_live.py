@@ -1,8 +1,9 @@
 """The cost of one Live-page refresh, in process: the store queries of `live_view.refresh`
 (new points since the last step of each series, new events, the run row), building the
-page's Plotly figures, and serialising them to JSON as Streamlit does before sending.
+page's Plotly figures, and serialising them to JSON as Streamlit does for the charts'
+component data (`app/live_chart.py`) before sending them to the browser.
 
-A run with `--steps` steps of the 19 series a two-modality OGM-GE run streams is written
+A run with `--steps` steps of the 20 series a two-modality OGM-GE run streams is written
 into a fresh SQLite store (temporary BML_HOME); the Live state is loaded once (downsampled
 history); then each round writes one more step (not timed) and times one refresh. Reports
 medians and 90th percentiles over `--rounds` rounds, for each history length asked.
@@ -23,8 +24,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import plotly.io as pio
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,6 +39,7 @@ def bench_history(steps: int, rounds: int) -> dict[str, object]:
 
     import db
     from app import live_view as lv
+    from app.live_chart import styled
 
     engine = db.make_engine()
     db.upgrade(engine)
@@ -75,9 +75,9 @@ def bench_history(steps: int, rounds: int) -> dict[str, object]:
         t0 = time.perf_counter()
         lv.refresh(engine, state)
         t1 = time.perf_counter()
-        figures = [f for f in (lv.panel_figure(state, p) for p in lv.PANELS) if f is not None]
+        figures = [styled(f) for f in (lv.panel_figure(state, p) for p in lv.PANELS) if f is not None]
         t2 = time.perf_counter()
-        size = sum(len(pio.to_json(f, validate=False)) for f in figures)
+        size = sum(len(json.dumps({"figure": f})) for f in figures)
         t3 = time.perf_counter()
         query_ms.append((t1 - t0) * 1000)
         figure_ms.append((t2 - t1) * 1000)

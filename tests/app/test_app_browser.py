@@ -46,6 +46,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RATIO_TITLE = lv.PANELS[0].title
 live_latency_target_s = 2.0
+# How many times each Live chart has been updated in place (app/live_chart.py counts them).
+UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-live-chart')).map(el => el.dataset.updates)"
 
 
 def _free_port() -> int:
@@ -296,6 +298,11 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
     stop.set()
     thread.join(timeout=10)
     db.finish_run(studio.engine, run_id, "succeeded")
+    # the page notices the end and stops refreshing
+    page.get_by_text("succeeded", exact=True).wait_for(timeout=10_000)
+    updates = page.evaluate(UPDATES_JS)
+    page.wait_for_timeout(int(4 * lv.refresh_interval_s * 1000))
+    assert page.evaluate(UPDATES_JS) == updates
     latencies = [seen[s] - written[s] for s in seen if s in written]
     assert len(latencies) > 50, f"only {len(latencies)} steps reached the page"
     median = statistics.median(latencies)
