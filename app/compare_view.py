@@ -53,7 +53,7 @@ def runs_of(
     if group:
         page = db.list_runs(engine, group=group, limit=max_compared_runs)
         return sorted(page.runs, key=lambda r: r.id), []
-    runs: list[db.RunInfo] = []
+    runs: list[db.RunInfo] = []  # RunDetail is a RunInfo
     missing: list[int] = []
     for rid in run_ids[:max_compared_runs]:
         try:

@@ -69,26 +69,36 @@ def field_spec(name: str, info: FieldInfo, prefix: str = "", label_prefix: str =
     bounds = _bounds_text(info)
     help_text = "; ".join(p for p in (info.description or "", bounds) if p)
     label = label_prefix + _label(name)
-    common = {"path": path, "name": name, "label": label, "optional": optional, "bounds": bounds}
-    if origin is Literal:
+
+    def spec(kind: FieldKind, **extra: Any) -> FieldSpec:
         return FieldSpec(
-            kind="choice", default=default, options=typing.get_args(annotation), help=help_text, **common
+            path=path,
+            name=name,
+            label=label,
+            kind=kind,
+            optional=optional,
+            bounds=bounds,
+            help=help_text,
+            **extra,
         )
+
+    if origin is Literal:
+        return spec("choice", default=default, options=typing.get_args(annotation))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         children = tuple(model_field_specs(annotation, path, label_prefix=f"{label} " if prefix else ""))
-        return FieldSpec(kind="section", children=children, help=help_text, **common)
+        return spec("section", children=children)
     if annotation is bool:
-        return FieldSpec(kind="bool", default=default, help=help_text, **common)
+        return spec("bool", default=default)
     if annotation is int:
-        return FieldSpec(kind="int", default=default, help=help_text, **common)
+        return spec("int", default=default)
     if annotation is float:
-        return FieldSpec(kind="float", default=default, help=help_text, **common)
+        return spec("float", default=default)
     if annotation is str:
-        return FieldSpec(kind="text", default=default, help=help_text, **common)
+        return spec("text", default=default)
     if origin is dict:
-        return FieldSpec(kind="mapping", default=default, help=help_text, **common)
+        return spec("mapping", default=default)
     if origin is list:
-        return FieldSpec(kind="list", default=default, help=help_text, **common)
+        return spec("list", default=default)
     raise TypeError(f"no form field for {path} ({info.annotation!r}): add the type to app/form_fields.py")
 
 

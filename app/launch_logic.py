@@ -124,9 +124,8 @@ def preset_values(preset: str) -> dict[str, Any]:
         name = strat["name"]
         names.append(name)
         fields = {f.name: f for f in strategy_fields(name)}
-        defaults = catalog.strategies()[name]()
         for key, f in fields.items():
-            out[f.path] = widget_value(f, strat.get(key, getattr(defaults, key)))
+            out[f.path] = widget_value(f, strat.get(key, f.default))
     out[STRATEGIES_PATH] = names
     for section in ("optim", "train"):
         flat = _flatten(spec.get(section, {}), section)

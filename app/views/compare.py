@@ -46,8 +46,11 @@ else:
     for rid in ids_param:
         if rid not in choices:
             try:
-                r = db.get_run(engine, rid)
-                choices = {**choices, rid: f"#{r.id} {r.name} · {r.group} · {r.strategy} · {r.status}"}
+                found = db.get_run(engine, rid)
+                choices = {
+                    **choices,
+                    rid: f"#{found.id} {found.name} · {found.group} · {found.strategy} · {found.status}",
+                }
             except db.RunNotFound:
                 st.error(f"There is no run {rid}.")
     picked = st.multiselect(
