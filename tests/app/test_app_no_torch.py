@@ -17,7 +17,7 @@ PROBE = r"""
 import importlib, json, pkgutil, sys
 import app
 modules = [m.name for m in pkgutil.iter_modules(app.__path__, "app.") if m.name != "app.main"]
-for name in modules:
+for name in modules + ["worker.client", "bml_core.dataroots", "bml_core.config"]:
     importlib.import_module(name)
 after_import = "torch" in sys.modules
 from streamlit.testing.v1 import AppTest
