@@ -468,7 +468,8 @@ class Trainer:
         path = self.run_dir / CHECKPOINT_LAST
         if not path.is_file():
             return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
         return True
 
     # ------------------------------------------------------------------ the loop
