@@ -71,3 +71,15 @@ def test_shapley_three_modalities_hand_computed() -> None:
     assert phi == pytest.approx(w)
     # degree = mean of |0.5-0.2|, |0.5-0.1|, |0.2-0.1| = (0.3 + 0.4 + 0.1) / 3
     assert imbalance_degree(phi) == pytest.approx(0.8 / 3)
+
+
+def test_linear_probe_separable_and_random_features() -> None:
+    from bml_core.metrics import linear_probe_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(600) % 6
+    centers = torch.randn(6, 16, generator=g) * 4
+    x = centers[y] + torch.randn(600, 16, generator=g)
+    assert linear_probe_accuracy(x[:400], y[:400], x[400:], y[400:], 6) > 0.95
+    noise = torch.randn(600, 16, generator=g)
+    assert linear_probe_accuracy(noise[:400], y[:400], noise[400:], y[400:], 6) < 0.35  # chance is 1/6
