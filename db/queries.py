@@ -114,43 +114,52 @@ _LIST_COLUMNS = (
 )
 
 
-def _run_info(row: Any, tags: list[str]) -> dict[str, Any]:
-    m = row._mapping
-    return {
-        "id": int(m["id"]),
-        "name": m["name"],
-        "group": m["group"],
-        "tags": tags,
-        "status": m["status"],
-        "strategy": m["strategy"],
-        "dataset": m["dataset"],
-        "seed": int(m["seed"]),
-        "attempt": int(m["attempt"]),
-        "max_attempts": int(m["max_attempts"]),
-        "worker": m["worker"],
-        "created_at": m["created_at"],
-        "started_at": m["started_at"],
-        "finished_at": m["finished_at"],
-        "heartbeat_at": m["heartbeat_at"],
-        "progress": float(m["progress"]),
-        "step": int(m["step"]),
-        "total_steps": None if m["total_steps"] is None else int(m["total_steps"]),
-        "error": m["error"],
-        "summary": m["summary"],
-        "cancel_requested": bool(m["cancel_requested"]),
-        "dropped_points": int(m["dropped_points"]),
-        "sweep_id": m["sweep_id"],
-    }
+_LIST_FIELDS = [
+    "id",
+    "name",
+    "group",
+    "status",
+    "strategy",
+    "dataset",
+    "seed",
+    "attempt",
+    "max_attempts",
+    "worker",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "progress",
+    "step",
+    "total_steps",
+    "error",
+    "summary",
+    "cancel_requested",
+    "dropped_points",
+    "sweep_id",
+]
 
 
-def _tags_of(conn: Connection, run_ids: Sequence[int]) -> dict[int, list[str]]:
+def _run_info(row: Sequence[Any], tags: list[str]) -> dict[str, Any]:
+    info = dict(zip(_LIST_FIELDS, row, strict=False))
+    info["cancel_requested"] = bool(info["cancel_requested"])
+    info["progress"] = float(info["progress"])
+    info["tags"] = tags
+    return info
+
+
+def _tags_of(conn: Connection, run_ids: Sequence[int] | None, where: Any = None) -> dict[int, list[str]]:
+    """Tags of the given runs, or (run_ids None) of every run matching `where`."""
     tags: dict[int, list[str]] = defaultdict(list)
-    if run_ids:
-        rows = conn.execute(
-            select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(run_ids)).order_by(RunTag.tag)
-        )
-        for run_id, tag in rows:
-            tags[run_id].append(tag)
+    query = select(RunTag.run_id, RunTag.tag).order_by(RunTag.tag)
+    if run_ids is not None:
+        if not run_ids:
+            return tags
+        query = query.where(RunTag.run_id.in_(run_ids))
+    else:
+        query = query.where(RunTag.run_id.in_(select(Run.id).where(where)))
+    for run_id, tag in conn.execute(query):
+        tags[run_id].append(tag)
     return tags
 
 
@@ -168,9 +177,8 @@ def get_run(engine: Engine, run_id: int) -> RunDetail:
         if row is None:
             raise RunNotFound(run_id)
         tags = _tags_of(conn, [run_id])[run_id]
-    return RunDetail(
-        **_run_info(row, tags), config=row._mapping["config"], traceback_tail=row._mapping["traceback_tail"]
-    )
+    n = len(_LIST_FIELDS)
+    return RunDetail(**_run_info(row[:n], tags), config=row[n], traceback_tail=row[n + 1])
 
 
 def list_runs(
@@ -219,8 +227,11 @@ def list_runs(
         if limit is not None:
             query = query.limit(limit)
         rows = conn.execute(query).all()
-        tags_by_run = _tags_of(conn, [r.id for r in rows])
-    runs = [RunInfo(**_run_info(r, tags_by_run.get(r.id, []))) for r in rows]
+        if limit is None or limit > 500:
+            tags_by_run = _tags_of(conn, None, cond)
+        else:
+            tags_by_run = _tags_of(conn, [r[0] for r in rows])
+    runs = [RunInfo(**_run_info(r, tags_by_run.get(r[0], []))) for r in rows]
     return RunPage(runs=runs, total=int(total), limit=limit, offset=offset)
 
 
