@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bml_cli import store_cmd, train_cmd
+from bml_cli import data_cmd, store_cmd, train_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -21,6 +21,7 @@ def _root() -> None:
 
 train_cmd.register(app)
 store_cmd.register(app)
+data_cmd.register(app)
 
 
 def main() -> None:

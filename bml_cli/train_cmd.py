@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, bml_home, invalid_input_exits, read_run_config
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, bml_home, invalid_input_exits, read_run_config
 
 
 def _slug(text: str) -> str:
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Train one run in this process; exit 0 ok, 2 invalid config or data, 1 failure."""
-        from bml_core.data import build_dataset
+        from bml_core.data import DatasetError, build_dataset
         from bml_core.sinks import JsonlSink, MetricSink, ProgressSink
         from bml_core.trainer import Trainer
 
@@ -96,6 +96,10 @@ def register(app: typer.Typer) -> None:
             trainer.sink.sinks.append(s)
         try:
             summary = trainer.fit()
+        except DatasetError as exc:  # a bad file met while training (also from DataLoader workers)
+            last_line = str(exc).strip().splitlines()[-1].split("DatasetError: ", 1)[-1]
+            typer.echo(f"error: invalid dataset:\n  {exc.field}: {last_line}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
         except Exception as exc:  # noqa: BLE001 - reported, exit 1
             typer.echo(f"error: training failed: {type(exc).__name__}: {exc}", err=True)
             raise typer.Exit(EXIT_FAILURE) from None

@@ -18,8 +18,21 @@ def probe_unimodal_logits(model: MultimodalModel, feats: dict[str, torch.Tensor]
 
 def modality_scores(unimodal_logits: dict[str, torch.Tensor], y: torch.Tensor) -> torch.Tensor:
     """s_m = sum_i softmax(u_m,i)[y_i] for every modality, as one tensor [M]."""
-    idx = y[:, None]
-    return torch.stack([u.float().softmax(-1).gather(1, idx).sum() for u in unimodal_logits.values()])
+    return UnimodalProbe(unimodal_logits, y).scores
+
+
+class UnimodalProbe:
+    """The probe's per-step numbers for all modalities at once, from the stacked uni-modal
+    logits [M, B, C]: scores s_m, uni-modal cross-entropy and accuracy (each [M])."""
+
+    def __init__(self, unimodal_logits: dict[str, torch.Tensor], y: torch.Tensor):
+        self.logits = unimodal_logits
+        u = torch.stack(list(unimodal_logits.values())).float()
+        target = y.expand(u.shape[0], -1).unsqueeze(2)
+        log_p_true = u.log_softmax(-1).gather(2, target).squeeze(2)  # [M, B]
+        self.scores = log_p_true.exp().sum(1)
+        self.loss = -log_p_true.mean(1)
+        self.accuracy = (u.argmax(2) == target.squeeze(2)).float().mean(1)
 
 
 def official_loop_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -40,11 +53,28 @@ def discrepancy_ratio(
     """
     m = scores.shape[0]
     if kind == "pairwise_mean":
-        pair = scores[:, None] / (scores[None, :] + eps)
-        off_diag = ~torch.eye(m, dtype=torch.bool, device=scores.device)
-        return (pair * off_diag).sum(1) / (m - 1)
+        # sum over all j, minus the j = m term
+        return ((scores[:, None] / (scores[None, :] + eps)).sum(1) - scores / (scores + eps)) / (m - 1)
     if kind == "vs_rest":
         return scores / (scores.sum() - scores + eps)
     if kind == "vs_min":
         return scores / (scores.min() + eps)
+    raise ValueError(f"unknown ratio {kind!r}")
+
+
+def discrepancy_ratio_host(
+    scores: list[float], kind: str = "pairwise_mean", eps: float = RATIO_EPS
+) -> list[float]:
+    """The same formulas on plain floats (CPU runs, where reading the scores costs nothing)."""
+    m = len(scores)
+    if kind == "pairwise_mean":
+        return [
+            sum(s / (t + eps) for j, t in enumerate(scores) if j != i) / (m - 1) for i, s in enumerate(scores)
+        ]
+    if kind == "vs_rest":
+        total = sum(scores)
+        return [s / (total - s + eps) for s in scores]
+    if kind == "vs_min":
+        low = min(scores)
+        return [s / (low + eps) for s in scores]
     raise ValueError(f"unknown ratio {kind!r}")

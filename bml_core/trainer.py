@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 from bml_core.config import RunConfig, advisories
 from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
 from bml_core.data.base import stable_seed
-from bml_core.imbalance import modality_scores, probe_unimodal_logits
+from bml_core.imbalance import UnimodalProbe, probe_unimodal_logits
 from bml_core.metrics import accuracy, imbalance_degree, macro_f1, mean_average_precision, shapley_values
 from bml_core.models import MultimodalModel, build_model
 from bml_core.sinks import MetricSink, SinkGroup
@@ -166,6 +166,13 @@ class Trainer:
         self._resident: dict[str, TensorDataset] = {}
         self._best_state: dict[str, torch.Tensor] | None = None
         self._encoder_params = {m: self.model.encoder_parameters(m) for m in self.modalities}
+        self._segment_index: dict[tuple[int, ...], torch.Tensor] = {}
+        mods = self.modalities
+        self._step_metric_names = ["train/loss", "train/acc"] + [
+            f"{family}/{m}"
+            for family in ("train/loss", "train/acc", "imbalance/score", "imbalance/ratio", "grad/norm")
+            for m in mods
+        ]
 
     # ------------------------------------------------------------------ data
 
@@ -225,12 +232,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def probe_imbalance(
-        self, feats: dict[str, torch.Tensor], y: torch.Tensor
-    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """METHODS.md section 2-3: uni-modal logits and scores, every step, every strategy."""
-        unimodal = probe_unimodal_logits(self.model, feats)
-        return unimodal, modality_scores(unimodal, y)
+    def probe_imbalance(self, feats: dict[str, torch.Tensor], y: torch.Tensor) -> UnimodalProbe:
+        """METHODS.md sections 2-3: uni-modal logits and scores, every step, every strategy."""
+        return UnimodalProbe(probe_unimodal_logits(self.model, feats), y)
 
     def train_step(self, x: dict[str, torch.Tensor], y: torch.Tensor, epoch: int) -> dict[str, float] | None:
         """One optimiser step. Returns the step's metrics, or None when the step was skipped
@@ -240,9 +244,9 @@ class Trainer:
         model.train()
         with self._autocast():
             feats = model.encode(x)
-            unimodal, scores = self.probe_imbalance(feats, y)
+            probe = self.probe_imbalance(feats, y)
             ctx = StepContext(
-                epoch=epoch, step=self.global_step + 1, modalities=self.modalities, scores=scores, y=y
+                epoch=epoch, step=self.global_step + 1, modalities=self.modalities, scores=probe.scores, y=y
             )
             keep: torch.Tensor | None = None
             for s in self.strategies:
@@ -268,33 +272,25 @@ class Trainer:
         for s in self.strategies:
             s.after_backward(ctx)
 
-        # gather every metric of the step as tensors, then one host sync
-        names = ["train/loss", "train/acc"]
-        values: list[torch.Tensor] = [loss.detach().float(), self._batch_acc(logits, y, keep)]
-        ratio = ctx.ratio("pairwise_mean")
-        batch = float(y.shape[0])
-        for i, m in enumerate(self.modalities):
-            u = unimodal[m].float()
-            names += [f"train/loss/{m}", f"train/acc/{m}", f"imbalance/score/{m}", f"imbalance/ratio/{m}"]
-            values += [F.cross_entropy(u, y), (u.argmax(1) == y).float().mean(), scores[i] / batch, ratio[i]]
-            grads = [p.grad for p in self._encoder_params[m] if p.grad is not None]
-            names.append(f"grad/norm/{m}")
-            values.append(
-                torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).float()
-                if grads
-                else torch.zeros((), device=self.device)
-            )
-        for key, value in ctx.metrics.items():
-            names.append(key)
-            values.append(value.detach().float().reshape(()))
+        # every metric of the step in one vector, then one host sync
+        batch = y.shape[0]
+        values = [
+            loss.detach().float().reshape(1),
+            self._batch_acc(logits, y, keep).reshape(1),
+            probe.loss,
+            probe.accuracy,
+            probe.scores / batch,
+            ctx.ratio("pairwise_mean"),
+            self._encoder_grad_norms(),
+            *ctx.metric_values,
+        ]
         if keep is not None:
-            names.append("_alive")
-            values.append(keep.float().sum())
-        host = torch.stack([v.to(self.device) for v in values]).tolist()
-        metrics = dict(zip(names, host, strict=True))
-
-        alive = metrics.pop("_alive", None)
-        if alive is not None and alive == 0:
+            values.append(keep.sum().reshape(1).float())
+        host = torch.cat([v.float() for v in values]).tolist()
+        samples_left = host.pop() if keep is not None else batch
+        metrics = dict(zip(self._step_metric_names + ctx.metric_names, host, strict=True))
+        metrics.update(zip(ctx.host_names, ctx.host_values, strict=True))
+        if samples_left == 0:
             self.optimizer.zero_grad(set_to_none=True)
             self.skipped_steps += 1
             self.sink.on_event(
@@ -307,12 +303,32 @@ class Trainer:
         else:
             self.optimizer.step()
         self.global_step += 1
-        self.samples_seen += int(batch)
+        self.samples_seen += batch
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         metrics["time/step_ms"] = (time.perf_counter() - t0) * 1000.0
         return metrics
+
+    def _encoder_grad_norms(self) -> torch.Tensor:
+        """L2 norm of each encoder's whole gradient, [M], from one fused norm pass."""
+        grads: list[torch.Tensor] = []
+        counts: list[int] = []
+        for m in self.modalities:
+            gs = [p.grad for p in self._encoder_params[m] if p.grad is not None]
+            grads += gs
+            counts.append(len(gs))
+        if not grads:
+            return torch.zeros(len(self.modalities), device=self.device)
+        key = tuple(counts)
+        if key not in self._segment_index:
+            self._segment_index[key] = torch.repeat_interleave(
+                torch.arange(len(counts), device=self.device), torch.tensor(counts, device=self.device)
+            )
+        sq = torch.stack(torch._foreach_norm(grads)).float().square_()
+        return (
+            torch.zeros(len(counts), device=self.device).index_add_(0, self._segment_index[key], sq).sqrt_()
+        )
 
     @staticmethod
     def _batch_acc(logits: torch.Tensor, y: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:

@@ -2,9 +2,10 @@
 
 Each modality m sees a class prototype scaled by `strength` plus unit Gaussian noise, on a
 fraction `coverage` of the samples (the others carry noise only in that modality). The
-default makes `audio` dominant (strong, linearly separable signal on most samples) and
-`visual` weaker but informative on every sample, so joint training leans on audio and leaves
-visual under-fitted, while the best fused model needs both."""
+default makes `audio` dominant (a stronger signal in 256 dimensions, which the network also
+uses to memorise the training set) and `visual` weaker (32 dimensions, lower signal) but
+informative on every sample: joint training leans on audio and leaves visual under-fitted
+(visual test accuracy about 0.48 against about 0.72 for audio, 6 classes)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,8 @@ class SyntheticParams(BaseModel):
     data_seed: int = Field(0, ge=0, description="fixes the data; the run seed varies only training")
     modalities: list[SyntheticModality] = Field(
         default_factory=lambda: [
-            SyntheticModality(name="audio", strength=1.2, coverage=0.75, shape=[32]),
-            SyntheticModality(name="visual", strength=0.45, coverage=1.0, shape=[32]),
+            SyntheticModality(name="audio", strength=1.0, coverage=1.0, shape=[256]),
+            SyntheticModality(name="visual", strength=0.6, coverage=1.0, shape=[32]),
         ]
     )
 

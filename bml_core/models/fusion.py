@@ -103,7 +103,7 @@ class GatedFusion(FusionHead):
         return self.fc_out(gate * rest)
 
 
-FUSIONS: dict[str, Callable[[dict[str, int], int], FusionHead]] = {
+FUSIONS: dict[str, Callable[..., FusionHead]] = {
     "concat": ConcatFusion,
     "sum": SumFusion,
     "film": FiLMFusion,

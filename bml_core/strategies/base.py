@@ -16,27 +16,68 @@ from typing import Any, ClassVar
 import torch
 
 from bml_core.config import StrategyParams
-from bml_core.imbalance import discrepancy_ratio
+from bml_core.imbalance import discrepancy_ratio, discrepancy_ratio_host
 from bml_core.models import MultimodalModel
 
 
 @dataclass
 class StepContext:
-    """What a strategy sees during one training step."""
+    """What a strategy sees during one training step.
+
+    On the CPU (`host` True) reading a small tensor costs nothing, so strategies may do their
+    per-modality scalar math on plain floats (`ratio_host`, `log_host`): a few Python
+    operations instead of dozens of tiny tensor ops. On a GPU everything stays on the device
+    and the only host sync is the trainer's one per step."""
 
     epoch: int
     step: int
     modalities: list[str]
     scores: torch.Tensor  # s_m, [M], from undropped features
     y: torch.Tensor
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # 0-dim tensors, synced once per step
+    metric_names: list[str] = field(default_factory=list)
+    metric_values: list[torch.Tensor] = field(default_factory=list)  # 1-D, synced once per step
+    host_names: list[str] = field(default_factory=list)
+    host_values: list[float] = field(default_factory=list)
     _ratios: dict[str, torch.Tensor] = field(default_factory=dict)
+    _host_ratios: dict[str, list[float]] = field(default_factory=dict)
+    _host_scores: list[float] | None = None
+
+    @property
+    def host(self) -> bool:
+        return self.scores.device.type == "cpu"
 
     def ratio(self, kind: str = "pairwise_mean") -> torch.Tensor:
         """rho for the given option, computed once per step and shared by strategies."""
         if kind not in self._ratios:
             self._ratios[kind] = discrepancy_ratio(self.scores, kind)
         return self._ratios[kind]
+
+    def ratio_host(self, kind: str = "pairwise_mean") -> list[float]:
+        """rho as floats (CPU runs only: on a GPU this would be a host sync)."""
+        if kind not in self._host_ratios:
+            if self._host_scores is None:
+                self._host_scores = self.scores.tolist()
+            self._host_ratios[kind] = discrepancy_ratio_host(self._host_scores, kind)
+        return self._host_ratios[kind]
+
+    def log(self, names: list[str], values: torch.Tensor) -> None:
+        """Record per-step metrics: one name per element of a 1-D tensor (kept on the device;
+        the trainer gathers every metric of the step with a single host sync)."""
+        self.metric_names.extend(names)
+        self.metric_values.append(values.detach().reshape(-1))
+
+    def log_host(self, names: list[str], values: list[float]) -> None:
+        """Record per-step metrics that are already plain floats."""
+        self.host_names.extend(names)
+        self.host_values.extend(values)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The recorded metrics by name (for inspection and tests)."""
+        flat = torch.cat(self.metric_values).tolist() if self.metric_values else []
+        out = dict(zip(self.metric_names, flat, strict=True))
+        out.update(zip(self.host_names, self.host_values, strict=True))
+        return out
 
 
 class Strategy:
@@ -51,6 +92,9 @@ class Strategy:
         self.device = device
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.host_math = (
+            True  # CPU runs may do per-modality scalar math on floats; False forces the device path
+        )
 
     def active(self, epoch: int) -> bool:
         return self.params.active(epoch)

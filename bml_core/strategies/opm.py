@@ -4,6 +4,7 @@ Drops the dominant modality's features with a dynamic probability in the forward
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -14,23 +15,44 @@ from bml_core.strategies.base import StepContext, Strategy, register_strategy
 
 def opm_drop_probability(rho: torch.Tensor, q_base: float, lam: float) -> torch.Tensor:
     """q_m = clip(q_base (1 + lam tanh(relu(rho_m - 1))), 0, 1) if rho_m > 1 else 0."""
-    q = torch.clamp(q_base * (1 + lam * torch.tanh(torch.relu(rho - 1))), 0.0, 1.0)
-    return torch.where(rho > 1, q, torch.zeros_like(q))
+    q = torch.tanh(torch.relu(rho - 1)).mul_(q_base * lam).add_(q_base).clamp_(0.0, 1.0)
+    return q.mul_(rho > 1)
 
 
-def opm_rescale_factors(q: torch.Tensor, dims: torch.Tensor, rescale: str) -> torch.Tensor:
-    """Per-modality feature scale for kept features: global 1/(1-theta) with
-    theta = sum d_m q_m / sum d_m; per_modality 1/(1-q_m); none 1."""
+def opm_drop_probability_host(rho: list[float], q_base: float, lam: float) -> list[float]:
+    """opm_drop_probability on plain floats (CPU runs)."""
+    return [min(max(q_base * (1 + lam * math.tanh(r - 1)), 0.0), 1.0) if r > 1 else 0.0 for r in rho]
+
+
+def opm_rescale_factors_host(q: list[float], weights: list[float], rescale: str) -> list[float]:
+    """opm_rescale_factors on plain floats (CPU runs)."""
     if rescale == "global":
-        theta = (dims * q).sum() / dims.sum()
-        keep = 1 - theta
-        return torch.where(keep > 0, 1 / keep.clamp_min(1e-12), torch.zeros_like(keep)).expand_as(q)
+        theta = sum(w * qm for w, qm in zip(weights, q, strict=True))
+        return [1 / max(1 - theta, 1e-12)] * len(q)
     if rescale == "per_modality":
-        keep = 1 - q
-        return torch.where(keep > 0, 1 / keep.clamp_min(1e-12), torch.zeros_like(keep))
+        return [1 / max(1 - qm, 1e-12) for qm in q]
+    if rescale == "none":
+        return [1.0] * len(q)
+    raise ValueError(f"unknown rescale {rescale!r}")
+
+
+def opm_rescale_factors(q: torch.Tensor, weights: torch.Tensor, rescale: str) -> torch.Tensor:
+    """Scale of the kept features of each modality. global: 1 / (1 - theta) for every
+    modality, theta = sum_m d_m q_m / sum_m d_m (weights = d_m / sum d); per_modality:
+    1 / (1 - q_m); none: 1. (A modality with q = 1 is dropped entirely, so its factor is moot.)"""
+    if rescale == "global":
+        return (1 - (weights * q).sum()).clamp_min(1e-12).reciprocal().expand_as(q)
+    if rescale == "per_modality":
+        return (1 - q).clamp_min(1e-12).reciprocal()
     if rescale == "none":
         return torch.ones_like(q)
     raise ValueError(f"unknown rescale {rescale!r}")
+
+
+def feature_weights(feats: dict[str, torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """d_m / sum_j d_j: each modality's share of the feature values of a sample."""
+    dims = torch.tensor([float(feats[m][0].numel()) for m in feats], dtype=like.dtype, device=like.device)
+    return dims / dims.sum()
 
 
 def opm_drop(
@@ -39,22 +61,25 @@ def opm_drop(
     p_exe: float,
     rescale: str,
     generator: torch.Generator,
+    weights: torch.Tensor | None = None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Drop features per sample and modality. Returns (features, keep mask [B, M], gate
-    (0-dim bool), alive [B] bool: samples with at least one modality kept)."""
+    (0-dim bool), alive [B] bool: samples with at least one modality kept).
+
+    The gate folds into q (q_eff = q * gate): when it does not fire nothing is dropped and
+    every rescale factor is 1, with no branch and no host sync."""
     names = list(feats)
     first = feats[names[0]]
     b, device = first.shape[0], first.device
     gate = torch.rand((), generator=generator, device=device) < p_exe
-    keep = torch.rand((b, len(names)), generator=generator, device=device) >= q[None, :]
-    keep = keep | ~gate
-    dims = torch.tensor([feats[m][0].numel() for m in names], dtype=q.dtype, device=device)
-    factor = torch.where(gate, opm_rescale_factors(q, dims, rescale), torch.ones_like(q))
-    scale = keep.to(first.dtype) * factor.to(first.dtype)[None, :]
+    q_eff = q * gate
+    keep = torch.rand((b, len(names)), generator=generator, device=device) >= q_eff
+    w = weights if weights is not None else feature_weights(feats, q)
+    scale = (keep * opm_rescale_factors(q_eff, w, rescale)).to(first.dtype)
     out = {}
     for i, m in enumerate(names):
-        shape = (b,) + (1,) * (feats[m].dim() - 1)
-        out[m] = feats[m] * scale[:, i].reshape(shape)
+        s = scale[:, i]
+        out[m] = feats[m] * (s.view((b,) + (1,) * (feats[m].dim() - 1)))
     return out, keep, gate, keep.any(1)
 
 
@@ -68,33 +93,79 @@ class OPM(Strategy):
         super().__init__(*args, **kwargs)
         self.previous_rho: torch.Tensor | None = None
         self.forced_q: torch.Tensor | None = None  # for tests and ablations: overrides q
+        self._weights: torch.Tensor | None = None
+        self._names = (
+            [f"opm/drop_prob/{m}" for m in self.modalities]
+            + [f"opm/dropped/{m}" for m in self.modalities]
+            + ["opm/gate"]
+        )
+        self._idle = torch.zeros(len(self._names), device=self.device)
+        self._drop_prob_names = [f"opm/drop_prob/{m}" for m in self.modalities]
+        self._dropped_names = [f"opm/dropped/{m}" for m in self.modalities]
+        self._host_weights: list[float] | None = None
 
     def transform_features(
         self, feats: dict[str, torch.Tensor], ctx: StepContext
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        if ctx.host and self.host_math:
+            return self._transform_host(feats, ctx)
         rho = ctx.ratio(self.params.ratio)
         source = rho if self.params.q_source == "batch" or self.previous_rho is None else self.previous_rho
         self.previous_rho = rho.detach()
-        zero = torch.zeros((), device=rho.device)
         if not self.active(ctx.epoch):
-            for m in self.modalities:
-                ctx.metrics[f"opm/drop_prob/{m}"] = zero
-                ctx.metrics[f"opm/dropped/{m}"] = zero
-            ctx.metrics["opm/gate"] = zero
+            ctx.log(self._names, self._idle)
             return feats, None
-        q = (
-            self.forced_q
-            if self.forced_q is not None
-            else opm_drop_probability(source, self.params.q_base, self.params.lam)
+        if self.forced_q is not None:
+            q = self.forced_q.to(rho.device, rho.dtype)
+        else:
+            q = opm_drop_probability(source, self.params.q_base, self.params.lam)
+        if self._weights is None:
+            self._weights = feature_weights(feats, q)
+        out, keep, gate, alive = opm_drop(
+            feats, q, self.params.p_exe, self.params.rescale, self.generator, self._weights
         )
-        q = q.to(rho.device, rho.dtype)
-        out, keep, gate, alive = opm_drop(feats, q, self.params.p_exe, self.params.rescale, self.generator)
-        dropped = 1 - keep.float().mean(0)
-        for i, m in enumerate(self.modalities):
-            ctx.metrics[f"opm/drop_prob/{m}"] = q[i]
-            ctx.metrics[f"opm/dropped/{m}"] = dropped[i]
-        ctx.metrics["opm/gate"] = gate.float()
+        dropped = 1 - keep.mean(0, dtype=q.dtype)
+        ctx.log(self._names, torch.cat([q, dropped, gate.reshape(1).to(q.dtype)]))
         return out, alive
+
+    def _transform_host(
+        self, feats: dict[str, torch.Tensor], ctx: StepContext
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The same method with the per-modality scalars on plain floats (CPU runs): a step
+        whose gate does not fire costs one random draw, and samples can only lose every
+        modality when every q_m > 0, so the removal mask is returned only then."""
+        m = len(self.modalities)
+        rho = ctx.ratio_host(self.params.ratio)
+        source = (
+            rho
+            if self.params.q_source == "batch" or self.previous_rho is None
+            else self.previous_rho.tolist()
+        )
+        self.previous_rho = torch.tensor(rho)
+        if not self.active(ctx.epoch):
+            ctx.log_host(self._names, [0.0] * len(self._names))
+            return feats, None
+        if self.forced_q is not None:
+            q = [float(v) for v in self.forced_q.tolist()]
+        else:
+            q = opm_drop_probability_host(source, self.params.q_base, self.params.lam)
+        gate = bool(torch.rand((), generator=self.generator) < self.params.p_exe)
+        if not gate or max(q) == 0.0:
+            ctx.log_host(self._names, q + [0.0] * m + [float(gate)])
+            return feats, None
+        first = feats[self.modalities[0]]
+        b = first.shape[0]
+        keep = torch.rand((b, m), generator=self.generator) >= torch.tensor(q)
+        if self._host_weights is None:
+            self._host_weights = feature_weights(feats, torch.zeros(1)).tolist()
+        factors = opm_rescale_factors_host(q, self._host_weights, self.params.rescale)
+        scale = (keep * torch.tensor(factors)).to(first.dtype)
+        out = {}
+        for i, name in enumerate(self.modalities):
+            out[name] = feats[name] * scale[:, i].view((b,) + (1,) * (feats[name].dim() - 1))
+        ctx.log_host(self._drop_prob_names + ["opm/gate"], q + [1.0])
+        ctx.log(self._dropped_names, 1 - keep.mean(0, dtype=torch.float32))
+        return out, (keep.any(1) if min(q) > 0 else None)
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "previous_rho": self.previous_rho}

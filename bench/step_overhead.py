@@ -1,0 +1,185 @@
+"""Step-time overhead of the balancing strategies relative to joint training.
+
+Same model initialisation and the same batches for every variant; variants are interleaved
+round by round in one process so machine noise hits all of them alike. Reports the median
+step time per variant and its ratio to joint training, plus the official per-sample-loop
+score (a Python loop over the batch) against our vectorised one.
+
+    python bench/step_overhead.py                      # MLP and small CNN on the CPU
+    python bench/step_overhead.py --device cuda --suite resnet18   # CREMA-D-shaped ResNet-18
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from bml_core.config import load_config
+from bml_core.imbalance import official_loop_score
+from bml_core.trainer import Trainer
+
+VARIANTS: dict[str, list[Any]] = {
+    "joint": [],
+    "ogm": ["ogm"],
+    "ogm_ge": ["ogm_ge"],
+    "opm": [{"name": "opm", "p_exe": 1.0}],
+    "opm+ogm_ge": [{"name": "opm", "p_exe": 1.0}, "ogm_ge"],
+}
+
+SUITES: dict[str, dict[str, Any]] = {
+    "mlp": {
+        "modalities": [
+            {"name": "audio", "strength": 1.0, "shape": [256]},
+            {"name": "visual", "strength": 0.6, "shape": [32]},
+        ],
+        "encoders": {"audio": {"name": "mlp"}, "visual": {"name": "mlp"}},
+        "num_samples": 2000,
+    },
+    "cnn": {
+        "modalities": [
+            {"name": "audio", "strength": 1.0, "shape": [64, 64]},
+            {"name": "visual", "strength": 0.6, "shape": [3, 64, 64]},
+        ],
+        "encoders": {"audio": {"name": "cnn"}, "visual": {"name": "cnn"}},
+        "num_samples": 400,
+    },
+    # CREMA-D shapes as in the papers: 1x257x188 spectrogram, one 3x224x224 frame
+    "resnet18": {
+        "modalities": [
+            {"name": "audio", "strength": 1.0, "shape": [1, 257, 188]},
+            {"name": "visual", "strength": 0.6, "shape": [1, 3, 224, 224]},
+        ],
+        "encoders": {"audio": {"name": "resnet18"}, "visual": {"name": "resnet18"}},
+        "num_samples": 256,
+    },
+}
+
+
+class LoopScoreTrainer(Trainer):
+    """Joint training whose probe scores use the official per-sample loop."""
+
+    def probe_imbalance(self, feats, y):  # type: ignore[no-untyped-def]
+        probe = super().probe_imbalance(feats, y)
+        probe.scores = torch.stack([official_loop_score(u, y) for u in probe.logits.values()])
+        return probe
+
+
+def make_trainer(
+    suite: dict[str, Any], strategies: list[Any], device: str, amp: str, loop: bool = False
+) -> Trainer:
+    cfg = load_config(
+        {
+            "seed": 0,
+            "dataset": {"params": {"num_samples": suite["num_samples"], "modalities": suite["modalities"]}},
+            "model": {"encoders": suite["encoders"]},
+            "strategies": strategies,
+            "optim": {"lr": 0.01, "scheduler": {"name": "none"}},
+            "train": {"epochs": 1, "batch_size": 64, "device": device, "amp": amp},
+        }
+    )
+    return (LoopScoreTrainer if loop else Trainer)(cfg)
+
+
+def time_steps(
+    trainer: Trainer, batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]]
+) -> dict[str, float]:
+    """Mean per-step wall time, main-thread CPU time and whole-process CPU time (ms).
+    CPU times are robust to other processes on a shared machine; wall time is what a user
+    waits for (it hides work done on a second core, such as prefetched GE noise)."""
+    wall0, thread0, proc0 = time.perf_counter(), time.thread_time(), time.process_time()
+    for x, y in batches:
+        trainer.train_step(x, y, epoch=0)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize()
+    n = len(batches)
+    return {
+        "wall": (time.perf_counter() - wall0) * 1000 / n,
+        "thread_cpu": (time.thread_time() - thread0) * 1000 / n,
+        "process_cpu": (time.process_time() - proc0) * 1000 / n,
+    }
+
+
+CLOCKS = ("wall", "thread_cpu", "process_cpu")
+
+
+def run_suite(name: str, device: str, amp: str, rounds: int, steps: int) -> dict[str, Any]:
+    suite = SUITES[name]
+    trainers = {v: make_trainer(suite, s, device, amp) for v, s in VARIANTS.items()}
+    trainers["joint (official loop score)"] = make_trainer(suite, [], device, amp, loop=True)
+    first = trainers["joint"]
+    ds = first.bundle.train
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(steps):
+        idx = torch.randperm(len(ds), generator=g)[:64]
+        x, y = ds.get_batch(idx)  # type: ignore[attr-defined]
+        batches.append(({m: t.to(first.device) for m, t in x.items()}, y.to(first.device)))
+    for t in trainers.values():  # warm-up
+        time_steps(t, batches[:3])
+    per_round: dict[str, list[dict[str, float]]] = {v: [] for v in trainers}
+    for r in range(rounds):
+        order = list(trainers) if r % 2 == 0 else list(reversed(trainers))
+        for v in order:
+            per_round[v].append(time_steps(trainers[v], batches))
+    step_ms = {v: {c: statistics.median(t[c] for t in ts) for c in CLOCKS} for v, ts in per_round.items()}
+    # ratio within each round, then the median over rounds: robust to slow drifts of the machine
+    ratios = {
+        v: {
+            c: statistics.median(a[c] / b[c] for a, b in zip(per_round[v], per_round["joint"], strict=True))
+            for c in CLOCKS
+        }
+        for v in trainers
+    }
+    samples_per_s = {v: 64 / (ms["wall"] / 1000) for v, ms in step_ms.items()}
+    return {"suite": name, "step_ms": step_ms, "ratio_to_joint": ratios, "samples_per_s": samples_per_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", nargs="+", default=["mlp", "cnn"], choices=sorted(SUITES))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--steps", type=int, default=None, help="steps per variant per round")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    results = []
+    for name in args.suite:
+        steps = args.steps or {"mlp": 60, "cnn": 8, "resnet18": 20}[name]
+        res = run_suite(name, args.device, args.amp, args.rounds, steps)
+        results.append(res)
+        print(
+            f"\n## {name} (device {args.device}, amp {args.amp}, batch 64, {args.rounds} rounds x {steps} steps)"
+        )
+        print(
+            "| variant | step ms (wall) | samples/s | ÷ joint, wall | ÷ joint, main-thread CPU | ÷ joint, process CPU |"
+        )
+        print("|---|---|---|---|---|---|")
+        for v, ms in res["step_ms"].items():
+            r = res["ratio_to_joint"][v]
+            print(
+                f"| {v} | {ms['wall']:.2f} | {res['samples_per_s'][v]:.0f} | {r['wall']:.3f} "
+                f"| {r['thread_cpu']:.3f} | {r['process_cpu']:.3f} |"
+            )
+    meta = {
+        "torch": torch.__version__,
+        "device": args.device,
+        "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+    }
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"meta": meta, "results": results}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
