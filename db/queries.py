@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select, text, union_all
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -346,6 +346,46 @@ def series_keys(engine: Engine, run_id: int) -> list[str]:
         return list(_series_ids(conn, run_id))
 
 
+# Several series are read in one statement (one round trip): a UNION ALL of per-series
+# range scans, at most this many per statement (SQLite caps compound SELECTs at 500).
+series_per_statement = 200
+
+
+def _read_series(
+    conn: Connection, ids: Mapping[str, int], where: Mapping[str, Any], newest_first: bool, limit: int | None
+) -> dict[str, SeriesData]:
+    """Per key: points (step, value) of its series with step > where[key] (None: all), in
+    step order; with newest_first, the last `limit` points (still returned in step order)."""
+    by_sid: dict[int, tuple[list[int], list[float]]] = {sid: ([], []) for sid in ids.values()}
+    items = list(ids.items())
+    for start in range(0, len(items), series_per_statement):
+        parts = []
+        for key, sid in items[start : start + series_per_statement]:
+            q = select(Point.series_id, Point.step, Point.value).where(Point.series_id == sid)
+            if where.get(key) is not None:
+                q = q.where(Point.step > where[key])
+            q = q.order_by(Point.step.desc() if newest_first else Point.step)
+            if limit is not None:
+                q = q.limit(limit)
+            parts.append(select(q.subquery()))
+        stmt = parts[0] if len(parts) == 1 else union_all(*parts)
+        for sid, step, value in conn.execute(stmt):
+            steps, values = by_sid[sid]
+            steps.append(int(step))
+            values.append(_f(value))
+    out: dict[str, SeriesData] = {}
+    for key, sid in ids.items():
+        steps, values = by_sid[sid]
+        if newest_first:
+            steps.reverse()
+            values.reverse()
+        if any(a >= b for a, b in zip(steps, steps[1:], strict=False)):  # UNION ALL promises no order
+            order = sorted(range(len(steps)), key=steps.__getitem__)
+            steps, values = [steps[i] for i in order], [values[i] for i in order]
+        out[key] = SeriesData(key, steps, values)
+    return out
+
+
 def series_since(
     engine: Engine,
     run_id: int,
@@ -355,37 +395,22 @@ def series_since(
 ) -> dict[str, SeriesData]:
     """Points with step > after_step (per key when a mapping; None: from the start), in
     step order, at most `limit` per key: the incremental poll of a live chart."""
-    out: dict[str, SeriesData] = {}
     with engine.connect() as conn:
-        for key, sid in _series_ids(conn, run_id, keys).items():
-            after = after_step.get(key) if isinstance(after_step, Mapping) else after_step
-            query = select(Point.step, Point.value).where(Point.series_id == sid)
-            if after is not None:
-                query = query.where(Point.step > after)
-            query = query.order_by(Point.step)
-            if limit is not None:
-                query = query.limit(limit)
-            rows = conn.execute(query).all()
-            out[key] = SeriesData(key, [int(r[0]) for r in rows], [_f(r[1]) for r in rows])
-    return out
+        ids = _series_ids(conn, run_id, keys)
+        if isinstance(after_step, Mapping):
+            where = {k: after_step.get(k) for k in ids}
+        else:
+            where = dict.fromkeys(ids, after_step)
+        return _read_series(conn, ids, where, newest_first=False, limit=limit) if ids else {}
 
 
 def series_tail(
     engine: Engine, run_id: int, n: int = 100, keys: Iterable[str] | None = None
 ) -> dict[str, SeriesData]:
     """The last `n` points of each series (of `keys`, or all), in step order."""
-    out: dict[str, SeriesData] = {}
     with engine.connect() as conn:
-        for key, sid in _series_ids(conn, run_id, keys).items():
-            query = (
-                select(Point.step, Point.value)
-                .where(Point.series_id == sid)
-                .order_by(Point.step.desc())
-                .limit(n)
-            )
-            rows = conn.execute(query).all()[::-1]
-            out[key] = SeriesData(key, [int(r[0]) for r in rows], [_f(r[1]) for r in rows])
-    return out
+        ids = _series_ids(conn, run_id, keys)
+        return _read_series(conn, ids, {}, newest_first=True, limit=n) if ids else {}
 
 
 def run_points(engine: Engine, run_id: int) -> dict[str, SeriesData]:
