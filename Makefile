@@ -7,7 +7,7 @@ BML := $(VENV)/bin/bml
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install up test test-fast lint bench services system-deps clean
+.PHONY: install up test test-fast lint bench bench-store bench-compare-venv services system-deps clean
 
 # torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
 $(STAMP): pyproject.toml
@@ -41,5 +41,16 @@ lint: install
 bench: install
 	$(PY) bench/step_overhead.py
 
+# Store benchmarks (docs/benchmarks.md, section Store). The overhead comparison with MLflow
+# and TensorBoard runs when `make bench-compare-venv` has built .venv-compare; else it is skipped.
+bench-store: install
+	$(PY) bench/store_ingest.py
+	$(PY) bench/store_reads.py
+	$(PY) bench/store_memory.py
+	$$(test -x .venv-compare/bin/python && echo .venv-compare/bin/python || echo $(PY)) bench/store_overhead.py
+
+bench-compare-venv: install
+	PYTHON=$(PYTHON) bash bench/compare_venv.sh
+
 clean:
-	rm -rf $(VENV) .bml .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-compare .bml .pytest_cache .mypy_cache .ruff_cache

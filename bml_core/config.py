@@ -97,6 +97,9 @@ class TrainConfig(StrictModel):
     num_workers: int = Field(0, ge=0, description="DataLoader workers for datasets read from disk")
     amp: Literal["off", "bf16", "fp16"] = "off"
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    linear_probe: bool = Field(
+        False, description="at the end, fit a linear classifier on each frozen encoder (CVPR definition)"
+    )
 
     @field_validator("device")
     @classmethod

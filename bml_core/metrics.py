@@ -85,3 +85,37 @@ def imbalance_degree(phi: dict[str, float]) -> float:
     vals = list(phi.values())
     pairs = list(itertools.combinations(vals, 2))
     return float(sum(abs(a - b) for a, b in pairs) / len(pairs)) if pairs else 0.0
+
+
+def linear_probe_accuracy(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    max_iter: int = 200,
+    weight_decay: float = 1e-4,
+) -> float:
+    """The CVPR paper's uni-modal accuracy: a multinomial logistic regression fitted with
+    L-BFGS on frozen features of the train split (standardised with train statistics),
+    evaluated on the test split. Deterministic (zero initialisation)."""
+    mean = train_x.mean(0)
+    std = train_x.std(0).clamp_min(1e-6) if train_x.shape[0] > 1 else torch.ones_like(mean)
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    weight = torch.zeros(a.shape[1], num_classes, device=a.device, requires_grad=True)
+    bias = torch.zeros(num_classes, device=a.device, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = (
+            torch.nn.functional.cross_entropy(a @ weight + bias, train_y)
+            + weight_decay * weight.square().sum()
+        )
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        return accuracy(b @ weight + bias, test_y)

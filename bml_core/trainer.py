@@ -28,7 +28,14 @@ from bml_core.config import RunConfig, advisories
 from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
 from bml_core.data.base import stable_seed
 from bml_core.imbalance import UnimodalProbe, probe_unimodal_logits
-from bml_core.metrics import accuracy, imbalance_degree, macro_f1, mean_average_precision, shapley_values
+from bml_core.metrics import (
+    accuracy,
+    imbalance_degree,
+    linear_probe_accuracy,
+    macro_f1,
+    mean_average_precision,
+    shapley_values,
+)
 from bml_core.models import MultimodalModel, build_model
 from bml_core.sinks import MetricSink, SinkGroup
 from bml_core.strategies import StepContext, Strategy, build_strategies
@@ -341,11 +348,11 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
 
     @torch.no_grad()
-    def evaluate(self, ds: MultimodalDataset, split: str = "val") -> EvalResult:
-        """Fused and per-modality accuracy, macro-F1, mAP, loss and the Shapley imbalance degree."""
+    def encode_split(self, ds: MultimodalDataset, split: str) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Every sample's pooled features (eval mode, no training randomness) and labels."""
         self.model.eval()
         ds = self._on_device(split, ds)
-        ds.training = False
+        was_training, ds.training = ds.training, False
         order = torch.arange(len(ds))
         feats_parts: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
         ys: list[torch.Tensor] = []
@@ -354,8 +361,13 @@ class Trainer:
                 for m, h in self.model.encode(x).items():
                     feats_parts[m].append(h.float())
                 ys.append(y)
-        feats = {m: torch.cat(v) for m, v in feats_parts.items()}
-        y = torch.cat(ys)
+        ds.training = was_training
+        return {m: torch.cat(v) for m, v in feats_parts.items()}, torch.cat(ys)
+
+    @torch.no_grad()
+    def evaluate(self, ds: MultimodalDataset, split: str = "val") -> EvalResult:
+        """Fused and per-modality accuracy, macro-F1, mAP, loss and the Shapley imbalance degree."""
+        feats, y = self.encode_split(ds, split)
         logits = self.model.fusion(feats).float()
         unimodal = self.model.fusion.unimodal_logits(feats)
         probs = logits.softmax(1)
@@ -468,7 +480,8 @@ class Trainer:
         path = self.run_dir / CHECKPOINT_LAST
         if not path.is_file():
             return False
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state
+        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
         return True
 
     # ------------------------------------------------------------------ the loop
@@ -561,6 +574,16 @@ class Trainer:
             return stopped
         return False
 
+    def linear_probe(self) -> dict[str, float]:
+        """Per modality: a linear classifier fitted on the frozen encoder's train features,
+        accuracy on test (the CVPR paper's uni-modal accuracy)."""
+        train_x, train_y = self.encode_split(self.bundle.train, "train")
+        test_x, test_y = self.encode_split(self.bundle.test, "test")
+        return {
+            m: linear_probe_accuracy(train_x[m], train_y, test_x[m], test_y, self.bundle.num_classes)
+            for m in self.modalities
+        }
+
     def _run_info(self, status: str) -> dict[str, Any]:
         return {
             "name": self.cfg.name,
@@ -575,13 +598,16 @@ class Trainer:
         selected = self._load_best()
         test = self.evaluate(self.bundle.test, "test") if selected else test_last
         best_val = next((h["val"] for h in self.history if h["epoch"] == self.best["epoch"]), None)
+        test_summary = test.as_summary(True)
+        if self.cfg.train.linear_probe:
+            test_summary["linear_probe_acc_per_modality"] = self.linear_probe()
         seconds = self.train_seconds
         return {
             "run": self._run_info(status),
             "best_epoch": int(self.best["epoch"]),
             "selection": "val" if selected else "last",
             "val": best_val,
-            "test": test.as_summary(True),
+            "test": test_summary,
             "test_last_epoch": test_last.as_summary(True),
             "train": {
                 "steps": self.global_step,

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select, text
+from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, select, text, union_all
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -114,43 +114,52 @@ _LIST_COLUMNS = (
 )
 
 
-def _run_info(row: Any, tags: list[str]) -> dict[str, Any]:
-    m = row._mapping
-    return {
-        "id": int(m["id"]),
-        "name": m["name"],
-        "group": m["group"],
-        "tags": tags,
-        "status": m["status"],
-        "strategy": m["strategy"],
-        "dataset": m["dataset"],
-        "seed": int(m["seed"]),
-        "attempt": int(m["attempt"]),
-        "max_attempts": int(m["max_attempts"]),
-        "worker": m["worker"],
-        "created_at": m["created_at"],
-        "started_at": m["started_at"],
-        "finished_at": m["finished_at"],
-        "heartbeat_at": m["heartbeat_at"],
-        "progress": float(m["progress"]),
-        "step": int(m["step"]),
-        "total_steps": None if m["total_steps"] is None else int(m["total_steps"]),
-        "error": m["error"],
-        "summary": m["summary"],
-        "cancel_requested": bool(m["cancel_requested"]),
-        "dropped_points": int(m["dropped_points"]),
-        "sweep_id": m["sweep_id"],
-    }
+_LIST_FIELDS = [
+    "id",
+    "name",
+    "group",
+    "status",
+    "strategy",
+    "dataset",
+    "seed",
+    "attempt",
+    "max_attempts",
+    "worker",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "heartbeat_at",
+    "progress",
+    "step",
+    "total_steps",
+    "error",
+    "summary",
+    "cancel_requested",
+    "dropped_points",
+    "sweep_id",
+]
 
 
-def _tags_of(conn: Connection, run_ids: Sequence[int]) -> dict[int, list[str]]:
+def _run_info(row: Sequence[Any], tags: list[str]) -> dict[str, Any]:
+    info = dict(zip(_LIST_FIELDS, row, strict=False))
+    info["cancel_requested"] = bool(info["cancel_requested"])
+    info["progress"] = float(info["progress"])
+    info["tags"] = tags
+    return info
+
+
+def _tags_of(conn: Connection, run_ids: Sequence[int] | None, where: Any = None) -> dict[int, list[str]]:
+    """Tags of the given runs, or (run_ids None) of every run matching `where`."""
     tags: dict[int, list[str]] = defaultdict(list)
-    if run_ids:
-        rows = conn.execute(
-            select(RunTag.run_id, RunTag.tag).where(RunTag.run_id.in_(run_ids)).order_by(RunTag.tag)
-        )
-        for run_id, tag in rows:
-            tags[run_id].append(tag)
+    query = select(RunTag.run_id, RunTag.tag).order_by(RunTag.tag)
+    if run_ids is not None:
+        if not run_ids:
+            return tags
+        query = query.where(RunTag.run_id.in_(run_ids))
+    else:
+        query = query.where(RunTag.run_id.in_(select(Run.id).where(where)))
+    for run_id, tag in conn.execute(query):
+        tags[run_id].append(tag)
     return tags
 
 
@@ -168,9 +177,8 @@ def get_run(engine: Engine, run_id: int) -> RunDetail:
         if row is None:
             raise RunNotFound(run_id)
         tags = _tags_of(conn, [run_id])[run_id]
-    return RunDetail(
-        **_run_info(row, tags), config=row._mapping["config"], traceback_tail=row._mapping["traceback_tail"]
-    )
+    n = len(_LIST_FIELDS)
+    return RunDetail(**_run_info(row[:n], tags), config=row[n], traceback_tail=row[n + 1])
 
 
 def list_runs(
@@ -219,8 +227,11 @@ def list_runs(
         if limit is not None:
             query = query.limit(limit)
         rows = conn.execute(query).all()
-        tags_by_run = _tags_of(conn, [r.id for r in rows])
-    runs = [RunInfo(**_run_info(r, tags_by_run.get(r.id, []))) for r in rows]
+        if limit is None or limit > 500:
+            tags_by_run = _tags_of(conn, None, cond)
+        else:
+            tags_by_run = _tags_of(conn, [r[0] for r in rows])
+    runs = [RunInfo(**_run_info(r, tags_by_run.get(r[0], []))) for r in rows]
     return RunPage(runs=runs, total=int(total), limit=limit, offset=offset)
 
 
@@ -335,6 +346,46 @@ def series_keys(engine: Engine, run_id: int) -> list[str]:
         return list(_series_ids(conn, run_id))
 
 
+# Several series are read in one statement (one round trip): a UNION ALL of per-series
+# range scans, at most this many per statement (SQLite caps compound SELECTs at 500).
+series_per_statement = 200
+
+
+def _read_series(
+    conn: Connection, ids: Mapping[str, int], where: Mapping[str, Any], newest_first: bool, limit: int | None
+) -> dict[str, SeriesData]:
+    """Per key: points (step, value) of its series with step > where[key] (None: all), in
+    step order; with newest_first, the last `limit` points (still returned in step order)."""
+    by_sid: dict[int, tuple[list[int], list[float]]] = {sid: ([], []) for sid in ids.values()}
+    items = list(ids.items())
+    for start in range(0, len(items), series_per_statement):
+        parts = []
+        for key, sid in items[start : start + series_per_statement]:
+            q = select(Point.series_id, Point.step, Point.value).where(Point.series_id == sid)
+            if where.get(key) is not None:
+                q = q.where(Point.step > where[key])
+            q = q.order_by(Point.step.desc() if newest_first else Point.step)
+            if limit is not None:
+                q = q.limit(limit)
+            parts.append(select(q.subquery()))
+        stmt = parts[0] if len(parts) == 1 else union_all(*parts)
+        for sid, step, value in conn.execute(stmt):
+            steps, values = by_sid[sid]
+            steps.append(int(step))
+            values.append(_f(value))
+    out: dict[str, SeriesData] = {}
+    for key, sid in ids.items():
+        steps, values = by_sid[sid]
+        if newest_first:
+            steps.reverse()
+            values.reverse()
+        if any(a >= b for a, b in zip(steps, steps[1:], strict=False)):  # UNION ALL promises no order
+            order = sorted(range(len(steps)), key=steps.__getitem__)
+            steps, values = [steps[i] for i in order], [values[i] for i in order]
+        out[key] = SeriesData(key, steps, values)
+    return out
+
+
 def series_since(
     engine: Engine,
     run_id: int,
@@ -344,37 +395,22 @@ def series_since(
 ) -> dict[str, SeriesData]:
     """Points with step > after_step (per key when a mapping; None: from the start), in
     step order, at most `limit` per key: the incremental poll of a live chart."""
-    out: dict[str, SeriesData] = {}
     with engine.connect() as conn:
-        for key, sid in _series_ids(conn, run_id, keys).items():
-            after = after_step.get(key) if isinstance(after_step, Mapping) else after_step
-            query = select(Point.step, Point.value).where(Point.series_id == sid)
-            if after is not None:
-                query = query.where(Point.step > after)
-            query = query.order_by(Point.step)
-            if limit is not None:
-                query = query.limit(limit)
-            rows = conn.execute(query).all()
-            out[key] = SeriesData(key, [int(r[0]) for r in rows], [_f(r[1]) for r in rows])
-    return out
+        ids = _series_ids(conn, run_id, keys)
+        if isinstance(after_step, Mapping):
+            where = {k: after_step.get(k) for k in ids}
+        else:
+            where = dict.fromkeys(ids, after_step)
+        return _read_series(conn, ids, where, newest_first=False, limit=limit) if ids else {}
 
 
 def series_tail(
     engine: Engine, run_id: int, n: int = 100, keys: Iterable[str] | None = None
 ) -> dict[str, SeriesData]:
     """The last `n` points of each series (of `keys`, or all), in step order."""
-    out: dict[str, SeriesData] = {}
     with engine.connect() as conn:
-        for key, sid in _series_ids(conn, run_id, keys).items():
-            query = (
-                select(Point.step, Point.value)
-                .where(Point.series_id == sid)
-                .order_by(Point.step.desc())
-                .limit(n)
-            )
-            rows = conn.execute(query).all()[::-1]
-            out[key] = SeriesData(key, [int(r[0]) for r in rows], [_f(r[1]) for r in rows])
-    return out
+        ids = _series_ids(conn, run_id, keys)
+        return _read_series(conn, ids, {}, newest_first=True, limit=n) if ids else {}
 
 
 def run_points(engine: Engine, run_id: int) -> dict[str, SeriesData]:

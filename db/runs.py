@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 
 from bml_core.config import RunConfig, validate_config
 from db.engine import write_tx
@@ -209,6 +209,43 @@ def cancel_requested(engine: Engine, run_id: int) -> bool:
     return bool(flag[0])
 
 
+def _end_attempt(
+    conn: Connection,
+    run_id: int,
+    guard: tuple[ColumnElement[bool], ...],
+    attempt: int,
+    max_attempts: int,
+    cancelled: bool,
+    reason: str,
+    now: datetime,
+) -> str | None:
+    """A running attempt that stopped without a result: `cancelled` if that was asked for,
+    `requeued` while attempts are left, else `failed` with the reason; plus an event.
+    Returns the new status, or None when the guarded UPDATE matched nothing."""
+    if cancelled:
+        values: dict[str, Any] = {
+            "status": "cancelled",
+            "finished_at": now,
+            "error": reason[:max_error_chars],
+        }
+    elif attempt < max_attempts:
+        values = {"status": "requeued", "worker": None}
+    else:
+        values = {
+            "status": "failed",
+            "finished_at": now,
+            "error": f"{reason}; no attempts left"[:max_error_chars],
+        }
+    if conn.execute(update(Run).where(*guard).values(**values)).rowcount != 1:
+        return None
+    conn.execute(
+        insert(Event).values(
+            run_id=run_id, time=now, level="warning", message=f"{reason}: {values['status']}"
+        )
+    )
+    return str(values["status"])
+
+
 def requeue_stale(engine: Engine, heartbeat_timeout_s: float, now: datetime | None = None) -> list[int]:
     """Find `running` runs without a heartbeat for `heartbeat_timeout_s`: those with attempts
     left become `requeued` and their ids are returned (send their task again); the others
@@ -227,23 +264,8 @@ def requeue_stale(engine: Engine, heartbeat_timeout_s: float, now: datetime | No
             reason = (
                 f"no heartbeat for more than {heartbeat_timeout_s:g}s (attempt {attempt} of {max_attempts})"
             )
-            if cancelled:
-                values: dict[str, Any] = {"status": "cancelled", "finished_at": now, "error": reason}
-            elif attempt < max_attempts:
-                values = {"status": "requeued", "worker": None}
-            else:
-                values = {"status": "failed", "finished_at": now, "error": reason + "; no attempts left"}
-            if conn.execute(update(Run).where(*guard).values(**values)).rowcount == 1:
-                conn.execute(
-                    insert(Event).values(
-                        run_id=run_id,
-                        time=now,
-                        level="warning",
-                        message=f"{reason}: {values['status']}",
-                    )
-                )
-                if values["status"] == "requeued":
-                    requeued.append(int(run_id))
+            if _end_attempt(conn, run_id, guard, attempt, max_attempts, cancelled, reason, now) == "requeued":
+                requeued.append(int(run_id))
     return requeued
 
 
@@ -287,21 +309,7 @@ def requeue_run(engine: Engine, run_id: int, reason: str) -> str:
             raise RunNotFound(run_id)
         if row.status != "running":
             return str(row.status)
-        if row.attempt < row.max_attempts:
-            values: dict[str, Any] = {"status": "requeued", "worker": None}
-        else:
-            values = {
-                "status": "failed",
-                "finished_at": now,
-                "error": f"{reason}; no attempts left"[:max_error_chars],
-            }
-        conn.execute(update(Run).where(Run.id == run_id, Run.status == "running").values(**values))
-        conn.execute(
-            insert(Event).values(
-                run_id=run_id,
-                time=now,
-                level="warning",
-                message=f"{reason} (attempt {row.attempt}): {values['status']}",
-            )
-        )
-    return str(values["status"])
+        guard = (Run.id == run_id, Run.status == "running")
+        reason = f"{reason} (attempt {row.attempt} of {row.max_attempts})"
+        status = _end_attempt(conn, run_id, guard, row.attempt, row.max_attempts, False, reason, now)
+    return status or "running"

@@ -297,3 +297,10 @@ def test_sinks_are_flushed_before_every_checkpoint(tmp_path: Path) -> None:
     trainer._save = save  # type: ignore[method-assign]
     trainer.fit()
     assert rec.flushed_at == [trainer.steps_per_epoch * e for e in (1, 2, 3)]
+
+
+def test_linear_probe_in_the_summary() -> None:
+    summary = Trainer(load_config(small(train={"epochs": 1, "linear_probe": True}))).fit()
+    probe = summary["test"]["linear_probe_acc_per_modality"]
+    assert set(probe) == {"audio", "visual"} and all(0 <= v <= 1 for v in probe.values())
+    assert probe["audio"] > 0.5  # the strong modality's frozen features separate the classes

@@ -172,4 +172,5 @@ class OPM(Strategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.previous_rho = state.get("previous_rho")
+        previous = state.get("previous_rho")
+        self.previous_rho = previous.to(self.device) if previous is not None else None

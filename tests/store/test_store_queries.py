@@ -86,6 +86,18 @@ def test_series_reads_incremental_tail_and_latest(engine: Engine) -> None:
         db.series_since(engine, run_id, keys=["nope"])
 
 
+def test_reads_of_many_series_at_once(engine: Engine) -> None:
+    run_id = db.create_run(engine, _config("wide", "g", []))
+    keys = [f"k/{i:03d}" for i in range(450)]  # more than one UNION ALL statement holds
+    db.write_points(engine, run_id, {k: [(s, i + s / 10) for s in range(1, 6)] for i, k in enumerate(keys)})
+    tail = db.series_tail(engine, run_id, 2)
+    assert list(tail) == keys
+    assert all(tail[k].steps == [4, 5] and tail[k].values == [i + 0.4, i + 0.5] for i, k in enumerate(keys))
+    since = db.series_since(engine, run_id, after_step=3, limit=1)
+    assert all(since[k].steps == [4] for k in keys)
+    assert db.series_since(engine, run_id, keys=[]) == {}
+
+
 def test_nan_and_inf_are_stored_and_returned_as_such(engine: Engine) -> None:
     run_id = db.create_run(engine, _config("a", "g", []))
     values = [1.0, float("nan"), float("inf"), float("-inf"), 2.0]

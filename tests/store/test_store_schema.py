@@ -104,3 +104,25 @@ def test_migrations_ship_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert list((MIGRATIONS_DIR / "versions").glob("0001_*.py"))
+
+
+def test_db_never_loads_torch_and_bml_core_never_loads_db() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, db, db.sink, db.queries, db.runs; assert 'torch' not in sys.modules, 'db imported torch'"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    core = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, bml_core.trainer, bml_core.sinks; print(sorted(m for m in sys.modules if m == 'db' or m.startswith('db.')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert core.returncode == 0 and core.stdout.strip() == "[]", core.stdout + core.stderr

@@ -249,8 +249,19 @@ def wait_until(
         time.sleep(interval_s)
 
 
-def run_process_pids(run_id: int) -> list[int]:
+def run_process_pids(run_id: int, home: Path | None = None) -> list[int]:
+    """Run processes of this run id under this BML_HOME (other test sessions may run a run
+    with the same id at the same time)."""
+    home = home or Path(os.environ["BML_HOME"])
     out = subprocess.run(
         ["pgrep", "-f", f"worker.run_process {run_id}$"], capture_output=True, text=True
     ).stdout
-    return [int(p) for p in out.split()]
+    pids = []
+    for pid in out.split():
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"BML_HOME={home}".encode() in environ:
+            pids.append(int(pid))
+    return pids

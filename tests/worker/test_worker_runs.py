@@ -7,6 +7,7 @@ import copy
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,14 +144,17 @@ def test_broker_outage_while_training(owned_redis_cluster: tuple[Cluster, OwnedR
     cluster, redis = owned_redis_cluster
     eng = make_engine()
     cluster.start_worker("w1")
-    [run_id] = client.submit(config(train={**SMALL_RUN["train"], "epochs": 150}), engine=eng)
+    [run_id] = client.submit(config(train={**SMALL_RUN["train"], "epochs": 300}), engine=eng)
     wait_until(lambda: get_run(eng, run_id).step >= 10, 60, "training to start")
+    outage_start = time.time()
     redis.stop()
+    at_stop = get_run(eng, run_id)
+    assert at_stop.status == "running" and at_stop.step < 0.5 * (at_stop.total_steps or 1)
     time.sleep(5)
-    assert status_of(run_id) == "running"
     redis.start()
     wait_until(lambda: status_of(run_id) == "succeeded", 120, "success after the outage")
-    assert get_run(eng, run_id).attempt == 1
+    run = get_run(eng, run_id)
+    assert run.attempt == 1 and run.finished_at is not None and run.finished_at.timestamp() > outage_start
     assert_one_point_per_step(run_id)
     # the worker is still serving after the broker came back
     [next_id] = client.submit(config(), engine=eng)
@@ -221,3 +225,41 @@ def test_bad_messages_are_rejected_and_the_worker_keeps_serving(cluster: Cluster
     assert worker.proc.poll() is None
     assert get_run(eng, run_id).attempt == 1
     assert list_runs(eng, limit=None).total == 1  # nothing was created by the bad messages
+
+
+def test_gpus_option_starts_one_worker_process_per_gpu(embedded_cluster: Cluster) -> None:
+    """`bml worker --gpus 0,1`: one Celery worker per GPU index, each with its own
+    CUDA_VISIBLE_DEVICES (here on a machine without GPUs the runs fall back to the CPU)."""
+    import subprocess
+
+    from tests.worker.conftest import BML
+    from worker.presence import live_workers
+
+    env = {**os.environ, **embedded_cluster.env}
+    proc = subprocess.Popen(
+        [BML, "worker", "--gpus", "0,1", "--name", "node"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        names = wait_until(
+            lambda: sorted(live_workers(10)) if len(live_workers(10)) == 2 else None, 60, "2 workers"
+        )
+        assert [n.split("@")[0] for n in names] == ["node-gpu0", "node-gpu1"]  # type: ignore[union-attr]
+        out = subprocess.run(
+            ["pgrep", "-f", "celery -A worker.celery_app worker"], capture_output=True, text=True
+        )
+        envs = []
+        for pid in out.stdout.split():
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if f"BML_HOME={embedded_cluster.home}".encode() in environ:
+                envs += [e.decode() for e in environ if e.startswith(b"CUDA_VISIBLE_DEVICES=")]
+        assert {"CUDA_VISIBLE_DEVICES=0", "CUDA_VISIBLE_DEVICES=1"} <= set(envs)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
