@@ -7,7 +7,7 @@ BML := $(VENV)/bin/bml
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install up test test-fast lint bench bench-store bench-compare-venv services system-deps clean
+.PHONY: install up test test-fast lint bench bench-store bench-compare-venv bench-dashboard services system-deps clean
 
 # torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
 $(STAMP): pyproject.toml
@@ -48,6 +48,12 @@ bench-store: install
 	$(PY) bench/store_reads.py
 	$(PY) bench/store_memory.py
 	$$(test -x .venv-compare/bin/python && echo .venv-compare/bin/python || echo $(PY)) bench/store_overhead.py
+
+# Dashboard benchmarks (docs/benchmarks.md, section Dashboard): the Compare page with 20 runs x
+# 10k steps drawn in Chromium, and the cost of one Live refresh.
+bench-dashboard: install system-deps
+	$(PY) bench/dashboard_compare.py
+	$(PY) bench/dashboard_live.py
 
 bench-compare-venv: install
 	PYTHON=$(PYTHON) bash bench/compare_venv.sh
