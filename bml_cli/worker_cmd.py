@@ -67,6 +67,11 @@ def start_workers(
     gpus: list[int] | None, name: str | None = None, loglevel: str = "INFO", log_dir: Path | None = None
 ) -> list[subprocess.Popen[bytes]]:
     """One worker process per GPU (CUDA_VISIBLE_DEVICES set for each), or one CPU worker."""
+    from worker.embedded_broker import prepare
+    from worker.settings import QUEUE_NAME, broker_url, is_embedded
+
+    if is_embedded():
+        prepare(broker_url(), QUEUE_NAME)
     procs = []
     slots: list[int | None] = list(gpus) if gpus else [None]
     for gpu in slots:

@@ -56,3 +56,12 @@ class Transport(kombu_sqla.Transport):
 
 
 TRANSPORT_ALIASES[EMBEDDED_SCHEME] = "worker.embedded_broker:Transport"
+
+
+def prepare(url: str, queue: str) -> None:
+    """Create the broker's tables and queue once, before several workers start at the same
+    moment (each would otherwise race to create them in the same SQLite file)."""
+    from kombu import Connection
+
+    with Connection(url, transport_options={"polling_interval": POLLING_INTERVAL_S}) as conn:
+        conn.default_channel.queue_declare(queue=queue)

@@ -236,17 +236,21 @@ def test_gpus_option_starts_one_worker_process_per_gpu(embedded_cluster: Cluster
     from worker.presence import live_workers
 
     env = {**os.environ, **embedded_cluster.env}
+    log = embedded_cluster.home / "gpus.log"
     proc = subprocess.Popen(
         [BML, "worker", "--gpus", "0,1", "--name", "node"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
-        names = wait_until(
-            lambda: sorted(live_workers(10)) if len(live_workers(10)) == 2 else None, 60, "2 workers"
-        )
+        try:
+            names = wait_until(
+                lambda: sorted(live_workers(10)) if len(live_workers(10)) == 2 else None, 60, "2 workers"
+            )
+        except TimeoutError:
+            raise AssertionError(f"live: {live_workers(10)}; log:\n{log.read_text()[-4000:]}") from None
         assert [n.split("@")[0] for n in names] == ["node-gpu0", "node-gpu1"]  # type: ignore[union-attr]
         out = subprocess.run(
             ["pgrep", "-f", "celery -A worker.celery_app worker"], capture_output=True, text=True
