@@ -112,27 +112,37 @@ def test_all_dropped_guard_skips_and_counts_the_step() -> None:
     assert changed == []  # no optimiser step ran
 
 
-def test_partial_drop_removes_only_fully_dropped_samples() -> None:
+@pytest.mark.parametrize("host_math", [True, False])
+def test_partial_drop_removes_only_fully_dropped_samples(host_math: bool) -> None:
+    """The loss is the mean cross-entropy over the samples that kept at least one modality."""
+    import torch.nn.functional as F
+
     cfg = load_config(
         small(strategies=[{"name": "opm", "p_exe": 1.0, "rescale": "none"}], train={"epochs": 1})
     )
     trainer = Trainer(cfg)
-    trainer.strategies[0].forced_q = torch.tensor([0.5, 0.5])  # type: ignore[attr-defined]
-    ds = trainer.bundle.train
-    x, y = ds.get_batch(torch.arange(32))  # type: ignore[attr-defined]
-    gen_state = trainer.strategies[0].generator.get_state()
-    # reproduce the step's masks to know which samples survive
-    trainer.model.train()
+    opm = trainer.strategies[0]
+    opm.host_math = host_math
+    opm.forced_q = torch.tensor([0.5, 0.5])  # type: ignore[attr-defined]
+    captured: dict = {}
+    original = opm.transform_features
+
+    def spy(feats: dict, ctx: object) -> tuple:
+        out, alive = original(feats, ctx)  # type: ignore[arg-type]
+        with torch.no_grad():
+            ce = F.cross_entropy(trainer.model.fusion(out), ctx.y, reduction="none")  # type: ignore[attr-defined]
+        captured.update(alive=alive, expected=ce[alive].mean().item(), all=ce.mean().item())
+        return out, alive
+
+    opm.transform_features = spy  # type: ignore[method-assign]
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
     metrics = trainer.train_step(x, y, 0)
     assert metrics is not None
-    from bml_core.strategies.opm import opm_drop
-
-    g = torch.Generator().manual_seed(0)
-    g.set_state(gen_state)
-    feats = {"audio": torch.ones(32, 16), "visual": torch.ones(32, 16)}
-    _, keep, _, alive = opm_drop(feats, torch.tensor([0.5, 0.5]), 1.0, "none", g)
-    assert 0 < int(alive.sum()) < 32
-    assert metrics["opm/dropped/audio"] == pytest.approx(1 - keep[:, 0].float().mean().item())
+    alive = captured["alive"]
+    assert alive is not None and 0 < int(alive.sum()) < 32
+    assert metrics["train/loss"] == pytest.approx(captured["expected"], rel=1e-5)
+    assert metrics["train/loss"] != pytest.approx(captured["all"], rel=1e-5)
+    assert 0 < metrics["opm/dropped/audio"] < 1 and 0 < metrics["opm/dropped/visual"] < 1
 
 
 def test_evaluation_never_drops() -> None:

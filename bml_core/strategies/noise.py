@@ -31,6 +31,10 @@ class GaussianNoiseSource:
         self._buffers = [
             torch.empty(self.total, device=device, dtype=dtype) for _ in range(2 if self.prefetch else 1)
         ]
+        self._view_lists = [
+            [v.view(s) for v, s in zip(buf.split(self.numels), self.shapes, strict=True)]
+            for buf in self._buffers
+        ]
         self._current = 0
         self._pending: Future[Any] | None = None
         self._state_before_pending: torch.Tensor | None = None
@@ -40,7 +44,7 @@ class GaussianNoiseSource:
         self._buffers[index].normal_(generator=self.generator)
 
     def _views(self, index: int) -> list[torch.Tensor]:
-        return [v.view(s) for v, s in zip(self._buffers[index].split(self.numels), self.shapes, strict=True)]
+        return self._view_lists[index]
 
     def next(self) -> list[torch.Tensor]:
         """This step's noise, one tensor per shape (valid until the next call)."""

@@ -91,7 +91,7 @@ class OPM(Strategy):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.previous_rho: torch.Tensor | None = None
+        self.previous_rho: torch.Tensor | list[float] | None = None  # a list on the host path
         self.forced_q: torch.Tensor | None = None  # for tests and ablations: overrides q
         self._weights: torch.Tensor | None = None
         self._names = (
@@ -110,7 +110,10 @@ class OPM(Strategy):
         if ctx.host and self.host_math:
             return self._transform_host(feats, ctx)
         rho = ctx.ratio(self.params.ratio)
-        source = rho if self.params.q_source == "batch" or self.previous_rho is None else self.previous_rho
+        previous = self.previous_rho
+        if isinstance(previous, list):
+            previous = torch.tensor(previous, device=rho.device, dtype=rho.dtype)
+        source = rho if self.params.q_source == "batch" or previous is None else previous
         self.previous_rho = rho.detach()
         if not self.active(ctx.epoch):
             ctx.log(self._names, self._idle)
@@ -131,44 +134,54 @@ class OPM(Strategy):
     def _transform_host(
         self, feats: dict[str, torch.Tensor], ctx: StepContext
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
-        """The same method with the per-modality scalars on plain floats (CPU runs): a step
-        whose gate does not fire costs one random draw, and samples can only lose every
-        modality when every q_m > 0, so the removal mask is returned only then."""
+        """The same method with the per-modality scalars on plain floats (CPU runs, where a
+        tensor op costs more than the arithmetic): a step whose gate does not fire costs one
+        random draw; a modality with q = 0 is only rescaled; and a sample can lose every
+        modality only when every q_m > 0, so the removal mask is built only then."""
         m = len(self.modalities)
         rho = ctx.ratio_host(self.params.ratio)
+        previous = self.previous_rho
+        use_previous = self.params.q_source == "previous" and previous is not None
         source = (
-            rho
-            if self.params.q_source == "batch" or self.previous_rho is None
-            else self.previous_rho.tolist()
+            (previous.tolist() if isinstance(previous, torch.Tensor) else previous) if use_previous else rho
         )
-        self.previous_rho = torch.tensor(rho)
+        self.previous_rho = list(rho)
         if not self.active(ctx.epoch):
             ctx.log_host(self._names, [0.0] * len(self._names))
             return feats, None
         if self.forced_q is not None:
             q = [float(v) for v in self.forced_q.tolist()]
         else:
-            q = opm_drop_probability_host(source, self.params.q_base, self.params.lam)
-        gate = bool(torch.rand((), generator=self.generator) < self.params.p_exe)
+            q = opm_drop_probability_host(source, self.params.q_base, self.params.lam)  # type: ignore[arg-type]
+        gate = torch.rand((), generator=self.generator).item() < self.params.p_exe
         if not gate or max(q) == 0.0:
             ctx.log_host(self._names, q + [0.0] * m + [float(gate)])
             return feats, None
-        first = feats[self.modalities[0]]
-        b = first.shape[0]
-        keep = torch.rand((b, m), generator=self.generator) >= torch.tensor(q)
         if self._host_weights is None:
             self._host_weights = feature_weights(feats, torch.zeros(1)).tolist()
         factors = opm_rescale_factors_host(q, self._host_weights, self.params.rescale)
-        scale = (keep * torch.tensor(factors)).to(first.dtype)
-        out = {}
-        for i, name in enumerate(self.modalities):
-            out[name] = feats[name] * scale[:, i].view((b,) + (1,) * (feats[name].dim() - 1))
-        ctx.log_host(self._drop_prob_names + ["opm/gate"], q + [1.0])
-        ctx.log(self._dropped_names, 1 - keep.mean(0, dtype=torch.float32))
-        return out, (keep.any(1) if min(q) > 0 else None)
+        out: dict[str, torch.Tensor] = {}
+        keeps: list[torch.Tensor] = []
+        dropped: list[float] = []
+        for name, qm, factor in zip(self.modalities, q, factors, strict=True):
+            h = feats[name]
+            if qm == 0.0:
+                out[name] = h if factor == 1.0 else h * factor
+                dropped.append(0.0)
+                continue
+            keep = torch.rand((h.shape[0],) + (1,) * (h.dim() - 1), generator=self.generator) >= qm
+            out[name] = h * (keep * factor).to(h.dtype)
+            dropped.append(1.0 - keep.sum().item() / h.shape[0])
+            keeps.append(keep.reshape(-1))
+        ctx.log_host(self._names, q + dropped + [1.0])
+        alive = torch.stack(keeps, 1).any(1) if len(keeps) == m else None
+        return out, alive
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "previous_rho": self.previous_rho}
+        previous = self.previous_rho
+        if isinstance(previous, list):
+            previous = torch.tensor(previous)
+        return {**super().state_dict(), "previous_rho": previous}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
