@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from functools import lru_cache
 from typing import Any
 
 from celery import signals
 from sqlalchemy import Engine
 
-from db import RunNotFound, check_schema, claim_run, make_engine
+from db import RunNotFound, check_schema, claim_run, list_runs, make_engine, requeue_stale
 from worker.celery_app import app
 from worker.presence import remove_presence, write_presence
 from worker.settings import TASK_NAME, SupervisorSettings
@@ -69,8 +70,6 @@ class Reaper(threading.Thread):
         self._sent: dict[int, float] = {}
 
     def sweep(self, now: float) -> list[int]:
-        from db import list_runs, requeue_stale
-
         sent = []
         for run_id in requeue_stale(self.engine, self.settings.stale_after_s):
             log.warning("run %s: stale heartbeat, requeued", run_id)
@@ -86,8 +85,6 @@ class Reaper(threading.Thread):
         return sent
 
     def run(self) -> None:
-        import time
-
         while True:
             write_presence(self.worker_name)
             if self.stop_event.wait(self.settings.reaper_interval_s):
