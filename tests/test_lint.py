@@ -24,6 +24,6 @@ def test_ruff_format() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_mypy_core_and_db() -> None:
-    r = _run(str(BIN / "mypy"), "bml_core", "db")
+def test_mypy() -> None:
+    r = _run(str(BIN / "mypy"), "bml_core", "db", "worker", "app", "bml_cli")
     assert r.returncode == 0, r.stdout + r.stderr
