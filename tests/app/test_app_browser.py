@@ -300,6 +300,8 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
     db.finish_run(studio.engine, run_id, "succeeded")
     # the page notices the end and stops refreshing
     page.get_by_text("succeeded", exact=True).wait_for(timeout=10_000)
+    # the rerun that shows the end may still update its charts just after the status text
+    page.wait_for_timeout(int(1.5 * lv.refresh_interval_s * 1000))
     updates = page.evaluate(UPDATES_JS)
     page.wait_for_timeout(int(4 * lv.refresh_interval_s * 1000))
     assert page.evaluate(UPDATES_JS) == updates
