@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from store_common import TcpProxy, machine, postgres_database
+from store_common import machine, postgres_database  # also puts the repository on sys.path
+
+from tests.tcp_proxy import TcpProxy
 
 KEYS = [f"metric/{i:02d}" for i in range(16)]
 
