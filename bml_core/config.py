@@ -73,6 +73,14 @@ class ModelConfig(StrictModel):
     encoders: dict[str, EncoderConfig] = Field(
         default_factory=dict, description="per modality; missing ones are chosen from the input rank"
     )
+    init: Literal["torch", "official"] = Field(
+        "torch",
+        description=(
+            "weight initialisation: torch = PyTorch's defaults; official = both official codes' "
+            "weight_init (Linear: Xavier-normal weights, zero bias; Conv2d: Kaiming-normal fan_out; "
+            "BatchNorm: 1 and 0)"
+        ),
+    )
 
 
 class SchedulerConfig(StrictModel):
@@ -99,6 +107,27 @@ class TrainConfig(StrictModel):
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     linear_probe: bool = Field(
         False, description="at the end, fit a linear classifier on each frozen encoder (CVPR definition)"
+    )
+    map_absent: Literal["zero", "skip"] = Field(
+        "zero",
+        description=(
+            "mAP: a class with no positives in the split counts as AP 0 (zero, the official code's "
+            "sklearn average_precision_score) or is left out of the mean (skip)"
+        ),
+    )
+    shapley_absent: Literal["input", "feature"] = Field(
+        "input",
+        description=(
+            "imbalance degree: a modality outside the Shapley subset has its input zeroed and "
+            "encoded again (input, as BalanceBenchmark) or its pooled feature zeroed (feature)"
+        ),
+    )
+    test_selected: bool = Field(
+        True,
+        description=(
+            "also record the official protocol's number: the best test accuracy over the evaluated "
+            "epochs (selected on test, reported apart, never used to select the model)"
+        ),
     )
 
     @field_validator("device")
@@ -413,8 +442,11 @@ _TPAMI_OGM: dict[str, Any] = {
 }
 _TPAMI_OPM: dict[str, Any] = {"name": "opm", "q_base": 0.5, "lam": 0.5, "p_exe": 0.7, "warmup_epochs": 6}
 
+_OFFICIAL_INIT: dict[str, Any] = {"init": "official"}  # both official codes: model.apply(weight_init)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "cvpr2022-ogm-ge": {
+        "model": _OFFICIAL_INIT,
         "strategies": [{"name": "ogm_ge", "alpha": 0.8, "start_epoch": 0, "end_epoch": 50}],
         "optim": {
             "name": "sgd",
@@ -425,9 +457,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"epochs": 100, "batch_size": 64},
     },
-    "tpami2024-ogm": {"strategies": [_TPAMI_OGM], "optim": _TPAMI_OPTIM, "train": _TPAMI_TRAIN},
-    "tpami2024-opm": {"strategies": [_TPAMI_OPM], "optim": _TPAMI_OPTIM, "train": _TPAMI_TRAIN},
+    "tpami2024-ogm": {
+        "model": _OFFICIAL_INIT,
+        "strategies": [_TPAMI_OGM],
+        "optim": _TPAMI_OPTIM,
+        "train": _TPAMI_TRAIN,
+    },
+    "tpami2024-opm": {
+        "model": _OFFICIAL_INIT,
+        "strategies": [_TPAMI_OPM],
+        "optim": _TPAMI_OPTIM,
+        "train": _TPAMI_TRAIN,
+    },
     "tpami2024-opm-ogm": {
+        "model": _OFFICIAL_INIT,
         "strategies": [_TPAMI_OPM, _TPAMI_OGM],
         "optim": _TPAMI_OPTIM,
         "train": _TPAMI_TRAIN,

@@ -17,6 +17,7 @@ __all__ = [
     "build_encoder",
     "build_model",
     "default_encoder_name",
+    "official_init",
     "register_encoder",
 ]
 
@@ -42,6 +43,21 @@ class MultimodalModel(nn.Module):
         return {m: int(self.encoders[m].out_dim) for m in self.modalities}  # type: ignore[arg-type]
 
 
+def official_init(module: nn.Module) -> None:
+    """`weight_init` of both official codes (OGM-GE_CVPR2022 utils/utils.py, BML_TPAMI2024
+    main.py), applied with `model.apply`: Linear -> Xavier-normal weight, zero bias; Conv2d ->
+    Kaiming-normal (fan_out, relu); BatchNorm2d -> weight 1, bias 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_normal_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 def build_model(
     cfg: ModelConfig, input_shapes: dict[str, tuple[int, ...]], num_classes: int
 ) -> MultimodalModel:
@@ -59,4 +75,7 @@ def build_model(
         m: build_encoder(shape, cfg.encoders.get(m), cfg.feature_dim) for m, shape in input_shapes.items()
     }
     dims = {m: int(e.out_dim) for m, e in encoders.items()}  # type: ignore[arg-type]
-    return MultimodalModel(encoders, build_fusion(cfg.fusion, dims, num_classes))
+    model = MultimodalModel(encoders, build_fusion(cfg.fusion, dims, num_classes))
+    if cfg.init == "official":
+        model.apply(official_init)
+    return model
