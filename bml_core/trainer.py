@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -41,6 +43,38 @@ from bml_core.metrics import (
 from bml_core.models import MultimodalModel, build_model
 from bml_core.sinks import MetricSink, SinkGroup
 from bml_core.strategies import StepContext, Strategy, build_strategies
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded safely (it needs objects beyond tensors and plain values)."""
+
+
+# What the trainer's checkpoints hold besides tensors and plain Python values: numpy's RNG
+# state (an ndarray of uint32). Nothing else is unpickled: torch.load(weights_only=True).
+_NUMPY_RECONSTRUCT = getattr(np, "_core", np).multiarray._reconstruct  # numpy 2 (_core) or 1 (core)
+CHECKPOINT_SAFE_GLOBALS: list[Any] = [
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+    _NUMPY_RECONSTRUCT,
+]
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load with weights_only=True and only CHECKPOINT_SAFE_GLOBALS allowed: a checkpoint
+    whose pickle names any other callable (e.g. `os.system`) is refused before anything runs."""
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = re.findall(r"GLOBAL ([\w.]+)|global '?([\w.]+)", str(exc))
+        names = sorted({a or b for a, b in unsafe})
+        what = f" ({', '.join(names)})" if names else ""
+        raise CheckpointError(
+            f"refusing to load checkpoint {path}: it needs objects other than tensors and plain "
+            f"values{what}, which could run code; delete it (or the run directory) to start afresh"
+        ) from None
+
 
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
@@ -502,7 +536,7 @@ class Trainer:
         path = self.run_dir / CHECKPOINT_BEST
         if not path.is_file():
             return False
-        self.model.load_state_dict(torch.load(path, map_location=self.device, weights_only=False)["model"])
+        self.model.load_state_dict(load_checkpoint(path, self.device)["model"])
         return True
 
     def save_checkpoint(self) -> None:
@@ -517,7 +551,7 @@ class Trainer:
         if not path.is_file():
             return False
         # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        self.load_state_dict(load_checkpoint(path, "cpu"))
         return True
 
     # ------------------------------------------------------------------ the loop

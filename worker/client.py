@@ -28,7 +28,7 @@ from db import (
     request_cancel,
 )
 from worker.presence import live_workers
-from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact
+from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact, remove_run_files
 
 
 class BrokerUnavailable(RuntimeError):
@@ -181,8 +181,12 @@ def retry(run_id: int, *, engine: Engine | None = None) -> int:
 
 
 def delete(run_id: int, *, engine: Engine | None = None) -> None:
-    """Delete a run and all its data (a running run must be cancelled first)."""
-    delete_run(_engine(engine), run_id)
+    """Delete a run and all its data, its checkpoints and logs included (a running run must
+    be cancelled first)."""
+    eng = _engine(engine)
+    run = get_run(eng, run_id)
+    delete_run(eng, run_id)
+    remove_run_files(run_id, run.created_at)
 
 
 @dataclass

@@ -55,7 +55,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     from bml_core.dataroots import check_data_path
     from bml_core.trainer import Trainer
     from db import DbMetricSink, cancel_requested, finish_run, get_run
-    from worker.settings import runs_dir
+    from worker.settings import run_dir
 
     run = get_run(engine, run_id)
     cfg = validate_config(run.config)
@@ -67,7 +67,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     bundle = build_dataset(cfg.dataset)
     sink = DbMetricSink(engine, run_id, record_status=False)
     trainer = Trainer(
-        cfg, bundle, sinks=[sink], run_dir=runs_dir() / f"run-{run_id}", stop_requested=stop.is_set
+        cfg, bundle, sinks=[sink], run_dir=run_dir(run_id, run.created_at), stop_requested=stop.is_set
     )
     summary = trainer.fit()  # closes (flushes) the sink
     status = summary["run"]["status"]
