@@ -4,13 +4,16 @@ time, clear one-line errors instead of tracebacks."""
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from bml_core.config import load_config
+from bml_core.config import ConfigError, load_config
 from bml_core.trainer import CheckpointError, Trainer, load_checkpoint
 
 TINY = {
@@ -91,3 +94,145 @@ def test_real_checkpoints_load_with_weights_only(tmp_path: Path) -> None:
     assert state["progress"]["epoch"] == 2 and state["rng"]["numpy"][0] == "MT19937"
     resumed = Trainer(cfg, run_dir=tmp_path / "a")
     assert resumed.try_resume() and resumed.epoch == 2
+
+
+# --------------------------------------------------------------------------- bounds
+
+
+def _bml(
+    bml_exe: str, *args: str, limit_kb: int | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    cmd = " ".join(shlex.quote(a) for a in [bml_exe, *args])
+    if limit_kb is not None:
+        cmd = f"ulimit -v {limit_kb}; exec {cmd}"
+    return subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def _features(path: Path, y: np.ndarray, x_a: np.ndarray | None = None, **extra: np.ndarray) -> Path:
+    rng = np.random.default_rng(0)
+    n = len(y)
+    a = x_a if x_a is not None else rng.standard_normal((n, 4)).astype(np.float32)
+    np.savez(path, x_a=a, x_b=rng.standard_normal((n, 3)).astype(np.float32), y=y, **extra)
+    return path
+
+
+def test_a_huge_label_without_classes_exits_2_fast_under_2gb(bml_exe: str, tmp_path: Path) -> None:
+    y = np.array([0, 1] * 20 + [10**9])
+    path = _features(tmp_path / "f.npz", y)
+    t0 = time.monotonic()
+    r = _bml(
+        bml_exe,
+        "train",
+        "--set",
+        "dataset.name=features",
+        "--set",
+        f"dataset.path={path}",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "o"),
+        limit_kb=2 * 1024 * 1024,
+    )
+    assert r.returncode == 2, r.stderr
+    assert time.monotonic() - t0 < 30
+    assert "y:" in r.stderr and "1000000000" in r.stderr and "index 40" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_features_are_refused_naming_array_and_index(tmp_path: Path, bad: float) -> None:
+    from bml_core.data import DatasetError
+    from bml_core.data.features import load_features
+
+    x = np.zeros((12, 4), dtype=np.float32)
+    x[5, 3] = bad
+    path = _features(tmp_path / "f.npz", np.array([0, 1] * 6), x_a=x)
+    with pytest.raises(DatasetError) as exc:
+        load_features(path)
+    assert exc.value.field == "x_a" and "index [5, 3]" in str(exc.value) and "sample 5" in str(exc.value)
+
+
+def test_too_many_classes_are_refused(tmp_path: Path) -> None:
+    from bml_core.data import DatasetError
+    from bml_core.data.features import load_features
+
+    path = _features(tmp_path / "f.npz", np.array([0, 1, 2, -1]))
+    with pytest.raises(DatasetError, match="index 3"):
+        load_features(path)
+    from bml_core.data import build_dataset
+
+    with pytest.raises(DatasetError) as exc:
+        build_dataset(load_config({"dataset": {"params": {"num_classes": 10**9}}}).dataset)
+    assert exc.value.field == "dataset.params.num_classes"
+    with pytest.raises(DatasetError) as exc:
+        build_dataset(load_config({"dataset": {"params": {"num_samples": 10**7}}}).dataset)
+    assert "values" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"optim": {"lr": float("inf")}}, "optim.lr"),
+        ({"optim": {"lr": float("nan")}}, "optim.lr"),
+        ({"optim": {"weight_decay": float("inf")}}, "optim.weight_decay"),
+        ({"strategies": [{"name": "ogm_ge", "alpha": float("inf")}]}, "strategies.0.alpha"),
+        ({"train": {"epochs": 1e21}}, "train.epochs"),
+        ({"train": {"epochs": 10**21}}, "train.epochs"),
+        ({"train": {"epochs": True}}, "train.epochs"),
+        ({"train": {"batch_size": 2.0}}, "train.batch_size"),
+        ({"train": {"batch_size": 10**12}}, "train.batch_size"),
+        ({"strategies": [{"name": "opm", "warmup_epochs": False}]}, "strategies.0.warmup_epochs"),
+        ({"seed": 2**70}, "seed"),
+        ({"seed": 2**63}, "seed"),
+        ({"name": "a\x00b"}, "name"),
+        ({"group": "g\x1b[31m"}, "group"),
+        ({"tags": ["x" * 101]}, "tags.0"),
+        ({"tags": [str(i) for i in range(65)]}, "tags"),
+        ({"model": {"feature_dim": 10**9}}, "model.feature_dim"),
+    ],
+)
+def test_values_that_exhaust_or_overflow_are_refused_naming_the_field(raw: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(raw)
+    assert field in exc.value.as_dict(), exc.value.errors
+
+
+def test_largest_allowed_values_still_validate() -> None:
+    cfg = load_config({"seed": 2**63 - 1, "train": {"epochs": 100_000}, "tags": ["t" * 100]})
+    assert cfg.seed == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--set", "optim.lr=inf"], "optim.lr"),
+        (["--set", "optim.lr=.inf"], "optim.lr"),
+        (["--set", "train.epochs=1e21"], "train.epochs"),
+        (["--set", "train.epochs=true"], "train.epochs"),
+        (["--set", f"seed={2**70}"], "seed"),
+    ],
+)
+def test_cli_refuses_bad_values_with_exit_2(
+    bml_exe: str, tmp_path: Path, args: list[str], field: str
+) -> None:
+    r = _bml(bml_exe, "train", *args, "--no-progress", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2, r.stderr
+    assert field in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_config_file_is_refused(bml_exe: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    r = _bml(bml_exe, "train", str(empty), "--no-progress", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "is empty" in r.stderr
+    (tmp_path / "comments.yaml").write_text("# nothing here\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        load_config(tmp_path / "comments.yaml")
+
+
+def test_too_many_seeds_per_launch_are_refused() -> None:
+    from worker.client import prepare
+
+    with pytest.raises(ConfigError) as exc:
+        prepare({"name": "x"}, list(range(1001)))
+    assert "seeds" in exc.value.as_dict()

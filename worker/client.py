@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bml_core.config import ConfigError, RunConfig, apply_override, validate_config
+from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_override, validate_config
 from bml_core.dataroots import check_data_path
 from bml_core.errors import DatasetError
 from db import (
@@ -92,6 +92,8 @@ def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None =
     check_paths(cfg)
     if not seeds:
         return [cfg]
+    if len(seeds) > MAX_SEEDS_PER_LAUNCH:
+        raise ConfigError([("seeds", f"at most {MAX_SEEDS_PER_LAUNCH} seeds per launch; got {len(seeds)}")])
     bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
     if bad:
         raise ConfigError([("seeds", f"seeds must be integers >= 0; got {bad}")])
