@@ -13,6 +13,23 @@ import typer
 from bml_core.config import ConfigError, RunConfig, load_config
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+MAX_RUN_ID = 2**63 - 1  # run ids are BIGINT-sized; larger numbers name no run
+
+
+def check_run_id(run_id: int) -> int:
+    """An id the store could hold, else exit 2 with the usual 'no run' message."""
+    if not 0 <= run_id <= MAX_RUN_ID:
+        raise fail(f"error: no run with id {run_id} (see `bml runs`)")
+    return run_id
+
+
+def check_output_file(path: Path, what: str = "-o") -> Path:
+    """A file to write: its folder must exist and it must not be a folder itself (exit 2)."""
+    if path.is_dir():
+        raise fail(f"error: {what} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise fail(f"error: {what} {path}: the folder {path.parent} does not exist")
+    return path
 
 
 def bml_home() -> Path:

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_output_file, check_run_id
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
@@ -158,12 +158,18 @@ def register(app: typer.Typer) -> None:
         if fmt not in EXPORT_FORMATS:
             typer.echo(f"error: unknown format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}", err=True)
             raise typer.Exit(EXIT_INVALID)
-        engine = _engine()
+        check_run_id(run_id)
         target: IO[Any] | Path = sys.stdout if output == "-" else Path(output or f"run-{run_id}.{fmt}")
+        if isinstance(target, Path):
+            check_output_file(target)
+        engine = _engine()
         try:
             n = _write_export(engine, run_id, fmt, target)
         except RunNotFound as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INVALID) from None
+        except OSError as exc:
+            typer.echo(f"error: could not write {target}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from None
         if isinstance(target, Path):
             typer.echo(f"wrote {n} points of run {run_id} to {target}")

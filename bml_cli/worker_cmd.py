@@ -13,7 +13,7 @@ from types import FrameType
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, read_run_config
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_run_id, invalid_input_exits, read_run_config
 from bml_cli.store_cmd import _engine
 
 WORKER_STOP_TIMEOUT_S = 30.0
@@ -163,6 +163,7 @@ def register(app: typer.Typer) -> None:
         from db import RunNotFound
         from worker.client import cancel as cancel_run
 
+        check_run_id(run_id)
         try:
             status = cancel_run(run_id, engine=_engine())
         except RunNotFound:

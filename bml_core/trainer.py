@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from bml_core.config import RunConfig, advisories
+from bml_core.config import ConfigError, RunConfig, advisories
 from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
 from bml_core.data.base import stable_seed
 from bml_core.imbalance import UnimodalProbe, probe_unimodal_logits
@@ -82,11 +82,22 @@ GPU_RESIDENT_BYTES = 1 << 30  # in-memory datasets below this move to the GPU on
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of `train.device`; ConfigError (field train.device) when this machine
+    does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device asks for CUDA but no GPU is available; use train.device=cpu")
+        raise ConfigError(
+            [("train.device", f"asks for {name} but no GPU is available here; use cpu or auto")]
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError(
+            [("train.device", f"asks for {name} but this machine has {n} GPU(s): cuda:0..cuda:{n - 1}")]
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError([("train.device", "asks for mps but it is not available here; use cpu or auto")])
     return dev
 
 

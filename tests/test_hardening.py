@@ -236,3 +236,81 @@ def test_too_many_seeds_per_launch_are_refused() -> None:
     with pytest.raises(ConfigError) as exc:
         prepare({"name": "x"}, list(range(1001)))
     assert "seeds" in exc.value.as_dict()
+
+
+# --------------------------------------------------------------------------- CLI messages
+
+
+@pytest.fixture
+def migrated_home(bml_exe: str, _isolated_home: Path) -> Path:
+    assert _bml(bml_exe, "db", "upgrade").returncode == 0
+    return _isolated_home
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["export", "1", "-o", "/missing/x.csv"], "the folder /missing does not exist"),
+        (["export", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["cancel", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["export", "1"], "no run with id 1"),
+    ],
+)
+def test_cli_expected_failures_are_one_line_exit_2(
+    bml_exe: str, migrated_home: Path, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    r = _bml(bml_exe, *args)
+    assert r.returncode == 2, r.stderr
+    assert needle in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_export_into_a_folder_is_refused(bml_exe: str, migrated_home: Path, tmp_path: Path) -> None:
+    r = _bml(bml_exe, "export", "1", "-o", str(tmp_path))
+    assert r.returncode == 2 and "is a folder" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_train_out_naming_a_file_and_a_missing_gpu_exit_2(bml_exe: str, tmp_path: Path) -> None:
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    r = _bml(bml_exe, "train", "--out", str(a_file), "--no-progress")
+    assert r.returncode == 2 and "is a file" in r.stderr and "Traceback" not in r.stderr
+    assert a_file.read_text() == "x"
+    n = torch.cuda.device_count()
+    r = _bml(
+        bml_exe,
+        "train",
+        "--device",
+        f"cuda:{n + 7}",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "o"),
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "dataset.params.num_samples=120",
+    )
+    assert r.returncode == 2, r.stderr
+    assert "train.device" in r.stderr and f"cuda:{n + 7}" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """main()'s last resort, exercised through a throw-away command added for this test."""
+    from bml_cli import main as cli
+
+    @cli.app.command("boom-for-test", hidden=True)
+    def _boom() -> None:
+        raise ValueError("first line\nsecond line")
+
+    try:
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["boom-for-test"])
+        assert exc.value.code == 1
+        err = capsys.readouterr().err
+        assert err.strip() == "error: ValueError: first line (run again with --debug for details)"
+        with pytest.raises(ValueError):
+            cli.main(["--debug", "boom-for-test"])
+    finally:
+        cli.app.registered_commands = [c for c in cli.app.registered_commands if c.name != "boom-for-test"]
