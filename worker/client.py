@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_override, validate_config
-from bml_core.dataroots import check_data_path
+from bml_core.dataparams import check_dataset_paths
 from bml_core.errors import DatasetError
 from db import (
     create_run,
@@ -78,12 +78,12 @@ def _enqueue_all(engine: Engine, run_ids: Sequence[int]) -> None:
 
 
 def check_paths(cfg: RunConfig) -> None:
-    """Datasets read by workers must lie under BML_DATA_ROOTS (ConfigError naming dataset.path)."""
-    if cfg.dataset.path:
-        try:
-            check_data_path(cfg.dataset.path)
-        except DatasetError as exc:
-            raise ConfigError([("dataset.path", str(exc))]) from None
+    """Every file a worker's dataset will read (dataset.path and each path-valued parameter the
+    dataset declares) must lie under BML_DATA_ROOTS: ConfigError naming the field otherwise."""
+    try:
+        check_dataset_paths(cfg.dataset)
+    except DatasetError as exc:
+        raise ConfigError([(exc.field, str(exc))]) from None
 
 
 def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None = None) -> list[RunConfig]:

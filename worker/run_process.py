@@ -52,7 +52,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
 
     from bml_core.config import validate_config
     from bml_core.data import build_dataset
-    from bml_core.dataroots import check_data_path
+    from bml_core.dataparams import check_dataset_paths
     from bml_core.trainer import Trainer
     from db import DbMetricSink, cancel_requested, finish_run, get_run
     from worker.settings import run_dir
@@ -62,8 +62,10 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     threads = int(os.environ.get("BML_TORCH_THREADS", "0") or 0) or cfg.train.threads
     if threads:
         torch.set_num_threads(threads)
+    # again here, before any file is opened: the store's config may not have come through submit
+    checked = check_dataset_paths(cfg.dataset)
     if cfg.dataset.path:
-        cfg.dataset.path = str(check_data_path(cfg.dataset.path))
+        cfg.dataset.path = str(checked["dataset.path"])
     bundle = build_dataset(cfg.dataset)
     sink = DbMetricSink(engine, run_id, record_status=False)
     trainer = Trainer(
