@@ -1,5 +1,6 @@
 """Fixtures of the report tests: a migrated SQLite store in the test's own BML_HOME (the
-CLI opens the same one). Runs are added with `report_runs.add_run`."""
+CLI opens the same one), or the worker suite's embedded broker and `bml worker` processes
+for `bml reproduce`. Runs are added with `report_runs.add_run`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 import db
+from tests.worker.conftest import Cluster, _migrated_home
 
 
 @pytest.fixture
@@ -18,3 +20,12 @@ def engine(_isolated_home: Path) -> Iterator[Engine]:
     db.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def embedded_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    """A migrated store and the embedded broker in a temporary BML_HOME (as tests/worker)."""
+    c = _migrated_home(tmp_path, {"BML_BROKER_URL": ""})
+    c.apply(monkeypatch)
+    yield c
+    c.stop_all()
