@@ -204,6 +204,9 @@ def headline(doc: Mapping[str, Any]) -> list[str]:
     base = doc.get("baseline")
     for g in doc["groups"]:
         acc = g["metrics"].get(PRIMARY, {})
+        if not g["n"]:
+            lines.append(f"{g['label']}: no finished run ({len(g['excluded'])} excluded, see below)")
+            continue
         head = f"{g['label']}: test accuracy {describe_cell(acc, 'fraction')} % (n = {g['n']})"
         if g.get("is_baseline"):
             lines.append(head + " — baseline")
