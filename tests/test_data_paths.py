@@ -18,9 +18,7 @@ from worker.run_process import _train
 
 SECRET = "TOPSECRET-LINE,HAP"
 CASES = [
-    (name, param)
-    for name, model in sorted(DATASET_PARAMS.items())
-    for param in sorted(path_params(model))
+    (name, param) for name, model in sorted(DATASET_PARAMS.items()) for param in sorted(path_params(model))
 ]
 
 
@@ -85,7 +83,10 @@ def test_paths_inside_the_roots_pass(layout: dict[str, Path], dataset: str) -> N
 
 def test_dataset_path_itself_via_dotdot_and_symlink_is_refused(layout: dict[str, Path]) -> None:
     (layout["root"] / "escape").symlink_to(layout["secret"].parent)
-    for path in (str(layout["ds"] / ".." / ".." / "secret.csv"), str(layout["root"] / "escape" / "secret.csv")):
+    for path in (
+        str(layout["ds"] / ".." / ".." / "secret.csv"),
+        str(layout["root"] / "escape" / "secret.csv"),
+    ):
         with pytest.raises(ConfigError) as exc:
             prepare({"dataset": {"name": "features", "path": path}})
         assert "dataset.path" in exc.value.as_dict() and "TOPSECRET" not in str(exc.value)
@@ -115,3 +116,23 @@ def test_the_worker_refuses_before_opening_any_file(
         assert "TOPSECRET" not in str(exc.value)
     finally:
         engine.dispose()
+
+
+def test_the_launch_form_shows_a_path_param_outside_the_roots(layout: dict[str, Path]) -> None:
+    from app.views.launch.logic import check_form, default_values
+
+    values = default_values()
+    values.update(
+        {
+            "dataset.name": "cremad",
+            "dataset.path": str(layout["ds"]),
+            "dataset.params": "{train_list: ../../secret.csv}",
+        }
+    )
+    check = check_form(values, [], [])
+    assert "dataset.params" in check.errors, check.errors
+    assert (
+        "train_list" in check.errors["dataset.params"] and "TOPSECRET" not in check.errors["dataset.params"]
+    )
+    values["dataset.params"] = "{train_list: train.csv}"
+    assert "dataset.params" not in check_form(values, [], []).errors
