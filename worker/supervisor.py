@@ -69,7 +69,12 @@ class RunSupervisor:
         directory = run_dir(self.run_id, run.created_at)
         directory.mkdir(parents=True, exist_ok=True)
         log_path = directory / f"attempt-{run.attempt}.log"
-        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "PYTHONUNBUFFERED": "1",
+            "BML_SUPERVISOR_PID": str(os.getpid()),  # the run process checks it is still there
+        }
         previous = signal.signal(signal.SIGTERM, self._on_shutdown)
         try:
             with log_path.open("ab") as out:
