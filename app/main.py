@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import store
+from app.text import md
 from app.views.live.chart import preload_plotly
 from app.widgets import page_path
 
@@ -18,7 +19,7 @@ st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 
 problem = store.schema_problem(store.engine())
 if problem is not None:
-    st.error(f"BML Studio cannot use its store: {problem}")
+    st.error(f"BML Studio cannot use its store: {md(problem)}")
     st.markdown(
         "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,15 @@ from bml_core.config import ConfigError, RunConfig, load_config
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 MAX_RUN_ID = 2**63 - 1  # run ids are BIGINT-sized; larger numbers name no run
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(text: object) -> str:
+    """User text (names, groups, messages) for the terminal: control characters (escape
+    codes, NUL, newlines) become spaces, so stored text cannot drive the terminal."""
+    return _CONTROL.sub(" ", str(text))
 
 
 def check_run_id(run_id: int) -> int:

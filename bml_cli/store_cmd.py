@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_output_file, check_run_id
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_output_file, check_run_id, plain
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
 
@@ -91,9 +91,10 @@ def _format_runs(runs: list[Any]) -> str:
     header = f"{'id':>6}  {'status':<10} {'progress':>8}  {'try':>3}  {'group':<20} {'name':<28} {'strategy':<12} dataset"
     lines = [header]
     for r in runs:
+        group, name, strategy, dataset = (plain(v) for v in (r.group, r.name, r.strategy, r.dataset))
         lines.append(
-            f"{r.id:>6}  {r.status:<10} {r.progress * 100:>7.1f}%  {r.attempt:>3}  {r.group[:20]:<20} "
-            f"{r.name[:28]:<28} {r.strategy[:12]:<12} {r.dataset}"
+            f"{r.id:>6}  {r.status:<10} {r.progress * 100:>7.1f}%  {r.attempt:>3}  {group[:20]:<20} "
+            f"{name[:28]:<28} {strategy[:12]:<12} {dataset}"
         )
     return "\n".join(lines)
 

@@ -11,6 +11,7 @@ import db
 from app import store
 from app.charts import line_figure, png_config
 from app.labels import run_choice_label
+from app.text import md
 from app.views.compare import data as cv
 
 st.title("Compare")
@@ -22,9 +23,9 @@ groups = store.groups(url)
 ids_param, bad = cv.parse_run_ids(st.query_params.get("runs"))
 group_param = st.query_params.get("group")
 if bad:
-    st.error(f"runs= in the address has parts that are not run ids: {', '.join(bad)}")
+    st.error(f"runs= in the address has parts that are not run ids: {md(', '.join(bad))}")
 if group_param and group_param not in groups:
-    st.error(f"There is no group {group_param!r}.")
+    st.error(f"There is no group {md(repr(group_param))}.")
     group_param = None
 
 mode = st.radio(

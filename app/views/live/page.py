@@ -10,6 +10,7 @@ import db
 from app import store
 from app.charts import png_config
 from app.labels import run_choice_label
+from app.text import md
 from app.views.live import data as lv
 from app.views.live.chart import live_chart
 from app.views.runs.data import eta_seconds, format_duration
@@ -20,9 +21,11 @@ engine = store.engine()
 url = db.database_url()
 choices = store.run_choices(url)
 param = st.query_params.get("run")
-run_id: int | None = int(param) if param and param.isdigit() else None
+run_id: int | None = int(param) if param and param.isdigit() and len(param) <= 19 else None
+if run_id is not None and run_id > 2**63 - 1:  # no run has it (and the store's BIGINT would overflow)
+    run_id = None
 if param and run_id is None:
-    st.error(f"run={param!r} in the address is not a run id; pick a run below.")
+    st.error(f"run={md(repr(param))} in the address is not a run id; pick a run below.")
 if run_id is not None and run_id not in choices:
     try:
         run = db.get_run(engine, run_id)
@@ -72,7 +75,7 @@ def render_live() -> None:
         col.metric(f"ρ {modality}", f"{value:.3f}")
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
-        st.error(run.error)
+        st.error(md(run.error, limit=2000))
     cols = st.columns(2)
     drawn = 0
     for panel in lv.PANELS:

@@ -7,6 +7,7 @@ import streamlit as st
 
 import db
 from app import store
+from app.text import md
 from app.views.runs import data as rv
 from app.widgets import page_path
 
@@ -80,12 +81,12 @@ if a2.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
 if a3.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
 a4.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
-a5.page_link(page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group})
+a5.page_link(page_path("compare"), label=f"Compare group {md(run.group)}", query_params={"group": run.group})
 
 if st.session_state.get("runs_confirm_delete") == run.id:
     with st.container(border=True, key="runs-confirm"):
         st.warning(
-            f"Delete run #{run.id} ({run.name}) with all its series and events? This cannot be undone."
+            f"Delete run #{run.id} ({md(run.name)}) with all its series and events? This cannot be undone."
         )
         d1, d2, _ = st.columns([1, 1, 4])
         if d1.button("Yes, delete", type="primary", key="runs_delete_confirm"):
