@@ -17,12 +17,20 @@ CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 
-problem = store.schema_problem(store.engine())
+problem = store.store_problem(store.engine())
 if problem is not None:
-    st.error(f"BML Studio cannot use its store: {md(problem)}")
-    st.markdown(
-        "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
-    )
+    kind, reason = problem
+    if kind == "unreachable":
+        st.error(f"BML Studio cannot reach its store: {md(reason)}")
+        st.markdown(
+            "Check that the database server is running and that `BML_DATABASE_URL` (or `BML_HOME` "
+            "for the default SQLite file) points at it, then reload."
+        )
+    else:
+        st.error(f"BML Studio cannot use its store: {md(reason)}")
+        st.markdown(
+            "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
+        )
     st.stop()
 
 pages = [

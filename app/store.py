@@ -27,10 +27,18 @@ def engine() -> Engine:
 
 def schema_problem(eng: Engine) -> str | None:
     """Why the app cannot use this store (not migrated, unreachable), or None."""
+    problem = store_problem(eng)
+    return None if problem is None else problem[1]
+
+
+def store_problem(eng: Engine) -> tuple[str, str] | None:
+    """("unreachable" | "schema", the reason) when the app cannot use this store, or None."""
     try:
         db.check_schema(eng)
+    except db.StoreUnreachable as exc:
+        return "unreachable", str(exc)
     except db.SchemaError as exc:
-        return str(exc)
+        return "schema", str(exc)
     return None
 
 

@@ -192,9 +192,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Embedded mode: the store (SQLite), a broker that needs no server, one worker per
         GPU (or one CPU worker) and the dashboard, until Ctrl-C."""
+        from bml_cli.dashboard_cmd import check_port_or_exit
         from db import make_engine, upgrade
         from db.engine import bml_home
 
+        check_port_or_exit(host, port)  # before anything starts: never report another instance's address
         home = bml_home()
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())

@@ -8,7 +8,14 @@ are imported here: never torch, the worker or the app."""
 from __future__ import annotations
 
 from db.engine import check_schema, current_revision, database_url, head_revision, make_engine, upgrade
-from db.errors import InvalidMetricKey, InvalidRunState, RunNotFound, SchemaError, StoreError
+from db.errors import (
+    InvalidMetricKey,
+    InvalidRunState,
+    RunNotFound,
+    SchemaError,
+    StoreError,
+    StoreUnreachable,
+)
 from db.ingest import MAX_KEY_LENGTH, ROLLUP_WIDTHS, write_points
 from db.queries import (
     Downsampled,
@@ -70,6 +77,7 @@ __all__ = [
     "RunNotFound",
     "RunPage",
     "SchemaError",
+    "StoreUnreachable",
     "SeriesData",
     "StoreError",
     "add_event",

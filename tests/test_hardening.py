@@ -314,3 +314,39 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(
             cli.main(["--debug", "boom-for-test"])
     finally:
         cli.app.registered_commands = [c for c in cli.app.registered_commands if c.name != "boom-for-test"]
+
+
+# --------------------------------------------------------------------------- ports and the store
+
+
+def test_bml_up_and_dashboard_refuse_a_port_in_use(bml_exe: str, _isolated_home: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for cmd in (["up", "--port", str(port)], ["dashboard", "--port", str(port)]):
+            t0 = time.monotonic()
+            r = _bml(bml_exe, *cmd, timeout=60)
+            assert r.returncode == 2, (cmd, r.stdout, r.stderr)
+            assert f"port {port} on 127.0.0.1 is already in use" in r.stderr
+            assert "dashboard:" not in r.stdout and "http://" not in r.stdout
+            assert time.monotonic() - t0 < 30
+    r = _bml(bml_exe, "up", "--port", "70000", timeout=60)
+    assert r.returncode == 2 and "not a TCP port" in r.stderr
+    assert not (_isolated_home / "logs").exists()  # nothing was started
+
+
+def test_the_dashboard_says_an_unreachable_store_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import db
+    from app.store import store_problem
+
+    monkeypatch.setenv("BML_DATABASE_URL", "postgresql+psycopg://bml@127.0.0.1:1/nowhere")
+    engine = db.make_engine()
+    try:
+        kind, reason = store_problem(engine) or ("", "")
+    finally:
+        engine.dispose()
+    assert kind == "unreachable" and "127.0.0.1:1" in reason
+    assert "bml db upgrade" not in reason

@@ -79,3 +79,10 @@ def test_query_parameters_are_text_in_error_boxes(engine: Engine) -> None:
     at = open_page("live", run="1" * 40)
     assert not at.exception
     assert any("is not a run id" in e for e in errors_of(at))
+
+
+def test_an_unreachable_store_is_called_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BML_DATABASE_URL", "postgresql+psycopg://bml@127.0.0.1:1/nowhere")
+    at = open_page()
+    assert any("cannot reach its store" in e and "127.0.0.1:1" in e for e in errors_of(at))
+    assert not any("bml db upgrade" in m.value for m in at.markdown)
