@@ -232,7 +232,9 @@ def _load(source: str, load: Callable[[], Any]) -> None:
         specs = _specs_of(load())
     except Exception as exc:  # a broken plug-in must not take the built-ins down
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
-        where = f" ({last[0].filename}:{last[0].lineno})" if last and not last[0].filename.startswith("<") else ""
+        where = (
+            f" ({last[0].filename}:{last[0].lineno})" if last and not last[0].filename.startswith("<") else ""
+        )
         _ERRORS.append(PluginError(source, f"{type(exc).__name__}: {exc}{where}"))
         return
     if not specs:
