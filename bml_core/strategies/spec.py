@@ -50,7 +50,9 @@ Advisory = Callable[["RunConfig", "StrategyParams"], "str | None"]
 class MetricFamily:
     """A family of per-step (or per-eval) series a strategy logs, and how Live draws it:
     one panel titled `title`, one line per modality (`<key>/<m>`) when `per_modality`, else
-    the single series `<key>`; `reference` draws a horizontal line (e.g. 1.0 = no change)."""
+    the single series `<key>`; `reference` draws a horizontal line (e.g. 1.0 = no change).
+    `panel` names a shared panel to join instead (Live's "modulation" panel draws the
+    per-modality modulation strengths of several strategies side by side)."""
 
     key: str
     title: str
@@ -59,6 +61,7 @@ class MetricFamily:
     per_modality: bool = True
     kind: Literal["step", "eval", "event"] = "step"
     description: str = ""
+    panel: str | None = None
 
     def series(self, modalities: Iterable[str]) -> list[str]:
         return [f"{self.key}/{m}" for m in modalities] if self.per_modality else [self.key]
@@ -79,6 +82,7 @@ class MetricFamily:
             "per_modality": self.per_modality,
             "kind": self.kind,
             "description": self.description,
+            "panel": self.panel,
         }
 
 
