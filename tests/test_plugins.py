@@ -59,7 +59,7 @@ SPECS = [
         cost="cheap",
     ),
     StrategySpec(
-        name="stepping", description="s", params=SteppingParams, impl="{impl_module}:Recorder",
+        name="stepping", description="s", params=SteppingParams, impl="{impl_module}:Stepper",
         capabilities=frozenset({{"overrides_step"}}),
     ),
     StrategySpec(
@@ -122,6 +122,24 @@ class Recorder(Strategy):
     def should_stop(self, ctx):
         EVENTS.append("should_stop")
         return ctx.epoch == self.params.stop_after_epoch
+
+
+class Stepper(Strategy):
+    # a whole step of its own: two half-batch updates (overrides_step)
+
+    def training_step(self, ctx, batch):
+        x, y = batch
+        half = y.shape[0] // 2
+        losses = []
+        for part in (slice(0, half), slice(half, None)):
+            _, z = ctx.forward({m: t[part] for m, t in x.items()})
+            loss = torch.nn.functional.cross_entropy(z, y[part])
+            ctx.optimizer.zero_grad()
+            ctx.backward(loss)
+            ctx.optimizer_step()
+            losses.append(loss.detach())
+        ctx.log(["stepper/loss_first", "stepper/loss_second"], torch.stack(losses))
+        return {"train/loss": float(sum(losses) / 2)}
 """
 
 
@@ -268,6 +286,20 @@ def test_broken_plugin_is_named_and_builtins_still_load(
         monkeypatch.delenv("BML_PLUGINS")
         discover(refresh=True)
     assert plugin_errors() == []
+
+
+def test_a_strategy_can_replace_the_training_step(plugin: str) -> None:
+    sink = MemorySink()
+    trainer = Trainer(load_config(small(strategies=["stepping"], train={"epochs": 1})), sinks=[sink])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    summary = trainer.fit()
+    assert summary["train"]["steps"] == trainer.steps_per_epoch == len(sink.steps)
+    first = sink.steps[0][2]
+    assert first["train/loss"] == pytest.approx(
+        (first["stepper/loss_first"] + first["stepper/loss_second"]) / 2
+    )
+    assert "imbalance/ratio/audio" not in first  # the default step (and its probe) did not run
+    assert not torch.equal(before["fusion.fc.weight"], trainer.model.state_dict()["fusion.fc.weight"])
 
 
 def test_rules_and_two_step_overrides_are_config_errors(plugin: str) -> None:

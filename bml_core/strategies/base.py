@@ -67,6 +67,7 @@ class Runtime(Protocol):
     def evaluate_split(self, split: str) -> dict[str, float]: ...
     def clone_model(self) -> MultimodalModel: ...
     def backward(self, loss: torch.Tensor) -> None: ...
+    def optimizer_step(self) -> None: ...
 
 
 @dataclass
@@ -226,6 +227,11 @@ class StepContext:
     def backward(self, loss: torch.Tensor) -> None:
         """loss.backward() through the AMP grad scaler when there is one (for `backward`)."""
         self._rt().backward(loss)
+
+    def optimizer_step(self) -> None:
+        """optimizer.step() as the trainer does it (grad scaler, per-group lr multipliers):
+        for a `training_step` that makes its own updates."""
+        self._rt().optimizer_step()
 
 
 class Strategy:
