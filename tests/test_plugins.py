@@ -44,6 +44,10 @@ class SteppingTooParams(StrategyParams):
     name: Literal["stepping_too"] = "stepping_too"
 
 
+class SnapshotParams(RecorderParams):
+    name: Literal["snapshot"] = "snapshot"
+
+
 def _concat_only(cfg, params):
     return None if cfg.model.fusion == "concat" else "needs model.fusion: concat"
 
@@ -65,6 +69,10 @@ SPECS = [
     StrategySpec(
         name="stepping_too", description="s", params=SteppingTooParams, impl="{impl_module}:Recorder",
         capabilities=frozenset({{"overrides_step"}}),
+    ),
+    StrategySpec(
+        name="snapshot", description="s", params=SnapshotParams, impl="{impl_module}:Recorder",
+        capabilities=frozenset({{"needs_init_snapshot", "needs_val"}}),
     ),
 ]
 '''
@@ -405,3 +413,36 @@ def test_bml_strategies_lists_the_plugin_json(
         "choices": None,
         "description": "weight of an extra loss term",
     }
+
+
+def test_entry_point_group_loads_a_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed distribution's `bml.strategies` entry point (a dist-info on sys.path)."""
+    dist = tmp_path / "bml_example_plugins-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bml-example-plugins\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[bml.strategies]\nhalve = halve_dominant\n")
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "plugins"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BML_PLUGINS", raising=False)
+    try:
+        discover(refresh=True)
+        spec = get_spec("halve_dominant")
+        assert spec is not None and spec.source == "entry point 'halve' (halve_dominant)"
+        assert plugin_errors() == []
+    finally:
+        monkeypatch.undo()
+        discover(refresh=True)
+    assert get_spec("halve_dominant") is None
+
+
+def test_init_snapshot_only_on_request(plugin: str) -> None:
+    trainer = Trainer(load_config(small(strategies=["snapshot"], train={"epochs": 1})))
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.fit()
+    ctx = trainer.context(0)
+    assert set(ctx.init_snapshot) == set(initial)
+    assert all(torch.equal(ctx.init_snapshot[k], initial[k]) for k in initial)
+    assert not torch.equal(
+        ctx.init_snapshot["fusion.fc.weight"], trainer.model.state_dict()["fusion.fc.weight"]
+    )
+    assert Trainer(load_config(small(train={"epochs": 1}))).init_snapshot is None  # only on request

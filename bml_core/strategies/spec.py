@@ -9,6 +9,7 @@ import importlib
 import importlib.metadata
 import os
 import pkgutil
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -202,6 +203,7 @@ class PluginError:
 _SPECS: dict[str, StrategySpec] = {}
 _ERRORS: list[PluginError] = []
 _state: dict[str, Any] = {"builtin": False, "plugins": None}  # plugins: BML_PLUGINS last loaded
+_LOCK = threading.RLock()  # the dashboard runs page scripts on several threads
 
 
 def _specs_of(obj: Any) -> list[StrategySpec]:
@@ -275,6 +277,11 @@ def _discover_plugins(plugins: str) -> None:
 def discover(refresh: bool = False) -> dict[str, StrategySpec]:
     """Every spec by name. Built-ins load once; plug-ins load again when BML_PLUGINS changed
     (or with refresh=True). Failures of plug-ins are kept in `plugin_errors()`."""
+    with _LOCK:
+        return _discover(refresh)
+
+
+def _discover(refresh: bool) -> dict[str, StrategySpec]:
     plugins = os.environ.get(PLUGIN_ENV, "")
     changed = False
     if not _state["builtin"]:
