@@ -1,0 +1,1 @@
+"""mmcosine: the MMCosine head (STRATEGIES.md section 2.3)."""
