@@ -147,7 +147,8 @@ def _impl(name: str) -> Any:
 
 def test_builtins_are_discovered_with_their_specs() -> None:
     names = [s.name for s in all_specs()]
-    assert names[:4] == ["joint", "ogm", "ogm_ge", "opm"]
+    # joint first, then the other built-ins by name (issue 9 adds more methods than these)
+    assert names[0] == "joint" and {"ogm", "ogm_ge", "opm"} <= set(names)
     ogm = get_spec("ogm")
     assert ogm is not None and ogm.source == "built-in" and ogm.cost == "cheap"
     assert [m.key for m in ogm.metrics] == ["ogm/coef"]

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from bml_core.config import ConfigError, load_config, validate_config
+from bml_core.sinks import MemorySink
+from bml_core.strategies.spec import get_spec
 from bml_core.strategies.uni_aux.impl import (
     scale_gradients_,
     uni_aux_loss,
     uni_aux_terms,
     unimodal_cross_entropy,
 )
+from bml_core.trainer import Trainer
+from tests.strategies.resume_check import assert_resume_is_bitwise
+from tests.test_trainer import SMALL, small
 
 LN = math.log
 # Two modalities, two samples, two classes, y = [0, 1]:
@@ -79,3 +87,119 @@ def test_encoder_grad_scale_multiplies_in_place() -> None:
     assert g1.tolist() == [3.0, -6.0] and g2.tolist() == [[9.0]]
     scale_gradients_([g1], 1.0)  # gamma = 1: untouched
     assert g1.tolist() == [3.0, -6.0]
+
+
+# ---------------------------------------------------------------- the strategy in the trainer
+
+
+def _trainer(strategies: list, **over: object) -> Trainer:
+    return Trainer(load_config(small(strategies=strategies, **over)))
+
+
+def _batch(trainer: Trainer, n: int = 32) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    return trainer.bundle.train.get_batch(torch.arange(n))  # type: ignore[attr-defined,no-any-return]
+
+
+def test_spec_defaults_bounds_and_rules() -> None:
+    spec = get_spec("uni_aux")
+    assert spec is not None and spec.has("needs_unimodal_logits_with_grad") and spec.cost == "cheap"
+    assert [f.key for f in spec.metrics] == ["uni_aux/loss"]
+    p = load_config(small(strategies=["uni_aux"])).strategies[0]
+    assert (p.lam, p.lambdas, p.encoder_grad_scale) == (1.0, {}, 1.0)  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"strategies": [{"name": "uni_aux", "encoder_grad_scale": 0}]})
+    assert "strategies.0.encoder_grad_scale" in exc.value.as_dict()
+    with pytest.raises(ConfigError) as exc:  # FiLM has no per-modality blocks: aux heads needed
+        validate_config({"strategies": ["uni_aux"], "model": {"fusion": "film"}})
+    assert "model.heads" in exc.value.as_dict()
+    validate_config({"strategies": ["uni_aux"], "model": {"fusion": "film", "heads": "aux"}})
+    with pytest.raises(ConfigError) as exc:
+        _trainer([{"name": "uni_aux", "lambdas": {"depth": 1.0}}])
+    assert "depth" in exc.value.as_dict()["strategies.uni_aux.lambdas"]
+
+
+@pytest.mark.parametrize("heads", ["split", "aux"])
+def test_step_loss_is_fused_ce_plus_weighted_unimodal_ce(heads: str) -> None:
+    """The trainer's loss equals CE(z) + 1.0 CE(u_audio) + 0.25 CE(u_visual), recomputed here
+    from the model's own outputs before the step (no dropout in this model)."""
+    trainer = _trainer(
+        [{"name": "uni_aux", "lambdas": {"visual": 0.25}}], model={**SMALL["model"], "heads": heads}
+    )
+    x, y = _batch(trainer)
+    model = trainer.model
+    with torch.no_grad():
+        h = model.encode(x)
+        z = model.fusion(h)
+        if heads == "aux":
+            assert model.aux_heads is not None
+            u = {m: model.aux_heads[m](h[m]) for m in ("audio", "visual")}
+        else:
+            u = model.fusion.unimodal_logits(h)
+    ce = {m: float(F.cross_entropy(u[m], y)) for m in u}
+    expected = float(F.cross_entropy(z, y)) + 1.0 * ce["audio"] + 0.25 * ce["visual"]
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None
+    assert metrics["train/loss"] == pytest.approx(expected, rel=1e-5)
+    assert metrics["uni_aux/loss/audio"] == pytest.approx(ce["audio"], rel=1e-5)
+    assert metrics["uni_aux/loss/visual"] == pytest.approx(ce["visual"], rel=1e-5)
+    assert metrics["train/loss_term/uni_aux"] == pytest.approx(ce["audio"] + 0.25 * ce["visual"], rel=1e-5)
+
+
+def test_outside_its_epochs_it_adds_nothing_but_still_logs() -> None:
+    trainer = _trainer([{"name": "uni_aux", "start_epoch": 1}])
+    x, y = _batch(trainer)
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None and "train/loss_term/uni_aux" not in metrics
+    assert "train/loss_term/ce" not in metrics  # the fused CE is the only term
+    assert "uni_aux/loss/visual" in metrics
+
+
+def _grads_at_step(trainer: Trainer) -> dict[str, torch.Tensor]:
+    seen: dict[str, torch.Tensor] = {}
+
+    def grab(opt: torch.optim.Optimizer, args: object, kwargs: object) -> None:
+        for name, p in trainer.model.named_parameters():
+            if p.grad is not None:
+                seen[name] = p.grad.clone()
+
+    trainer.optimizer.register_step_pre_hook(grab)
+    x, y = _batch(trainer)
+    trainer.train_step(x, y, 0)
+    return seen
+
+
+def test_encoder_grad_scale_multiplies_encoder_gradients_only() -> None:
+    plain = _grads_at_step(_trainer(["uni_aux"]))
+    scaled = _grads_at_step(_trainer([{"name": "uni_aux", "encoder_grad_scale": 3.0}]))
+    assert plain.keys() == scaled.keys()
+    for name, g in plain.items():
+        if name.startswith("encoders."):
+            assert torch.equal(scaled[name], g * 3.0), name  # same op, bitwise
+        else:
+            assert torch.equal(scaled[name], g), name  # the fusion head is untouched
+
+
+def test_composes_with_opm() -> None:
+    sink = MemorySink()
+    cfg = load_config(small(strategies=["opm", {"name": "uni_aux", "encoder_grad_scale": 2.0}]))
+    Trainer(cfg, sinks=[sink]).fit()
+    keys = set(sink.steps[-1][2])
+    assert {
+        "opm/drop_prob/audio",
+        "uni_aux/loss/audio",
+        "uni_aux/loss/visual",
+        "train/loss_term/uni_aux",
+    } <= keys
+    assert all(math.isfinite(v) for _, _, mets in sink.steps for v in mets.values())
+
+
+def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
+    raw = small(
+        strategies=[{"name": "uni_aux", "lam": 0.5, "encoder_grad_scale": 2.0}],
+        model={
+            **SMALL["model"],
+            "encoders": {"audio": {"hidden_dim": 32, "dropout": 0.2}, "visual": {"name": "mlp"}},
+        },
+        train={"epochs": 3, "batch_size": 20, "threads": 1},
+    )
+    assert_resume_is_bitwise(raw, tmp_path, stop_after=5)

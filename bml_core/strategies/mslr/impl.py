@@ -21,7 +21,15 @@ at its best smoothed loss."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
+import torch.nn.functional as F
+
+from bml_core.config import ConfigError
+from bml_core.strategies.base import Batch, StepContext, Strategy
+from bml_core.strategies.mslr import MSESParams, MSLRParams
 
 SMOOTH_KEEP = 0.6  # weight of the previous smoothed value in mses' smoothed loss
 
@@ -67,3 +75,145 @@ def mses_update(
     since_best = torch.where(improved, torch.zeros_like(since_best), since_best + active.to(since_best.dtype))
     newly_frozen = active & (since_best >= patience)
     return best, since_best, frozen | newly_frozen, improved, newly_frozen
+
+
+def start_multipliers(params: MSLRParams | MSESParams, modalities: list[str]) -> torch.Tensor:
+    """The starting multipliers [M] (float64, CPU): `start_mults` or 1.0 each."""
+    mults = params.start_mults or [1.0] * len(modalities)
+    if len(mults) != len(modalities):
+        raise ConfigError(
+            [
+                (
+                    f"strategies.{params.name}.start_mults",
+                    f"has {len(mults)} values for {len(modalities)} modalities {modalities} (one each, in that order)",
+                )
+            ]
+        )
+    return torch.tensor(mults, dtype=torch.float64)
+
+
+class MSLR(Strategy):
+    """Learning-rate multipliers on the encoders' parameter groups (`ctx.set_lr_mult`: the
+    trainer applies them to the scheduled rate at each optimizer step; gradients are never
+    touched), updated after each validation from `val/acc/<m>`. State: the multipliers and the
+    last `window` validation accuracies (float64, on the CPU)."""
+
+    params: MSLRParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        m = len(self.modalities)
+        self.state = {
+            "mult": start_multipliers(self.params, self.modalities),
+            "acc_history": torch.zeros(0, m, dtype=torch.float64),
+        }
+        self._mult_host: list[float] = self.state["mult"].tolist()  # applied in on_fit_start
+        self._names = [f"mslr/lr_mult/{m}" for m in self.modalities]
+        self._ratio_names = [f"mslr/ratio/{m}" for m in self.modalities]
+
+    def on_fit_start(self, ctx: StepContext) -> None:
+        self._apply(ctx)  # also after a resume (the state holds the multipliers)
+
+    def _apply(self, ctx: StepContext) -> None:
+        self._mult_host = self.state["mult"].tolist()
+        for m, f in zip(self.modalities, self._mult_host, strict=True):
+            ctx.set_lr_mult(m, f)
+
+    def before_optimizer_step(self, ctx: StepContext) -> None:
+        ctx.log_host(self._names, self._mult_host)
+
+    def on_epoch_end(self, ctx: StepContext, val_metrics: dict[str, float] | None) -> None:
+        if val_metrics is None:
+            return  # no validation this epoch: nothing to update from
+        acc = torch.tensor([val_metrics[f"val/acc/{m}"] for m in self.modalities], dtype=torch.float64)
+        window = self.params.window
+        history = torch.cat([self.state["acc_history"], acc[None]])[-window:]
+        self.state["acc_history"] = history
+        if not self.active(ctx.epoch):
+            ratio = torch.ones_like(acc)
+        else:
+            ratio = mslr_ratio(history, window)
+            self.state["mult"] = mslr_update(self.state["mult"], history, window)
+            self._apply(ctx)
+        ctx.log_host(self._ratio_names, ratio.tolist())
+
+
+class MSES(Strategy):
+    """Modality-specific early stopping: after each validation, each modality's uni-modal
+    val cross-entropy (u_m from the run's heads, one pass over val) is smoothed; an encoder
+    whose smoothed loss has not improved for `patience` epochs gets its best weights back and
+    learning rate 0 (`ctx.set_lr_mult(m, 0)`), and runs in eval mode from then on (no
+    dropout, BatchNorm statistics frozen too). State: multipliers, smoothed and best losses,
+    epochs since the best, frozen flags and each encoder's best weights (CPU copies)."""
+
+    params: MSESParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        m = len(self.modalities)
+        self.state = {
+            "mult": start_multipliers(self.params, self.modalities),
+            "smoothed": None,
+            "best": torch.full((m,), math.inf, dtype=torch.float64),
+            "since_best": torch.zeros(m, dtype=torch.long),
+            "frozen": torch.zeros(m, dtype=torch.bool),
+            "best_weights": {},
+        }
+        self._mult_host: list[float] = self.state["mult"].tolist()  # applied in on_fit_start
+        self._frozen: list[str] = []
+        self._names = [f"mses/lr_mult/{m}" for m in self.modalities]
+        self._loss_names = [f"mses/smoothed_loss/{m}" for m in self.modalities]
+
+    def on_fit_start(self, ctx: StepContext) -> None:
+        self._apply(ctx)
+
+    def _apply(self, ctx: StepContext) -> None:
+        mult = torch.where(self.state["frozen"], 0.0, self.state["mult"])
+        self._mult_host = mult.tolist()
+        self._frozen = [m for m, f in zip(self.modalities, self.state["frozen"].tolist(), strict=True) if f]
+        for m, f in zip(self.modalities, self._mult_host, strict=True):
+            ctx.set_lr_mult(m, f)
+
+    def before_forward(self, ctx: StepContext, batch: Batch) -> Batch:
+        for m in self._frozen:  # the trainer has just put the model in train mode
+            self.model.encoders[m].eval()
+        return batch
+
+    def before_optimizer_step(self, ctx: StepContext) -> None:
+        ctx.log_host(self._names, self._mult_host)
+
+    @torch.no_grad()
+    def val_losses(self, ctx: StepContext) -> torch.Tensor:
+        """Each modality's uni-modal cross-entropy on the whole val split, [M] float64."""
+        total = torch.zeros(len(self.modalities), dtype=torch.float64, device=self.device)
+        count = 0
+        for h, y in ctx.iter_features("val"):
+            u = ctx.unimodal_logits(h)
+            stacked = torch.stack([u[m].float() for m in self.modalities])
+            per = F.cross_entropy(stacked.flatten(0, 1), y.repeat(len(self.modalities)), reduction="none")
+            total += per.view(len(self.modalities), -1).sum(1).double()
+            count += y.shape[0]
+        return (total / max(count, 1)).cpu()
+
+    def on_epoch_end(self, ctx: StepContext, val_metrics: dict[str, float] | None) -> None:
+        if val_metrics is None:
+            return
+        st = self.state
+        st["smoothed"] = smoothed_loss(st["smoothed"], self.val_losses(ctx), self.params.smoothing)
+        ctx.log_host(self._loss_names, st["smoothed"].tolist())
+        if not self.active(ctx.epoch):
+            return
+        st["best"], st["since_best"], st["frozen"], improved, newly = mses_update(
+            st["smoothed"], st["best"], st["since_best"], st["frozen"], self.params.patience
+        )
+        for i, m in enumerate(self.modalities):
+            encoder = self.model.encoders[m]
+            if improved[i]:
+                st["best_weights"][m] = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
+            if newly[i] and m in st["best_weights"]:
+                encoder.load_state_dict(st["best_weights"][m])
+        if bool(newly.any()):
+            self._apply(ctx)
+
+    def should_stop(self, ctx: StepContext) -> bool:
+        return self.params.stop_when_all_frozen and bool(self.state["frozen"].all())
