@@ -174,3 +174,11 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
         strategies=[{"name": "mmcosine", "scale": 8.0}], train={"epochs": 3, "batch_size": 20, "threads": 1}
     )
     assert_resume_is_bitwise(raw, tmp_path, stop_after=13 + 4)  # 13 steps an epoch: mid epoch 1
+
+
+def test_live_draws_its_panels_from_the_spec() -> None:
+    from app.views.live.data import panels
+
+    by_prefix = {prefix: panel for panel in panels() for prefix in panel.prefixes}
+    assert by_prefix["mmcosine/cos/"].title == "MMCosine: cosine with the true class per modality"
+    assert by_prefix["mmcosine/acc/"].y_title == "accuracy"

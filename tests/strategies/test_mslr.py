@@ -228,6 +228,9 @@ def test_one_of_mslr_and_mses_and_their_start_mults_are_checked() -> None:
         validate_config({"strategies": [{"name": "mslr", "window": 0}]})
     assert "strategies.0.window" in exc.value.as_dict()
     with pytest.raises(ConfigError) as exc:
+        validate_config({"strategies": [{"name": "mses", "start_mults": [1.0, -0.5]}]})
+    assert "must be > 0" in exc.value.as_dict()["strategies.0.start_mults"]
+    with pytest.raises(ConfigError) as exc:
         Trainer(load_config(small(strategies=[{"name": "mslr", "start_mults": [1.0, 2.0, 3.0]}])))
     assert "3 values for 2 modalities" in exc.value.as_dict()["strategies.mslr.start_mults"]
     spec = get_spec("mslr")
@@ -271,3 +274,11 @@ def test_mses_stopped_then_resumed_equals_uninterrupted(
     full = assert_resume_is_bitwise(raw, tmp_path, stop_after=3 * 13 + 5)  # mid epoch 3
     st = full["strategies"][0]["state"]
     assert st["frozen"].tolist() == [True, True] and set(st["best_weights"]) == {"audio", "visual"}
+
+
+def test_live_draws_the_multipliers_in_the_modulation_panel() -> None:
+    from app.views.live.data import SHARED_PANEL, panels
+
+    shared = next(p for p in panels() if p.name == SHARED_PANEL)
+    assert {"mslr/lr_mult/", "mses/lr_mult/"} <= set(shared.prefixes)
+    assert "MSLR: learning-rate multiplier" in shared.title

@@ -109,6 +109,9 @@ def test_spec_defaults_bounds_and_rules() -> None:
     with pytest.raises(ConfigError) as exc:
         validate_config({"strategies": [{"name": "uni_aux", "encoder_grad_scale": 0}]})
     assert "strategies.0.encoder_grad_scale" in exc.value.as_dict()
+    with pytest.raises(ConfigError) as exc:
+        validate_config({"strategies": [{"name": "uni_aux", "lambdas": {"visual": -1.0}}]})
+    assert "must be >= 0" in exc.value.as_dict()["strategies.0.lambdas"]
     with pytest.raises(ConfigError) as exc:  # FiLM has no per-modality blocks: aux heads needed
         validate_config({"strategies": ["uni_aux"], "model": {"fusion": "film"}})
     assert "model.heads" in exc.value.as_dict()
@@ -203,3 +206,11 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
         train={"epochs": 3, "batch_size": 20, "threads": 1},
     )
     assert_resume_is_bitwise(raw, tmp_path, stop_after=5)
+
+
+def test_live_draws_its_panel_from_the_spec() -> None:
+    from app.views.live.data import panels
+
+    by_prefix = {prefix: panel for panel in panels() for prefix in panel.prefixes}
+    assert by_prefix["uni_aux/loss/"].title == "uni_aux: uni-modal loss CE(u_m) per modality"
+    assert by_prefix["uni_aux/loss/"].keys(["uni_aux/loss/audio", "train/loss"]) == ["uni_aux/loss/audio"]

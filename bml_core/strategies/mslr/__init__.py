@@ -7,38 +7,44 @@ multipliers, never gradient scaling) after each validation."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bml_core.config import RunConfig, StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
-StartMults = list[Annotated[float, Field(gt=0.0)]]
+
+class _StartMults(StrategyParams):
+    """The starting learning-rate multipliers shared by mslr and mses."""
+
+    start_mults: list[float] = Field(
+        [],
+        description="starting LR multiplier per modality, in the dataset's modality order (empty = 1.0 each)",
+    )
+
+    @field_validator("start_mults")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(not f > 0 for f in v):
+            raise ValueError(f"every multiplier must be > 0 (got {v})")
+        return v
 
 
-class MSLRParams(StrategyParams):
+class MSLRParams(_StartMults):
     """Modality-specific learning rates, dynamic (STRATEGIES.md section 2.2)."""
 
     name: Literal["mslr"] = "mslr"
-    start_mults: StartMults = Field(
-        default_factory=list,
-        description="starting LR multiplier per modality, in the dataset's modality order (empty = 1.0 each)",
-    )
     window: int = Field(5, ge=1, description="epochs of validation accuracy averaged in the update")
     summary: ClassVar[str] = (
         "Per-modality learning rates that follow validation accuracy (ACL Findings 2022)."
     )
 
 
-class MSESParams(StrategyParams):
+class MSESParams(_StartMults):
     """Modality-specific early stopping, the mses variant (STRATEGIES.md section 2.2)."""
 
     name: Literal["mses"] = "mses"
-    start_mults: StartMults = Field(
-        default_factory=list,
-        description="LR multiplier per modality, in the dataset's modality order (empty = 1.0 each)",
-    )
     patience: int = Field(
         5, ge=1, description="epochs without a better smoothed val loss before a modality is frozen"
     )
@@ -72,7 +78,7 @@ REFERENCE = (
     "Yao & Mihalcea, Modality-specific Learning Rates for Effective Multimodal Additive "
     "Late-fusion, Findings of ACL 2022 (no official code)"
 )
-COST_NOTE = "a learning-rate change per encoder group after each validation; nothing per step"
+COST_NOTE = "a learning-rate change per encoder group after each validation"
 
 SPECS = (
     StrategySpec(
@@ -88,6 +94,7 @@ SPECS = (
                 y_axis="multiplier",
                 reference=1.0,
                 description="mult_m, the factor on encoder m's learning rate this step",
+                panel="modulation",
             ),
             MetricFamily(
                 "mslr/ratio",
@@ -99,7 +106,7 @@ SPECS = (
             ),
         ),
         advisories=(_evaluates_every_epoch,),
-        cost="cheap",
+        cost="none",
         cost_note=COST_NOTE,
         capabilities=frozenset({"needs_val"}),
     ),
@@ -116,6 +123,7 @@ SPECS = (
                 y_axis="multiplier",
                 reference=1.0,
                 description="the factor on encoder m's learning rate this step; 0 once frozen",
+                panel="modulation",
             ),
             MetricFamily(
                 "mses/smoothed_loss",
@@ -127,7 +135,7 @@ SPECS = (
         ),
         advisories=(_evaluates_every_epoch,),
         rules=(_one_of_them,),
-        cost="cheap",
+        cost="none",
         cost_note=COST_NOTE
         + "; one pass over val for the uni-modal losses and a copy of each encoder's best weights",
         capabilities=frozenset({"needs_val"}),

@@ -8,9 +8,9 @@ encoder gradient is multiplied by `encoder_grad_scale` (1.0)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bml_core.config import RunConfig, StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
@@ -21,14 +21,21 @@ class UniAuxParams(StrategyParams):
 
     name: Literal["uni_aux"] = "uni_aux"
     lam: float = Field(1.0, ge=0.0, description="lambda: weight of every uni-modal loss CE(u_m)")
-    lambdas: dict[str, Annotated[float, Field(ge=0.0)]] = Field(
-        default_factory=dict,
-        description="per-modality lambda_m overriding lam (modality name -> weight)",
+    lambdas: dict[str, float] = Field(
+        {}, description="per-modality lambda_m overriding lam (modality name -> weight >= 0)"
     )
     encoder_grad_scale: float = Field(
         1.0, gt=0.0, description="gamma: every encoder gradient is multiplied by it after the backward"
     )
     summary: ClassVar[str] = "Adds a cross-entropy loss on each modality's own logits (baseline)."
+
+    @field_validator("lambdas")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {m: w for m, w in v.items() if not w >= 0}
+        if bad:
+            raise ValueError(f"weights must be >= 0 (got {bad})")
+        return v
 
 
 def _adaptive_optimiser(cfg: RunConfig, params: StrategyParams) -> str | None:
