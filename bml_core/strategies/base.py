@@ -48,6 +48,7 @@ class Runtime(Protocol):
     optimizer: torch.optim.Optimizer
     device: torch.device
     steps_per_epoch: int
+    num_classes: int
 
     def param_group(self, modality: str) -> dict[str, Any]: ...
     def set_lr_mult(self, modality: str, mult: float) -> None: ...
@@ -169,6 +170,11 @@ class StepContext:
     @property
     def steps_per_epoch(self) -> int:
         return self._rt().steps_per_epoch
+
+    @property
+    def num_classes(self) -> int:
+        """The dataset's number of classes C (e.g. for per-class prototypes)."""
+        return self._rt().num_classes
 
     def encoder_params(self, modality: str) -> list[torch.nn.Parameter]:
         return self._rt().model.encoder_parameters(modality)
@@ -326,7 +332,19 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.state = state.get("state", {})
+        # checkpoints are read onto the CPU: tensors of the state go back to the run's device
+        self.state = tensors_to(state.get("state", {}), self.device)
+
+
+def tensors_to(obj: Any, device: torch.device) -> Any:
+    """Every tensor inside nested dicts, lists and tuples moved to `device` (the rest as is)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: tensors_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tensors_to(v, device) for v in obj)
+    return obj
 
 
 def overrides(strategy: Strategy, event: str) -> bool:

@@ -96,7 +96,8 @@ class MSLR(Strategy):
     """Learning-rate multipliers on the encoders' parameter groups (`ctx.set_lr_mult`: the
     trainer applies them to the scheduled rate at each optimizer step; gradients are never
     touched), updated after each validation from `val/acc/<m>`. State: the multipliers and the
-    last `window` validation accuracies (float64, on the CPU)."""
+    last `window` validation accuracies (float64 tensors on the run's device; read on the
+    host once per epoch)."""
 
     params: MSLRParams
 
@@ -104,8 +105,8 @@ class MSLR(Strategy):
         super().__init__(*args, **kwargs)
         m = len(self.modalities)
         self.state = {
-            "mult": start_multipliers(self.params, self.modalities),
-            "acc_history": torch.zeros(0, m, dtype=torch.float64),
+            "mult": start_multipliers(self.params, self.modalities).to(self.device),
+            "acc_history": torch.zeros(0, m, dtype=torch.float64, device=self.device),
         }
         self._mult_host: list[float] = self.state["mult"].tolist()  # applied in on_fit_start
         self._names = [f"mslr/lr_mult/{m}" for m in self.modalities]
@@ -125,7 +126,9 @@ class MSLR(Strategy):
     def on_epoch_end(self, ctx: StepContext, val_metrics: dict[str, float] | None) -> None:
         if val_metrics is None:
             return  # no validation this epoch: nothing to update from
-        acc = torch.tensor([val_metrics[f"val/acc/{m}"] for m in self.modalities], dtype=torch.float64)
+        acc = torch.tensor(
+            [val_metrics[f"val/acc/{m}"] for m in self.modalities], dtype=torch.float64, device=self.device
+        )
         window = self.params.window
         history = torch.cat([self.state["acc_history"], acc[None]])[-window:]
         self.state["acc_history"] = history
@@ -144,7 +147,7 @@ class MSES(Strategy):
     whose smoothed loss has not improved for `patience` epochs gets its best weights back and
     learning rate 0 (`ctx.set_lr_mult(m, 0)`), and runs in eval mode from then on (no
     dropout, BatchNorm statistics frozen too). State: multipliers, smoothed and best losses,
-    epochs since the best, frozen flags and each encoder's best weights (CPU copies)."""
+    epochs since the best, frozen flags and each encoder's best weights (copies on the run's device)."""
 
     params: MSESParams
 
@@ -152,11 +155,11 @@ class MSES(Strategy):
         super().__init__(*args, **kwargs)
         m = len(self.modalities)
         self.state = {
-            "mult": start_multipliers(self.params, self.modalities),
+            "mult": start_multipliers(self.params, self.modalities).to(self.device),
             "smoothed": None,
-            "best": torch.full((m,), math.inf, dtype=torch.float64),
-            "since_best": torch.zeros(m, dtype=torch.long),
-            "frozen": torch.zeros(m, dtype=torch.bool),
+            "best": torch.full((m,), math.inf, dtype=torch.float64, device=self.device),
+            "since_best": torch.zeros(m, dtype=torch.long, device=self.device),
+            "frozen": torch.zeros(m, dtype=torch.bool, device=self.device),
             "best_weights": {},
         }
         self._mult_host: list[float] = self.state["mult"].tolist()  # applied in on_fit_start
@@ -193,7 +196,7 @@ class MSES(Strategy):
             per = F.cross_entropy(stacked.flatten(0, 1), y.repeat(len(self.modalities)), reduction="none")
             total += per.view(len(self.modalities), -1).sum(1).double()
             count += y.shape[0]
-        return (total / max(count, 1)).cpu()
+        return total / max(count, 1)
 
     def on_epoch_end(self, ctx: StepContext, val_metrics: dict[str, float] | None) -> None:
         if val_metrics is None:
@@ -206,13 +209,14 @@ class MSES(Strategy):
         st["best"], st["since_best"], st["frozen"], improved, newly = mses_update(
             st["smoothed"], st["best"], st["since_best"], st["frozen"], self.params.patience
         )
-        for i, m in enumerate(self.modalities):
+        improved_host, newly_host = improved.tolist(), newly.tolist()  # one read per epoch
+        for m, better, freeze in zip(self.modalities, improved_host, newly_host, strict=True):
             encoder = self.model.encoders[m]
-            if improved[i]:
-                st["best_weights"][m] = {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()}
-            if newly[i] and m in st["best_weights"]:
+            if better:
+                st["best_weights"][m] = {k: v.detach().clone() for k, v in encoder.state_dict().items()}
+            if freeze and m in st["best_weights"]:
                 encoder.load_state_dict(st["best_weights"][m])
-        if bool(newly.any()):
+        if any(newly_host):
             self._apply(ctx)
 
     def should_stop(self, ctx: StepContext) -> bool:
