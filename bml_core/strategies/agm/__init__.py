@@ -1,0 +1,1 @@
+"""agm strategy package (spec and implementation wired in phase 2)."""

@@ -1,0 +1,1 @@
+"""infreg strategy package (spec and implementation wired in phase 2)."""

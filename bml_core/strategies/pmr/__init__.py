@@ -1,0 +1,1 @@
+"""pmr strategy package (spec and implementation wired in phase 2)."""

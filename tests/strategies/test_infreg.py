@@ -1,0 +1,94 @@
+"""InfoReg (STRATEGIES.md section 2.6): every formula against hand-computed numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bml_core.strategies.infreg.impl import (
+    accumulate_squared_gradients_,
+    add_proximal_gradient_,
+    fisher_trace,
+    infreg_betas,
+    proximal_step_,
+    trace_growth,
+    window_open,
+)
+
+
+def test_beta_only_above_the_mean_score() -> None:
+    # s = (40, 20), B = 32: mean 30, gaps (10, -10); tanh(10/32) = tanh(0.3125) = 0.302710,
+    # exp(0.302710) = 1.353522, beta_a = 0.95 * 1.353522 = 1.285845; beta_v = 0 (below the mean)
+    b = infreg_betas(torch.tensor([40.0, 20.0]), beta0=0.95, batch_size=32)
+    assert b[0].item() == pytest.approx(1.285845, rel=1e-5)
+    assert b[1].item() == 0.0
+    # M = 3, s = (30, 24, 18), B = 6: mean 24, gaps (6, 0, -6) / 6 = (1, 0, -1); tanh 1 = 0.761594,
+    # exp(0.761594) = 2.141688; beta = (0.95 * 2.141688, 0, 0) = (2.034603, 0, 0): at the mean is not above
+    b = infreg_betas(torch.tensor([30.0, 24.0, 18.0]), beta0=0.95, batch_size=6)
+    assert b[0].item() == pytest.approx(2.034603, rel=1e-5)
+    assert b[1].item() == 0.0 and b[2].item() == 0.0
+    # two above the mean: s = (10, 10, 4), B = 1: mean 8, gaps (2, 2, -4): tanh 2 = 0.964028,
+    # beta0 = 1: exp(0.964028) = 2.622237 for both
+    b = infreg_betas(torch.tensor([10.0, 10.0, 4.0]), beta0=1.0, batch_size=1)
+    assert torch.allclose(b, torch.tensor([2.622237, 2.622237, 0.0]), rtol=1e-5)
+
+
+def test_proximal_term_adds_beta_times_distance_to_the_anchor() -> None:
+    p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    p.grad = torch.tensor([0.1, 0.1])
+    q = torch.nn.Parameter(torch.tensor([5.0]))  # no gradient: left alone
+    anchors = [torch.tensor([0.0, 0.0]), torch.tensor([4.0])]
+    add_proximal_gradient_([p, q], anchors, 0.5)
+    # (0.1, 0.1) + 0.5 * ((1, 2) - (0, 0)) = (0.6, 1.1)
+    assert torch.allclose(p.grad, torch.tensor([0.6, 1.1]))
+    assert q.grad is None
+    add_proximal_gradient_([p], [torch.tensor([1.0, 0.0])], torch.tensor(2.0))
+    # (0.6, 1.1) + 2 * ((1, 2) - (1, 0)) = (0.6, 5.1)
+    assert torch.allclose(p.grad, torch.tensor([0.6, 5.1]))
+
+
+def test_proximal_step_only_while_open_and_only_where_beta_nonzero() -> None:
+    pa = torch.nn.Parameter(torch.tensor([3.0]))
+    pv = torch.nn.Parameter(torch.tensor([3.0]))
+    anchors = [[torch.tensor([1.0])], [torch.tensor([1.0])]]
+    for open_ in (False, True):
+        pa.grad, pv.grad = torch.tensor([0.5]), torch.tensor([0.5])
+        proximal_step_([[pa], [pv]], anchors, [1.5, 0.0], window_is_open=open_)
+        # open: audio 0.5 + 1.5 * (3 - 1) = 3.5; visual (beta 0) unchanged; closed: both unchanged
+        assert pa.grad.item() == (3.5 if open_ else 0.5)
+        assert pv.grad.item() == 0.5
+
+
+def test_fisher_trace_of_accumulated_squared_gradients() -> None:
+    w = torch.nn.Parameter(torch.zeros(2))
+    u = torch.nn.Parameter(torch.zeros(1, 1))
+    acc = [torch.zeros(2), torch.zeros(1, 1)]
+    for gw, gu in (([1.0, 2.0], [[1.0]]), ([3.0, -1.0], [[1.0]])):
+        w.grad, u.grad = torch.tensor(gw), torch.tensor(gu)
+        accumulate_squared_gradients_(acc, [w, u])
+    # w: (1 + 9, 4 + 1) = (10, 5); u: 1 + 1 = 2; trace = mean(10, 5) + mean(2) = 7.5 + 2 = 9.5
+    assert torch.equal(acc[0], torch.tensor([10.0, 5.0]))
+    assert fisher_trace(acc).item() == 9.5
+
+
+def test_window_rule_relative_growth_with_zero_padding() -> None:
+    # no history yet: open (the official k = 1 at epoch 0)
+    assert trace_growth([], 2) == 1.0 and window_open([], 2, 0.05)
+    # window 2, history (4): padded (0, 0, 0, 4): tr1 = (0 + 4)/2 = 2, tr2 = 0 -> (2 - 0)/2 = 1
+    assert trace_growth([4.0], 2) == 1.0
+    # (2, 2, 3, 5): tr1 = (3 + 5)/2 = 4, tr2 = (2 + 2)/2 = 2 -> (4 - 2)/4 = 0.5: open
+    assert trace_growth([2.0, 2.0, 3.0, 5.0], 2) == 0.5
+    # shifted (official): tr2 = (2 + 3)/2 = 2.5 -> (4 - 2.5)/4 = 0.375
+    assert trace_growth([2.0, 2.0, 3.0, 5.0], 2, "shifted") == 0.375
+    # (4, 6, 5, 5): tr1 = 5, tr2 = 5 -> 0: closed
+    assert not window_open([4.0, 6.0, 5.0, 5.0], 2, 0.05)
+    # window 3, (3, 6, 9, 3): last 3 (6, 9, 3) mean 6; previous 3 padded (0, 0, 3) mean 1 -> 5/6
+    assert trace_growth([3.0, 6.0, 9.0, 3.0], 3) == pytest.approx(5 / 6)
+    # exactly at the threshold is not "exceeds": (19, 19, 20, 20): (20 - 19)/20 = 0.05
+    assert trace_growth([19.0, 19.0, 20.0, 20.0], 2) == 0.05
+    assert not window_open([19.0, 19.0, 20.0, 20.0], 2, 0.05)
+    assert window_open([19.0, 19.0, 20.0, 20.0], 2, 0.04)
+    # a shrinking trace: (8, 8, 4, 4): (4 - 8)/4 = -1
+    assert trace_growth([8.0, 8.0, 4.0, 4.0], 2) == -1.0
+    with pytest.raises(ValueError, match="unknown window comparison"):
+        trace_growth([1.0], 2, "overlap")

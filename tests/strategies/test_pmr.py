@@ -1,0 +1,129 @@
+"""PMR (STRATEGIES.md section 2.4): every formula against hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from bml_core.strategies.pmr.impl import (
+    class_means,
+    ema_prototypes,
+    epoch_prototypes,
+    pmr_weights,
+    prototype_batches,
+    prototype_ce,
+    prototype_distances,
+    prototype_entropy,
+    prototype_score,
+)
+
+LN2, LN3 = math.log(2.0), math.log(3.0)
+
+
+def test_prototype_batches_is_the_first_fraction_floor_at_least_one() -> None:
+    assert prototype_batches(10, 0.1) == 1  # official all_num // 10
+    assert prototype_batches(25, 0.1) == 2  # floor(2.5)
+    assert prototype_batches(5, 0.1) == 1  # floor(0.5) = 0 -> at least one batch
+    assert prototype_batches(40, 0.25) == 10
+    assert prototype_batches(7, 1.0) == 7
+
+
+def test_class_means_hand_computed() -> None:
+    feats = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [0.0, 0.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    c = class_means(feats, labels, num_classes=3)
+    # class 0: ((1+3)/2, (2+4)/2) = (2, 3); class 1: ((5+0)/2, (6+0)/2) = (2.5, 3)
+    # class 2 has no sample: mean of all features ((1+3+5+0)/4, (2+4+6+0)/4) = (2.25, 3)
+    assert torch.equal(c, torch.tensor([[2.0, 3.0], [2.5, 3.0], [2.25, 3.0]]))
+    previous = torch.tensor([[9.0, 9.0], [9.0, 9.0], [7.0, 8.0]])
+    c = class_means(feats, labels, num_classes=3, fallback=previous)
+    assert torch.equal(c[2], torch.tensor([7.0, 8.0]))  # an absent class keeps its old prototype
+    assert torch.equal(c[:2], torch.tensor([[2.0, 3.0], [2.5, 3.0]]))
+
+
+def test_ema_with_momentum() -> None:
+    new, old = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0]])
+    # (1 - 0.2) * (1, 0) + 0.2 * (0, 1) = (0.8, 0.2)
+    assert torch.allclose(ema_prototypes(new, old, 0.2), torch.tensor([[0.8, 0.2]]))
+    assert torch.equal(ema_prototypes(new, old, 0.0), new)  # CREMA-D script: mu = 0
+    assert torch.equal(ema_prototypes(new, None, 0.2), new)  # first computation: no EMA
+
+
+def test_epoch_prototypes_use_only_the_first_batches_then_ema() -> None:
+    batches = [
+        ({"a": torch.tensor([[2.0], [4.0]]), "v": torch.tensor([[1.0], [1.0]])}, torch.tensor([0, 1])),
+        ({"a": torch.tensor([[6.0], [8.0]]), "v": torch.tensor([[3.0], [5.0]])}, torch.tensor([0, 1])),
+        ({"a": torch.tensor([[1e6], [1e6]]), "v": torch.tensor([[1e6], [1e6]])}, torch.tensor([0, 1])),
+    ]
+    first = epoch_prototypes(iter(batches), num_batches=2, num_classes=2, previous=None, momentum=0.2)
+    # a: class 0 (2+6)/2 = 4, class 1 (4+8)/2 = 6; v: (1+3)/2 = 2, (1+5)/2 = 3; batch 3 unused
+    assert torch.equal(first["a"], torch.tensor([[4.0], [6.0]]))
+    assert torch.equal(first["v"], torch.tensor([[2.0], [3.0]]))
+    second = epoch_prototypes(iter(batches[:1]), num_batches=1, num_classes=2, previous=first, momentum=0.2)
+    # a: 0.8 * (2, 4) + 0.2 * (4, 6) = (2.4, 4.4); v: 0.8 * (1, 1) + 0.2 * (2, 3) = (1.2, 1.4)
+    assert torch.allclose(second["a"], torch.tensor([[2.4], [4.4]]))
+    assert torch.allclose(second["v"], torch.tensor([[1.2], [1.4]]))
+
+
+def test_distances_hand_computed_and_equal_to_a_loop() -> None:
+    h = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    protos = torch.tensor([[0.0, 0.0], [3.0, 0.0]])
+    # ||(0,0)-(0,0)|| = 0, ||(0,0)-(3,0)|| = 3, ||(3,4)-(0,0)|| = 5, ||(3,4)-(3,0)|| = 4
+    assert torch.allclose(prototype_distances(h, protos), torch.tensor([[0.0, 3.0], [5.0, 4.0]]))
+    torch.manual_seed(0)
+    h, protos = torch.randn(9, 5), torch.randn(4, 5)
+    loop = torch.tensor(
+        [
+            [torch.sqrt(torch.dot(h[i] - protos[k], h[i] - protos[k])).item() for k in range(4)]
+            for i in range(9)
+        ]
+    )  # the official EU_dist, as the reference
+    assert torch.allclose(prototype_distances(h, protos), loop, atol=1e-5)
+
+
+def test_prototype_score_and_pce() -> None:
+    d = torch.tensor([[0.0, LN3], [LN3, 0.0]])
+    # softmax(-d) rows: (1, 1/3) / (4/3) = (3/4, 1/4) and (1/4, 3/4)
+    assert prototype_score(d, torch.tensor([0, 0])).item() == pytest.approx(0.75 + 0.25)
+    assert prototype_score(d, torch.tensor([0, 1])).item() == pytest.approx(0.75 + 0.75)
+    # CE(-d, y) with y = (0, 1): mean of -log(3/4), -log(3/4) = log(4/3)
+    assert prototype_ce(d, torch.tensor([0, 1])).item() == pytest.approx(math.log(4 / 3))
+    # y = (1, 1): mean of -log(1/4), -log(3/4) = (log 4 + log(4/3)) / 2
+    assert prototype_ce(d, torch.tensor([1, 1])).item() == pytest.approx((math.log(4) + math.log(4 / 3)) / 2)
+
+
+def test_prototype_entropy() -> None:
+    # softmax(-(0, 0)) = (1/2, 1/2): entropy ln 2; softmax(-(0, ln 3)) = (3/4, 1/4):
+    # -(3/4 ln 3/4 + 1/4 ln 1/4); the batch mean of both
+    d = torch.tensor([[0.0, 0.0], [0.0, LN3]])
+    h2 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    assert prototype_entropy(d).item() == pytest.approx((LN2 + h2) / 2)
+
+
+def test_smooth_weight_alpha_clip_rho_minus_one() -> None:
+    # rho = max s / s: (2, 1) -> (1, 2): weights alpha * clip((0, 1), 0, 1) = (0, 1)
+    assert torch.allclose(pmr_weights(torch.tensor([2.0, 1.0]), 1.0), torch.tensor([0.0, 1.0]))
+    # (2, 1.6) -> rho (1, 1.25): (0, 0.25); alpha 2: (0, 0.5)
+    assert torch.allclose(pmr_weights(torch.tensor([2.0, 1.6]), 1.0), torch.tensor([0.0, 0.25]))
+    assert torch.allclose(pmr_weights(torch.tensor([2.0, 1.6]), 2.0), torch.tensor([0.0, 0.5]))
+    # (3, 1) -> rho (1, 3): clipped at 1, times alpha 2 = (0, 2)
+    assert torch.allclose(pmr_weights(torch.tensor([3.0, 1.0]), 2.0), torch.tensor([0.0, 2.0]))
+    # M = 3: (1, 2, 1.6) -> rho (2, 1, 1.25) -> (1, 0, 0.25); the dominant modality gets 0
+    assert torch.allclose(pmr_weights(torch.tensor([1.0, 2.0, 1.6]), 1.0), torch.tensor([1.0, 0.0, 0.25]))
+    # equal scores: nobody is weaker
+    assert torch.equal(pmr_weights(torch.tensor([1.5, 1.5]), 1.0), torch.zeros(2))
+
+
+def test_switch_form_is_the_official_script() -> None:
+    # official: ratio_a_p = s_a / s_v > 1 -> visual coefficient alpha, audio 0; < 1 the reverse;
+    # = 1 both 0. Generalised: alpha wherever rho_m = max s / s_m > 1.
+    assert torch.equal(pmr_weights(torch.tensor([2.0, 1.6]), 2.0, "switch"), torch.tensor([0.0, 2.0]))
+    assert torch.equal(pmr_weights(torch.tensor([1.0, 1.9]), 2.0, "switch"), torch.tensor([2.0, 0.0]))
+    assert torch.equal(pmr_weights(torch.tensor([1.0, 1.0]), 2.0, "switch"), torch.zeros(2))
+    assert torch.equal(
+        pmr_weights(torch.tensor([1.0, 2.0, 2.0]), 1.0, "switch"), torch.tensor([1.0, 0.0, 0.0])
+    )
+    with pytest.raises(ValueError, match="unknown PMR form"):
+        pmr_weights(torch.tensor([1.0, 2.0]), 1.0, "hard")
