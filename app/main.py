@@ -1,18 +1,17 @@
 """The Streamlit entry point (`bml dashboard` runs `streamlit run app/main.py`): checks the
 store's schema, then routes the addresses of CONTRACT.md ("Dashboard addresses") to the
-page scripts in `app/views/` (not `pages/`: Streamlit would also serve a `pages/` folder
-as separate apps, and a deep link opened first would skip this script)."""
+page scripts `app/views/<page>/page.py` (one folder per page, holding its script, its data
+logic and its charts; not `pages/`: Streamlit would also serve a `pages/` folder as separate
+apps, and a deep link opened first would skip this script)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import streamlit as st
 
 from app import store
-from app.live_chart import preload_plotly
+from app.views.live.chart import preload_plotly
+from app.widgets import page_path
 
-VIEWS_DIR = Path(__file__).resolve().parent / "views"
 CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
@@ -26,12 +25,12 @@ if problem is not None:
     st.stop()
 
 pages = [
-    st.Page(VIEWS_DIR / "overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page(VIEWS_DIR / "launch.py", title="Launch", icon=":material/rocket_launch:", url_path="launch"),
-    st.Page(VIEWS_DIR / "runs.py", title="Runs", icon=":material/table_rows:", url_path="runs"),
-    st.Page(VIEWS_DIR / "live.py", title="Live", icon=":material/monitoring:", url_path="live"),
-    st.Page(VIEWS_DIR / "compare.py", title="Compare", icon=":material/compare:", url_path="compare"),
-    st.Page(VIEWS_DIR / "workers.py", title="Workers", icon=":material/dns:", url_path="workers"),
+    st.Page(page_path("overview"), title="Overview", icon=":material/home:", default=True),
+    st.Page(page_path("launch"), title="Launch", icon=":material/rocket_launch:", url_path="launch"),
+    st.Page(page_path("runs"), title="Runs", icon=":material/table_rows:", url_path="runs"),
+    st.Page(page_path("live"), title="Live", icon=":material/monitoring:", url_path="live"),
+    st.Page(page_path("compare"), title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(page_path("workers"), title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 page = st.navigation(pages)
 if page.url_path in CHART_PAGES:

@@ -9,6 +9,7 @@ import streamlit as st
 from sqlalchemy import Engine
 
 import db
+from app.labels import run_choice_label
 
 shared_read_ttl_s = 2.0
 finished_series_ttl_s = 300.0
@@ -37,7 +38,7 @@ def schema_problem(eng: Engine) -> str | None:
 def run_choices(url: str, limit: int = 500) -> dict[int, str]:
     """Recent runs as {id: label} for pickers (newest first)."""
     page = db.list_runs(_engine_for(url), limit=limit)
-    return {r.id: f"#{r.id} {r.name} · {r.group} · {r.strategy} · {r.status}" for r in page.runs}
+    return {r.id: run_choice_label(r) for r in page.runs}
 
 
 @st.cache_data(ttl=shared_read_ttl_s, show_spinner=False)

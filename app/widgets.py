@@ -91,4 +91,4 @@ def fields_grid(
 
 def page_path(name: str) -> Path:
     """A page script, for st.page_link / st.switch_page."""
-    return VIEWS_DIR / f"{name}.py"
+    return VIEWS_DIR / name / "page.py"

@@ -12,14 +12,14 @@ MAIN_SCRIPT = str(APP_DIR / "main.py")
 
 
 def open_page(page: str | None = None, timeout_s: float = 60.0, **query: str) -> Any:
-    """An AppTest of the whole app (st.navigation), switched to `views/<page>.py` with the
+    """An AppTest of the whole app (st.navigation), switched to `views/<page>/page.py` with the
     given query parameters, after its first run."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(MAIN_SCRIPT, default_timeout=timeout_s)
     at.run()
     if page is not None:
-        at.switch_page(f"views/{page}.py")
+        at.switch_page(f"views/{page}/page.py")
         for k, v in query.items():
             at.query_params[k] = v
         at.run()
@@ -28,7 +28,7 @@ def open_page(page: str | None = None, timeout_s: float = 60.0, **query: str) ->
 
 def chart_specs(at: Any) -> list[dict[str, Any]]:
     """The Plotly figures the page drew, as dicts (data + layout): st.plotly_chart ones and
-    the Live page's mounted charts (app/live_chart.py)."""
+    the Live page's mounted charts (app/views/live/chart.py)."""
     specs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     for el in at.get("bidi_component"):
         if el.proto.component_name == "bml_live_chart":

@@ -39,14 +39,14 @@ from browser_helpers import (
 from sqlalchemy import Engine
 
 import db
-from app import live_view as lv
 from app.server import wait_until_healthy
+from app.views.live import data as lv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RATIO_TITLE = lv.PANELS[0].title
 live_latency_target_s = 2.0
-# How many times each Live chart has been updated in place (app/live_chart.py counts them).
+# How many times each Live chart has been updated in place (app/views/live/chart.py counts them).
 UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-live-chart')).map(el => el.dataset.updates)"
 
 

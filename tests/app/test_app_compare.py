@@ -15,7 +15,7 @@ from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
 import db
-from app import compare_view as cv
+from app.views.compare import data as cv
 
 
 @pytest.fixture

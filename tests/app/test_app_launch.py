@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 import db
 from app import catalog
-from app import launch_logic as ll
+from app.views.launch import logic as ll
 from bml_core.config import PRESETS, STRATEGY_PARAMS
 
 

@@ -11,7 +11,7 @@ from app_runs import add_run, series_for
 from sqlalchemy import Engine
 
 import db
-from app import live_view as lv
+from app.views.live import data as lv
 
 
 def _titles(at) -> dict[str, dict]:

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBE = r"""
 import importlib, json, pkgutil, sys
 import app
-modules = [m.name for m in pkgutil.iter_modules(app.__path__, "app.") if m.name != "app.main"]
+modules = [m.name for m in pkgutil.walk_packages(app.__path__, "app.")
+           if m.name != "app.main" and not m.name.endswith(".page")]
 for name in modules + ["worker.client", "bml_core.dataroots", "bml_core.config"]:
     importlib.import_module(name)
 after_import = "torch" in sys.modules
@@ -24,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
 pages = {}
 for page in ("overview", "launch", "runs", "live", "compare", "workers"):
-    at.switch_page(f"views/{page}.py")
+    at.switch_page(f"views/{page}/page.py")
     if page == "compare":
         at.query_params["group"] = "g"
     at.run()
@@ -46,9 +47,12 @@ def test_no_app_module_or_page_imports_torch(engine: Engine) -> None:
     )
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"app.launch_logic", "app.live_view", "app.compare_view", "app.runs_view"} <= set(
-        result["modules"]
-    )
+    assert {
+        "app.views.launch.logic",
+        "app.views.live.data",
+        "app.views.compare.data",
+        "app.views.runs.data",
+    } <= set(result["modules"])
     assert result["after_import"] is False
     assert result["exceptions"] == {p: [] for p in result["exceptions"]}
     assert result["after_pages"] is False

@@ -12,7 +12,7 @@ from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
 import db
-from app import runs_view as rv
+from app.views.runs import data as rv
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ from __future__ import annotations
 import streamlit as st
 
 import db
-from app import live_view as lv
 from app import store
 from app.charts import png_config
-from app.live_chart import live_chart
-from app.runs_view import eta_seconds, format_duration
+from app.labels import run_choice_label
+from app.views.live import data as lv
+from app.views.live.chart import live_chart
+from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
 
 st.title("Live")
@@ -25,7 +26,7 @@ if param and run_id is None:
 if run_id is not None and run_id not in choices:
     try:
         run = db.get_run(engine, run_id)
-        choices = {run_id: f"#{run.id} {run.name} · {run.group} · {run.strategy} · {run.status}", **choices}
+        choices = {run_id: run_choice_label(run), **choices}
     except db.RunNotFound:
         st.error(f"There is no run {run_id}; pick one below.")
         run_id = None

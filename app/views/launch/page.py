@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import catalog, store
-from app import launch_logic as ll
 from app.form_fields import coerce
+from app.views.launch import logic as ll
 from app.widgets import (
     ensure_defaults,
     field_widget,

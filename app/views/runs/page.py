@@ -6,8 +6,8 @@ from __future__ import annotations
 import streamlit as st
 
 import db
-from app import runs_view as rv
 from app import store
+from app.views.runs import data as rv
 from app.widgets import page_path
 
 st.title("Runs")

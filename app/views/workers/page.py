@@ -7,7 +7,7 @@ import streamlit as st
 
 import db
 from app import store
-from app import workers_view as wv
+from app.views.workers import data as wv
 from app.widgets import page_path
 
 workers_refresh_s = 2.0

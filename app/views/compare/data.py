@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 import db
 from app.charts import Trace
+from app.labels import run_label
 
 compare_max_buckets = 400
 max_compared_runs = 50
@@ -95,10 +96,6 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
         count += 1
         out.append(last / (1.0 - weight**count))
     return out
-
-
-def run_label(run: db.RunInfo) -> str:
-    return f"#{run.id} {run.name}"
 
 
 def group_runs(runs: Sequence[db.RunInfo]) -> dict[str, list[int]]:

@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 import db
-from app import compare_view as cv
 from app import store
 from app.charts import line_figure, png_config
+from app.labels import run_choice_label
+from app.views.compare import data as cv
 
 st.title("Compare")
 engine = store.engine()
@@ -49,7 +50,7 @@ else:
                 found = db.get_run(engine, rid)
                 choices = {
                     **choices,
-                    rid: f"#{found.id} {found.name} · {found.group} · {found.strategy} · {found.status}",
+                    rid: run_choice_label(found),
                 }
             except db.RunNotFound:
                 st.error(f"There is no run {rid}.")

@@ -1,0 +1,1 @@
+"""The Launch page: its script (page.py) and, beside it, its data logic and chart code."""

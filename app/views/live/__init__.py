@@ -1,0 +1,1 @@
+"""The Live page: its script (page.py) and, beside it, its data logic and chart code."""
