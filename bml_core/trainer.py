@@ -197,6 +197,7 @@ class Trainer:
             1 if rest >= 2 or full == 0 else 0
         )  # a 1-sample batch breaks BatchNorm
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.num_classes = self.bundle.num_classes
 
         # progress state (checkpointed)
         self.epoch = 0

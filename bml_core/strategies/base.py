@@ -48,6 +48,7 @@ class Runtime(Protocol):
     optimizer: torch.optim.Optimizer
     device: torch.device
     steps_per_epoch: int
+    num_classes: int
 
     def param_group(self, modality: str) -> dict[str, Any]: ...
     def set_lr_mult(self, modality: str, mult: float) -> None: ...
@@ -165,6 +166,11 @@ class StepContext:
     @property
     def steps_per_epoch(self) -> int:
         return self._rt().steps_per_epoch
+
+    @property
+    def num_classes(self) -> int:
+        """The dataset's number of classes C (e.g. for per-class prototypes)."""
+        return self._rt().num_classes
 
     def encoder_params(self, modality: str) -> list[torch.nn.Parameter]:
         return self._rt().model.encoder_parameters(modality)

@@ -1,14 +1,26 @@
-"""AGM (STRATEGIES.md section 2.5): every formula against hand-computed numbers."""
+"""AGM (STRATEGIES.md section 2.5): every formula against hand-computed numbers, the plug-in
+in the trainer (masked forwards, coefficients, scaled gradients, the official sign in a run,
+config errors) and bitwise resume."""
 
 from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from strategy_helpers import assert_resume_is_bitwise, small
 
+from bml_core.config import ConfigError, load_config
+from bml_core.models import MultimodalModel
+from bml_core.models.encoders import MLPEncoder
+from bml_core.models.fusion import ConcatFusion
+from bml_core.sinks import MemorySink
+from bml_core.strategies.agm import SPEC, AGMParams
 from bml_core.strategies.agm.impl import (
+    AGM,
     agm_coefficients,
     agm_ratios,
     agm_scores,
@@ -18,6 +30,7 @@ from bml_core.strategies.agm.impl import (
     shapley_logits,
     shapley_weights,
 )
+from bml_core.trainer import Trainer
 
 E = math.e
 
@@ -159,3 +172,136 @@ def test_gradient_scaling_of_the_shapley_logits() -> None:
     total.sum().backward()
     grads = {mask: t.grad[0, 0].item() for mask, t in values.items() if t.grad is not None}
     assert grads == pytest.approx({0b11: 1.25, 0b01: -0.75, 0b10: 0.75, 0b00: -1.25})
+
+
+# ---------------------------------------------------------------- the plug-in in the trainer
+
+
+def _trainer(**strategy: object) -> Trainer:
+    return Trainer(load_config(small(strategies=[{"name": "agm", **strategy}], train={"epochs": 1})))
+
+
+def test_event_computes_shapley_logits_coefficients_and_scaled_gradients() -> None:
+    trainer = _trainer(alpha=1.0)
+    agm = trainer.strategies[0]
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    model = trainer.model
+    model.train()
+    calls: list[set[str]] = []
+    original = trainer.forward
+
+    def counting(x: dict, present: set | None = None, zero: str = "input") -> tuple:
+        calls.append(set(present or ()))
+        return original(x, present, zero)
+
+    trainer.forward = counting  # type: ignore[method-assign]
+    ctx = trainer.context(0, y)
+    agm.before_forward(ctx, (x, y))
+    h = model.encode(x)
+    z = model.fusion(h)
+    losses = agm.compute_loss(ctx, h, z, {}, y)
+    # 2^2 - 1 = 3 masked forwards: audio only, visual only, none (the full one is the trainer's)
+    assert sorted(map(sorted, calls)) == [[], ["audio"], ["visual"]]
+    with torch.no_grad():
+        zero = {m: torch.zeros_like(t) for m, t in x.items()}
+        f_av, f_a0 = model(x), model({"audio": x["audio"], "visual": zero["visual"]})
+        f_0v, f_00 = model({"audio": zero["audio"], "visual": x["visual"]}), model(zero)
+        phi_a = 0.5 * (f_av - f_0v + f_a0 - f_00)
+        phi_v = 0.5 * (f_av - f_a0 + f_0v - f_00)
+    assert losses["ce"] is not None
+    assert losses["ce"].item() == pytest.approx(F.cross_entropy(phi_a + phi_v, y).item(), rel=1e-6)
+    scores = agm_scores(torch.stack([phi_a, phi_v]), y)
+    # first step: the running means are 0, so r* = exp(0) = 1 and coeff = exp(alpha (1 - r))
+    coeff = torch.exp(1.0 - torch.exp(scores.flip(0) - scores))
+    logged = ctx.metrics
+    assert [logged["agm/coef/audio"], logged["agm/coef/visual"]] == pytest.approx(coeff.tolist(), rel=1e-5)
+    assert [logged["agm/score/audio"], logged["agm/score/visual"]] == pytest.approx(scores.tolist(), rel=1e-5)
+    assert agm.state["steps"] == 1 and torch.allclose(agm.state["score_mean"], scores)
+    # the gradient reaching the parameters is sum_m coeff_m (dphi_m/dtheta)^T dL/dz
+    losses["ce"].backward()
+    got = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+    model.zero_grad(set_to_none=True)
+    vals = {3: model(x), 1: model({"audio": x["audio"], "visual": zero["visual"]})}
+    vals[2], vals[0] = model({"audio": zero["audio"], "visual": x["visual"]}), model(zero)
+    pa, pv = shapley_logits(vals, 2)
+    logits = (pa + pv).detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(F.cross_entropy(logits, y), logits)
+    (coeff[0] * (pa * g).sum() + coeff[1] * (pv * g).sum()).backward()
+    want = [p.grad for p in model.parameters() if p.grad is not None]
+    assert len(got) == len(want) and all(
+        torch.allclose(a, b, atol=1e-6) for a, b in zip(got, want, strict=True)
+    )
+
+
+def test_empty_set_zero_is_the_official_form_with_one_forward_less() -> None:
+    trainer = _trainer(empty_set="zero")
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    with torch.no_grad():
+        plain = F.cross_entropy(trainer.model(x), y).item()
+    calls: list[object] = []
+    original = trainer.forward
+
+    def counting(x: dict, present: set | None = None, zero: str = "input") -> tuple:
+        calls.append(present)
+        return original(x, present, zero)
+
+    trainer.forward = counting  # type: ignore[method-assign]
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None and len(calls) == 2  # f(a,0) and f(0,v); v(empty) = 0
+    # phi_a + phi_v = f(a,v) exactly, so the loss value is the plain fused cross-entropy
+    assert metrics["train/loss"] == pytest.approx(plain, rel=1e-6)
+
+
+def test_the_leading_modality_gets_coefficients_below_one_in_a_run() -> None:
+    sink = MemorySink()
+    Trainer(load_config(small(strategies=["agm"], train={"epochs": 3})), sinks=[sink]).fit()
+    steps = [m for _, _, m in sink.steps]
+    coef_a = sum(m["agm/coef/audio"] for m in steps) / len(steps)
+    coef_v = sum(m["agm/coef/visual"] for m in steps) / len(steps)
+    assert sum(m["train/acc/audio"] for m in steps) > sum(m["train/acc/visual"] for m in steps)  # audio leads
+    assert coef_a < 1.0 < coef_v, (coef_a, coef_v)  # official sign: the modality ahead is slowed
+
+
+def test_inactive_epochs_are_joint_training() -> None:
+    trainer = _trainer(start_epoch=1)
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    with torch.no_grad():
+        expected = F.cross_entropy(trainer.model(x), y).item()
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None and metrics["train/loss"] == pytest.approx(expected, rel=1e-6)
+    assert metrics["agm/coef/audio"] == metrics["agm/coef/visual"] == 1.0
+    assert trainer.strategies[0].state["steps"] == 0
+    assert SPEC.params().end_epoch == 20  # official modulation epochs 0..20
+
+
+def test_config_errors_five_modalities_and_opm() -> None:
+    raw = small(strategies=["agm"])
+    raw["dataset"]["params"]["modalities"] += [
+        {"name": f"m{i}", "strength": 0.5, "shape": [4]} for i in range(3)
+    ]
+    with pytest.raises(ConfigError) as exc:
+        load_config(raw)
+    assert "dataset.params" in exc.value.as_dict() and "at most 4 modalities" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        load_config(small(strategies=["agm", "opm"]))
+    assert "use agm or opm" in str(exc.value)
+    # when only the dataset knows the count, building the run refuses it
+    enc = {m: MLPEncoder(4, 8, 1, 8) for m in "abcde"}
+    model = MultimodalModel(enc, ConcatFusion({m: 8 for m in enc}, 3))
+    with pytest.raises(ConfigError, match="at most 4 modalities"):
+        AGM(AGMParams(), model, torch.device("cpu"), 0)
+
+
+def test_four_modalities_train() -> None:
+    raw = small(strategies=["agm"], train={"epochs": 1})
+    raw["dataset"]["params"]["modalities"] += [
+        {"name": f"m{i}", "strength": 0.5, "shape": [4]} for i in range(2)
+    ]
+    sink = MemorySink()
+    Trainer(load_config(raw), sinks=[sink]).fit()
+    assert {f"agm/coef/{m}" for m in ("audio", "visual", "m0", "m1")} <= set(sink.steps[-1][2])
+
+
+@pytest.mark.parametrize("where", [5, "boundary"])
+def test_resume_is_bitwise(tmp_path: Path, where: int | str) -> None:
+    assert_resume_is_bitwise(tmp_path, [{"name": "agm", "alpha": 1.0}], where)

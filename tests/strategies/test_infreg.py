@@ -1,10 +1,19 @@
-"""InfoReg (STRATEGIES.md section 2.6): every formula against hand-computed numbers."""
+"""InfoReg (STRATEGIES.md section 2.6): every formula against hand-computed numbers, the
+plug-in in the trainer (loss term, proximal term only while open and only above the mean,
+window and trace per epoch, OPM composition) and bitwise resume."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn.functional as F
+from strategy_helpers import assert_resume_is_bitwise, small
 
+from bml_core.config import ConfigError, load_config
+from bml_core.sinks import MemorySink
 from bml_core.strategies.infreg.impl import (
     accumulate_squared_gradients_,
     add_proximal_gradient_,
@@ -14,6 +23,7 @@ from bml_core.strategies.infreg.impl import (
     trace_growth,
     window_open,
 )
+from bml_core.trainer import Trainer
 
 
 def test_beta_only_above_the_mean_score() -> None:
@@ -92,3 +102,134 @@ def test_window_rule_relative_growth_with_zero_padding() -> None:
     assert trace_growth([8.0, 8.0, 4.0, 4.0], 2) == -1.0
     with pytest.raises(ValueError, match="unknown window comparison"):
         trace_growth([1.0], 2, "overlap")
+
+
+# ---------------------------------------------------------------- the plug-in in the trainer
+
+
+def _trainer(**strategy: object) -> Trainer:
+    return Trainer(load_config(small(strategies=[{"name": "infreg", **strategy}], train={"epochs": 1})))
+
+
+def _grads_after_step_events(trainer: Trainer, x: dict, y: torch.Tensor, edit: bool) -> list[torch.Tensor]:
+    """compute_loss -> backward -> (on_gradients when `edit`) on a fixed batch, no optimizer step."""
+    infreg = trainer.strategies[0]
+    model = trainer.model
+    model.zero_grad(set_to_none=True)
+    ctx = trainer.context(0, y)
+    h = model.encode(x)
+    z = model.fusion(h)
+    u = ctx.unimodal_logits(h)
+    terms = infreg.compute_loss(ctx, h, z, u, y)
+    uni = terms["uni_ce"]
+    assert uni is not None
+    (F.cross_entropy(z, y) + uni).backward()
+    if edit:
+        infreg.on_gradients(ctx)
+    return [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+
+def test_loss_term_is_the_sum_of_unimodal_cross_entropies() -> None:
+    trainer = _trainer()
+    trainer.strategies[0].on_epoch_start(trainer.context(0))
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    with torch.no_grad():
+        u = trainer.model.fusion.unimodal_logits(trainer.model.encode(x))
+        expected = sum(F.cross_entropy(u[m], y) for m in ("audio", "visual"))
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None
+    assert metrics["train/loss_term/uni_ce"] == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("open_", [True, False])
+def test_proximal_term_only_while_open_and_only_above_the_mean(open_: bool) -> None:
+    trainer = _trainer(beta0=0.95)
+    infreg = trainer.strategies[0]
+    infreg.on_epoch_start(trainer.context(0))
+    infreg.state["open"] = open_
+    with torch.no_grad():  # theta - anchor = 0.01 for every encoder parameter
+        for m in trainer.modalities:
+            for p in trainer.model.encoder_parameters(m):
+                p.add_(0.01)
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    with torch.no_grad():
+        u = trainer.model.fusion.unimodal_logits(trainer.model.encode(x))
+        s = torch.stack([u[m].softmax(-1).gather(1, y[:, None]).sum() for m in trainer.modalities])
+    assert s[0] > s[1]  # audio above the mean score, visual below
+    beta_a = 0.95 * math.exp(math.tanh((s[0] - s.mean()).item() / 32))
+    plain = _grads_after_step_events(trainer, x, y, edit=False)
+    edited = _grads_after_step_events(trainer, x, y, edit=True)
+    names = [n for n, p in trainer.model.named_parameters() if p.grad is not None]
+    for name, g0, g1 in zip(names, plain, edited, strict=True):
+        if name.startswith("encoders.audio") and open_:
+            assert torch.allclose(g1 - g0, torch.full_like(g0, beta_a * 0.01), atol=1e-6), name
+        else:
+            assert torch.equal(g0, g1), name  # visual (below the mean), the head, or window closed
+    ctx = trainer.context(0, y)
+    infreg.compute_loss(
+        ctx,
+        trainer.model.encode(x),
+        torch.zeros(32, 6),
+        trainer.model.fusion.unimodal_logits(trainer.model.encode(x)),
+        y,
+    )
+    infreg.on_gradients(ctx)
+    logged = ctx.metrics
+    assert logged["infreg/beta/audio"] == pytest.approx(beta_a if open_ else 0.0, rel=1e-5)
+    assert logged["infreg/beta/visual"] == 0.0 and logged["infreg/window"] == float(open_)
+
+
+def test_window_and_trace_follow_the_epoch_history() -> None:
+    sink = MemorySink()
+    trainer = Trainer(
+        load_config(
+            small(strategies=[{"name": "infreg", "window": 1, "threshold": 0.2}], train={"epochs": 4})
+        ),
+        sinks=[sink],
+    )
+    trainer.fit()
+    history = trainer.strategies[0].state["history"]
+    assert len(history) == 4 and all(t > 0 for t in history)
+    per_epoch = {e: m for _, e, m in sink.steps}  # the last step of each epoch
+    for e in range(4):
+        assert per_epoch[e]["infreg/window"] == float(window_open(history[:e], 1, 0.2)), e
+        assert per_epoch[e]["infreg/trace"] == pytest.approx(history[e - 1] if e else 0.0)
+        if not per_epoch[e]["infreg/window"]:
+            assert per_epoch[e]["infreg/beta/audio"] == per_epoch[e]["infreg/beta/visual"] == 0.0
+
+
+def test_fisher_accumulator_sums_the_edited_squared_gradients() -> None:
+    trainer = _trainer()
+    infreg = trainer.strategies[0]
+    infreg.on_epoch_start(trainer.context(0))
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    total = [torch.zeros_like(p) for p in infreg._weights]
+    for _ in range(2):
+        grads = _grads_after_step_events(trainer, x, y, edit=True)
+        named = dict(
+            zip([id(p) for p in trainer.model.parameters() if p.grad is not None], grads, strict=True)
+        )
+        for t, p in zip(total, infreg._weights, strict=True):
+            t += named[id(p)] ** 2
+    assert all(torch.allclose(a, t) for a, t in zip(infreg.state["fisher"], total, strict=True))
+    linears = [mod.weight for mod in trainer.model.encoders.modules() if isinstance(mod, torch.nn.Linear)]
+    assert [id(w) for w in infreg._weights] == [id(w) for w in linears]  # the encoders' weight tensors
+
+
+def test_composes_with_opm_and_config_bounds() -> None:
+    sink = MemorySink()
+    Trainer(load_config(small(strategies=["opm", "infreg"], train={"epochs": 1})), sinks=[sink]).fit()
+    assert {"opm/drop_prob/audio", "infreg/beta/audio", "train/loss_term/uni_ce"} <= set(sink.steps[-1][2])
+    with pytest.raises(ConfigError) as exc:
+        load_config(small(strategies=[{"name": "infreg", "window": 0}]))
+    assert "strategies.0.window" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        load_config(small(strategies=["infreg"], model={"fusion": "film"}))
+    assert "model.heads" in str(exc.value)  # needs uni-modal logits with gradient
+
+
+@pytest.mark.parametrize("where", [5, "boundary"])
+def test_resume_is_bitwise(tmp_path: Path, where: int | str) -> None:
+    assert_resume_is_bitwise(
+        tmp_path, [{"name": "opm", "p_exe": 0.8}, {"name": "infreg", "window": 1}], where
+    )

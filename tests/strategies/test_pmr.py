@@ -1,12 +1,16 @@
-"""PMR (STRATEGIES.md section 2.4): every formula against hand-computed numbers."""
+"""PMR (STRATEGIES.md section 2.4): every formula against hand-computed numbers, the plug-in
+in the trainer (prototypes, loss term, OPM composition, rules) and bitwise resume."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from strategy_helpers import assert_resume_is_bitwise, small
 
+from bml_core.config import ConfigError, load_config
 from bml_core.strategies.pmr.impl import (
     class_means,
     ema_prototypes,
@@ -18,6 +22,7 @@ from bml_core.strategies.pmr.impl import (
     prototype_entropy,
     prototype_score,
 )
+from bml_core.trainer import Trainer
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 
@@ -127,3 +132,140 @@ def test_switch_form_is_the_official_script() -> None:
     )
     with pytest.raises(ValueError, match="unknown PMR form"):
         pmr_weights(torch.tensor([1.0, 2.0]), 1.0, "hard")
+
+
+# ---------------------------------------------------------------- the plug-in in the trainer
+
+
+def _trainer(**strategy: object) -> Trainer:
+    raw = small(strategies=[{"name": "pmr", **strategy}], train={"epochs": 1})
+    raw["model"]["encoders"]["audio"]["dropout"] = 0.5  # eval mode matters for the prototypes
+    return Trainer(load_config(raw))
+
+
+def _manual_prototypes(trainer: Trainer, fraction: float) -> dict[str, torch.Tensor]:
+    """Class means over the first floor(fraction * batches) training batches, eval mode."""
+    n = max(1, math.floor(fraction * trainer.steps_per_epoch))
+    ctx = trainer.context(trainer.epoch)
+    feats: dict[str, list[torch.Tensor]] = {m: [] for m in trainer.modalities}
+    ys = []
+    trainer.model.eval()
+    with torch.no_grad():
+        for i, (x, y) in enumerate(ctx.iter_batches("train", fraction)):
+            if i == n:
+                break
+            for m, h in trainer.model.encode(x).items():
+                feats[m].append(h)
+            ys.append(y)
+    trainer.model.train()
+    y_all = torch.cat(ys)
+    out = {}
+    for m, parts in feats.items():
+        h = torch.cat(parts)
+        out[m] = torch.stack([h[y_all == k].mean(0) for k in range(trainer.num_classes)])
+    return out
+
+
+def test_epoch_start_prototypes_then_ema_in_the_trainer() -> None:
+    trainer = _trainer(proto_fraction=0.25, momentum=0.2)
+    pmr = trainer.strategies[0]
+    assert trainer.steps_per_epoch == 8  # 252 training samples / 32: floor(0.25 * 8) = 2 batches
+    pmr.on_epoch_start(trainer.context(0))
+    first = _manual_prototypes(trainer, 0.25)
+    for m in trainer.modalities:
+        assert torch.allclose(pmr.state["prototypes"][m], first[m], atol=1e-6)
+    assert trainer.model.training  # the eval-mode pass restored train mode
+    with torch.no_grad():  # move the encoders, then the next epoch's prototypes blend
+        for p in trainer.model.parameters():
+            p.add_(0.1)
+    trainer.epoch = 1
+    pmr.on_epoch_start(trainer.context(1))
+    second = _manual_prototypes(trainer, 0.25)
+    for m in trainer.modalities:
+        expected = 0.8 * second[m] + 0.2 * first[m]
+        assert torch.allclose(pmr.state["prototypes"][m], expected, atol=1e-5)
+    pmr.on_epoch_start(trainer.context(1))  # the same epoch again (a resume): kept, not recomputed
+    assert torch.allclose(
+        pmr.state["prototypes"]["audio"], 0.8 * second["audio"] + 0.2 * first["audio"], atol=1e-5
+    )
+
+
+def test_step_adds_the_weighted_prototype_loss() -> None:
+    trainer = _trainer(alpha=2.0)
+    pmr = trainer.strategies[0]
+    pmr.on_epoch_start(trainer.context(0))
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    trainer.model.train()
+    with torch.no_grad():  # the audio dropout draws from the global generator: replay it
+        state = torch.get_rng_state()
+        h = trainer.model.encode(x)
+        torch.set_rng_state(state)
+    protos = pmr.state["prototypes"]
+    d = {m: prototype_distances(h[m], protos[m]) for m in trainer.modalities}
+    scores = torch.stack([prototype_score(d[m], y) for m in trainer.modalities])
+    weights = pmr_weights(scores, 2.0)
+    expected = sum(weights[i] * prototype_ce(d[m], y) for i, m in enumerate(trainer.modalities))
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None
+    assert metrics["train/loss_term/pmr_pce"] == pytest.approx(float(expected), rel=1e-5)
+    for i, m in enumerate(trainer.modalities):
+        assert metrics[f"pmr/weight/{m}"] == pytest.approx(float(weights[i]), rel=1e-5, abs=1e-7)
+        assert metrics[f"pmr/score/{m}"] == pytest.approx(float(scores[i]) / 32, rel=1e-5)
+    assert metrics["pmr/weight/audio"] == 0.0 < metrics["pmr/weight/visual"]  # audio leads here
+
+
+def test_inactive_epochs_weight_zero_and_the_entropy_term() -> None:
+    trainer = _trainer(start_epoch=1)
+    pmr = trainer.strategies[0]
+    pmr.on_epoch_start(trainer.context(0))
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None and metrics["train/loss_term/pmr_pce"] == 0.0
+    assert metrics["pmr/weight/visual"] == 0.0
+    trainer = _trainer(per_mu=0.5, per_epochs=1)
+    trainer.strategies[0].on_epoch_start(trainer.context(0))
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None
+    # -per_mu * entropy of the dominant modality's prototype distribution: in [-0.5 ln 6, 0)
+    assert -0.5 * math.log(6) <= metrics["train/loss_term/pmr_entropy"] < 0
+    metrics = trainer.train_step(x, y, 1)  # past per_epochs: no entropy term
+    assert metrics is not None and "train/loss_term/pmr_entropy" not in metrics
+
+
+def test_config_bounds_and_the_opm_order_rule() -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_config(small(strategies=[{"name": "pmr", "proto_fraction": 0.0}]))
+    assert "strategies.0.proto_fraction" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        load_config(small(strategies=[{"name": "pmr", "form": "hard"}]))
+    assert "strategies.0.form" in str(exc.value)
+    with pytest.raises(ConfigError) as exc:
+        load_config(small(strategies=["opm", "pmr"]))
+    assert "list pmr before opm" in str(exc.value)
+    load_config(small(strategies=["pmr", "opm"]))  # legal
+
+
+def test_with_opm_the_distances_use_the_undropped_features() -> None:
+    trainer = Trainer(
+        load_config(small(strategies=["pmr", {"name": "opm", "p_exe": 1.0}], train={"epochs": 1}))
+    )
+    pmr, opm = trainer.strategies
+    opm.forced_q = torch.tensor([0.9, 0.0])  # type: ignore[attr-defined]
+    pmr.on_epoch_start(trainer.context(0))
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    with torch.no_grad():
+        h = trainer.model.encode(x)  # no dropout in this model
+    d = {m: prototype_distances(h[m], pmr.state["prototypes"][m]) for m in trainer.modalities}
+    metrics = trainer.train_step(x, y, 0)
+    assert metrics is not None and metrics["opm/dropped/audio"] > 0.5
+    for m in trainer.modalities:
+        assert metrics[f"pmr/pce/{m}"] == pytest.approx(float(prototype_ce(d[m], y)), rel=1e-5)
+
+
+@pytest.mark.parametrize("where", [5, "boundary"])
+def test_resume_is_bitwise(tmp_path: Path, where: int | str) -> None:
+    assert_resume_is_bitwise(
+        tmp_path,
+        [{"name": "pmr", "proto_fraction": 0.2, "momentum": 0.2}, {"name": "opm", "p_exe": 0.8}],
+        where,
+    )

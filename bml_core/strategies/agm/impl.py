@@ -14,10 +14,15 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-MAX_MODALITIES = 4  # exact Shapley needs 2^M - 1 extra forwards
+from bml_core.config import ConfigError
+from bml_core.strategies.agm import MAX_MODALITIES, AGMParams
+from bml_core.strategies.base import Batch, StepContext, Strategy
+
 SCORE_P_MIN = 1e-8  # p clamped before the log, as the official code
 COEFF_EXPONENT_CAP = 10.0
 
@@ -109,3 +114,72 @@ def scale_gradient(t: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     c = coeff.detach()
     t.register_hook(lambda g: g * c.to(g.dtype))
     return t
+
+
+class AGM(Strategy):
+    """Replaces the fused loss by CE(sum_m phi_m) with dL/dphi_m scaled by coeff_m.
+
+    The Shapley values need v(S) for every subset S of modalities: v(full) is the trainer's
+    own forward (its fused logits z), the other 2^M - 1 come from forwards with the absent
+    modalities' inputs zeroed, with gradient, in train mode. State (checkpointed): the
+    running means of the scores and the number of steps they cover."""
+
+    params: AGMParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        try:
+            check_modalities(len(self.modalities))
+        except ValueError as exc:  # the config could not tell the number of modalities
+            raise ConfigError([("strategies", str(exc))]) from exc
+        mods = self.modalities
+        self._coef_names = [f"agm/coef/{m}" for m in mods]
+        self._score_names = [f"agm/score/{m}" for m in mods]
+        self._mean_names = [f"agm/score_mean/{m}" for m in mods]
+        self._batch: Batch | None = None
+        self.state = {"score_mean": torch.zeros(len(mods), device=self.device), "steps": 0}
+
+    def before_forward(self, ctx: StepContext, batch: Batch) -> Batch:
+        self._batch = batch
+        return batch
+
+    def _coalition_values(
+        self, ctx: StepContext, x: dict[str, torch.Tensor], z: torch.Tensor
+    ) -> dict[int, torch.Tensor]:
+        mods = self.modalities
+        full = (1 << len(mods)) - 1
+        values: dict[int, torch.Tensor] = {full: z}
+        for mask in range(full):
+            if mask == 0 and self.params.empty_set == "zero":
+                values[0] = torch.zeros_like(z)
+                continue
+            present = {m for i, m in enumerate(mods) if mask >> i & 1}
+            values[mask] = ctx.forward(x, present=present, zero="input")[1]
+        return values
+
+    def compute_loss(
+        self,
+        ctx: StepContext,
+        h: dict[str, torch.Tensor],
+        z: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+    ) -> dict[str, torch.Tensor | None]:
+        if not self.active(ctx.epoch) or self._batch is None:
+            ctx.log(self._coef_names, torch.ones(len(self.modalities), device=z.device))
+            return {}
+        x = self._batch[0]
+        self._batch = None
+        phis = shapley_logits(self._coalition_values(ctx, x, z), len(self.modalities))
+        scores = agm_scores(torch.stack(phis), y)
+        count = int(self.state["steps"]) + 1
+        mean = self.state["score_mean"]
+        coeff = agm_coefficients(agm_ratios(scores), agm_ratios(mean), self.params.alpha)
+        self.state = {"score_mean": running_mean(mean, scores, count), "steps": count}
+        logits = scale_gradient(phis[0], coeff[0])
+        for m in range(1, len(phis)):
+            logits = logits + scale_gradient(phis[m], coeff[m])
+        ctx.log(self._coef_names, coeff)
+        ctx.log(self._score_names, scores)
+        ctx.log(self._mean_names, self.state["score_mean"])
+        return {"ce": F.cross_entropy(logits.float(), y)}

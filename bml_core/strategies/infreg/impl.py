@@ -16,7 +16,14 @@ earlier, kept as the `shifted` option), growth relative to the newer mean as
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
+import torch.nn.functional as F
+
+from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.infreg import InfoRegParams
 
 
 def infreg_betas(scores: torch.Tensor, beta0: float, batch_size: int) -> torch.Tensor:
@@ -28,7 +35,7 @@ def infreg_betas(scores: torch.Tensor, beta0: float, batch_size: int) -> torch.T
 
 
 def add_proximal_gradient_(
-    params: list[torch.Tensor], anchors: list[torch.Tensor], beta: float | torch.Tensor
+    params: Sequence[torch.Tensor], anchors: Sequence[torch.Tensor], beta: float | torch.Tensor
 ) -> None:
     """In place, for every parameter with a gradient: grad <- grad + beta * (theta - anchor)."""
     pairs = [(p, a) for p, a in zip(params, anchors, strict=True) if p.grad is not None]
@@ -44,8 +51,8 @@ def add_proximal_gradient_(
 
 
 def proximal_step_(
-    params: list[list[torch.Tensor]],
-    anchors: list[list[torch.Tensor]],
+    params: Sequence[Sequence[torch.Tensor]],
+    anchors: Sequence[Sequence[torch.Tensor]],
     betas: list[float],
     window_is_open: bool,
 ) -> None:
@@ -59,7 +66,7 @@ def proximal_step_(
             add_proximal_gradient_(ps, anchor, beta)
 
 
-def accumulate_squared_gradients_(acc: list[torch.Tensor], params: list[torch.Tensor]) -> None:
+def accumulate_squared_gradients_(acc: Sequence[torch.Tensor], params: Sequence[torch.Tensor]) -> None:
     """acc_t += grad_t^2 for each weight tensor (a missing gradient adds nothing)."""
     for a, p in zip(acc, params, strict=True):
         if p.grad is not None:
@@ -94,3 +101,80 @@ def trace_growth(history: list[float], window: int, compare: str = "previous") -
 def window_open(history: list[float], window: int, threshold: float, compare: str = "previous") -> bool:
     """The prime learning window is open while the trace's relative growth exceeds `threshold`."""
     return trace_growth(history, window, compare) > threshold
+
+
+class InfoReg(Strategy):
+    """Loss CE(z) + sum_m CE(u_m); while the prime learning window is open, the encoders of
+    the modalities above the mean score are pulled back to their epoch-start weights.
+
+    State (checkpointed): the anchors, the Fisher accumulators of the current epoch, the
+    trace history, the window decision of the epoch and the epoch it was made for."""
+
+    params: InfoRegParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        mods = self.modalities
+        self._params = [self.model.encoder_parameters(m) for m in mods]
+        self._weights = [p for ps in self._params for p in ps if p.dim() >= 2]
+        self._beta_names = [f"infreg/beta/{m}" for m in mods]
+        self._betas: list[float] | torch.Tensor = [0.0] * len(mods)
+        self.state = {
+            "epoch": -1,
+            "anchors": None,
+            "fisher": None,
+            "history": [],
+            "open": True,
+            "growth": 1.0,
+        }
+
+    def on_epoch_start(self, ctx: StepContext) -> None:
+        if self.state["epoch"] == ctx.epoch:
+            return  # resumed inside this epoch: anchors, accumulators and window are checkpointed
+        growth = trace_growth(self.state["history"], self.params.window, self.params.compare)
+        self.state.update(
+            epoch=ctx.epoch,
+            anchors=[[p.detach().clone() for p in ps] for ps in self._params],
+            fisher=[torch.zeros_like(p).detach() for p in self._weights],
+            open=growth > self.params.threshold,
+            growth=growth,
+        )
+
+    def compute_loss(
+        self,
+        ctx: StepContext,
+        h: dict[str, torch.Tensor],
+        z: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+    ) -> dict[str, torch.Tensor | None]:
+        logits = torch.stack([u[m] for m in self.modalities]).float()  # [M, B, C]
+        uni = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(self.modalities)), reduction="sum")
+        if self.active(ctx.epoch) and self.state["open"]:
+            with torch.no_grad():
+                target = y.expand(logits.shape[0], -1).unsqueeze(2)
+                scores = logits.softmax(-1).gather(2, target).squeeze(2).sum(1)
+                self._betas = infreg_betas(scores, self.params.beta0, y.shape[0])
+        else:
+            self._betas = [0.0] * len(self.modalities)
+        return {"uni_ce": uni / y.shape[0]}
+
+    def on_gradients(self, ctx: StepContext) -> None:
+        betas = self._betas
+        if isinstance(betas, torch.Tensor) and not (ctx.host and self.host_math):
+            ctx.log(self._beta_names, betas)  # device path: beta 0 adds 0, no host sync
+            for ps, anchor, beta in zip(self._params, self.state["anchors"], betas.unbind(), strict=True):
+                add_proximal_gradient_(ps, anchor, beta)
+        else:
+            floats = betas.tolist() if isinstance(betas, torch.Tensor) else betas
+            ctx.log_host(self._beta_names, floats)
+            proximal_step_(self._params, self.state["anchors"], floats, window_is_open=True)
+        accumulate_squared_gradients_(self.state["fisher"], self._weights)
+        ctx.log_host(["infreg/window", "infreg/trace"], [float(self.state["open"]), self._last_trace()])
+
+    def _last_trace(self) -> float:
+        history = self.state["history"]
+        return float(history[-1]) if history else 0.0
+
+    def on_epoch_end(self, ctx: StepContext, val_metrics: dict[str, float] | None) -> None:
+        self.state["history"] = [*self.state["history"], float(fisher_trace(self.state["fisher"]))]

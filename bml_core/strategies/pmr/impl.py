@@ -12,9 +12,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.pmr import PMRParams
 
 
 def prototype_batches(num_batches: int, proto_fraction: float) -> int:
@@ -114,3 +118,67 @@ def pmr_weights(scores: torch.Tensor, alpha: float, form: str = "smooth") -> tor
     if form == "switch":
         return torch.where(rho > 1.0, torch.full_like(rho, alpha), torch.zeros_like(rho))
     raise ValueError(f"unknown PMR form {form!r} (smooth | switch)")
+
+
+class PMR(Strategy):
+    """L = CE(z) + sum_m weight_m L_PCE^m with prototypes recomputed at every epoch start.
+
+    State (checkpointed): the prototypes per modality and the epoch they were computed for
+    (a run resumed mid-epoch keeps them instead of recomputing from the current weights)."""
+
+    params: PMRParams
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        mods = self.modalities
+        self._weight_names = [f"pmr/weight/{m}" for m in mods]
+        self._score_names = [f"pmr/score/{m}" for m in mods]
+        self._pce_names = [f"pmr/pce/{m}" for m in mods]
+        self.state = {"prototypes": None, "epoch": -1}
+        self._h: dict[str, torch.Tensor] | None = None
+
+    def on_features(self, ctx: StepContext, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self._h = h  # the encoders' features before any later strategy (OPM) drops or rescales them
+        return h
+
+    def on_epoch_start(self, ctx: StepContext) -> None:
+        if self.state["epoch"] == ctx.epoch:
+            return  # resumed inside this epoch: the checkpointed prototypes are this epoch's
+        num_classes = ctx.num_classes
+        n = prototype_batches(ctx.steps_per_epoch, self.params.proto_fraction)
+        self.state = {
+            "prototypes": epoch_prototypes(
+                ctx.iter_features("train", self.params.proto_fraction),
+                n,
+                num_classes,
+                self.state["prototypes"],
+                self.params.momentum,
+            ),
+            "epoch": ctx.epoch,
+        }
+
+    def compute_loss(
+        self,
+        ctx: StepContext,
+        h: dict[str, torch.Tensor],
+        z: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+    ) -> dict[str, torch.Tensor | None]:
+        protos = self.state["prototypes"]
+        h, self._h = (self._h if self._h is not None else h), None
+        d = [prototype_distances(h[m], protos[m]) for m in self.modalities]
+        scores = torch.stack([prototype_score(dm.detach(), y) for dm in d])
+        pce = torch.stack([prototype_ce(dm, y) for dm in d])
+        if self.active(ctx.epoch):
+            weights = pmr_weights(scores, self.params.alpha, self.params.form)
+        else:
+            weights = torch.zeros_like(scores)
+        ctx.log(self._weight_names, weights)
+        ctx.log(self._score_names, scores / y.shape[0])
+        ctx.log(self._pce_names, pce.detach())
+        terms: dict[str, torch.Tensor | None] = {"pmr_pce": (weights * pce).sum()}
+        if self.params.per_mu > 0 and ctx.epoch < self.params.per_epochs and self.active(ctx.epoch):
+            dominant = torch.stack(d)[scores.argmax()]  # indexing by a tensor: no host sync
+            terms["pmr_entropy"] = -self.params.per_mu * prototype_entropy(dominant)
+        return terms
