@@ -315,7 +315,19 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.state = state.get("state", {})
+        # checkpoints are read onto the CPU: tensors of the state go back to the run's device
+        self.state = tensors_to(state.get("state", {}), self.device)
+
+
+def tensors_to(obj: Any, device: torch.device) -> Any:
+    """Every tensor inside nested dicts, lists and tuples moved to `device` (the rest as is)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: tensors_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tensors_to(v, device) for v in obj)
+    return obj
 
 
 def overrides(strategy: Strategy, event: str) -> bool:

@@ -233,3 +233,13 @@ def test_resume_is_bitwise(tmp_path: Path, where: int | str) -> None:
     assert_resume_is_bitwise(
         tmp_path, [{"name": "opm", "p_exe": 0.8}, {"name": "infreg", "window": 1}], where
     )
+
+
+def test_a_step_driven_by_hand_takes_the_anchors_first() -> None:
+    trainer = _trainer()
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    before = [p.detach().clone() for p in trainer.model.encoder_parameters("audio")]
+    metrics = trainer.train_step(x, y, 0)  # no on_epoch_start: the step runs it
+    assert metrics is not None and metrics["infreg/window"] == 1.0
+    anchors = trainer.strategies[0].state["anchors"][0]
+    assert all(torch.equal(a, b) for a, b in zip(anchors, before, strict=True))

@@ -269,3 +269,27 @@ def test_resume_is_bitwise(tmp_path: Path, where: int | str) -> None:
         [{"name": "pmr", "proto_fraction": 0.2, "momentum": 0.2}, {"name": "opm", "p_exe": 0.8}],
         where,
     )
+
+
+def test_a_step_driven_by_hand_computes_the_prototypes_first() -> None:
+    trainer = _trainer()
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    assert trainer.strategies[0].state["prototypes"] is None
+    metrics = trainer.train_step(x, y, 0)  # no on_epoch_start: the step runs it
+    assert metrics is not None and math.isfinite(metrics["train/loss_term/pmr_pce"])
+    assert trainer.strategies[0].state["epoch"] == 0
+    assert torch.is_grad_enabled() and trainer.model.training  # the no-grad eval pass left nothing behind
+
+
+def test_state_tensors_follow_the_run_device_on_load() -> None:
+    from bml_core.strategies.base import tensors_to
+
+    state = {
+        "prototypes": {"a": torch.ones(2)},
+        "anchors": [[torch.zeros(1)]],
+        "epoch": 3,
+        "t": (torch.ones(1),),
+    }
+    moved = tensors_to(state, torch.device("meta"))
+    assert moved["prototypes"]["a"].device.type == "meta" and moved["anchors"][0][0].device.type == "meta"
+    assert moved["epoch"] == 3 and isinstance(moved["t"], tuple) and moved["t"][0].device.type == "meta"

@@ -148,6 +148,8 @@ class InfoReg(Strategy):
         u: dict[str, torch.Tensor],
         y: torch.Tensor,
     ) -> dict[str, torch.Tensor | None]:
+        if self.state["anchors"] is None:  # a step driven without the epoch-start event
+            self.on_epoch_start(ctx)
         logits = torch.stack([u[m] for m in self.modalities]).float()  # [M, B, C]
         uni = F.cross_entropy(logits.flatten(0, 1), y.repeat(len(self.modalities)), reduction="sum")
         if self.active(ctx.epoch) and self.state["open"]:

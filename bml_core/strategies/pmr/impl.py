@@ -165,6 +165,8 @@ class PMR(Strategy):
         u: dict[str, torch.Tensor],
         y: torch.Tensor,
     ) -> dict[str, torch.Tensor | None]:
+        if self.state["prototypes"] is None:  # a step driven without the epoch-start event
+            self.on_epoch_start(ctx)
         protos = self.state["prototypes"]
         h, self._h = (self._h if self._h is not None else h), None
         d = [prototype_distances(h[m], protos[m]) for m in self.modalities]
