@@ -183,6 +183,9 @@ class Trainer:
         self.ratio_kind = next(
             (r for p in cfg.strategies if isinstance(r := getattr(p, "ratio", None), str)), "pairwise_mean"
         )
+        self.init_snapshot: dict[str, torch.Tensor] | None = None
+        if any(s.spec is not None and s.spec.has("needs_init_snapshot") for s in self.strategies):
+            self.init_snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = build_optimizer(cfg, self.model)
         self._groups = {g["name"]: g for g in self.optimizer.param_groups}
         self.lr_mults: dict[str, float] = {}  # per group name; checkpointed

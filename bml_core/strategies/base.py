@@ -67,7 +67,11 @@ class Runtime(Protocol):
     ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]: ...
     def evaluate_split(self, split: str) -> dict[str, float]: ...
     def clone_model(self) -> MultimodalModel: ...
+
+    init_snapshot: dict[str, torch.Tensor] | None
+
     def backward(self, loss: torch.Tensor) -> None: ...
+    def optimizer_step(self) -> None: ...
 
 
 @dataclass
@@ -229,9 +233,22 @@ class StepContext:
     def clone_model(self) -> MultimodalModel:
         return self._rt().clone_model()
 
+    @property
+    def init_snapshot(self) -> dict[str, torch.Tensor]:
+        """The model's initial state_dict (strategies declaring needs_init_snapshot)."""
+        snap = self._rt().init_snapshot
+        if snap is None:
+            raise RuntimeError("declare needs_init_snapshot in the spec to get the initial weights")
+        return snap
+
     def backward(self, loss: torch.Tensor) -> None:
         """loss.backward() through the AMP grad scaler when there is one (for `backward`)."""
         self._rt().backward(loss)
+
+    def optimizer_step(self) -> None:
+        """optimizer.step() as the trainer does it (grad scaler, per-group lr multipliers):
+        for a `training_step` that makes its own updates."""
+        self._rt().optimizer_step()
 
 
 class Strategy:
