@@ -33,7 +33,9 @@ def test_pmr_agm_infreg_help_the_weak_modality() -> None:
     weak = {s: statistics.mean(r["acc_per_modality"]["visual"] for r in rs) for s, rs in results.items()}
     strong = {s: statistics.mean(r["acc_per_modality"]["audio"] for r in rs) for s, rs in results.items()}
     report = {s: (round(fused[s], 3), round(strong[s], 3), round(weak[s], 3)) for s in results}
+    per_seed = {s: [round(r["acc_per_modality"]["visual"], 3) for r in rs] for s, rs in results.items()}
     print("fused, audio, visual test accuracy (means over 3 seeds):", report)
+    print("visual test accuracy per seed:", per_seed)
     assert strong["joint"] > weak["joint"] + 0.1, report  # visual really is the weak modality
     for s in METHODS:
         assert weak[s] >= weak["joint"] + WEAK_GAIN, (s, report)

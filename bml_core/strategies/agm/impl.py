@@ -165,11 +165,11 @@ class AGM(Strategy):
         u: dict[str, torch.Tensor],
         y: torch.Tensor,
     ) -> dict[str, torch.Tensor | None]:
-        if not self.active(ctx.epoch) or self._batch is None:
+        batch, self._batch = self._batch, None
+        if not self.active(ctx.epoch) or batch is None:
             ctx.log(self._coef_names, torch.ones(len(self.modalities), device=z.device))
             return {}
-        x = self._batch[0]
-        self._batch = None
+        x = batch[0]
         phis = shapley_logits(self._coalition_values(ctx, x, z), len(self.modalities))
         scores = agm_scores(torch.stack(phis), y)
         count = int(self.state["steps"]) + 1

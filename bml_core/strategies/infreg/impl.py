@@ -170,7 +170,9 @@ class InfoReg(Strategy):
         else:
             floats = betas.tolist() if isinstance(betas, torch.Tensor) else betas
             ctx.log_host(self._beta_names, floats)
-            proximal_step_(self._params, self.state["anchors"], floats, window_is_open=True)
+            proximal_step_(
+                self._params, self.state["anchors"], floats, window_is_open=bool(self.state["open"])
+            )
         accumulate_squared_gradients_(self.state["fisher"], self._weights)
         ctx.log_host(["infreg/window", "infreg/trace"], [float(self.state["open"]), self._last_trace()])
 
