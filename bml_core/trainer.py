@@ -641,6 +641,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # load_state_dict replaces the group dicts: look them up again (lr multipliers, param_group)
+        self._groups = {g["name"]: g for g in self.optimizer.param_groups}
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state["scaler"]:
@@ -778,15 +780,18 @@ class Trainer:
         val_metrics: dict[str, float] | None = None
         if (epoch + 1) % cfg.train.eval_every == 0 or last:
             result = self.evaluate(self.bundle.val, "val")
-            metrics = val_metrics = result.as_metrics("val")
+            val_metrics = result.as_metrics("val")
             self.history.append({"epoch": epoch, "step": self.global_step, "val": result.as_summary(False)})
-            self.sink.on_eval(self.global_step, epoch, metrics)
             if result.acc > self.best["acc"]:
                 self.best = {"acc": result.acc, "epoch": epoch, "step": self.global_step}
                 self._save_best(epoch)
         ctx = self.context(epoch)
         for s in self.hooks["on_epoch_end"]:
-            s.on_epoch_end(ctx, val_metrics)
+            s.on_epoch_end(ctx, dict(val_metrics) if val_metrics is not None else None)
+        # what on_epoch_end logged (per-epoch strategy series) goes out with the eval metrics
+        epoch_metrics = {**(val_metrics or {}), **ctx.metrics}
+        if epoch_metrics:
+            self.sink.on_eval(self.global_step, epoch, epoch_metrics)
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
