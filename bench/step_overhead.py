@@ -1,4 +1,5 @@
-"""Step-time overhead of the balancing strategies relative to joint training.
+"""Step-time overhead of every discovered strategy (built-ins and BML_PLUGINS plug-ins)
+relative to joint training.
 
 Same model initialisation and the same batches for every variant; variants are interleaved
 round by round in one process so machine noise hits all of them alike. Reports the median
@@ -7,6 +8,7 @@ score (a Python loop over the batch) against our vectorised one.
 
     python bench/step_overhead.py                      # MLP and small CNN on the CPU
     python bench/step_overhead.py --device cuda --suite resnet18   # CREMA-D-shaped ResNet-18
+    python bench/step_overhead.py --strategies opm pmr             # a subset (and joint)
 """
 
 from __future__ import annotations
@@ -20,17 +22,26 @@ from typing import Any
 
 import torch
 
-from bml_core.config import load_config
+from bml_core.config import ConfigError, load_config
 from bml_core.imbalance import official_loop_score
+from bml_core.strategies import all_specs, get_spec
 from bml_core.trainer import Trainer
 
-VARIANTS: dict[str, list[Any]] = {
-    "joint": [],
-    "ogm": ["ogm"],
-    "ogm_ge": ["ogm_ge"],
-    "opm": [{"name": "opm", "p_exe": 1.0}],
-    "opm+ogm_ge": [{"name": "opm", "p_exe": 1.0}, "ogm_ge"],
-}
+# per-strategy settings that measure the worst case (defaults otherwise)
+BENCH_PARAMS: dict[str, dict[str, Any]] = {"opm": {"p_exe": 1.0}}
+COMBINATIONS: dict[str, list[Any]] = {"opm+ogm_ge": [{"name": "opm", "p_exe": 1.0}, "ogm_ge"]}
+
+
+def variants(only: list[str] | None = None) -> dict[str, list[Any]]:
+    """joint, then one variant per discovered strategy (with BENCH_PARAMS), then COMBINATIONS."""
+    out: dict[str, list[Any]] = {"joint": []}
+    for spec in all_specs():
+        if spec.name != "joint" and (only is None or spec.name in only):
+            out[spec.name] = [{"name": spec.name, **BENCH_PARAMS.get(spec.name, {})}]
+    if only is None:
+        out.update(COMBINATIONS)
+    return out
+
 
 SUITES: dict[str, dict[str, Any]] = {
     "mlp": {
@@ -108,9 +119,17 @@ def time_steps(
 CLOCKS = ("wall", "thread_cpu", "process_cpu")
 
 
-def run_suite(name: str, device: str, amp: str, rounds: int, steps: int) -> dict[str, Any]:
+def run_suite(
+    name: str, device: str, amp: str, rounds: int, steps: int, only: list[str] | None = None
+) -> dict[str, Any]:
     suite = SUITES[name]
-    trainers = {v: make_trainer(suite, s, device, amp) for v, s in VARIANTS.items()}
+    trainers: dict[str, Trainer] = {}
+    skipped: dict[str, str] = {}
+    for v, strategies in variants(only).items():
+        try:
+            trainers[v] = make_trainer(suite, strategies, device, amp)
+        except ConfigError as exc:  # e.g. a strategy whose rules refuse this suite's model
+            skipped[v] = str(exc)
     trainers["joint (official loop score)"] = make_trainer(suite, [], device, amp, loop=True)
     first = trainers["joint"]
     ds = first.bundle.train
@@ -137,7 +156,20 @@ def run_suite(name: str, device: str, amp: str, rounds: int, steps: int) -> dict
         for v in trainers
     }
     samples_per_s = {v: 64 / (ms["wall"] / 1000) for v, ms in step_ms.items()}
-    return {"suite": name, "step_ms": step_ms, "ratio_to_joint": ratios, "samples_per_s": samples_per_s}
+    cost = {v: "+".join(_cost(s) for s in strategies) or "none" for v, strategies in variants(only).items()}
+    return {
+        "suite": name,
+        "step_ms": step_ms,
+        "ratio_to_joint": ratios,
+        "samples_per_s": samples_per_s,
+        "cost_class": cost,
+        "skipped": skipped,
+    }
+
+
+def _cost(strategy: Any) -> str:
+    spec = get_spec(strategy if isinstance(strategy, str) else strategy["name"])
+    return spec.cost if spec is not None else "?"
 
 
 def main() -> None:
@@ -149,26 +181,30 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="steps per variant per round")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--strategies", nargs="+", default=None, help="only these strategies (and joint)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     results = []
     for name in args.suite:
         steps = args.steps or {"mlp": 60, "cnn": 8, "resnet18": 20}[name]
-        res = run_suite(name, args.device, args.amp, args.rounds, steps)
+        res = run_suite(name, args.device, args.amp, args.rounds, steps, args.strategies)
         results.append(res)
         print(
             f"\n## {name} (device {args.device}, amp {args.amp}, batch 64, {args.rounds} rounds x {steps} steps)"
         )
         print(
-            "| variant | step ms (wall) | samples/s | ÷ joint, wall | ÷ joint, main-thread CPU | ÷ joint, process CPU |"
+            "| variant | cost class | step ms (wall) | samples/s | ÷ joint, wall "
+            "| ÷ joint, main-thread CPU | ÷ joint, process CPU |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for v, ms in res["step_ms"].items():
             r = res["ratio_to_joint"][v]
             print(
-                f"| {v} | {ms['wall']:.2f} | {res['samples_per_s'][v]:.0f} | {r['wall']:.3f} "
-                f"| {r['thread_cpu']:.3f} | {r['process_cpu']:.3f} |"
+                f"| {v} | {res['cost_class'].get(v, 'none')} | {ms['wall']:.2f} | {res['samples_per_s'][v]:.0f} "
+                f"| {r['wall']:.3f} | {r['thread_cpu']:.3f} | {r['process_cpu']:.3f} |"
             )
+        for v, why in res["skipped"].items():
+            print(f"skipped {v}: {why}")
     meta = {
         "torch": torch.__version__,
         "device": args.device,

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from bml_core.config import ConfigError, RunConfig, load_config
+from bml_core.errors import DatasetError  # torch-free (bml_core.data would load torch)
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 MAX_RUN_ID = 2**63 - 1  # run ids are BIGINT-sized; larger numbers name no run
@@ -60,8 +61,6 @@ def print_config_errors(exc: ConfigError, what: str = "invalid config") -> None:
 @contextmanager
 def invalid_input_exits() -> Iterator[None]:
     """Config and dataset errors -> exit 2 with the field and message on stderr."""
-    from bml_core.data import DatasetError
-
     try:
         yield
     except ConfigError as exc:

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from bml_cli import dashboard_cmd, data_cmd, report_cmd, store_cmd, train_cmd, worker_cmd
+from bml_cli import dashboard_cmd, data_cmd, report_cmd, store_cmd, strategies_cmd, train_cmd, worker_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -31,6 +31,7 @@ data_cmd.register(app)
 worker_cmd.register(app)
 dashboard_cmd.register(app)
 report_cmd.register(app)
+strategies_cmd.register(app)
 
 
 def _one_line(text: str) -> str:

@@ -107,6 +107,11 @@ class EncoderConfig(StrictModel):
 
 class ModelConfig(StrictModel):
     fusion: Literal["concat", "sum", "film", "gated"] = "concat"
+    heads: Literal["split", "aux"] = Field(
+        "split",
+        description="uni-modal logits: split = the fusion head's per-modality blocks; "
+        "aux = one extra linear head per modality on h_m",
+    )
     feature_dim: Int = Field(
         128, gt=0, le=MAX_WIDTH, description="encoder output width (ResNet-18 keeps 512)"
     )
@@ -222,66 +227,64 @@ class StrategyParams(StrictModel):
 RatioName = Literal["pairwise_mean", "vs_rest", "vs_min"]
 
 
-class JointParams(StrategyParams):
-    """Plain joint training: no modulation (the imbalance probe still runs)."""
-
-    name: Literal["joint"] = "joint"
-    summary: ClassVar[str] = "Joint training without modulation (baseline)."
+_STRATEGY_PARAMS: dict[str, type[StrategyParams]] = {}
+_SYNCED: set[str] = set()  # names that came from discovered specs
 
 
-class OGMParams(StrategyParams):
-    """On-the-fly Gradient Modulation (METHODS.md section 4)."""
-
-    name: Literal["ogm"] = "ogm"
-    alpha: float = Field(0.8, ge=0.0, description="modulation strength")
-    k_form: Literal["official", "smooth"] = Field("official", description="coefficient form")
-    params: Literal["weights", "conv_only", "all"] = Field("weights", description="encoder tensors modulated")
-    ratio: RatioName = Field("pairwise_mean", description="discrepancy ratio for M modalities")
-    summary: ClassVar[str] = "Scales down the dominant encoder's gradients (CVPR 2022)."
-
-
-class OGMGEParams(OGMParams):
-    """OGM with generalisation-enhancement Gaussian noise (METHODS.md section 4)."""
-
-    name: Literal["ogm_ge"] = "ogm_ge"  # type: ignore[assignment]
-    summary: ClassVar[str] = "OGM plus gradient noise with the unmodulated gradient's std (CVPR 2022)."
-
-
-class OPMParams(StrategyParams):
-    """On-the-fly Prediction Modulation (METHODS.md section 5)."""
-
-    name: Literal["opm"] = "opm"
-    q_base: float = Field(0.5, ge=0.0, le=1.0, description="base drop probability")
-    lam: float = Field(0.5, ge=0.0, description="lambda: growth of q with the discrepancy")
-    p_exe: float = Field(0.7, ge=0.0, le=1.0, description="probability the drop runs in an iteration")
-    rescale: Literal["global", "per_modality", "none"] = Field("global", description="feature rescaling")
-    q_source: Literal["batch", "previous"] = Field("batch", description="rho of this batch or the previous")
-    ratio: RatioName = Field("pairwise_mean", description="discrepancy ratio for M modalities")
-    summary: ClassVar[str] = (
-        "Drops the dominant modality's features with a dynamic probability (T-PAMI 2024)."
-    )
-
-
-STRATEGY_PARAMS: dict[str, type[StrategyParams]] = {}
-
-
-def register_strategy_params(cls: type[StrategyParams]) -> type[StrategyParams]:
-    """Register a strategy's parameter model; the run config and the launch form pick it up."""
+def register_strategy_params(cls: type[StrategyParams], rebuild: bool = True) -> type[StrategyParams]:
+    """Register a strategy's parameter model; the run config and the launch form pick it up.
+    (Specs found by `bml_core.strategies.spec.discover` are registered automatically.)"""
     name = cls.model_fields["name"].default
     if not isinstance(name, str):
         raise TypeError(f"{cls.__name__}.name needs a string default")
-    STRATEGY_PARAMS[name] = cls
-    if "RunConfig" in globals():
+    _STRATEGY_PARAMS[name] = cls
+    if rebuild and "RunConfig" in globals():
         _rebuild_run_config()
     return cls
 
 
-for _cls in (JointParams, OGMParams, OGMGEParams, OPMParams):
-    register_strategy_params(_cls)
+def sync_strategy_params(models: Mapping[str, type[StrategyParams]]) -> None:
+    """Make the discovered specs' parameter models the config's (one rebuild)."""
+    for name in _SYNCED - set(models):
+        _STRATEGY_PARAMS.pop(name, None)
+    _SYNCED.clear()
+    for cls in models.values():
+        register_strategy_params(cls, rebuild=False)
+    _SYNCED.update(models)
+    _rebuild_run_config()
+
+
+def _ensure_strategies() -> dict[str, type[StrategyParams]]:
+    """Discover the strategy specs (once; again when BML_PLUGINS changed)."""
+    from bml_core.strategies.spec import discover
+
+    discover()
+    return _STRATEGY_PARAMS
+
+
+# moved into their method packages (bml_core/strategies/<name>/); importable here as before
+_MOVED = {
+    "JointParams": "bml_core.strategies.joint",
+    "OGMParams": "bml_core.strategies.ogm",
+    "OGMGEParams": "bml_core.strategies.ogm",
+    "OPMParams": "bml_core.strategies.opm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "STRATEGY_PARAMS":
+        return _ensure_strategies()
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _strategy_union() -> Any:
-    classes = tuple(STRATEGY_PARAMS.values())
+    classes = tuple(_STRATEGY_PARAMS.values())
+    if not classes:
+        return StrategyParams
     if len(classes) == 1:
         return classes[0]
     return Annotated[Union[classes], Field(discriminator="name")]  # noqa: UP007
@@ -335,8 +338,6 @@ class RunConfig(StrictModel):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"strategy listed twice: {sorted(dup)}")
-        if "ogm" in names and "ogm_ge" in names:
-            raise ValueError("use either ogm or ogm_ge, not both")
         return v
 
     @property
@@ -372,7 +373,7 @@ def _format_loc(loc: Iterable[Any]) -> str:
             and parts[-2] == "strategies"
             and isinstance(part, int)
             and i + 1 < len(loc)
-            and loc[i + 1] in STRATEGY_PARAMS
+            and loc[i + 1] in _STRATEGY_PARAMS
         ):
             i += 1
         i += 1
@@ -384,12 +385,13 @@ def _format_msg(err: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key (remove it or check its spelling against the documented keys)"
     if err["type"] == "union_tag_invalid":
-        known = ", ".join(sorted(STRATEGY_PARAMS))
-        return (
-            f"unknown strategy {err['input'].get('name')!r}; known: {known}"
-            if isinstance(err.get("input"), dict)
-            else f"unknown strategy; known: {known}"
-        )
+        from bml_core.strategies.spec import plugin_errors
+
+        known = ", ".join(sorted(_STRATEGY_PARAMS))
+        name = err["input"].get("name") if isinstance(err.get("input"), dict) else None
+        msg = f"unknown strategy {name!r}; known: {known}" if name else f"unknown strategy; known: {known}"
+        broken = "; ".join(str(e) for e in plugin_errors())
+        return f"{msg} (plug-ins that failed to load: {broken})" if broken else msg
     if err["type"] == "union_tag_not_found":
         return "each strategy needs a `name`"
     return msg.removeprefix("Value error, ")
@@ -399,10 +401,17 @@ def validate_config(raw: Mapping[str, Any]) -> RunConfig:
     """Validate a config dict; raise ConfigError with one (path, message) per problem."""
     if not isinstance(raw, Mapping):
         raise ConfigError([("config", "must be a mapping of keys to values")])
+    _ensure_strategies()
     try:
-        return RunConfig.model_validate(dict(raw))
+        cfg = RunConfig.model_validate(dict(raw))
     except ValidationError as exc:
         raise ConfigError([(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]) from None
+    from bml_core.strategies.spec import check_rules
+
+    errors = check_rules(cfg)
+    if errors:
+        raise ConfigError(errors)
+    return cfg
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -577,29 +586,6 @@ def advisory(fn: Advisory) -> Advisory:
 
 
 @advisory
-def _ogm_with_adaptive_optimiser(cfg: RunConfig) -> str | None:
-    if cfg.optim.name in ("adam", "adamw") and any(s.name in ("ogm", "ogm_ge") for s in cfg.strategies):
-        return (
-            f"OGM with {cfg.optim.name}: a constant gradient scale is largely cancelled by Adam's "
-            "update normalisation (OGM-GE issue #26); the CVPR results use SGD with momentum."
-        )
-    return None
-
-
-@advisory
-def _conv_only_on_mlp(cfg: RunConfig) -> str | None:
-    for s in cfg.strategies:
-        if getattr(s, "params", None) == "conv_only":
-            mlps = [m for m, e in cfg.model.encoders.items() if e.name == "mlp"]
-            if mlps or not cfg.model.encoders:
-                return (
-                    "params: conv_only modulates 4-D (conv) gradients only; it does nothing to MLP "
-                    "encoders. Use params: weights for them."
-                )
-    return None
-
-
-@advisory
 def _schedule_past_end(cfg: RunConfig) -> str | None:
     for i, s in enumerate(cfg.strategies):
         first = max(s.start_epoch, s.warmup_epochs)
@@ -612,14 +598,6 @@ def _schedule_past_end(cfg: RunConfig) -> str | None:
 
 
 @advisory
-def _opm_never_executes(cfg: RunConfig) -> str | None:
-    for s in cfg.strategies:
-        if isinstance(s, OPMParams) and (s.p_exe == 0.0 or s.q_base == 0.0):
-            return "OPM with p_exe = 0 or q_base = 0 never drops anything: it equals joint training."
-    return None
-
-
-@advisory
 def _fp16_on_cpu(cfg: RunConfig) -> str | None:
     if cfg.train.amp == "fp16" and cfg.train.device == "cpu":
         return "amp fp16 on the CPU is slow and unsupported for many ops; use bf16 or off."
@@ -628,9 +606,12 @@ def _fp16_on_cpu(cfg: RunConfig) -> str | None:
 
 def advisories(cfg: RunConfig) -> list[str]:
     """Warnings about valid but questionable settings (not errors)."""
-    return [msg for fn in _ADVISORIES if (msg := fn(cfg))]
+    from bml_core.strategies.spec import spec_advisories
+
+    return spec_advisories(cfg) + [msg for fn in _ADVISORIES if (msg := fn(cfg))]
 
 
 def config_schema() -> dict[str, Any]:
     """JSON schema of the run config (for the launch form and docs)."""
+    _ensure_strategies()
     return RunConfig.model_json_schema()

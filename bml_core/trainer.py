@@ -1,7 +1,10 @@
-"""The training loop. One plain loop whose hook calls are visible in order:
+"""The training loop. One plain loop whose strategy events are visible in order
+(STRATEGIES.md section 1; each strategy in config order, only those implementing an event):
 
-  encode -> probe_imbalance -> strategy.transform_features -> fuse -> loss
-  -> strategy.compose_loss -> backward -> strategy.after_backward -> optimiser step
+  on_fit_start · on_epoch_start · per step: before_forward -> encode -> probe_imbalance
+  -> on_features -> fuse -> on_logits -> fused CE + compute_loss terms -> backward
+  -> on_gradients -> before_optimizer_step -> optimiser step (or a strategy's training_step)
+  · after the epoch's eval: on_epoch_end -> should_stop (a checkpointed, clean stop)
 
 Every step emits the CONTRACT.md metric keys to the sinks (one host sync per step); every
 epoch evaluates on val, checkpoints (model, optimiser, scheduler, scaler, strategy state,
@@ -11,6 +14,7 @@ test, and never used to choose anything."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import pickle
@@ -42,7 +46,9 @@ from bml_core.metrics import (
 )
 from bml_core.models import MultimodalModel, build_model
 from bml_core.sinks import MetricSink, SinkGroup
-from bml_core.strategies import StepContext, Strategy, build_strategies
+from bml_core.strategies.base import EVENTS, Batch, StepContext, Strategy, overrides
+from bml_core.strategies.runtime import build_strategies, wants_aux_heads
+from bml_core.strategies.spec import plugin_errors
 
 
 class CheckpointError(RuntimeError):
@@ -107,13 +113,26 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_optimizer(
-    cfg: RunConfig, model: MultimodalModel, strategies: list[Strategy]
-) -> torch.optim.Optimizer:
-    groups: list[dict[str, Any]] | None = None
-    for s in strategies:
-        groups = s.param_groups(cfg.optim.lr) or groups
-    params: Any = groups if groups is not None else model.parameters()
+HEAD_GROUP = "head"
+
+
+def parameter_groups(model: MultimodalModel) -> list[dict[str, Any]]:
+    """One optimizer group per modality's encoder (named by the modality), then one for the
+    rest (fusion head, aux heads) named "head"."""
+    groups: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    for m in model.modalities:
+        params = model.encoder_parameters(m)
+        seen.update(id(p) for p in params)
+        groups.append({"params": params, "name": m})
+    rest = [p for p in model.parameters() if id(p) not in seen]
+    if rest:
+        groups.append({"params": rest, "name": HEAD_GROUP})
+    return groups
+
+
+def build_optimizer(cfg: RunConfig, model: MultimodalModel) -> torch.optim.Optimizer:
+    params: Any = parameter_groups(model)
     o = cfg.optim
     if o.name == "sgd":
         return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -193,9 +212,30 @@ class Trainer:
         self.resume = resume
 
         seed_everything(cfg.seed)
-        self.model = build_model(cfg.model, self.bundle.input_shapes, self.bundle.num_classes).to(self.device)
+        self.model = build_model(
+            cfg.model, self.bundle.input_shapes, self.bundle.num_classes, aux_heads=wants_aux_heads(cfg)
+        ).to(self.device)
         self.strategies = build_strategies(cfg.strategies, self.model, self.device, cfg.seed)
-        self.optimizer = build_optimizer(cfg, self.model, self.strategies)
+        # the strategies implementing each event, in config order (the loop skips no-ops)
+        self.hooks: dict[str, list[Strategy]] = {
+            e: [s for s in self.strategies if overrides(s, e)] for e in EVENTS
+        }
+        self.step_owner = next(
+            (s for s in self.strategies if s.spec is not None and s.spec.has("overrides_step")), None
+        )
+        self.needs_unimodal_grad = any(
+            s.spec is not None and s.spec.has("needs_unimodal_logits_with_grad") for s in self.strategies
+        )
+        # the rho logged per step is the form the run's strategies use (issue 11 item 5)
+        self.ratio_kind = next(
+            (r for p in cfg.strategies if isinstance(r := getattr(p, "ratio", None), str)), "pairwise_mean"
+        )
+        self.init_snapshot: dict[str, torch.Tensor] | None = None
+        if any(s.spec is not None and s.spec.has("needs_init_snapshot") for s in self.strategies):
+            self.init_snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        self.optimizer = build_optimizer(cfg, self.model)
+        self._groups = {g["name"]: g for g in self.optimizer.param_groups}
+        self.lr_mults: dict[str, float] = {}  # per group name; checkpointed
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.train.amp == "fp16" else None
@@ -207,6 +247,7 @@ class Trainer:
             1 if rest >= 2 or full == 0 else 0
         )  # a 1-sample batch breaks BatchNorm
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.num_classes = self.bundle.num_classes
 
         # progress state (checkpointed)
         self.epoch = 0
@@ -218,6 +259,7 @@ class Trainer:
         self.best: dict[str, Any] = {"acc": -math.inf, "epoch": -1, "step": 0}
         # the official protocol's number (best test accuracy over epochs): reported, never used
         self.best_test: dict[str, Any] = {"acc": -math.inf, "epoch": -1}
+        self.stopped_by: dict[str, Any] | None = None  # a strategy's should_stop
         self.history: list[dict[str, Any]] = []
         self._resident: dict[str, TensorDataset] = {}
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -292,59 +334,90 @@ class Trainer:
         """METHODS.md sections 2-3: uni-modal logits and scores, every step, every strategy."""
         return UnimodalProbe(probe_unimodal_logits(self.model, feats), y)
 
+    def context(self, epoch: int, y: torch.Tensor | None = None, training: bool = True) -> StepContext:
+        """The context handed to strategy events (step events fill in scores and labels)."""
+        return StepContext(
+            epoch=epoch,
+            step=self.global_step + 1,
+            modalities=self.modalities,
+            y=y,
+            run=self,
+            batch_idx=self.batch_in_epoch,
+            training=training,
+        )
+
     def train_step(self, x: dict[str, torch.Tensor], y: torch.Tensor, epoch: int) -> dict[str, float] | None:
         """One optimiser step. Returns the step's metrics, or None when the step was skipped
         (every sample dropped)."""
         t0 = time.perf_counter()
+        ctx = self.context(epoch, y)
+        if self.step_owner is not None:
+            return self._strategy_step(ctx, (x, y), t0)
         model = self.model
         model.train()
+        for s in self.hooks["before_forward"]:
+            x, y = s.before_forward(ctx, (x, y))
+            ctx.y = y
         with self._autocast():
             feats = model.encode(x)
-            probe = self.probe_imbalance(feats, y)
-            ctx = StepContext(
-                epoch=epoch, step=self.global_step + 1, modalities=self.modalities, scores=probe.scores, y=y
-            )
-            keep: torch.Tensor | None = None
-            for s in self.strategies:
-                feats, kept = s.transform_features(feats, ctx)
-                if kept is not None:
-                    keep = kept if keep is None else keep & kept
+            u_grad = self.unimodal_logits(feats) if self.needs_unimodal_grad else None
+            if u_grad is not None and self.cfg.model.heads == "split":
+                probe = UnimodalProbe({m: u.detach() for m, u in u_grad.items()}, y)
+            else:
+                probe = self.probe_imbalance(feats, y)
+            ctx.scores = probe.scores
+            for s in self.hooks["on_features"]:
+                feats = s.on_features(ctx, feats)
             logits = model.fusion(feats)
+            for s in self.hooks["on_logits"]:
+                logits = s.on_logits(ctx, feats, logits, True)
+            keep = ctx.keep
             per_sample = F.cross_entropy(logits.float(), y, reduction="none")
             if keep is None:
-                loss = per_sample.mean()
+                ce = per_sample.mean()
             else:
                 w = keep.float()
-                loss = (per_sample * w).sum() / w.sum().clamp_min(1.0)
-            for s in self.strategies:
-                loss = s.compose_loss(loss, logits, feats, ctx)
+                ce = (per_sample * w).sum() / w.sum().clamp_min(1.0)
+            losses: dict[str, torch.Tensor] = {"ce": ce}
+            u = u_grad if u_grad is not None else probe.logits
+            for s in self.hooks["compute_loss"]:
+                for name, term in s.compute_loss(ctx, feats, logits, u, y).items():
+                    if term is None:
+                        losses.pop(name, None)
+                    else:
+                        losses[name] = term
+            loss = self._sum_losses(losses)
 
         self.optimizer.zero_grad(set_to_none=True)
+        if not any(s.backward(ctx, losses) for s in self.hooks["backward"]):
+            self.backward(loss)
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # OGM-GE works on unscaled gradients
-        else:
-            loss.backward()
-        for s in self.strategies:
-            s.after_backward(ctx)
+        for s in self.hooks["on_gradients"]:
+            s.on_gradients(ctx)
+        for s in self.hooks["before_optimizer_step"]:
+            s.before_optimizer_step(ctx)
 
         # every metric of the step in one vector, then one host sync
         batch = y.shape[0]
+        keep = ctx.keep
+        term_names = [] if list(losses) == ["ce"] else [f"train/loss_term/{n}" for n in losses]
         values = [
             loss.detach().float().reshape(1),
             self._batch_acc(logits, y, keep).reshape(1),
             probe.loss,
             probe.accuracy,
             probe.scores / batch,
-            ctx.ratio("pairwise_mean"),
+            ctx.ratio(self.ratio_kind),
             self._encoder_grad_norms(),
+            *([torch.stack([t.detach().float() for t in losses.values()])] if term_names else []),
             *ctx.metric_values,
         ]
         if keep is not None:
             values.append(keep.sum().reshape(1).float())
         host = torch.cat([v.float() for v in values]).tolist()
         samples_left = host.pop() if keep is not None else batch
-        metrics = dict(zip(self._step_metric_names + ctx.metric_names, host, strict=True))
+        metrics = dict(zip(self._step_metric_names + term_names + ctx.metric_names, host, strict=True))
         metrics.update(zip(ctx.host_names, ctx.host_values, strict=True))
         if samples_left == 0:
             self.optimizer.zero_grad(set_to_none=True)
@@ -353,11 +426,22 @@ class Trainer:
                 "warning", f"step skipped at epoch {epoch}: every sample had every modality dropped"
             )
             return None
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.optimizer_step()
+        return self._step_done(metrics, batch, t0)
+
+    def _strategy_step(self, ctx: StepContext, batch: Batch, t0: float) -> dict[str, float] | None:
+        """A step run by the strategy that declares overrides_step (it calls ctx.backward and
+        self-steps through ctx.optimizer or returns metrics for the trainer to record)."""
+        assert self.step_owner is not None
+        self.model.train()
+        metrics = self.step_owner.training_step(ctx, batch)
+        if metrics is None:
+            self.skipped_steps += 1
+            return None
+        metrics = {**metrics, **ctx.metrics}
+        return self._step_done(metrics, batch[1].shape[0], t0)
+
+    def _step_done(self, metrics: dict[str, float], batch: int, t0: float) -> dict[str, float]:
         self.global_step += 1
         self.samples_seen += batch
         metrics["lr"] = float(self.optimizer.param_groups[0]["lr"])
@@ -365,6 +449,121 @@ class Trainer:
             torch.cuda.synchronize(self.device)
         metrics["time/step_ms"] = (time.perf_counter() - t0) * 1000.0
         return metrics
+
+    @staticmethod
+    def _sum_losses(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        terms = iter(losses.values())
+        total = next(terms, None)
+        if total is None:
+            raise RuntimeError("the strategies removed every loss term")
+        for t in terms:
+            total = total + t
+        return total
+
+    # ------------------------------------------------------------------ what ctx lends strategies
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def optimizer_step(self) -> None:
+        """optimizer.step() (through the grad scaler), with each group's lr multiplier applied
+        for this step only, so the scheduler keeps owning the base rates."""
+        scaled = [(g, g["lr"]) for name, g in self._groups.items() if self.lr_mults.get(name, 1.0) != 1.0]
+        for g, lr in scaled:
+            g["lr"] = lr * self.lr_mults[g["name"]]
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        for g, lr in scaled:
+            g["lr"] = lr
+
+    def param_group(self, modality: str) -> dict[str, Any]:
+        if modality not in self._groups:
+            raise KeyError(f"no parameter group {modality!r}; groups: {', '.join(self._groups)}")
+        return self._groups[modality]
+
+    def set_lr_mult(self, modality: str, mult: float) -> None:
+        self.param_group(modality)
+        self.lr_mults[modality] = float(mult)
+
+    def lr_mult(self, modality: str) -> float:
+        return self.lr_mults.get(modality, 1.0)
+
+    def reset_optimizer_state(self, modality: str) -> None:
+        for p in self.param_group(modality)["params"]:
+            self.optimizer.state.pop(p, None)
+
+    def forward(
+        self, x: dict[str, torch.Tensor], present: set[str] | None = None, zero: str = "input"
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """(features, fused logits) with the modalities outside `present` absent: zero input
+        (through the encoder) or zero features."""
+        model = self.model
+        present = set(self.modalities) if present is None else set(present)
+        if zero == "input":
+            feats = model.encode({m: (t if m in present else torch.zeros_like(t)) for m, t in x.items()})
+        elif zero == "features":
+            batch = next(iter(x.values())).shape[0]
+            dims = model.feature_dims()
+            ref = next(iter(model.parameters()))
+            feats = {
+                m: model.encoders[m](x[m])
+                if m in present
+                else torch.zeros(batch, dims[m], device=ref.device, dtype=ref.dtype)
+                for m in self.modalities
+            }
+        else:
+            raise ValueError(f"zero must be 'input' or 'features', not {zero!r}")
+        return feats, model.fusion(feats)
+
+    def unimodal_logits(
+        self, h: dict[str, torch.Tensor], heads: str | None = None
+    ) -> dict[str, torch.Tensor]:
+        heads = heads or self.cfg.model.heads
+        if heads == "aux":
+            if self.model.aux_heads is None:
+                raise RuntimeError("no aux heads: set model.heads: aux (or declare needs_aux_heads)")
+            return {m: self.model.aux_heads[m](h[m]) for m in self.modalities}
+        return self.model.fusion.unimodal_logits(h)
+
+    def loaders(self) -> dict[str, Any]:
+        return {"train": self.bundle.train, "val": self.bundle.val, "test": self.bundle.test}
+
+    def iter_batches(self, split: str, fraction: float = 1.0, seed: int | None = None) -> Iterator[Batch]:
+        ds = self._on_device(split, self.loaders()[split])
+        n = len(ds)
+        if split == "train":
+            g = torch.Generator().manual_seed(
+                seed if seed is not None else stable_seed(self.cfg.seed, self.epoch, "strategy")
+            )
+            order = torch.randperm(n, generator=g)
+        else:
+            order = torch.arange(n)
+        take = max(1, math.ceil(n * fraction)) if n else 0
+        return self._batches(ds, order[:take], self.cfg.train.batch_size, 0)
+
+    def iter_features(
+        self, split: str, fraction: float = 1.0
+    ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                for x, y in self.iter_batches(split, fraction):
+                    yield self.model.encode(x), y
+        finally:
+            self.model.train(was_training)
+
+    def evaluate_split(self, split: str) -> dict[str, float]:
+        return self.evaluate(self.loaders()[split], split).as_metrics(split)
+
+    def clone_model(self) -> MultimodalModel:
+        return copy.deepcopy(self.model)
 
     def _encoder_grad_norms(self) -> torch.Tensor:
         """L2 norm of each encoder's whole gradient, [M], from one fused norm pass."""
@@ -417,14 +616,14 @@ class Trainer:
     def evaluate(self, ds: MultimodalDataset, split: str = "val") -> EvalResult:
         """Fused and per-modality accuracy, macro-F1, mAP, loss and the Shapley imbalance degree."""
         feats, y = self.encode_split(ds, split)
-        logits = self.model.fusion(feats).float()
+        logits = self._eval_logits(feats).float()
         unimodal = self.model.fusion.unimodal_logits(feats)
         probs = logits.softmax(1)
         absent = self._absent_features(ds, split, feats)
 
         def subset_accuracy(keep: frozenset[str]) -> float:
             masked = {m: (h if m in keep else absent[m]) for m, h in feats.items()}
-            return accuracy(self.model.fusion(masked), y)
+            return accuracy(self._eval_logits(masked), y)
 
         phi = shapley_values(self.modalities, subset_accuracy)
         return EvalResult(
@@ -436,6 +635,15 @@ class Trainer:
             imbalance_degree=imbalance_degree(phi),
             shapley=phi,
         )
+
+    def _eval_logits(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Fused logits at evaluation, through the strategies' on_logits (training=False)."""
+        z = self.model.fusion(feats)
+        if self.hooks["on_logits"]:
+            ctx = self.context(self.epoch, training=False)
+            for s in self.hooks["on_logits"]:
+                z = s.on_logits(ctx, feats, z, False)
+        return z
 
     @torch.no_grad()
     def _absent_features(
@@ -464,7 +672,7 @@ class Trainer:
     def _test_accuracy(self) -> float:
         """Fused test accuracy of the current weights (the official protocol's per-epoch test)."""
         feats, y = self.encode_split(self.bundle.test, "test")
-        return accuracy(self.model.fusion(feats).float(), y)
+        return accuracy(self._eval_logits(feats).float(), y)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -505,12 +713,16 @@ class Trainer:
                 "best": self.best,
                 "best_test": self.best_test,
                 "history": self.history,
+                "stopped_by": self.stopped_by,
+                "lr_mults": self.lr_mults,
             },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # load_state_dict replaces the group dicts: look them up again (lr multipliers, param_group)
+        self._groups = {g["name"]: g for g in self.optimizer.param_groups}
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state["scaler"]:
@@ -523,6 +735,7 @@ class Trainer:
         self.skipped_steps, self.train_seconds = p["skipped_steps"], p["train_seconds"]
         self.samples_seen, self.best, self.history = p["samples_seen"], p["best"], p["history"]
         self.best_test = p.get("best_test", {"acc": -math.inf, "epoch": -1})
+        self.stopped_by, self.lr_mults = p.get("stopped_by"), dict(p.get("lr_mults", {}))
 
     def _save(self, name: str, obj: Any) -> None:
         if self.run_dir is None:
@@ -591,9 +804,14 @@ class Trainer:
         else:
             for msg in advisories(cfg):
                 self.sink.on_event("warning", msg)
+            for err in plugin_errors():
+                self.sink.on_event("warning", f"strategy plug-in not loaded: {err}")
         status = "succeeded"
         try:
-            while self.epoch < cfg.train.epochs:
+            ctx = self.context(self.epoch)  # after a resume, each strategy's state is loaded already
+            for s in self.hooks["on_fit_start"]:
+                s.on_fit_start(ctx)
+            while self.epoch < cfg.train.epochs and self.stopped_by is None:
                 if self._run_epoch():
                     status = "cancelled"
                     break
@@ -614,8 +832,10 @@ class Trainer:
         train.training = True
         train.set_epoch(epoch, cfg.seed)
         self.bundle.train.set_epoch(epoch, cfg.seed)
-        for s in self.strategies:
-            s.on_epoch_start(epoch, {"train": self.bundle.train, "val": self.bundle.val})
+        if self.batch_in_epoch == 0:
+            ctx = self.context(epoch)
+            for s in self.hooks["on_epoch_start"]:
+                s.on_epoch_start(ctx)
         order = self._epoch_order(epoch)
         t_epoch = time.perf_counter()
         stopped = False
@@ -638,11 +858,11 @@ class Trainer:
             return True
 
         last = epoch == cfg.train.epochs - 1
+        val_metrics: dict[str, float] | None = None
         if (epoch + 1) % cfg.train.eval_every == 0 or last:
             result = self.evaluate(self.bundle.val, "val")
-            metrics = result.as_metrics("val")
+            val_metrics = result.as_metrics("val")
             self.history.append({"epoch": epoch, "step": self.global_step, "val": result.as_summary(False)})
-            self.sink.on_eval(self.global_step, epoch, metrics)
             if result.acc > self.best["acc"]:
                 self.best = {"acc": result.acc, "epoch": epoch, "step": self.global_step}
                 self._save_best(epoch)
@@ -650,14 +870,34 @@ class Trainer:
                 test_acc = self._test_accuracy()
                 if test_acc > self.best_test["acc"]:
                     self.best_test = {"acc": test_acc, "epoch": epoch}
+        ctx = self.context(epoch)
+        for s in self.hooks["on_epoch_end"]:
+            s.on_epoch_end(ctx, dict(val_metrics) if val_metrics is not None else None)
+        # what on_epoch_end logged (per-epoch strategy series) goes out with the eval metrics
+        epoch_metrics = {**(val_metrics or {}), **ctx.metrics}
+        if epoch_metrics:
+            self.sink.on_eval(self.global_step, epoch, epoch_metrics)
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
         self.batch_in_epoch = 0
+        if not stopped and self.epoch < cfg.train.epochs:
+            self._ask_should_stop(ctx)
         self.save_checkpoint()
-        if stopped or any(s.should_stop(epoch) for s in self.strategies):
-            return stopped
-        return False
+        return stopped
+
+    def _ask_should_stop(self, ctx: StepContext) -> None:
+        """A strategy may end the run after an epoch: it stops cleanly (checkpointed, tested,
+        status succeeded); a resumed run does not train further."""
+        for s in self.hooks["should_stop"]:
+            if s.should_stop(ctx):
+                self.stopped_by = {"strategy": s.params.name, "epoch": ctx.epoch, "step": self.global_step}
+                self.sink.on_event(
+                    "info",
+                    f"{s.params.name} stopped the run after epoch {ctx.epoch} (step {self.global_step}); "
+                    "testing the val-selected checkpoint",
+                )
+                return
 
     def linear_probe(self) -> dict[str, float]:
         """Per modality: a linear classifier fitted on the frozen encoder's train features,
@@ -714,6 +954,7 @@ class Trainer:
                 "seconds": seconds,
                 "samples_per_second": self.samples_seen / seconds if seconds > 0 else 0.0,
                 "device": str(self.device),
+                **({"stopped_by": self.stopped_by} if self.stopped_by is not None else {}),
             },
         }
 

@@ -458,3 +458,13 @@ def test_config_validation_raises_only_config_errors_on_random_input() -> None:
         # what validates is storable and finite
         assert 0 <= cfg.seed <= 2**63 - 1 and 1 <= cfg.train.epochs <= 100_000
         assert math.isfinite(cfg.optim.lr) and "\x00" not in cfg.name
+
+
+@pytest.mark.parametrize("strategy", sorted(__import__("bml_core.config", fromlist=["x"]).STRATEGY_PARAMS))
+def test_every_strategys_checkpoint_loads_with_weights_only(strategy: str, tmp_path: Path) -> None:
+    """What each built-in strategy keeps in its state is a tensor or a plain value, so the
+    safe loader reads it back and the run resumes."""
+    cfg = load_config({**TINY, "strategies": [strategy], "train": {**TINY["train"], "epochs": 2}})
+    Trainer(cfg, run_dir=tmp_path).fit()
+    assert load_checkpoint(tmp_path / "last.pt")["progress"]["epoch"] == 2
+    assert Trainer(cfg, run_dir=tmp_path).try_resume()

@@ -28,6 +28,14 @@ class MultimodalModel(nn.Module):
         self.modalities = list(encoders)
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
+        self.aux_heads: nn.ModuleDict | None = None  # one Linear per modality, on request
+
+    def add_aux_heads(self, num_classes: int) -> nn.ModuleDict:
+        """Create the auxiliary uni-modal heads u_m = A_m h_m + a_m (`model.heads: aux`)."""
+        if self.aux_heads is None:
+            dims = self.feature_dims()
+            self.aux_heads = nn.ModuleDict({m: nn.Linear(dims[m], num_classes) for m in self.modalities})
+        return self.aux_heads
 
     def encode(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {m: self.encoders[m](x[m]) for m in self.modalities}
@@ -59,7 +67,7 @@ def official_init(module: nn.Module) -> None:
 
 
 def build_model(
-    cfg: ModelConfig, input_shapes: dict[str, tuple[int, ...]], num_classes: int
+    cfg: ModelConfig, input_shapes: dict[str, tuple[int, ...]], num_classes: int, aux_heads: bool = False
 ) -> MultimodalModel:
     unknown = sorted(set(cfg.encoders) - set(input_shapes))
     if unknown:
@@ -76,6 +84,8 @@ def build_model(
     }
     dims = {m: int(e.out_dim) for m, e in encoders.items()}  # type: ignore[arg-type]
     model = MultimodalModel(encoders, build_fusion(cfg.fusion, dims, num_classes))
-    if cfg.init == "official":
+    if aux_heads or cfg.heads == "aux":
+        model.add_aux_heads(num_classes)
+    if cfg.init == "official":  # after the aux heads: the official codes apply it to the whole model
         model.apply(official_init)
     return model

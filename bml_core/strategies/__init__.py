@@ -1,25 +1,65 @@
-"""Balancing strategies behind one hook interface; `build_strategies` turns the config list
-into instances. Adding a strategy: one module with a registered class (and its params)."""
+"""Balancing strategies as plug-ins (STRATEGIES.md section 1; docs/PLUGINS.md).
+
+Each strategy is a torch-free spec (`spec.py`: parameters, metric families, rules, cost,
+capabilities, a lazy `impl` pointer) plus a torch implementation on `base.Strategy`.
+Built-ins are the packages in this folder (discovered by scanning it); plug-ins come from
+the entry-point group `bml.strategies` and the modules in BML_PLUGINS. This module stays
+torch-free: the implementation names (`Strategy`, `StepContext`, `build_strategies`, ...)
+load lazily on first use."""
 
 from __future__ import annotations
 
-import torch
+import importlib
+from typing import Any
 
-from bml_core.config import StrategyParams
-from bml_core.data.base import stable_seed
-from bml_core.models import MultimodalModel
-from bml_core.strategies import ogm, opm  # noqa: F401  (registration)
-from bml_core.strategies.base import STRATEGIES, JointTraining, StepContext, Strategy, register_strategy
+from bml_core.strategies.spec import (
+    CAPABILITIES,
+    COST_CLASSES,
+    MetricFamily,
+    PluginError,
+    StrategySpec,
+    all_specs,
+    discover,
+    get_spec,
+    listed_specs,
+    plugin_errors,
+)
 
-__all__ = ["STRATEGIES", "JointTraining", "StepContext", "Strategy", "build_strategies", "register_strategy"]
+__all__ = [
+    "CAPABILITIES",
+    "COST_CLASSES",
+    "STRATEGIES",
+    "JointTraining",
+    "MetricFamily",
+    "PluginError",
+    "StepContext",
+    "Strategy",
+    "StrategySpec",
+    "all_specs",
+    "build_strategies",
+    "discover",
+    "get_spec",
+    "listed_specs",
+    "plugin_errors",
+    "register_strategy",
+]
+
+_LAZY = {
+    "Strategy": "bml_core.strategies.base",
+    "StepContext": "bml_core.strategies.base",
+    "register_strategy": "bml_core.strategies.base",
+    "build_strategies": "bml_core.strategies.runtime",
+    "JointTraining": "bml_core.strategies.joint.impl",
+}
 
 
-def build_strategies(
-    params: list[StrategyParams], model: MultimodalModel, device: torch.device, seed: int
-) -> list[Strategy]:
-    out: list[Strategy] = []
-    for i, p in enumerate(params):
-        if p.name not in STRATEGIES:
-            raise ValueError(f"strategy {p.name!r} has parameters but no implementation registered")
-        out.append(STRATEGIES[p.name](p, model, device, stable_seed(seed, i, p.name)))
-    return out
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    if name == "STRATEGIES":  # implementation classes by name, every discovered spec loaded
+        from bml_core.strategies.base import STRATEGIES
+
+        for spec in all_specs():
+            STRATEGIES.setdefault(spec.name, spec.load_impl())
+        return STRATEGIES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

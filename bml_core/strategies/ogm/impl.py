@@ -1,6 +1,6 @@
-"""OGM and OGM-GE: On-the-fly Gradient Modulation with Generalisation Enhancement.
-Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via On-the-fly Gradient
-Modulation", CVPR 2022 (arXiv 2203.15332); METHODS.md section 4."""
+"""OGM and OGM-GE (implementation): On-the-fly Gradient Modulation with Generalisation
+Enhancement. Peng, Wei, Deng, Wang, Hu, "Balanced Multimodal Learning via On-the-fly
+Gradient Modulation", CVPR 2022 (arXiv 2203.15332); METHODS.md section 4. Event: on_gradients."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import torch
 
-from bml_core.config import OGMParams
 from bml_core.strategies.base import StepContext, Strategy, register_strategy
 from bml_core.strategies.noise import GaussianNoiseSource
+from bml_core.strategies.ogm import OGMParams
 
 GE_STD_EPS = 1e-8
 
@@ -97,7 +97,11 @@ class OGM(Strategy):
         self._names = [f"ogm/coef/{m}" for m in self.modalities]
         self._ones = torch.ones(len(self.modalities), device=self.device)
 
+    def on_gradients(self, ctx: StepContext) -> None:
+        self.after_backward(ctx)
+
     def after_backward(self, ctx: StepContext) -> None:
+        """Scale (and with GE, perturb) the selected encoder gradients of this step."""
         if not self.active(ctx.epoch):
             ctx.log(self._names, self._ones)
             return
@@ -129,12 +133,13 @@ class OGM(Strategy):
 
     def state_dict(self) -> dict[str, Any]:
         if self.noise_source is not None:
-            return {"generator": self.noise_source.state()}
+            return {"generator": self.noise_source.state(), "state": self.state}
         return super().state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.noise_source is not None:
             self.noise_source.load_state(state["generator"])
+            self.state = state.get("state", {})
         else:
             super().load_state_dict(state)
 

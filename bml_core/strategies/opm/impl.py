@@ -1,6 +1,7 @@
-"""OPM: On-the-fly Prediction Modulation. Wei, Hu, Du, Wen, "On-the-fly Modulation for
-Balanced Multimodal Learning", IEEE T-PAMI 2024 (arXiv 2410.11582); METHODS.md section 5.
-Drops the dominant modality's features with a dynamic probability in the forward pass."""
+"""OPM (implementation): On-the-fly Prediction Modulation. Wei, Hu, Du, Wen, "On-the-fly
+Modulation for Balanced Multimodal Learning", IEEE T-PAMI 2024 (arXiv 2410.11582); METHODS.md
+section 5. Drops the dominant modality's features with a dynamic probability in the forward
+pass (event: on_features)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from typing import Any
 
 import torch
 
-from bml_core.config import OPMParams
 from bml_core.strategies.base import StepContext, Strategy, register_strategy
+from bml_core.strategies.opm import OPMParams
 
 
 def opm_drop_probability(rho: torch.Tensor, q_base: float, lam: float) -> torch.Tensor:
@@ -104,9 +105,16 @@ class OPM(Strategy):
         self._dropped_names = [f"opm/dropped/{m}" for m in self.modalities]
         self._host_weights: list[float] | None = None
 
+    def on_features(self, ctx: StepContext, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out, alive = self.transform_features(h, ctx)
+        if alive is not None:
+            ctx.keep_samples(alive)
+        return out
+
     def transform_features(
         self, feats: dict[str, torch.Tensor], ctx: StepContext
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """(features with drops, per-sample mask of samples that kept a modality, or None)."""
         if ctx.host and self.host_math:
             return self._transform_host(feats, ctx)
         rho = ctx.ratio(self.params.ratio)

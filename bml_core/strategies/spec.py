@@ -1,0 +1,373 @@
+"""Strategy specs, the torch-free half of a strategy plug-in (STRATEGIES.md section 1), and
+their discovery: built-in packages under bml_core/strategies/, the entry-point group
+`bml.strategies`, and the modules named in BML_PLUGINS. The config, the CLI and the
+dashboard read specs; only the trainer imports an implementation (`spec.load_impl()`)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import pkgutil
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig, StrategyParams
+
+COST_CLASSES: dict[str, str] = {
+    "none": "no per-step work beyond joint training",
+    "cheap": "a few tensor operations per step (no extra forward or backward pass)",
+    "extra_forward": "extra forward passes per step",
+    "extra_backward": "extra backward passes or gradient evaluations per step",
+    "side_training": "trains something besides the model (extra epochs or models)",
+}
+CAPABILITIES: dict[str, str] = {
+    "needs_unimodal_logits_with_grad": "compute_loss receives uni-modal logits u_m that carry gradient",
+    "needs_features": "reads the per-modality features h_m",
+    "needs_aux_heads": "a linear head per modality on h_m (model.heads: aux creates them)",
+    "needs_shared_head": "one head shared by every modality (all features of equal width)",
+    "needs_val": "reads the validation split during training",
+    "needs_masked_forward": "forwards with some modalities absent (ctx.forward(present=...))",
+    "needs_init_snapshot": "keeps a copy of the initial weights",
+    "overrides_step": "replaces the default training step (training_step)",
+    "overrides_backward": "replaces the default backward pass (backward)",
+}
+PLUGIN_ENV = "BML_PLUGINS"
+ENTRY_POINT_GROUP = "bml.strategies"
+BUILTIN_PACKAGE = "bml_core.strategies"
+
+# fn(cfg, params) -> message or None. A rule's message is a config error at `strategies.N`
+# (or return (path, message) to name another field); an advisory's is a warning.
+Rule = Callable[["RunConfig", "StrategyParams"], "str | tuple[str, str] | None"]
+Advisory = Callable[["RunConfig", "StrategyParams"], "str | None"]
+
+
+@dataclass(frozen=True)
+class MetricFamily:
+    """A family of per-step (or per-eval) series a strategy logs, and how Live draws it:
+    one panel titled `title`, one line per modality (`<key>/<m>`) when `per_modality`, else
+    the single series `<key>`; `reference` draws a horizontal line (e.g. 1.0 = no change).
+    `panel` names a shared panel to join instead (Live's "modulation" panel draws the
+    per-modality modulation strengths of several strategies side by side)."""
+
+    key: str
+    title: str
+    y_axis: str = ""
+    reference: float | None = None
+    per_modality: bool = True
+    kind: Literal["step", "eval", "event"] = "step"
+    description: str = ""
+    panel: str | None = None
+
+    def series(self, modalities: Iterable[str]) -> list[str]:
+        return [f"{self.key}/{m}" for m in modalities] if self.per_modality else [self.key]
+
+    def matches(self, series_key: str) -> bool:
+        """Whether a logged series belongs to this family."""
+        if self.per_modality:
+            prefix = self.key + "/"
+            return series_key.startswith(prefix) and "/" not in series_key[len(prefix) :]
+        return series_key == self.key
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "title": self.title,
+            "y_axis": self.y_axis,
+            "reference": self.reference,
+            "per_modality": self.per_modality,
+            "kind": self.kind,
+            "description": self.description,
+            "panel": self.panel,
+        }
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """Everything about a strategy that does not need torch. `impl` is "module:Class"; the
+    module is imported only when a run is built."""
+
+    name: str
+    description: str
+    params: type[StrategyParams]
+    impl: str
+    reference: str = ""
+    metrics: tuple[MetricFamily, ...] = ()
+    advisories: tuple[Advisory, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    cost: str = "none"
+    cost_note: str = ""
+    capabilities: frozenset[str] = frozenset()
+    listed: bool = True  # the Launch form and /methods show it
+    source: str = field(default="", compare=False)  # set by discovery: where it came from
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.cost not in COST_CLASSES:
+            problems.append(f"cost {self.cost!r} is not one of {', '.join(COST_CLASSES)}")
+        unknown = sorted(set(self.capabilities) - set(CAPABILITIES))
+        if unknown:
+            problems.append(f"unknown capabilities {unknown}; known: {', '.join(CAPABILITIES)}")
+        if ":" not in self.impl:
+            problems.append(f"impl {self.impl!r} must be 'module:Class'")
+        declared = self.params.model_fields["name"].default
+        if declared != self.name:
+            problems.append(f"params model {self.params.__name__} has name {declared!r}, not {self.name!r}")
+        if problems:
+            raise ValueError(f"strategy spec {self.name!r}: " + "; ".join(problems))
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+    def load_impl(self) -> type[Any]:
+        """The implementation class (imports its module, which may import torch)."""
+        module, _, attr = self.impl.partition(":")
+        cls = getattr(importlib.import_module(module), attr, None)
+        if cls is None:
+            raise ImportError(f"strategy {self.name!r}: {module} has no {attr!r} (impl = {self.impl!r})")
+        return cls
+
+    def parameters(self) -> list[dict[str, Any]]:
+        """The parameters as plain data (name, type, default, bounds, description, choices)."""
+        return describe_parameters(self.params)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "reference": self.reference,
+            "cost": self.cost,
+            "cost_description": COST_CLASSES[self.cost],
+            "cost_note": self.cost_note,
+            "capabilities": sorted(self.capabilities),
+            "parameters": self.parameters(),
+            "metrics": [m.as_dict() for m in self.metrics],
+            "source": self.source,
+            "listed": self.listed,
+        }
+
+
+def describe_parameters(model: type[StrategyParams]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for name, info in model.model_fields.items():
+        if name == "name":
+            continue
+        bounds: dict[str, Any] = {}
+        for meta in info.metadata:
+            for key in ("ge", "gt", "le", "lt", "min_length", "max_length"):
+                if getattr(meta, key, None) is not None:
+                    bounds[key] = getattr(meta, key)
+        ann = info.annotation
+        choices = list(getattr(ann, "__args__", ())) if getattr(ann, "__origin__", None) is Literal else None
+        out.append(
+            {
+                "name": name,
+                "type": _type_name(ann),
+                "default": info.default if not info.is_required() else None,
+                "required": info.is_required(),
+                "bounds": bounds,
+                "choices": choices,
+                "description": info.description or "",
+            }
+        )
+    return out
+
+
+def _type_name(ann: Any) -> str:
+    if getattr(ann, "__origin__", None) is Literal:
+        return "choice"
+    if isinstance(ann, type):
+        return ann.__name__
+    return str(ann).replace("typing.", "")
+
+
+# --------------------------------------------------------------------------- discovery
+
+
+@dataclass(frozen=True)
+class PluginError:
+    """A plug-in that could not be loaded: where from, and why (the built-ins still load)."""
+
+    source: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.message}"
+
+
+_SPECS: dict[str, StrategySpec] = {}
+_ERRORS: list[PluginError] = []
+_state: dict[str, Any] = {"builtin": False, "plugins": None}  # plugins: BML_PLUGINS last loaded
+_LOCK = threading.RLock()  # the dashboard runs page scripts on several threads
+
+
+def _specs_of(obj: Any) -> list[StrategySpec]:
+    """The specs a module (SPEC / SPECS), a spec or a list of specs holds."""
+    if isinstance(obj, StrategySpec):
+        return [obj]
+    if isinstance(obj, (list, tuple)):
+        return [s for s in obj if isinstance(s, StrategySpec)]
+    if isinstance(obj, ModuleType):
+        found: list[StrategySpec] = []
+        if isinstance(getattr(obj, "SPEC", None), StrategySpec):
+            found.append(obj.SPEC)
+        found += _specs_of(getattr(obj, "SPECS", ()))
+        return found
+    return []
+
+
+def _register(specs: list[StrategySpec], source: str) -> list[str]:
+    problems = []
+    for spec in specs:
+        known = _SPECS.get(spec.name)
+        if known is not None and known.source != source:
+            problems.append(f"strategy {spec.name!r} is already defined by {known.source}")
+            continue
+        object.__setattr__(spec, "source", source)
+        _SPECS[spec.name] = spec
+    return problems
+
+
+def _load(source: str, load: Callable[[], Any]) -> None:
+    try:
+        specs = _specs_of(load())
+    except Exception as exc:  # a broken plug-in must not take the built-ins down
+        last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
+        where = (
+            f" ({last[0].filename}:{last[0].lineno})" if last and not last[0].filename.startswith("<") else ""
+        )
+        _ERRORS.append(PluginError(source, f"{type(exc).__name__}: {exc}{where}"))
+        return
+    if not specs:
+        _ERRORS.append(PluginError(source, "defines no StrategySpec (set SPEC = StrategySpec(...) or SPECS)"))
+        return
+    for problem in _register(specs, source):
+        _ERRORS.append(PluginError(source, problem))
+
+
+def _discover_builtin() -> None:
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+        if not info.ispkg:
+            continue
+        module = importlib.import_module(
+            f"{BUILTIN_PACKAGE}.{info.name}"
+        )  # a broken built-in is a bug: raise
+        for problem in _register(_specs_of(module), "built-in"):
+            raise RuntimeError(problem)
+
+
+def _discover_plugins(plugins: str) -> None:
+    for name in [p.strip() for p in plugins.split(",") if p.strip()]:
+        _load(f"{PLUGIN_ENV} module {name!r}", lambda name=name: importlib.import_module(name))  # type: ignore[misc]
+    try:
+        points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as exc:  # pragma: no cover - a broken installation's metadata
+        _ERRORS.append(PluginError(f"entry points {ENTRY_POINT_GROUP}", str(exc)))
+        points = []
+    for ep in points:
+        _load(f"entry point {ep.name!r} ({ep.value})", ep.load)
+
+
+def discover(refresh: bool = False) -> dict[str, StrategySpec]:
+    """Every spec by name. Built-ins load once; plug-ins load again when BML_PLUGINS changed
+    (or with refresh=True). Failures of plug-ins are kept in `plugin_errors()`."""
+    with _LOCK:
+        return _discover(refresh)
+
+
+def _discover(refresh: bool) -> dict[str, StrategySpec]:
+    plugins = os.environ.get(PLUGIN_ENV, "")
+    changed = False
+    if not _state["builtin"]:
+        _state["builtin"] = True
+        _discover_builtin()
+        changed = True
+    if refresh or _state["plugins"] != plugins:
+        for name in [n for n, s in _SPECS.items() if s.source != "built-in"]:
+            del _SPECS[name]
+        _ERRORS.clear()
+        _state["plugins"] = plugins
+        _discover_plugins(plugins)
+        changed = True
+    if changed:
+        from bml_core.config import sync_strategy_params
+
+        sync_strategy_params({name: spec.params for name, spec in _SPECS.items()})
+    return _SPECS
+
+
+def all_specs() -> list[StrategySpec]:
+    """Every discovered spec: built-ins first (in name order, joint first), then plug-ins."""
+    specs = discover()
+    return sorted(specs.values(), key=lambda s: (s.source != "built-in", s.name != "joint", s.name))
+
+
+def get_spec(name: str) -> StrategySpec | None:
+    return discover().get(name)
+
+
+def plugin_errors() -> list[PluginError]:
+    discover()
+    return list(_ERRORS)
+
+
+def listed_specs() -> list[StrategySpec]:
+    return [s for s in all_specs() if s.listed]
+
+
+# --------------------------------------------------------------------------- config checks
+
+
+def check_rules(cfg: RunConfig) -> list[tuple[str, str]]:
+    """Spec rules, capabilities and composition of a validated config: (path, message) each."""
+    errors: list[tuple[str, str]] = []
+    overriding: dict[str, list[int]] = {"overrides_step": [], "overrides_backward": []}
+    for i, params in enumerate(cfg.strategies):
+        spec = get_spec(params.name)
+        if spec is None:
+            continue  # a params model registered without a spec (tests); the runtime refuses it
+        where = f"strategies.{i}"
+        for rule in spec.rules:
+            result = rule(cfg, params)
+            if isinstance(result, tuple):
+                errors.append(result)
+            elif result:
+                errors.append((where, result))
+        if (
+            spec.has("needs_unimodal_logits_with_grad")
+            and cfg.model.fusion in ("film", "gated")
+            and cfg.model.heads == "split"
+        ):
+            errors.append(
+                (
+                    "model.heads",
+                    f"{params.name} (strategies.{i}) needs uni-modal logits with gradient; "
+                    f"fusion {cfg.model.fusion} has no per-modality blocks: set model.heads: aux",
+                )
+            )
+        for cap, idx in overriding.items():
+            if spec.has(cap):
+                idx.append(i)
+    for cap, idx in overriding.items():
+        if len(idx) > 1:
+            what = "training step" if cap == "overrides_step" else "backward pass"
+            names = " and ".join(f"{cfg.strategies[i].name} (strategies.{i})" for i in idx)
+            errors.append((f"strategies.{idx[1]}", f"{names} both replace the {what}; use one of them"))
+    return errors
+
+
+def spec_advisories(cfg: RunConfig) -> list[str]:
+    out: list[str] = []
+    for params in cfg.strategies:
+        spec = get_spec(params.name)
+        for fn in spec.advisories if spec is not None else ():
+            msg = fn(cfg, params)
+            if msg and msg not in out:
+                out.append(msg)
+    return out
