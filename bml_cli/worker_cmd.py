@@ -142,6 +142,7 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(None, "--preset", help="start from a paper preset"),
     ) -> None:
         """Validate, store and enqueue run(s); prints one run id per line."""
+        from db import PermissionDenied
         from worker.client import BrokerUnavailable
         from worker.client import submit as submit_runs
 
@@ -154,19 +155,25 @@ def register(app: typer.Typer) -> None:
             except BrokerUnavailable as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(EXIT_FAILURE) from None
+            except PermissionDenied as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(EXIT_INVALID) from None
         for run_id in ids:
             typer.echo(run_id)
 
     @app.command()
     def cancel(run_id: int = typer.Argument(..., help="the run to cancel")) -> None:
         """Request cancellation: a queued run ends at once, a running one within seconds."""
-        from db import RunNotFound
+        from db import PermissionDenied, RunNotFound
         from worker.client import cancel as cancel_run
 
         try:
             status = cancel_run(run_id, engine=_engine())
         except RunNotFound:
             typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        except PermissionDenied as exc:
+            typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INVALID) from None
         typer.echo(f"run {run_id}: {status}" + (" (stopping)" if status == "running" else ""))
 
