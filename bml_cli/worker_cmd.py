@@ -195,15 +195,23 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8501, "--port", help="dashboard port"),
         host: str = typer.Option("127.0.0.1", "--host", help="dashboard bind address"),
         gpus: str = typer.Option(None, "--gpus", help="GPU indices for the workers (default: all found)"),
+        auth: bool = typer.Option(False, "--auth", help="require a login (as BML_AUTH=local)"),
+        insecure_no_auth: bool = typer.Option(
+            False, "--insecure-no-auth", help="serve a non-loopback address without a login (not recommended)"
+        ),
     ) -> None:
         """Embedded mode: the store (SQLite), a broker that needs no server, one worker per
-        GPU (or one CPU worker) and the dashboard, until Ctrl-C."""
+        GPU (or one CPU worker) and the dashboard, until Ctrl-C. Binding anything but
+        loopback needs `--auth` (exit 2 otherwise)."""
+        from bml_cli.dashboard_cmd import require_accounts, resolve_auth
         from db import make_engine, upgrade
         from db.engine import bml_home
 
+        mode = resolve_auth(host, auth, insecure_no_auth)
         home = bml_home()
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())
+        require_accounts(mode)
         gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
         procs = start_workers(gpu_list, log_dir=home / "logs")
         dashboard = start_dashboard(port, host, home / "logs")
@@ -226,8 +234,11 @@ def register(app: typer.Typer) -> None:
 
 def start_dashboard(port: int, host: str, log_dir: Path) -> subprocess.Popen[bytes]:
     """The dashboard process (as `bml dashboard` runs it), its output in log_dir/dashboard.log."""
+    from app.auth import auth_mode
     from app.server import dashboard_command
 
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "dashboard.log").open("ab") as out:
-        return subprocess.Popen(dashboard_command(port, host), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            dashboard_command(port, host, auth_mode()), stdout=out, stderr=subprocess.STDOUT
+        )
