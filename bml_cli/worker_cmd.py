@@ -178,6 +178,49 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"run {run_id}: {status}" + (" (stopping)" if status == "running" else ""))
 
     @app.command()
+    def rerun(
+        run_id: int = typer.Argument(..., help="the run to reproduce"),
+        yes: bool = typer.Option(
+            False, "--yes", help="queue it even if a data file or a major version changed"
+        ),
+    ) -> None:
+        """A new run with the same resolved config and seed, linked to the original; prints
+        its id. What changed since (data files, versions, code) is reported first; a changed
+        data file or major version exits 2 unless --yes."""
+        from db import PermissionDenied, RunNotFound
+        from worker.client import BrokerUnavailable, rerun_check
+        from worker.client import rerun as rerun_run
+
+        engine = _engine()
+        try:
+            check = rerun_check(run_id, engine=engine)
+        except RunNotFound:
+            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        for note in check.notes:
+            typer.echo(f"note: {note}", err=True)
+        for item in check.blocking:
+            typer.echo(f"changed: {item}", err=True)
+        if check.blocking and not yes:
+            typer.echo(
+                f"error: run {run_id} cannot be reproduced exactly as things are ({len(check.blocking)} "
+                "change(s) above); nothing was queued. Rerun with --yes to queue it anyway.",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INVALID)
+        if not check.blocking and not check.notes:
+            typer.echo(f"run {run_id}: same data files and versions; rerunning exactly", err=True)
+        try:
+            new_id = rerun_run(run_id, engine=engine)
+        except PermissionDenied as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        except BrokerUnavailable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+        typer.echo(new_id)
+
+    @app.command()
     def worker(
         gpus: str = typer.Option(None, "--gpus", help="GPU indices, e.g. 0,1: one worker process per GPU"),
         cpu: bool = typer.Option(False, "--cpu", help="one CPU worker even when GPUs are present"),

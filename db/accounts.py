@@ -1,7 +1,7 @@
 """Accounts, roles, permissions and the audit trail.
 
-Roles: `viewer` reads everything; `operator` also launches runs and cancels / retries /
-reruns its own; `admin` does everything, including other people's runs, deleting runs and
+Roles: `viewer` reads everything; `operator` also launches and reruns runs, and cancels /
+retries its own; `admin` does everything, including other people's runs, deleting runs and
 managing users. An `Actor` (name, role) is who performs an action: the logged-in user in
 the dashboard, `BML_USER` (or the local admin) on the command line. `authorize` is the one
 place that decides; `db.runs` and `worker.client` call it where the action happens, so a
@@ -107,9 +107,9 @@ def allowed(actor: Actor, action: str, owner: str | None = None) -> bool:
         return actor.role in ROLES
     if actor.role != "operator":
         return False
-    if action == "launch":
+    if action in ("launch", "rerun"):  # a rerun is a new run of the operator's own
         return True
-    if action in ("cancel", "retry", "rerun"):
+    if action in ("cancel", "retry"):
         return owner is not None and owner == actor.name
     return False
 
@@ -119,7 +119,7 @@ def authorize(actor: Actor, action: str, owner: str | None = None, what: str = "
     if allowed(actor, action, owner):
         return
     target = f" {what}" if what else ""
-    if action in ("cancel", "retry", "rerun") and actor.role == "operator":
+    if action in ("cancel", "retry") and actor.role == "operator":
         whose = f"owned by {owner!r}" if owner else "launched before accounts existed"
         why = f"operators may {action} only their own runs; this one is {whose}: ask an admin"
     elif action in ("launch", "cancel", "retry", "rerun"):

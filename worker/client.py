@@ -216,6 +216,47 @@ def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = No
     return new_id
 
 
+@dataclass
+class RerunCheck:
+    """What differs between a run's recorded environment and now: `blocking` (a changed or
+    missing data file, another major version) must be confirmed before queueing."""
+
+    run_id: int
+    blocking: list[str]
+    notes: list[str]
+
+
+def rerun_check(run_id: int, *, engine: Engine | None = None) -> RerunCheck:
+    """Compare the run's recorded environment with this machine's (versions) and its data
+    files as they are now (sha256)."""
+    from bml_core.provenance import compare, file_fingerprint, static_environment
+
+    run = get_run(_engine(engine), run_id)
+    recorded = run.environment or {}
+    current = static_environment()
+    current["data"] = [
+        file_fingerprint(d["path"]) for d in recorded.get("data") or [] if os.path.isfile(d["path"])
+    ]
+    blocking, notes = compare(run.environment, current)
+    return RerunCheck(run_id, blocking, notes)
+
+
+def rerun(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
+    """A new queued run with the original's resolved config and seed, linked to it
+    (`rerun_of`), owned by the actor (operators and admins; audited). Call `rerun_check`
+    first to tell the user what changed."""
+    eng = _engine(engine)
+    act = actor or current_actor(eng)
+    run = get_run(eng, run_id)
+    authorize(act, "rerun", run.owner, what=f"run {run_id}")
+    new_id = create_run(
+        eng, run.config, name=run.name, group=run.group, tags=run.tags, owner=act.name, rerun_of=run_id
+    )
+    log_action(eng, act, "rerun", run_id=run_id, detail=f"as run {new_id}")
+    _enqueue_all(eng, [new_id])
+    return new_id
+
+
 def delete(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> None:
     """Delete a run and all its data (a running run must be cancelled first). Admins only
     (audited)."""
