@@ -1,6 +1,7 @@
 """The Runs page's data: filters, one page of runs as table rows (status, progress, ETA,
-strategy, dataset, group, best validation accuracy, a link to the Live page), and the
-actions on a run (cancel, retry as a clone, delete) through `worker.client`."""
+strategy, dataset, group, owner, best validation accuracy, a link to the Live page), and the
+actions on a run (cancel, retry as a clone, rerun exactly, delete) through `worker.client`,
+as the logged-in actor."""
 
 from __future__ import annotations
 
@@ -172,6 +173,9 @@ def run_action(action: str, run_id: int, engine: Engine, actor: db.Actor | None 
         if action == "delete":
             client.delete(run_id, engine=engine, actor=actor)
             return ActionResult(f"Run {run_id} and all its data deleted.", True)
+        if action == "rerun":
+            new_id = client.rerun(run_id, engine=engine, actor=actor)
+            return ActionResult(f"Run {run_id} rerun exactly as run {new_id} (queued).", True, new_id)
     except db.PermissionDenied as exc:
         return ActionResult(f"Refused: {exc}", False)
     except db.RunNotFound:
@@ -180,4 +184,4 @@ def run_action(action: str, run_id: int, engine: Engine, actor: db.Actor | None 
         return ActionResult(str(exc), False)
     except Exception as exc:  # noqa: BLE001 - broker or store trouble: shown as is
         return ActionResult(f"{action} of run {run_id} failed: {type(exc).__name__}: {exc}", False)
-    raise ValueError(f"unknown action {action!r}: cancel, retry or delete")
+    raise ValueError(f"unknown action {action!r}: cancel, retry, rerun or delete")

@@ -1,6 +1,7 @@
 """Runs: every run in a filtered, paginated table (by status, strategy, dataset, group,
-owner, text), and cancel / retry (a clone) / delete (with confirmation) on the one picked;
-the buttons the user's role does not allow are not shown (worker.client refuses anyway)."""
+owner, text), and cancel / retry (a clone) / delete (with confirmation) / "Rerun exactly"
+(same resolved config and seed; what changed since is shown first) on the one picked. The
+buttons the user's role does not allow are not shown (worker.client refuses anyway)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import db
 from app import access, store
 from app.views.runs import data as rv
 from app.widgets import page_path
+from worker import client
 
 st.title("Runs")
 message = st.session_state.pop("runs_message", None)
@@ -74,18 +76,25 @@ picked = st.selectbox(
 run = by_id[picked]
 allowed = rv.allowed_actions(run)
 permitted = rv.permitted_actions(actor, run)
-a1, a2, a3, a4, a5 = st.columns(5)
+a1, a2, a6, a3, a4, a5 = st.columns(6)
 if permitted["cancel"] and a1.button("Cancel", disabled=not allowed["cancel"], key="runs_cancel"):
     st.session_state["runs_message"] = rv.run_action("cancel", run.id, engine, actor)
     st.rerun()
 if permitted["retry"] and a2.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
     st.session_state["runs_message"] = rv.run_action("retry", run.id, engine, actor)
     st.rerun()
+if permitted["rerun"] and a6.button("Rerun exactly", key="runs_rerun"):
+    check = client.rerun_check(run.id, engine=engine)
+    if check.blocking:
+        st.session_state["runs_confirm_rerun"] = (run.id, check.blocking, check.notes)
+    else:
+        st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
+        st.rerun()
 if permitted["delete"] and a3.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
 a4.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
 a5.page_link(page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group})
-if not all(permitted[a] for a in ("cancel", "retry", "delete")):
+if not all(permitted[a] for a in ("cancel", "retry", "rerun", "delete")):
     st.caption(
         f"Signed in as {actor.name} ({actor.role}): "
         + (
@@ -94,6 +103,24 @@ if not all(permitted[a] for a in ("cancel", "retry", "delete")):
             else "operators act on their own runs; deleting needs an admin."
         )
     )
+
+pending = st.session_state.get("runs_confirm_rerun")
+if pending and pending[0] == run.id:
+    with st.container(border=True, key="runs-confirm-rerun"):
+        st.warning(
+            f"Run #{run.id} cannot be reproduced exactly as things are now:\n\n"
+            + "\n".join(f"- {item}" for item in pending[1])
+        )
+        for note in pending[2]:
+            st.caption(note)
+        r1, r2, _ = st.columns([1, 1, 4])
+        if r1.button("Rerun anyway", key="runs_rerun_confirm"):
+            st.session_state.pop("runs_confirm_rerun", None)
+            st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
+            st.rerun()
+        if r2.button("Don't", key="runs_rerun_keep"):
+            st.session_state.pop("runs_confirm_rerun", None)
+            st.rerun()
 
 if st.session_state.get("runs_confirm_delete") == run.id:
     with st.container(border=True, key="runs-confirm"):
