@@ -171,3 +171,30 @@ def test_login_is_throttled_per_user_and_stored(engine: Engine) -> None:
     much_later = later + timedelta(seconds=2 * accounts.lock_base_s + 1)
     assert db.authenticate(engine, "ada", "correct horse", now=much_later).name == "ada"
     assert accounts.lock_seconds(100) == accounts.lock_max_s
+
+
+def test_environment_diff_names_what_differs(engine: Engine) -> None:
+    a = db.create_run(engine, CFG)
+    b = db.create_run(engine, CFG)
+    c = db.create_run(engine, CFG)  # recorded nothing
+    env = {
+        "python": "3.11.9",
+        "packages": {"torch": "2.13.0", "numpy": "2.1.0"},
+        "gpu": None,
+        "executable": "/x/python",
+        "data": [{"path": "/d/f.npz", "size": 3, "sha256": "1" * 64}],
+    }
+    db.record_environment(engine, a, env)
+    other = json.loads(json.dumps(env))
+    other["packages"]["torch"] = "2.14.0"
+    other["executable"] = "/y/python"
+    other["data"][0]["sha256"] = "2" * 64
+    db.record_environment(engine, b, other)
+    assert db.get_run(engine, a).environment == env
+    assert db.environment_diff(engine, [a, b, c]) == {
+        "data./d/f.npz": {a: "1" * 64, b: "2" * 64},
+        "packages.torch": {a: "2.13.0", b: "2.14.0"},
+    }
+    assert db.environment_diff(engine, [a, c]) == {}
+    with pytest.raises(db.RunNotFound):
+        db.environment_diff(engine, [a, 999])
