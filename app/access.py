@@ -1,7 +1,8 @@
 """Who is using the dashboard, for the page scripts: `gate()` runs in `app/main.py` before
 any page; with `BML_AUTH=local` it reads the session cookie (sent with the page's
 websocket, `st.context.cookies`), checks it (`app.auth`, `db.accounts.session_actor`) and,
-without a valid one, shows only a link to the login form and stops. `current_actor()` is
+without a valid one, shows only a link to the login form and stops; with `BML_AUTH=oidc`
+it asks Streamlit's `st.user` and maps the person to a role (`app/oidc.py`). `current_actor()` is
 the result for the pages, which hide what the role may not do and pass the actor to
 worker.client (which refuses anyway)."""
 
@@ -47,9 +48,20 @@ def gate(engine: Engine) -> db.Actor:
             st.stop()
         assert found is not None
         actor = found
-    else:
-        st.error(f"BML_AUTH={mode} is not available in this version; use BML_AUTH=local.")
-        st.stop()
+    else:  # oidc: Streamlit's own login (st.login), mapped to a role (app/oidc.py)
+        from app.oidc import oidc_actor
+
+        if not st.user.is_logged_in:
+            st.session_state.pop(ACTOR_KEY, None)
+            st.title("Log in to BML Studio")
+            st.button("Log in with your organisation's account", on_click=st.login, key="oidc_login")
+            st.stop()
+        mapped = oidc_actor(engine, {k: st.user.get(k) for k in ("email", "groups")})
+        if mapped is None:
+            st.error(f"{st.user.get('email')} has no role in BML Studio; ask an admin.")
+            st.button("Log out", on_click=st.logout, key="oidc_logout_norole")
+            st.stop()
+        actor = mapped
     st.session_state[ACTOR_KEY] = actor
     return actor
 
@@ -62,7 +74,13 @@ def current_actor() -> db.Actor:
 
 def sidebar_account(actor: db.Actor) -> None:
     """Who is logged in, and the logout link (login on only)."""
-    if auth_mode() == "off":
+    mode = auth_mode()
+    if mode == "off":
+        return
+    if mode == "oidc":
+        with st.sidebar:
+            st.markdown(f"Signed in as **{actor.name}** ({actor.role})")
+            st.button("Log out", on_click=st.logout, key="oidc_logout")
         return
     with st.sidebar:
         st.markdown(

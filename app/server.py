@@ -20,14 +20,14 @@ health_poll_s = 0.25
 
 
 def dashboard_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, auth: str = "off") -> list[str]:
-    """The command line that serves the app on host:port (with the login routes when
-    `auth` is `local`)."""
+    """The command line that serves the app on host:port (through `app/asgi.py` when a
+    login is on: `local` or `oidc`)."""
     return [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(APP_WITH_LOGIN if auth == "local" else APP_MAIN),
+        str(APP_WITH_LOGIN if auth in ("local", "oidc") else APP_MAIN),
         "--server.port",
         str(port),
         "--server.address",

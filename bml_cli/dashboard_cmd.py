@@ -28,10 +28,13 @@ def resolve_auth(host: str, auth: bool, insecure_no_auth: bool) -> str:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID) from None
     if mode == "oidc":
-        typer.echo(
-            "error: BML_AUTH=oidc is not available in this version; use --auth (BML_AUTH=local)", err=True
-        )
-        raise typer.Exit(EXIT_INVALID)
+        from app.oidc import oidc_secrets
+
+        try:
+            oidc_secrets()
+        except AuthConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
     try:
         check_bind(host, mode)
     except AuthConfigError as exc:
