@@ -105,6 +105,11 @@ class TrainConfig(StrictModel):
     linear_probe: bool = Field(
         False, description="at the end, fit a linear classifier on each frozen encoder (CVPR definition)"
     )
+    deterministic: bool = Field(
+        False,
+        description="use PyTorch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG) so that a GPU "
+        "rerun repeats the run exactly; slower, and ops without a deterministic version fail",
+    )
 
     @field_validator("device")
     @classmethod
