@@ -3,7 +3,8 @@
 FROM python:3.11-slim
 ARG TORCH_SPEC="torch==2.13.0"
 ARG TORCH_INDEX="https://download.pytorch.org/whl/cpu"
-ENV PYTHONUNBUFFERED=1 BML_HOME=/data/bml
+# the login is on: add the first admin before serving (see the README, "Sharing it")
+ENV PYTHONUNBUFFERED=1 BML_HOME=/data/bml BML_AUTH=local
 WORKDIR /app
 RUN pip install --no-cache-dir --index-url "$TORCH_INDEX" "$TORCH_SPEC"
 COPY pyproject.toml README.md ./
@@ -23,5 +24,6 @@ RUN groupadd --system --gid 10001 bml \
 USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8501
-# `bml up` (embedded), or override: `bml worker --gpus 0`, `bml dashboard --host 0.0.0.0`
-CMD ["bml", "up", "--host", "0.0.0.0"]
+# `bml up` (embedded), or override: `bml worker --gpus 0`, `bml dashboard --host 0.0.0.0 --auth`.
+# First: docker run --rm -it -v bml-data:/data IMAGE sh -c "bml db upgrade && bml user add NAME --role admin"
+CMD ["bml", "up", "--host", "0.0.0.0", "--auth"]

@@ -2,13 +2,14 @@
 store's schema, then routes the addresses of CONTRACT.md ("Dashboard addresses") to the
 page scripts `app/views/<page>/page.py` (one folder per page, holding its script, its data
 logic and its charts; not `pages/`: Streamlit would also serve a `pages/` folder as separate
-apps, and a deep link opened first would skip this script)."""
+apps, and a deep link opened first would skip this script). With the login on, the
+gate (`app/access.py`) runs before navigation, so no page runs without a valid session."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from app import store
+from app import access, store
 from app.text import md
 from app.views.live.chart import preload_plotly
 from app.widgets import page_path
@@ -32,6 +33,10 @@ if problem is not None:
             "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
         )
     st.stop()
+
+# login (BML_AUTH=local): no page runs, and no deep link opens, before it
+actor = access.gate(store.engine())
+access.sidebar_account(actor)
 
 pages = [
     st.Page(page_path("overview"), title="Overview", icon=":material/home:", default=True),

@@ -1,6 +1,7 @@
 """How the dashboard is served: the `streamlit run app/main.py` command line (headless, no
 usage statistics, no file watcher), its address, and the wait for `GET /_stcore/health`.
-Used by `bml dashboard` and `bml up`."""
+Used by `bml dashboard` and `bml up`; with the login on it serves `app/asgi.py` (the app
+plus the login routes)."""
 
 from __future__ import annotations
 
@@ -11,20 +12,22 @@ import urllib.request
 from pathlib import Path
 
 APP_MAIN = Path(__file__).resolve().parent / "main.py"
+APP_WITH_LOGIN = Path(__file__).resolve().parent / "asgi.py"  # main.py plus the login routes
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
 health_timeout_s = 60.0
 health_poll_s = 0.25
 
 
-def dashboard_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST) -> list[str]:
-    """The command line that serves the app on host:port."""
+def dashboard_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, auth: str = "off") -> list[str]:
+    """The command line that serves the app on host:port (through `app/asgi.py` when a
+    login is on: `local` or `oidc`)."""
     return [
         sys.executable,
         "-m",
         "streamlit",
         "run",
-        str(APP_MAIN),
+        str(APP_WITH_LOGIN if auth in ("local", "oidc") else APP_MAIN),
         "--server.port",
         str(port),
         "--server.address",

@@ -1,6 +1,8 @@
-"""`bml dashboard [--port N] [--host H]`: serves the Streamlit app (`app/main.py`) on
-127.0.0.1:8501 by default, after checking that the store is migrated (exit 1 with the
-command that fixes it otherwise)."""
+"""`bml dashboard [--port N] [--host H] [--auth] [--insecure-no-auth]`: serves the
+Streamlit app (`app/main.py`) on 127.0.0.1:8501 by default, after checking that the store
+is migrated (exit 1 with the command that fixes it otherwise). Binding anything but
+loopback without the login is refused (exit 2, saying how to turn it on); `--auth` (or
+BML_AUTH=local) needs at least one account in the store."""
 
 from __future__ import annotations
 
@@ -16,12 +18,68 @@ import typer
 from bml_cli.common import EXIT_FAILURE, EXIT_INVALID
 
 
+def resolve_auth(host: str, auth: bool, insecure_no_auth: bool) -> str:
+    """The login mode to serve with (`--auth` or BML_AUTH); exit 2 when `host` is not
+    loopback and the login is off, unless `--insecure-no-auth` (then a loud warning).
+    Sets BML_AUTH for the dashboard process."""
+    from app.auth import AuthConfigError, auth_mode, check_bind
+
+    try:
+        mode = "local" if auth else auth_mode()
+    except AuthConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID) from None
+    if mode == "oidc":
+        from app.oidc import oidc_secrets
+
+        try:
+            oidc_secrets()
+        except AuthConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+    try:
+        check_bind(host, mode)
+    except AuthConfigError as exc:
+        if not insecure_no_auth:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        banner = "!" * 78
+        typer.echo(
+            f"{banner}\nWARNING: --insecure-no-auth: serving the dashboard on {host} WITHOUT A LOGIN.\n"
+            f"Anyone who can reach this address can launch, cancel and delete runs.\n{banner}",
+            err=True,
+        )
+    os.environ["BML_AUTH"] = mode
+    return mode
+
+
+def require_accounts(mode: str) -> None:
+    """With the login on, exit 2 unless the store has an account to log in with."""
+    if mode != "local":
+        return
+    from db import make_engine
+    from db.accounts import user_count
+
+    engine = make_engine()
+    try:
+        if user_count(engine) == 0:
+            typer.echo(
+                "error: the login is on but the store has no account; add the first admin with "
+                "`bml user add NAME --role admin` (same BML_HOME / BML_DATABASE_URL), then start again",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INVALID)
+    finally:
+        engine.dispose()
+
+
 def start_dashboard(port: int, host: str, stdout: Any = None, stderr: Any = None) -> subprocess.Popen[bytes]:
-    """The app in a child process with this environment (BML_HOME, BML_DATABASE_URL, ...)."""
+    """The app in a child process with this environment (BML_HOME, BML_DATABASE_URL, BML_AUTH, ...)."""
+    from app.auth import auth_mode
     from app.server import dashboard_command
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(dashboard_command(port, host), env=env, stdout=stdout, stderr=stderr)
+    return subprocess.Popen(dashboard_command(port, host, auth_mode()), env=env, stdout=stdout, stderr=stderr)
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -72,12 +130,18 @@ def register(app: typer.Typer) -> None:
     def dashboard(
         port: int = typer.Option(DEFAULT_PORT, "--port", help="port to serve on"),
         host: str = typer.Option(DEFAULT_HOST, "--host", help="interface to bind (0.0.0.0: all)"),
+        auth: bool = typer.Option(False, "--auth", help="require a login (as BML_AUTH=local)"),
+        insecure_no_auth: bool = typer.Option(
+            False, "--insecure-no-auth", help="serve a non-loopback address without a login (not recommended)"
+        ),
     ) -> None:
         """Serve the dashboard (Streamlit) until interrupted."""
         from app.server import dashboard_url, wait_until_healthy
 
         check_port_or_exit(host, port)
+        mode = resolve_auth(host, auth, insecure_no_auth)
         check_store_or_exit()
+        require_accounts(mode)
         proc = start_dashboard(port, host, stdout=subprocess.DEVNULL)
         signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
         url = dashboard_url(port, host)

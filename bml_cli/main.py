@@ -6,7 +6,16 @@ import sys
 
 import typer
 
-from bml_cli import dashboard_cmd, data_cmd, report_cmd, store_cmd, strategies_cmd, train_cmd, worker_cmd
+from bml_cli import (
+    dashboard_cmd,
+    data_cmd,
+    report_cmd,
+    store_cmd,
+    strategies_cmd,
+    train_cmd,
+    user_cmd,
+    worker_cmd,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -32,6 +41,7 @@ worker_cmd.register(app)
 dashboard_cmd.register(app)
 report_cmd.register(app)
 strategies_cmd.register(app)
+user_cmd.register(app)
 
 
 def _one_line(text: str) -> str:

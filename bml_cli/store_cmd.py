@@ -36,9 +36,10 @@ def _engine(check: bool = True) -> Any:
 def open_run_sink(cfg: Any) -> Any:
     """For `bml train --db`: a new run row, claimed by this process, and its DbMetricSink."""
     from db import DbMetricSink, claim_run, create_run
+    from worker.client import current_actor
 
     engine = _engine()
-    run_id = create_run(engine, cfg)
+    run_id = create_run(engine, cfg, owner=current_actor(engine).name)
     claim_run(engine, run_id, worker=f"bml-train@{socket.gethostname()}:{os.getpid()}")
     typer.echo(f"store run id: {run_id}")
     return DbMetricSink(engine, run_id)
@@ -88,13 +89,13 @@ def _write_export(engine: Any, run_id: int, fmt: str, out: IO[Any] | Path) -> in
 
 
 def _format_runs(runs: list[Any]) -> str:
-    header = f"{'id':>6}  {'status':<10} {'progress':>8}  {'try':>3}  {'group':<20} {'name':<28} {'strategy':<12} dataset"
+    header = f"{'id':>6}  {'status':<10} {'progress':>8}  {'try':>3}  {'group':<20} {'name':<28} {'strategy':<12} {'owner':<12} dataset"
     lines = [header]
     for r in runs:
         group, name, strategy, dataset = (plain(v) for v in (r.group, r.name, r.strategy, r.dataset))
         lines.append(
             f"{r.id:>6}  {r.status:<10} {r.progress * 100:>7.1f}%  {r.attempt:>3}  {group[:20]:<20} "
-            f"{name[:28]:<28} {strategy[:12]:<12} {dataset}"
+            f"{name[:28]:<28} {strategy[:12]:<12} {plain(r.owner or '-')[:12]:<12} {dataset}"
         )
     return "\n".join(lines)
 
@@ -125,6 +126,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print a JSON list of run objects"),
         group: str = typer.Option(None, "--group", help="only this group"),
         limit: int = typer.Option(50, "--limit", min=1, help="at most this many runs, newest first"),
+        owner: str = typer.Option(None, "--owner", help="only runs launched by this user"),
     ) -> None:
         """List runs, newest first."""
         from db import RUN_STATUSES, list_runs
@@ -132,7 +134,7 @@ def register(app: typer.Typer) -> None:
         if status is not None and status not in RUN_STATUSES:
             typer.echo(f"error: unknown status {status!r}; one of {', '.join(RUN_STATUSES)}", err=True)
             raise typer.Exit(EXIT_INVALID)
-        page = list_runs(_engine(), status=status, group=group, limit=limit)
+        page = list_runs(_engine(), status=status, group=group, owner=owner, limit=limit)
         if as_json:
             from db.models import json_safe
 

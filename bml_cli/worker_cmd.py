@@ -142,6 +142,7 @@ def register(app: typer.Typer) -> None:
         preset: str = typer.Option(None, "--preset", help="start from a paper preset"),
     ) -> None:
         """Validate, store and enqueue run(s); prints one run id per line."""
+        from db import PermissionDenied
         from worker.client import BrokerUnavailable
         from worker.client import submit as submit_runs
 
@@ -154,13 +155,16 @@ def register(app: typer.Typer) -> None:
             except BrokerUnavailable as exc:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(EXIT_FAILURE) from None
+            except PermissionDenied as exc:
+                typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(EXIT_INVALID) from None
         for run_id in ids:
             typer.echo(run_id)
 
     @app.command()
     def cancel(run_id: int = typer.Argument(..., help="the run to cancel")) -> None:
         """Request cancellation: a queued run ends at once, a running one within seconds."""
-        from db import RunNotFound
+        from db import PermissionDenied, RunNotFound
         from worker.client import cancel as cancel_run
 
         check_run_id(run_id)
@@ -169,7 +173,53 @@ def register(app: typer.Typer) -> None:
         except RunNotFound:
             typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
             raise typer.Exit(EXIT_INVALID) from None
+        except PermissionDenied as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
         typer.echo(f"run {run_id}: {status}" + (" (stopping)" if status == "running" else ""))
+
+    @app.command()
+    def rerun(
+        run_id: int = typer.Argument(..., help="the run to reproduce"),
+        yes: bool = typer.Option(
+            False, "--yes", help="queue it even if a data file or a major version changed"
+        ),
+    ) -> None:
+        """A new run with the same resolved config and seed, linked to the original; prints
+        its id. What changed since (data files, versions, code) is reported first; a changed
+        data file or major version exits 2 unless --yes."""
+        from db import PermissionDenied, RunNotFound
+        from worker.client import BrokerUnavailable, rerun_check
+        from worker.client import rerun as rerun_run
+
+        engine = _engine()
+        try:
+            check = rerun_check(run_id, engine=engine)
+        except RunNotFound:
+            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        for note in check.notes:
+            typer.echo(f"note: {note}", err=True)
+        for item in check.blocking:
+            typer.echo(f"changed: {item}", err=True)
+        if check.blocking and not yes:
+            typer.echo(
+                f"error: run {run_id} cannot be reproduced exactly as things are ({len(check.blocking)} "
+                "change(s) above); nothing was queued. Rerun with --yes to queue it anyway.",
+                err=True,
+            )
+            raise typer.Exit(EXIT_INVALID)
+        if not check.blocking and not check.notes:
+            typer.echo(f"run {run_id}: same data files and versions; rerunning exactly", err=True)
+        try:
+            new_id = rerun_run(run_id, engine=engine)
+        except PermissionDenied as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        except BrokerUnavailable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+        typer.echo(new_id)
 
     @app.command()
     def worker(
@@ -189,17 +239,24 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(8501, "--port", help="dashboard port"),
         host: str = typer.Option("127.0.0.1", "--host", help="dashboard bind address"),
         gpus: str = typer.Option(None, "--gpus", help="GPU indices for the workers (default: all found)"),
+        auth: bool = typer.Option(False, "--auth", help="require a login (as BML_AUTH=local)"),
+        insecure_no_auth: bool = typer.Option(
+            False, "--insecure-no-auth", help="serve a non-loopback address without a login (not recommended)"
+        ),
     ) -> None:
         """Embedded mode: the store (SQLite), a broker that needs no server, one worker per
-        GPU (or one CPU worker) and the dashboard, until Ctrl-C."""
-        from bml_cli.dashboard_cmd import check_port_or_exit
+        GPU (or one CPU worker) and the dashboard, until Ctrl-C. Binding anything but
+        loopback needs `--auth` (exit 2 otherwise)."""
+        from bml_cli.dashboard_cmd import check_port_or_exit, require_accounts, resolve_auth
         from db import make_engine, upgrade
         from db.engine import bml_home
 
         check_port_or_exit(host, port)  # before anything starts: never report another instance's address
+        mode = resolve_auth(host, auth, insecure_no_auth)
         home = bml_home()
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())
+        require_accounts(mode)
         gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
         procs = start_workers(gpu_list, log_dir=home / "logs")
         dashboard = start_dashboard(port, host, home / "logs")
@@ -222,8 +279,11 @@ def register(app: typer.Typer) -> None:
 
 def start_dashboard(port: int, host: str, log_dir: Path) -> subprocess.Popen[bytes]:
     """The dashboard process (as `bml dashboard` runs it), its output in log_dir/dashboard.log."""
+    from app.auth import auth_mode
     from app.server import dashboard_command
 
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "dashboard.log").open("ab") as out:
-        return subprocess.Popen(dashboard_command(port, host), stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            dashboard_command(port, host, auth_mode()), stdout=out, stderr=subprocess.STDOUT
+        )

@@ -176,6 +176,11 @@ class TrainConfig(StrictModel):
             "epochs (selected on test, reported apart, never used to select the model)"
         ),
     )
+    deterministic: bool = Field(
+        False,
+        description="use PyTorch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG) so that a GPU "
+        "rerun repeats the run exactly; slower, and ops without a deterministic version fail",
+    )
 
     @field_validator("device")
     @classmethod

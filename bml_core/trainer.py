@@ -107,6 +107,16 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
+def enable_determinism() -> None:
+    """PyTorch's deterministic algorithms (`train.deterministic`): cuBLAS needs a fixed
+    workspace (CUBLAS_WORKSPACE_CONFIG, read when its handle is made, so set before the
+    first GEMM), cuDNN its deterministic kernels and no autotuning."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -203,6 +213,8 @@ class Trainer:
         self.cfg = cfg
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
+        if cfg.train.deterministic:
+            enable_determinism()
         self.device = resolve_device(cfg.train.device)
         self.bundle = bundle if bundle is not None else build_dataset(cfg.dataset)
         self.modalities = self.bundle.modalities

@@ -1,12 +1,28 @@
 """The store: runs and their metric series in SQLite or PostgreSQL (SQLAlchemy 2 + Alembic).
 
 `db.engine` connects and migrates, `db.runs` is the run lifecycle the worker drives,
-`db.queries` returns plain data to the app and the CLI, `db.sink.DbMetricSink` streams
+`db.queries` returns plain data to the app and the CLI, `db.accounts` holds
+users, roles, permissions and the audit trail, `db.sink.DbMetricSink` streams
 a training run's metrics into the store. Only sqlalchemy and `bml_core.config`/`sinks`
 are imported here: never torch, the worker or the app."""
 
 from __future__ import annotations
 
+from db.accounts import (
+    ROLES,
+    Actor,
+    AuditInfo,
+    LoginRefused,
+    PermissionDenied,
+    UserError,
+    UserInfo,
+    allowed,
+    audit_events,
+    authenticate,
+    authorize,
+    local_admin,
+    resolve_actor,
+)
 from db.engine import check_schema, current_revision, database_url, head_revision, make_engine, upgrade
 from db.errors import (
     InvalidMetricKey,
@@ -29,6 +45,7 @@ from db.queries import (
     config_diff,
     downsampled_many,
     downsampled_series,
+    environment_diff,
     flatten_config,
     get_run,
     group_aggregate,
@@ -54,6 +71,7 @@ from db.runs import (
     delete_run,
     finish_run,
     heartbeat,
+    record_environment,
     request_cancel,
     requeue_run,
     requeue_stale,
@@ -61,6 +79,20 @@ from db.runs import (
 from db.sink import DbMetricSink
 
 __all__ = [
+    "ROLES",
+    "Actor",
+    "AuditInfo",
+    "LoginRefused",
+    "PermissionDenied",
+    "UserError",
+    "UserInfo",
+    "allowed",
+    "audit_events",
+    "authenticate",
+    "authorize",
+    "local_admin",
+    "record_environment",
+    "resolve_actor",
     "MAX_KEY_LENGTH",
     "ROLLUP_WIDTHS",
     "RUN_STATUSES",
@@ -92,6 +124,7 @@ __all__ = [
     "delete_run",
     "downsampled_many",
     "downsampled_series",
+    "environment_diff",
     "finish_run",
     "flatten_config",
     "get_run",

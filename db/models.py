@@ -1,5 +1,6 @@
 """Typed SQLAlchemy 2 models of the store: runs, their tags, metric series, points,
-rollups (pre-aggregated step blocks for downsampling), events and sweeps.
+rollups (pre-aggregated step blocks for downsampling), events, sweeps, and the accounts
+(users) with their audit trail (who cancelled, retried, deleted a run or changed a user).
 
 The schema itself is created by the Alembic migrations in `db/migrations/`; these models
 must match them (a test compares the two)."""
@@ -141,6 +142,12 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     dropped_points: Mapped[int] = mapped_column(BigInteger, default=0)
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweeps.id"), index=True)
+    # who launched it (a user name; no foreign key: runs outlive their owner's account)
+    owner: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH), index=True)
+    # what it ran on (versions, commit, hardware, data fingerprints), recorded by the run process
+    environment: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+    # the run this one exactly reruns (`bml rerun`); no foreign key: the original may be deleted
+    rerun_of: Mapped[int | None] = mapped_column(Integer)
 
 
 class RunTag(Base):
@@ -211,3 +218,36 @@ class Event(Base):
     time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+
+
+class User(Base):
+    """An account when auth is on: a role (viewer | operator | admin) and an Argon2 password
+    hash (NULL for accounts that log in through OIDC only). `failed_logins` and
+    `locked_until` throttle repeated wrong passwords; `sessions_after` voids older logins."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str | None] = mapped_column(String(400))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # login cookies issued before this are void (set by logout: it ends every session)
+    sessions_after: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class AuditEvent(Base):
+    """Who did what: cancel, retry, delete, rerun of a run, and user changes. No foreign
+    key: the trail outlives the deleted run or user it names."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    target_user: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -62,6 +62,8 @@ class RunInfo:
     cancel_requested: bool
     dropped_points: int
     sweep_id: int | None
+    owner: str | None = None  # who launched it (None: before accounts existed)
+    rerun_of: int | None = None  # the run this one exactly reruns
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: timestamps as ISO 8601 strings."""
@@ -78,6 +80,7 @@ class RunDetail(RunInfo):
 
     config: dict[str, Any] = field(default_factory=dict)
     traceback_tail: str | None = None
+    environment: dict[str, Any] | None = None  # versions, commit, hardware, data fingerprints
 
 
 @dataclass(frozen=True)
@@ -88,56 +91,10 @@ class RunPage:
     offset: int
 
 
-_LIST_COLUMNS = (
-    Run.id,
-    Run.name,
-    Run.group.label("group"),
-    Run.status,
-    Run.strategy,
-    Run.dataset,
-    Run.seed,
-    Run.attempt,
-    Run.max_attempts,
-    Run.worker,
-    Run.created_at,
-    Run.started_at,
-    Run.finished_at,
-    Run.heartbeat_at,
-    Run.progress,
-    Run.step,
-    Run.total_steps,
-    Run.error,
-    Run.summary,
-    Run.cancel_requested,
-    Run.dropped_points,
-    Run.sweep_id,
-)
-
-
-_LIST_FIELDS = [
-    "id",
-    "name",
-    "group",
-    "status",
-    "strategy",
-    "dataset",
-    "seed",
-    "attempt",
-    "max_attempts",
-    "worker",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "heartbeat_at",
-    "progress",
-    "step",
-    "total_steps",
-    "error",
-    "summary",
-    "cancel_requested",
-    "dropped_points",
-    "sweep_id",
-]
+# The listed columns are RunInfo's fields (but tags, read from run_tags), in that order:
+# adding a field to RunInfo and to the model is all it takes to list it.
+_LIST_FIELDS = [f.name for f in fields(RunInfo) if f.name != "tags"]
+_LIST_COLUMNS = tuple(getattr(Run, name) for name in _LIST_FIELDS)
 
 
 def _run_info(row: Sequence[Any], tags: list[str]) -> dict[str, Any]:
@@ -172,13 +129,15 @@ def get_run(engine: Engine, run_id: int) -> RunDetail:
     """One run with its config; RunNotFound for an unknown id."""
     with engine.connect() as conn:
         row = conn.execute(
-            select(*_LIST_COLUMNS, Run.config, Run.traceback_tail).where(Run.id == run_id)
+            select(*_LIST_COLUMNS, Run.config, Run.traceback_tail, Run.environment).where(Run.id == run_id)
         ).first()
         if row is None:
             raise RunNotFound(run_id)
         tags = _tags_of(conn, [run_id])[run_id]
     n = len(_LIST_FIELDS)
-    return RunDetail(**_run_info(row[:n], tags), config=row[n], traceback_tail=row[n + 1])
+    return RunDetail(
+        **_run_info(row[:n], tags), config=row[n], traceback_tail=row[n + 1], environment=row[n + 2]
+    )
 
 
 def list_runs(
@@ -191,6 +150,7 @@ def list_runs(
     tags: Iterable[str] | None = None,
     text: str | None = None,
     sweep_id: int | None = None,
+    owner: str | None = None,
     limit: int | None = 50,
     offset: int = 0,
 ) -> RunPage:
@@ -208,6 +168,8 @@ def list_runs(
         where.append(Run.group == group)
     if sweep_id is not None:
         where.append(Run.sweep_id == sweep_id)
+    if owner is not None:
+        where.append(Run.owner == owner)
     for tag in tags or ():
         where.append(exists().where(RunTag.run_id == Run.id, RunTag.tag == tag))
     if text:
@@ -313,6 +275,30 @@ def config_diff(engine: Engine, run_ids: Sequence[int]) -> dict[str, dict[int, A
         if rid not in rows:
             raise RunNotFound(rid)
     return diff_configs({rid: rows[rid] for rid in run_ids})
+
+
+def environment_diff(engine: Engine, run_ids: Sequence[int]) -> dict[str, dict[int, Any]]:
+    """What differs between the runs' recorded environments (`runs.environment`: versions,
+    commit, GPU, host, data sha256 by file path), as {dotted key: {run_id: value}}; runs
+    that recorded none are left out."""
+    with engine.connect() as conn:
+        rows: dict[int, Any] = dict(
+            conn.execute(select(Run.id, Run.environment).where(Run.id.in_(list(run_ids)))).all()
+        )
+    for rid in run_ids:
+        if rid not in rows:
+            raise RunNotFound(rid)
+    envs: dict[int, dict[str, Any]] = {}
+    for rid in run_ids:
+        env = rows[rid]
+        if not env:
+            continue
+        flat = dict(env)
+        flat.pop("executable", None)
+        data = flat.pop("data", None) or []
+        flat["data"] = {str(d.get("path")): d.get("sha256") for d in data}
+        envs[rid] = flat
+    return diff_configs(envs) if len(envs) > 1 else {}
 
 
 # --------------------------------------------------------------------------- series

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 
 from bml_core.config import RunConfig, validate_config
+from db.accounts import Actor, authorize, record
 from db.engine import write_tx
 from db.errors import InvalidRunState, RunNotFound
 from db.models import (
@@ -62,9 +63,12 @@ def create_run(
     tags: Iterable[str] | None = None,
     max_attempts: int = 3,
     sweep_id: int | None = None,
+    owner: str | None = None,
+    rerun_of: int | None = None,
 ) -> int:
     """Validate the config (bml_core.config.ConfigError when invalid: nothing is stored),
-    insert a `queued` run and return its id. name/group/tags default to the config's."""
+    insert a `queued` run and return its id. name/group/tags default to the config's.
+    `owner`: who launched it; `rerun_of`: the run it exactly reruns."""
     cfg = config if isinstance(config, RunConfig) else validate_config(config)
     name = cfg.name if name is None else name
     group = cfg.group if group is None else group
@@ -97,6 +101,8 @@ def create_run(
                 cancel_requested=False,
                 dropped_points=0,
                 sweep_id=sweep_id,
+                owner=owner,
+                rerun_of=rerun_of,
             )
             .returning(Run.id)
         ).scalar_one()
@@ -183,10 +189,24 @@ def finish_run(
             raise RunNotFound(run_id)
 
 
-def request_cancel(engine: Engine, run_id: int) -> str:
+def _authorize_on_run(conn: Connection, actor: Actor | None, action: str, run_id: int) -> None:
+    """Check `actor` may do `action` on the run (RunNotFound first); record it in the audit
+    trail in the same transaction. No actor: an internal caller (worker, tests), not checked."""
+    if actor is None:
+        return
+    owner = conn.execute(select(Run.owner).where(Run.id == run_id)).first()
+    if owner is None:
+        raise RunNotFound(run_id)
+    authorize(actor, action, owner[0], what=f"run {run_id}")
+    record(conn, actor, action, run_id=run_id)
+
+
+def request_cancel(engine: Engine, run_id: int, actor: Actor | None = None) -> str:
     """Cancel a run: a queued/requeued run becomes `cancelled` at once; a running one gets
-    `cancel_requested` (its supervisor stops it). Returns the run's status afterwards."""
+    `cancel_requested` (its supervisor stops it). Returns the run's status afterwards.
+    With an `actor`: PermissionDenied unless they may (see db.accounts), and audited."""
     with write_tx(engine) as conn:
+        _authorize_on_run(conn, actor, "cancel", run_id)
         if (
             conn.execute(
                 update(Run)
@@ -284,10 +304,11 @@ def add_event(engine: Engine, run_id: int, level: str, message: str) -> None:
         )
 
 
-def delete_run(engine: Engine, run_id: int, force: bool = False) -> None:
+def delete_run(engine: Engine, run_id: int, force: bool = False, actor: Actor | None = None) -> None:
     """Delete a run with all its data (series, points, rollups, events, tags). A running
-    run is refused unless `force` (cancel it first)."""
+    run is refused unless `force` (cancel it first). With an `actor`: admins only, audited."""
     with write_tx(engine) as conn:
+        _authorize_on_run(conn, actor, "delete", run_id)
         status = conn.execute(select(Run.status).where(Run.id == run_id)).scalar_one_or_none()
         if status is None:
             raise RunNotFound(run_id)
@@ -317,3 +338,13 @@ def requeue_run(engine: Engine, run_id: int, reason: str) -> str:
         reason = f"{reason} (attempt {row.attempt} of {row.max_attempts})"
         status = _end_attempt(conn, run_id, guard, row.attempt, row.max_attempts, False, reason, now)
     return status or "running"
+
+
+def record_environment(engine: Engine, run_id: int, environment: Mapping[str, Any]) -> None:
+    """Store what the run ran on (versions, commit, hardware, data fingerprints)."""
+    with write_tx(engine) as conn:
+        if (
+            conn.execute(update(Run).where(Run.id == run_id).values(environment=dict(environment))).rowcount
+            != 1
+        ):
+            raise RunNotFound(run_id)

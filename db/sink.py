@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -36,7 +36,43 @@ from db.runs import TERMINAL_STATUSES, max_error_chars, max_event_chars
 
 log = logging.getLogger("bml.db.sink")
 
-_STEP, _EVAL, _EVENT, _START, _END = range(5)
+
+class StepItem(NamedTuple):
+    """One training step's metrics, as queued by `on_step`."""
+
+    step: int
+    metrics: dict[str, float]
+
+
+class EvalItem(NamedTuple):
+    """One evaluation's metrics (`on_eval`)."""
+
+    step: int
+    metrics: dict[str, float]
+
+
+class EventItem(NamedTuple):
+    """A human-readable event (`on_event`): wall-clock time, level, message."""
+
+    time: float
+    level: str
+    message: str
+
+
+class StartItem(NamedTuple):
+    """The trainer's start info (`on_start`): total steps, device, resumed, start step."""
+
+    info: dict[str, Any]
+
+
+class EndItem(NamedTuple):
+    """The run's end (`on_end`): final status and summary."""
+
+    status: str
+    summary: dict[str, Any] | None
+
+
+QueueItem = StepItem | EvalItem | EventItem | StartItem | EndItem
 EVENT_LEVELS = {"debug", "info", "warning", "error"}
 MAX_STEP = 2**63 - 1
 
@@ -45,11 +81,11 @@ MAX_STEP = 2**63 - 1
 class _Batch:
     """Items taken off the queue for one transaction (kept as is across retries)."""
 
-    steps: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
-    events: list[tuple[float, str, str]] = field(default_factory=list)
+    steps: list[StepItem] = field(default_factory=list)
+    evals: list[EvalItem] = field(default_factory=list)
+    events: list[EventItem] = field(default_factory=list)
     start: dict[str, Any] | None = None
-    end: tuple[str, dict[str, Any] | None] | None = None
+    end: EndItem | None = None
     points: int = 0  # metric values in steps + evals
     queued: int = 0  # what the batch counts in the queue bound (points + events)
 
@@ -104,7 +140,7 @@ class DbMetricSink(MetricSink):
         self.heartbeat_interval_s = heartbeat_interval_s
         self.record_status = record_status
 
-        self._items: deque[tuple[Any, ...]] = deque()
+        self._items: deque[QueueItem] = deque()
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -134,7 +170,7 @@ class DbMetricSink(MetricSink):
 
     # ------------------------------------------------------------------ trainer side
 
-    def _put(self, item: tuple[Any, ...], count: int) -> None:
+    def _put(self, item: QueueItem, count: int) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -143,7 +179,7 @@ class DbMetricSink(MetricSink):
                     while self._pending + count > self.max_pending_points and self._thread.is_alive():
                         self._room.wait(0.1)
                 if self._pending + count > self.max_pending_points:
-                    if item[0] == _EVENT:
+                    if isinstance(item, EventItem):
                         self._dropped_events_unrecorded += 1
                     else:
                         self._dropped_unrecorded += count
@@ -158,26 +194,26 @@ class DbMetricSink(MetricSink):
             self._wake.set()
 
     def on_start(self, info: dict[str, Any]) -> None:
-        self._put((_START, dict(info)), 0)
+        self._put(StartItem(dict(info)), 0)
 
     def on_step(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
         if not 0 <= step <= MAX_STEP:
             raise ValueError(f"step {step} refused: steps are integers from 0 to {MAX_STEP}")
-        self._put((_STEP, step, dict(metrics)), len(metrics))
+        self._put(StepItem(step, dict(metrics)), len(metrics))
 
     def on_eval(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
         if not 0 <= step <= MAX_STEP:
             raise ValueError(f"step {step} refused: steps are integers from 0 to {MAX_STEP}")
-        self._put((_EVAL, step, dict(metrics)), len(metrics))
+        self._put(EvalItem(step, dict(metrics)), len(metrics))
 
     def on_event(self, level: str, message: str) -> None:
         level = level if level in EVENT_LEVELS else "info"
         if level == "error":
             self._last_error_message = message
-        self._put((_EVENT, time.time(), level, message), 1)
+        self._put(EventItem(time.time(), level, message), 1)
 
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
-        self._put((_END, status, summary), 0)
+        self._put(EndItem(status, summary), 0)
 
     @property
     def pending_points(self) -> int:
@@ -243,22 +279,21 @@ class DbMetricSink(MetricSink):
         batch = _Batch()
         while self._items and batch.points < self.flush_points:
             item = self._items.popleft()
-            kind = item[0]
-            if kind == _STEP:
-                batch.steps.append((item[1], item[2]))
-                batch.points += len(item[2])
-                batch.queued += len(item[2])
-            elif kind == _EVAL:
-                batch.evals.append((item[1], item[2]))
-                batch.points += len(item[2])
-                batch.queued += len(item[2])
-            elif kind == _EVENT:
-                batch.events.append((item[1], item[2], item[3]))
+            if isinstance(item, StepItem):
+                batch.steps.append(item)
+                batch.points += len(item.metrics)
+                batch.queued += len(item.metrics)
+            elif isinstance(item, EvalItem):
+                batch.evals.append(item)
+                batch.points += len(item.metrics)
+                batch.queued += len(item.metrics)
+            elif isinstance(item, EventItem):
+                batch.events.append(item)
                 batch.queued += 1
-            elif kind == _START:
-                batch.start = item[1]
+            elif isinstance(item, StartItem):
+                batch.start = item.info
             else:
-                batch.end = (item[1], item[2])
+                batch.end = item
                 break  # nothing follows the end; commit it with what came before
         return batch
 
@@ -307,7 +342,7 @@ class DbMetricSink(MetricSink):
             self.dropped_points += batch.points
         message = f"{batch.points} metric points could not be stored and were dropped: {reason}"
         rest = _Batch(
-            events=[*batch.events, (time.time(), "error", message)],
+            events=[*batch.events, EventItem(time.time(), "error", message)],
             start=batch.start,
             end=batch.end,
             queued=batch.queued,
@@ -315,7 +350,7 @@ class DbMetricSink(MetricSink):
         return self._commit_with_retry(rest)
 
     def _rows(
-        self, items: Iterable[tuple[int, dict[str, float]]], ids: dict[str, int], skip: set[str]
+        self, items: Iterable[StepItem | EvalItem], ids: dict[str, int], skip: set[str]
     ) -> tuple[list[PointRow], int, list[str]]:
         """(rows, points skipped, messages) for (step, metrics) items."""
         rows: list[PointRow] = []

@@ -1,12 +1,18 @@
 """What the CLI and the dashboard call to launch and control runs: submit (validate ->
 insert -> enqueue), sweeps, groups of ready configs (`bml reproduce`), cancel, retry,
-delete, queue and worker status. Torch-free: the dashboard imports it."""
+delete, queue and worker status. Torch-free: the dashboard imports it.
+
+Every action is performed by an `Actor` (db.accounts): the dashboard passes the logged-in
+user; otherwise `current_actor()` is `BML_USER` (a stored account) or the local admin.
+Permissions are checked here and in db (not only by hiding buttons); PermissionDenied
+says who may."""
 
 from __future__ import annotations
 
 import copy
 import itertools
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +23,8 @@ from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_
 from bml_core.dataparams import check_dataset_paths
 from bml_core.errors import DatasetError
 from db import (
+    Actor,
+    authorize,
     create_run,
     create_sweep,
     database_url,
@@ -24,9 +32,12 @@ from db import (
     finish_run,
     get_run,
     list_runs,
+    local_admin,
     make_engine,
     request_cancel,
+    resolve_actor,
 )
+from db.accounts import log_action
 from worker.presence import live_workers
 from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact, remove_run_files
 
@@ -57,6 +68,15 @@ def _celery() -> Any:
     if url not in _apps:
         _apps[url] = make_app(url)
     return _apps[url]
+
+
+def current_actor(engine: Engine | None = None) -> Actor:
+    """Who this process acts as: the stored account named by BML_USER, else the local
+    admin (the operating-system user). PermissionDenied when BML_USER names no account."""
+    name = os.environ.get("BML_USER", "").strip()
+    if not name:
+        return local_admin()
+    return resolve_actor(_engine(engine), name)
 
 
 def enqueue(run_id: int) -> None:
@@ -101,14 +121,21 @@ def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None =
 
 
 def submit(
-    config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None = None, *, engine: Engine | None = None
+    config: Mapping[str, Any] | RunConfig,
+    seeds: Sequence[int] | None = None,
+    *,
+    engine: Engine | None = None,
+    actor: Actor | None = None,
 ) -> list[int]:
     """Validate, store one queued run per seed (the seed overrides the config's) and enqueue
-    them. ConfigError (nothing stored) on invalid input; BrokerUnavailable if the broker is
-    down (the runs are kept, marked failed, and can be retried)."""
+    them, owned by the actor (operators and admins). ConfigError (nothing stored) on invalid
+    input; BrokerUnavailable if the broker is down (the runs are kept, marked failed, and
+    can be retried)."""
     eng = _engine(engine)
+    act = actor or current_actor(eng)
+    authorize(act, "launch", what="runs")
     configs = prepare(config, seeds)
-    ids = [create_run(eng, cfg) for cfg in configs]
+    ids = [create_run(eng, cfg, owner=act.name) for cfg in configs]
     _enqueue_all(eng, ids)
     return ids
 
@@ -158,12 +185,15 @@ def submit_sweep(
     *,
     name: str,
     engine: Engine | None = None,
+    actor: Actor | None = None,
 ) -> tuple[int, list[int]]:
     """A grid over strategies x parameters x seeds as one group and one sweep row."""
     eng = _engine(engine)
+    act = actor or current_actor(eng)
+    authorize(act, "launch", what="a sweep")
     configs = expand_grid(base, grid, seeds, name)
     sweep_id = create_sweep(eng, name, {"base": dict(base), "grid": dict(grid), "seeds": list(seeds)})
-    ids = [create_run(eng, cfg, sweep_id=sweep_id) for cfg in configs]
+    ids = [create_run(eng, cfg, sweep_id=sweep_id, owner=act.name) for cfg in configs]
     _enqueue_all(eng, ids)
     return sweep_id, ids
 
@@ -174,39 +204,89 @@ def submit_group(
     name: str,
     spec: Mapping[str, Any] | None = None,
     engine: Engine | None = None,
+    actor: Actor | None = None,
 ) -> tuple[int, list[int]]:
     """Validated configs (e.g. a paper's grid of presets x seeds) stored as one sweep, all
     in group `name`, and enqueued. Returns (sweep id, run ids)."""
     eng = _engine(engine)
+    act = actor or current_actor(eng)
+    authorize(act, "launch", what=f"group {name!r}")
     for cfg in configs:
         check_paths(cfg)
     sweep_id = create_sweep(eng, name, dict(spec) if spec else None)
-    ids = [create_run(eng, cfg, group=name, sweep_id=sweep_id) for cfg in configs]
+    ids = [create_run(eng, cfg, group=name, sweep_id=sweep_id, owner=act.name) for cfg in configs]
     _enqueue_all(eng, ids)
     return sweep_id, ids
 
 
-def cancel(run_id: int, *, engine: Engine | None = None) -> str:
-    """Cancel: a queued run ends at once; a running one is stopped by its supervisor."""
-    return request_cancel(_engine(engine), run_id)
-
-
-def retry(run_id: int, *, engine: Engine | None = None) -> int:
-    """A clone of the run (same config) as a new queued run; returns its id."""
+def cancel(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> str:
+    """Cancel: a queued run ends at once; a running one is stopped by its supervisor.
+    Operators cancel their own runs, admins any (audited)."""
     eng = _engine(engine)
+    return request_cancel(eng, run_id, actor=actor or current_actor(eng))
+
+
+def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
+    """A clone of the run (same config) as a new queued run owned by the actor; returns
+    its id. Operators retry their own runs, admins any (audited)."""
+    eng = _engine(engine)
+    act = actor or current_actor(eng)
     run = get_run(eng, run_id)
-    new_id = create_run(eng, run.config, name=run.name, group=run.group, tags=run.tags)
+    authorize(act, "retry", run.owner, what=f"run {run_id}")
+    new_id = create_run(eng, run.config, name=run.name, group=run.group, tags=run.tags, owner=act.name)
+    log_action(eng, act, "retry", run_id=run_id, detail=f"as run {new_id}")
     _enqueue_all(eng, [new_id])
     return new_id
 
 
-def delete(run_id: int, *, engine: Engine | None = None) -> None:
-    """Delete a run and all its data, its checkpoints and logs included (a running run must
-    be cancelled first)."""
+@dataclass
+class RerunCheck:
+    """What differs between a run's recorded environment and now: `blocking` (a changed or
+    missing data file, another major version) must be confirmed before queueing."""
+
+    run_id: int
+    blocking: list[str]
+    notes: list[str]
+
+
+def rerun_check(run_id: int, *, engine: Engine | None = None) -> RerunCheck:
+    """Compare the run's recorded environment with this machine's (versions) and its data
+    files as they are now (sha256)."""
+    from bml_core.provenance import compare, file_fingerprint, static_environment
+
+    run = get_run(_engine(engine), run_id)
+    recorded = run.environment or {}
+    current = static_environment()
+    current["data"] = [
+        file_fingerprint(d["path"]) for d in recorded.get("data") or [] if os.path.isfile(d["path"])
+    ]
+    blocking, notes = compare(run.environment, current)
+    return RerunCheck(run_id, blocking, notes)
+
+
+def rerun(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
+    """A new queued run with the original's resolved config and seed, linked to it
+    (`rerun_of`), owned by the actor (operators and admins; audited). Call `rerun_check`
+    first to tell the user what changed."""
+    eng = _engine(engine)
+    act = actor or current_actor(eng)
+    run = get_run(eng, run_id)
+    authorize(act, "rerun", run.owner, what=f"run {run_id}")
+    new_id = create_run(
+        eng, run.config, name=run.name, group=run.group, tags=run.tags, owner=act.name, rerun_of=run_id
+    )
+    log_action(eng, act, "rerun", run_id=run_id, detail=f"as run {new_id}")
+    _enqueue_all(eng, [new_id])
+    return new_id
+
+
+def delete(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> None:
+    """Delete a run and all its data (a running run must be cancelled first). Admins only
+    (audited)."""
     eng = _engine(engine)
     run = get_run(eng, run_id)
-    delete_run(eng, run_id)
-    remove_run_files(run_id, run.created_at)
+    delete_run(eng, run_id, actor=actor or current_actor(eng))
+    remove_run_files(run_id, run.created_at)  # its checkpoints and logs too
 
 
 @dataclass

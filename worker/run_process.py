@@ -1,7 +1,8 @@
 """`python -m worker.run_process RUN_ID`: the training process of one run, started by the
 supervisor task with subprocess (never forked from a process that holds torch threads or
-CUDA). Loads the config from the run row, resumes from the run's last checkpoint, trains
-with a DbMetricSink, and records the final status itself.
+CUDA). Loads the config from the run row, records what it runs on (versions, commit,
+hardware, data fingerprints: bml_core.provenance) into the row, resumes from the run's last
+checkpoint, trains with a DbMetricSink, and records the final status itself.
 
 SIGTERM: the current step finishes, the sink flushes, a checkpoint is written. If the run's
 cancellation was requested the run ends `cancelled` (exit 0); otherwise it was a shutdown
@@ -110,8 +111,9 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     from bml_core.config import validate_config
     from bml_core.data import build_dataset
     from bml_core.dataparams import check_dataset_paths
+    from bml_core.provenance import data_fingerprints, runtime_environment
     from bml_core.trainer import Trainer
-    from db import DbMetricSink, cancel_requested, finish_run, get_run
+    from db import DbMetricSink, cancel_requested, finish_run, get_run, record_environment
     from worker.settings import run_dir
 
     run = get_run(engine, run_id)
@@ -128,6 +130,10 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     trainer = Trainer(
         cfg, bundle, sinks=[sink], run_dir=run_dir(run_id, run.created_at), stop_requested=stop.is_set
     )
+    environment = runtime_environment(str(trainer.device))
+    environment["data"] = data_fingerprints(cfg.dataset.path)
+    environment["worker"] = run.worker
+    record_environment(engine, run_id, environment)
     summary = trainer.fit()  # closes (flushes) the sink
     status = summary["run"]["status"]
     if status == "succeeded":

@@ -20,7 +20,7 @@ import db
 from tests.tcp_proxy import TcpProxy
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
-TABLES = ("points", "rollups", "series", "events", "run_tags", "runs", "sweeps")
+TABLES = ("points", "rollups", "series", "events", "run_tags", "runs", "sweeps", "users", "audit_events")
 
 
 def pg_url(database: str, port: int = PG_PORT) -> str:

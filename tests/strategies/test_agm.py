@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from strategy_helpers import assert_resume_is_bitwise, small
 
 from bml_core.config import ConfigError, load_config
 from bml_core.models import MultimodalModel
@@ -31,6 +30,7 @@ from bml_core.strategies.agm.impl import (
     shapley_weights,
 )
 from bml_core.trainer import Trainer
+from tests.strategies.strategy_helpers import assert_resume_is_bitwise, small
 
 E = math.e
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from strategy_helpers import assert_resume_is_bitwise, small
 
 from bml_core.config import ConfigError, load_config
 from bml_core.sinks import MemorySink
@@ -24,6 +23,7 @@ from bml_core.strategies.infreg.impl import (
     window_open,
 )
 from bml_core.trainer import Trainer
+from tests.strategies.strategy_helpers import assert_resume_is_bitwise, small
 
 
 def test_beta_only_above_the_mean_score() -> None:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from strategy_helpers import assert_resume_is_bitwise, small
 
 from bml_core.config import ConfigError, load_config
 from bml_core.strategies.pmr.impl import (
@@ -23,6 +22,7 @@ from bml_core.strategies.pmr.impl import (
     prototype_score,
 )
 from bml_core.trainer import Trainer
+from tests.strategies.strategy_helpers import assert_resume_is_bitwise, small
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 

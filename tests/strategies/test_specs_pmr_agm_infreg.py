@@ -5,12 +5,12 @@ under the spec's keys (what Live draws its panels from)."""
 from __future__ import annotations
 
 import pytest
-from strategy_helpers import small
 
 from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies import get_spec
 from bml_core.trainer import Trainer
+from tests.strategies.strategy_helpers import small
 
 DEFAULTS = {
     "pmr": {"alpha": 1.0, "momentum": 0.2, "proto_fraction": 0.1, "form": "smooth", "per_mu": 0.0},

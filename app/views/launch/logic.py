@@ -453,9 +453,11 @@ class LaunchResult:
     failure: str | None = None
 
 
-def submit_checked(check: LaunchCheck, strategy_names: Sequence[str], engine: Any = None) -> LaunchResult:
-    """Submit a checked form through worker.client: one run per seed, or the sweep grid.
-    Field errors the client still finds come back routed to their widgets."""
+def submit_checked(
+    check: LaunchCheck, strategy_names: Sequence[str], engine: Any = None, actor: Any = None
+) -> LaunchResult:
+    """Submit a checked form through worker.client as `actor`: one run per seed, or the
+    sweep grid. Field errors the client still finds come back routed to their widgets."""
     from worker import client
 
     if not check.ok or check.config is None:
@@ -463,10 +465,15 @@ def submit_checked(check: LaunchCheck, strategy_names: Sequence[str], engine: An
     try:
         if check.grid is not None:
             sweep_id, ids = client.submit_sweep(
-                check.config.to_dict(), check.grid, check.seeds, name=check.sweep_name or "", engine=engine
+                check.config.to_dict(),
+                check.grid,
+                check.seeds,
+                name=check.sweep_name or "",
+                engine=engine,
+                actor=actor,
             )
             return LaunchResult(ids, sweep_id=sweep_id)
-        return LaunchResult(client.submit(check.config, check.seeds, engine=engine))
+        return LaunchResult(client.submit(check.config, check.seeds, engine=engine, actor=actor))
     except ConfigError as exc:
         errors: dict[str, str] = {}
         for path, msg in exc.errors:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import catalog, store
+import db
+from app import access, catalog, store
 from app.form_fields import coerce
 from app.text import md
 from app.views.launch import logic as ll
@@ -187,13 +188,20 @@ for path, msg in leftover.items():
 
 count = check.run_count if check.ok else 0
 label = f"Launch {count} run{'s' if count != 1 else ''}" if check.ok else "Launch"
-if st.button(label, type="primary", key="launch_button"):
+actor = access.current_actor()
+may_launch = db.allowed(actor, "launch")
+if not may_launch:
+    st.info(
+        f"Signed in as {actor.name} ({actor.role}): launching runs needs the operator or admin role.",
+        icon=":material/lock:",
+    )
+if may_launch and st.button(label, type="primary", key="launch_button"):
     if errors:
         st.error(
             f"Nothing was launched: fix the {len(errors)} field(s) marked above.", icon=":material/block:"
         )
     else:
-        result = ll.submit_checked(check, strategy_names, engine=engine)
+        result = ll.submit_checked(check, strategy_names, engine=engine, actor=actor)
         if result.errors:
             st.session_state["launch_submit_errors"] = (repr(values), result.errors)
             st.rerun()

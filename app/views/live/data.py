@@ -243,3 +243,31 @@ def latest_of(state: LiveState, prefix: str) -> dict[str, float]:
         if key.startswith(prefix) and s.values:
             out[key[len(prefix) :]] = s.values[-1]
     return out
+
+
+def environment_rows(env: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A run's recorded environment (bml_core.provenance) as (what, value) rows to show;
+    empty when the run recorded none (it has not started, or ran before this was recorded)."""
+    if not env:
+        return []
+    git = env.get("git") or {}
+    packages = env.get("packages") or {}
+    rows = [
+        ("bml-studio", str(env.get("project_version") or "—")),
+        (
+            "code commit",
+            f"{git['commit'][:12]}{' (uncommitted changes)' if git.get('dirty') else ''}"
+            if git
+            else "not a checkout",
+        ),
+        ("Python", str(env.get("python") or "—")),
+        *((name, str(version or "—")) for name, version in sorted(packages.items())),
+        ("CUDA / cuDNN", f"{env.get('cuda') or '—'} / {env.get('cudnn') or '—'}"),
+        ("GPU", str(env.get("gpu") or "none (CPU)")),
+        ("device", str(env.get("device") or "—")),
+        ("platform", str(env.get("platform") or "—")),
+        ("worker host", f"{env.get('host') or '—'} ({env.get('worker') or '—'})"),
+    ]
+    for item in env.get("data") or []:
+        rows.append((f"data {item['path']}", f"sha256 {item['sha256'][:16]}… ({item['size']} bytes)"))
+    return rows

@@ -1,6 +1,7 @@
 """Live (`/live?run=ID`): one run's imbalance as it trains. A fragment refreshes every
 `refresh_interval_s` while the run is active, fetching only the new points, and stops
-once the run has ended; charts keep the user's zoom (`uirevision`)."""
+once the run has ended; charts keep the user's zoom (`uirevision`). Below: who launched it,
+the run it reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
 
 from __future__ import annotations
 
@@ -97,3 +98,15 @@ def render_live() -> None:
 
 
 st.fragment(render_live, run_every=interval)()
+
+detail = db.get_run(engine, picked)
+byline = f"launched by {detail.owner}" if detail.owner else "launched before accounts existed"
+if detail.rerun_of is not None:
+    byline += f" · an exact rerun of run {detail.rerun_of}"
+st.caption(byline)
+env_rows = lv.environment_rows(detail.environment)
+with st.expander("environment (what it ran on)", expanded=False):
+    if env_rows:
+        st.table({"what": [r[0] for r in env_rows], "value": [r[1] for r in env_rows]})
+    else:
+        st.text("Not recorded yet: the run process records it when it starts.")

@@ -1,6 +1,7 @@
 """The Runs page's data: filters, one page of runs as table rows (status, progress, ETA,
-strategy, dataset, group, best validation accuracy, a link to the Live page), and the
-actions on a run (cancel, retry as a clone, delete) through `worker.client`."""
+strategy, dataset, group, owner, best validation accuracy, a link to the Live page), and the
+actions on a run (cancel, retry as a clone, rerun exactly, delete) through `worker.client`,
+as the logged-in actor."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ class RunFilter:
     dataset: str | None = None
     group: str | None = None
     text: str | None = None
+    owner: str | None = None
 
 
 def eta_seconds(run: db.RunInfo, now: datetime | None = None) -> float | None:
@@ -79,6 +81,7 @@ def filter_options(engine: Engine) -> dict[str, list[str]]:
         "strategy": sorted({r.strategy for r in page.runs}),
         "dataset": sorted({r.dataset for r in page.runs}),
         "group": sorted({r.group for r in page.runs}),
+        "owner": sorted({r.owner for r in page.runs if r.owner}),
     }
 
 
@@ -95,6 +98,7 @@ def runs_page(engine: Engine, flt: RunFilter, page: int, page_size: int = page_s
         dataset=flt.dataset or None,
         group=flt.group or None,
         text=(flt.text or "").strip() or None,
+        owner=flt.owner or None,
         limit=page_size,
         offset=(max(1, page) - 1) * page_size,
     )
@@ -116,6 +120,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
                 "strategy": r.strategy,
                 "dataset": r.dataset,
                 "group": r.group,
+                "owner": r.owner or "—",
                 "seed": r.seed,
                 "best val acc": None if best is None else round(best, 4),
                 "attempt": r.attempt,
@@ -124,7 +129,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
             }
         )
     columns = [
-        "id", "name", "status", "progress", "ETA", "strategy", "dataset", "group", "seed",
+        "id", "name", "status", "progress", "ETA", "strategy", "dataset", "group", "owner", "seed",
         "best val acc", "attempt", "created", "live",
     ]  # fmt: skip
     return pd.DataFrame(rows, columns=columns)
@@ -140,6 +145,12 @@ def allowed_actions(run: db.RunInfo) -> dict[str, bool]:
     }
 
 
+def permitted_actions(actor: db.Actor, run: db.RunInfo) -> dict[str, bool]:
+    """Which actions the actor's role allows on this run (the page hides the others;
+    worker.client refuses them anyway)."""
+    return {action: db.allowed(actor, action, run.owner) for action in ("cancel", "retry", "rerun", "delete")}
+
+
 @dataclass
 class ActionResult:
     message: str
@@ -147,25 +158,30 @@ class ActionResult:
     new_run_id: int | None = None
 
 
-def run_action(action: str, run_id: int, engine: Engine) -> ActionResult:
-    """Cancel, retry or delete a run through worker.client; the outcome as a message."""
+def run_action(action: str, run_id: int, engine: Engine, actor: db.Actor | None = None) -> ActionResult:
+    """Cancel, retry or delete a run through worker.client as `actor`; the outcome as a message."""
     from worker import client
 
     try:
         if action == "cancel":
-            status = client.cancel(run_id, engine=engine)
+            status = client.cancel(run_id, engine=engine, actor=actor)
             what = "cancelled" if status == "cancelled" else f"asked to stop (status now {status})"
             return ActionResult(f"Run {run_id} {what}.", True)
         if action == "retry":
-            new_id = client.retry(run_id, engine=engine)
+            new_id = client.retry(run_id, engine=engine, actor=actor)
             return ActionResult(f"Run {run_id} cloned as run {new_id} (queued).", True, new_id)
         if action == "delete":
-            client.delete(run_id, engine=engine)
+            client.delete(run_id, engine=engine, actor=actor)
             return ActionResult(f"Run {run_id} and all its data deleted.", True)
+        if action == "rerun":
+            new_id = client.rerun(run_id, engine=engine, actor=actor)
+            return ActionResult(f"Run {run_id} rerun exactly as run {new_id} (queued).", True, new_id)
+    except db.PermissionDenied as exc:
+        return ActionResult(f"Refused: {exc}", False)
     except db.RunNotFound:
         return ActionResult(f"Run {run_id} no longer exists.", False)
     except db.InvalidRunState as exc:
         return ActionResult(str(exc), False)
     except Exception as exc:  # noqa: BLE001 - broker or store trouble: shown as is
         return ActionResult(f"{action} of run {run_id} failed: {type(exc).__name__}: {exc}", False)
-    raise ValueError(f"unknown action {action!r}: cancel, retry or delete")
+    raise ValueError(f"unknown action {action!r}: cancel, retry, rerun or delete")

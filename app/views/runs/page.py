@@ -1,30 +1,35 @@
-"""Runs: every run in a filtered, paginated table, and cancel / retry (a clone) / delete
-(with confirmation) on the one picked."""
+"""Runs: every run in a filtered, paginated table (by status, strategy, dataset, group,
+owner, text), and cancel / retry (a clone) / delete (with confirmation) / "Rerun exactly"
+(same resolved config and seed; what changed since is shown first) on the one picked. The
+buttons the user's role does not allow are not shown (worker.client refuses anyway)."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 import db
-from app import store
+from app import access, store
 from app.text import md
 from app.views.runs import data as rv
 from app.widgets import page_path
+from worker import client
 
 st.title("Runs")
 message = st.session_state.pop("runs_message", None)
 if message is not None:
     (st.success if message.ok else st.error)(message.message)
 engine = store.engine()
+actor = access.current_actor()
 options = rv.filter_options(engine)
 
-c1, c2, c3, c4, c5 = st.columns([2, 1, 1, 1, 2])
+c1, c2, c3, c4, c6, c5 = st.columns([2, 1, 1, 1, 1, 2])
 statuses = c1.multiselect("status", list(db.RUN_STATUSES), key="runs_status")
 strategy = c2.selectbox("strategy", options["strategy"], index=None, key="runs_strategy", placeholder="any")
 dataset = c3.selectbox("dataset", options["dataset"], index=None, key="runs_dataset", placeholder="any")
 group = c4.selectbox("group", options["group"], index=None, key="runs_group", placeholder="any")
+owner = c6.selectbox("owner", options["owner"], index=None, key="runs_owner", placeholder="anyone")
 text = c5.text_input("search (name, group, strategy or id)", key="runs_text")
-flt = rv.RunFilter(tuple(statuses), strategy, dataset, group, text)
+flt = rv.RunFilter(tuple(statuses), strategy, dataset, group, text, owner)
 if st.session_state.get("runs_filter_seen") != flt:
     st.session_state["runs_filter_seen"] = flt
     st.session_state["runs_page"] = 1
@@ -71,17 +76,52 @@ picked = st.selectbox(
 )
 run = by_id[picked]
 allowed = rv.allowed_actions(run)
-a1, a2, a3, a4, a5 = st.columns(5)
-if a1.button("Cancel", disabled=not allowed["cancel"], key="runs_cancel"):
-    st.session_state["runs_message"] = rv.run_action("cancel", run.id, engine)
+permitted = rv.permitted_actions(actor, run)
+a1, a2, a6, a3, a4, a5 = st.columns(6)
+if permitted["cancel"] and a1.button("Cancel", disabled=not allowed["cancel"], key="runs_cancel"):
+    st.session_state["runs_message"] = rv.run_action("cancel", run.id, engine, actor)
     st.rerun()
-if a2.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
-    st.session_state["runs_message"] = rv.run_action("retry", run.id, engine)
+if permitted["retry"] and a2.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
+    st.session_state["runs_message"] = rv.run_action("retry", run.id, engine, actor)
     st.rerun()
-if a3.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
+if permitted["rerun"] and a6.button("Rerun exactly", key="runs_rerun"):
+    check = client.rerun_check(run.id, engine=engine)
+    if check.blocking:
+        st.session_state["runs_confirm_rerun"] = (run.id, check.blocking, check.notes)
+    else:
+        st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
+        st.rerun()
+if permitted["delete"] and a3.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
 a4.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
 a5.page_link(page_path("compare"), label=f"Compare group {md(run.group)}", query_params={"group": run.group})
+if not all(permitted[a] for a in ("cancel", "retry", "rerun", "delete")):
+    st.caption(
+        f"Signed in as {md(actor.name)} ({actor.role}): "
+        + (
+            "viewers read only."
+            if actor.role == "viewer"
+            else "operators act on their own runs; deleting needs an admin."
+        )
+    )
+
+pending = st.session_state.get("runs_confirm_rerun")
+if pending and pending[0] == run.id:
+    with st.container(border=True, key="runs-confirm-rerun"):
+        st.warning(
+            f"Run #{run.id} cannot be reproduced exactly as things are now:\n\n"
+            + "\n".join(f"- {item}" for item in pending[1])
+        )
+        for note in pending[2]:
+            st.caption(note)
+        r1, r2, _ = st.columns([1, 1, 4])
+        if r1.button("Rerun anyway", key="runs_rerun_confirm"):
+            st.session_state.pop("runs_confirm_rerun", None)
+            st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
+            st.rerun()
+        if r2.button("Don't", key="runs_rerun_keep"):
+            st.session_state.pop("runs_confirm_rerun", None)
+            st.rerun()
 
 if st.session_state.get("runs_confirm_delete") == run.id:
     with st.container(border=True, key="runs-confirm"):
@@ -91,7 +131,7 @@ if st.session_state.get("runs_confirm_delete") == run.id:
         d1, d2, _ = st.columns([1, 1, 4])
         if d1.button("Yes, delete", type="primary", key="runs_delete_confirm"):
             st.session_state.pop("runs_confirm_delete", None)
-            st.session_state["runs_message"] = rv.run_action("delete", run.id, engine)
+            st.session_state["runs_message"] = rv.run_action("delete", run.id, engine, actor)
             st.rerun()
         if d2.button("Keep it", key="runs_delete_keep"):
             st.session_state.pop("runs_confirm_delete", None)
