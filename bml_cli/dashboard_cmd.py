@@ -138,10 +138,10 @@ def register(app: typer.Typer) -> None:
         """Serve the dashboard (Streamlit) until interrupted."""
         from app.server import dashboard_url, wait_until_healthy
 
-        check_port_or_exit(host, port)
         mode = resolve_auth(host, auth, insecure_no_auth)
         check_store_or_exit()
         require_accounts(mode)
+        check_port_or_exit(host, port)
         proc = start_dashboard(port, host, stdout=subprocess.DEVNULL)
         signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
         url = dashboard_url(port, host)

@@ -251,12 +251,12 @@ def register(app: typer.Typer) -> None:
         from db import make_engine, upgrade
         from db.engine import bml_home
 
-        check_port_or_exit(host, port)  # before anything starts: never report another instance's address
         mode = resolve_auth(host, auth, insecure_no_auth)
         home = bml_home()
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())
         require_accounts(mode)
+        check_port_or_exit(host, port)  # before anything starts: never report another instance's address
         gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
         procs = start_workers(gpu_list, log_dir=home / "logs")
         dashboard = start_dashboard(port, host, home / "logs")
