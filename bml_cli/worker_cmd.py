@@ -192,6 +192,7 @@ def register(app: typer.Typer) -> None:
         from worker.client import BrokerUnavailable, rerun_check
         from worker.client import rerun as rerun_run
 
+        check_run_id(run_id)
         engine = _engine()
         try:
             check = rerun_check(run_id, engine=engine)

@@ -255,6 +255,7 @@ def migrated_home(bml_exe: str, _isolated_home: Path) -> Path:
         (["export", "1", "-o", "/missing/x.csv"], "the folder /missing does not exist"),
         (["export", "99999999999999999999999"], "no run with id 99999999999999999999999"),
         (["cancel", "99999999999999999999999"], "no run with id 99999999999999999999999"),
+        (["rerun", "99999999999999999999999"], "no run with id 99999999999999999999999"),
         (["export", "1"], "no run with id 1"),
     ],
 )
