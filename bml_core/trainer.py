@@ -631,7 +631,7 @@ class Trainer:
         logits = self._eval_logits(feats).float()
         unimodal = self.model.fusion.unimodal_logits(feats)
         probs = logits.softmax(1)
-        absent = self._absent_features(ds, split, feats)
+        absent = self._absent_features(ds, feats)
 
         def subset_accuracy(keep: frozenset[str]) -> float:
             masked = {m: (h if m in keep else absent[m]) for m, h in feats.items()}
@@ -659,25 +659,23 @@ class Trainer:
 
     @torch.no_grad()
     def _absent_features(
-        self, ds: MultimodalDataset, split: str, feats: dict[str, torch.Tensor]
+        self, ds: MultimodalDataset, feats: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
         """What the fusion head sees for a modality left out of a Shapley subset
         (`train.shapley_absent`): `input` (default, BalanceBenchmark) = the encoder's output
         for an all-zero input of that modality; `feature` = a zero feature. In eval mode the
-        encoders treat samples independently, so one zero sample (shape and dtype of a real
-        one) stands for every sample."""
+        encoders treat samples independently, so one zero sample (the dataset's input shape;
+        its dtype for in-memory data, float32 for files) stands for every sample. Reads no
+        data and draws no random numbers."""
         if self.cfg.train.shapley_absent == "feature" or len(ds) == 0:
             return {m: torch.zeros_like(h) for m, h in feats.items()}
         self.model.eval()
-        ds = self._on_device(split, ds)
-        was_training, ds.training = ds.training, False
-        x, _ = next(self._batches(ds, torch.arange(1), 1, 0))
-        ds.training = was_training
         out: dict[str, torch.Tensor] = {}
         with self._autocast():
             for m, h in feats.items():
-                zero = self.model.encoders[m](torch.zeros_like(x[m])).float()
-                out[m] = zero.expand_as(h)
+                dtype = ds.x[m].dtype if isinstance(ds, TensorDataset) else torch.float32
+                zero_input = torch.zeros((1, *self.bundle.input_shapes[m]), dtype=dtype, device=self.device)
+                out[m] = self.model.encoders[m](zero_input).float().expand_as(h)
         return out
 
     @torch.no_grad()

@@ -131,7 +131,7 @@ def test_input_zeroing_is_not_feature_zeroing() -> None:
     trainer = Trainer(load_config(small(epochs=1)))
     ds = trainer.bundle.val
     feats, _ = trainer.encode_split(ds, "val")
-    absent = trainer._absent_features(ds, "val", feats)
+    absent = trainer._absent_features(ds, feats)
     for m, h in absent.items():
         assert h.shape == feats[m].shape
         assert h.abs().sum() > 0
