@@ -74,10 +74,25 @@ class ModelConfig(StrictModel):
         description="uni-modal logits: split = the fusion head's per-modality blocks; "
         "aux = one extra linear head per modality on h_m",
     )
+    head: Literal["concat", "shared"] = Field(
+        "concat",
+        description="concat = the fusion head of `fusion`; shared = every modality's feature "
+        "projected to feature_dim and one Linear head applied to each (u_m = head(h_m), fused "
+        "z = sum_m u_m unless a strategy fuses otherwise; MLA, ReconBoost)",
+    )
     feature_dim: int = Field(128, gt=0, description="encoder output width (ResNet-18 keeps 512)")
     encoders: dict[str, EncoderConfig] = Field(
         default_factory=dict, description="per modality; missing ones are chosen from the input rank"
     )
+
+    @model_validator(mode="after")
+    def _shared_head(self) -> ModelConfig:
+        if self.head == "shared" and self.fusion != "concat":
+            raise ValueError(
+                f"head: shared replaces the fusion head, so fusion: {self.fusion} would be ignored; "
+                "set fusion: concat (the default) or head: concat"
+            )
+        return self
 
 
 class SchedulerConfig(StrictModel):

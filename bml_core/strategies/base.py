@@ -67,6 +67,18 @@ class Runtime(Protocol):
     def evaluate_split(self, split: str) -> dict[str, float]: ...
     def clone_model(self) -> MultimodalModel: ...
     def backward(self, loss: torch.Tensor) -> None: ...
+    def optimizer_step(self) -> None: ...
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor: ...
+    def event(self, level: str, message: str) -> None: ...
+    def step_metrics(
+        self,
+        ctx: StepContext,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> dict[str, float]: ...
 
 
 @dataclass
@@ -206,7 +218,8 @@ class StepContext:
 
     def iter_batches(self, split: str, fraction: float = 1.0, seed: int | None = None) -> Iterator[Batch]:
         """Batches (x, y) on the device of the first `fraction` of a split (train: in a fixed
-        shuffled order from `seed`; `heldout` style uses pass a seed of their own)."""
+        shuffled order from `seed`, never the held-out part); split "heldout" is the held-out
+        part of the training split (needs_heldout), in a fixed order."""
         return self._rt().iter_batches(split, fraction, seed)
 
     def iter_features(
@@ -226,6 +239,33 @@ class StepContext:
     def backward(self, loss: torch.Tensor) -> None:
         """loss.backward() through the AMP grad scaler when there is one (for `backward`)."""
         self._rt().backward(loss)
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss scaled as the AMP grad scaler would (for torch.autograd.grad in `backward`)."""
+        return self._rt().scale_loss(loss)
+
+    def optimizer_step(self) -> None:
+        """optimizer.step() as the trainer makes it (lr multipliers, grad scaler), for
+        `training_step`s that step more than once per batch (MLA) or on their own."""
+        self._rt().optimizer_step()
+
+    def event(self, message: str, level: str = "info") -> None:
+        """A run event (shown on Live's event list), e.g. a re-initialisation."""
+        self._rt().event(level, message)
+
+    def step_metrics(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """For a `training_step`: the step's CONTRACT.md metrics (train/loss from `loss`,
+        train/acc from the fused `logits`, the probe's per-modality numbers from `u`, encoder
+        gradient norms as they are now or `grad_norms` [M]) plus what was logged on this
+        context, in one host sync. Return the dict from training_step."""
+        return self._rt().step_metrics(self, loss, logits, u, y, grad_norms)
 
 
 class Strategy:
