@@ -293,10 +293,19 @@ def discover(refresh: bool = False) -> dict[str, StrategySpec]:
     return _SPECS
 
 
+# METHODS.md's reference methods lead the built-ins; the others follow in name order
+REFERENCE_METHODS = ("joint", "ogm", "ogm_ge", "opm")
+
+
 def all_specs() -> list[StrategySpec]:
-    """Every discovered spec: built-ins first (in name order, joint first), then plug-ins."""
+    """Every discovered spec: built-ins first (joint, ogm, ogm_ge, opm, then the rest in name
+    order), then plug-ins."""
     specs = discover()
-    return sorted(specs.values(), key=lambda s: (s.source != "built-in", s.name != "joint", s.name))
+    lead = {name: i for i, name in enumerate(REFERENCE_METHODS)}
+    return sorted(
+        specs.values(),
+        key=lambda s: (s.source != "built-in", lead.get(s.name, len(lead)), s.name),
+    )
 
 
 def get_spec(name: str) -> StrategySpec | None:
