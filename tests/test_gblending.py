@@ -126,3 +126,10 @@ def test_resume_is_bitwise(tmp_path: Path) -> None:
     raw["train"]["epochs"] = 3
     raw["train"]["batch_size"] = 40
     assert_resume_bitwise(tmp_path, raw, stop_after=9)
+
+
+def test_few_estimates_advisory() -> None:
+    cfg = load_config({"strategies": ["gblending"], "train": {"epochs": 20}})
+    assert any("1 estimate" not in a and "2 estimate(s) in 20 epochs" in a for a in advisories(cfg))
+    cfg = load_config({"strategies": [{"name": "gblending", "super_epoch": 5}], "train": {"epochs": 20}})
+    assert not any("estimate" in a for a in advisories(cfg))

@@ -41,6 +41,18 @@ def _offline_cost(cfg: RunConfig, p: StrategyParams) -> str | None:
     return None
 
 
+def _few_estimates(cfg: RunConfig, p: StrategyParams) -> str | None:
+    super_epoch = getattr(p, "super_epoch", 1)
+    if getattr(p, "mode", "online") == "online" and cfg.train.epochs // super_epoch < 3:
+        return (
+            f"gblending online re-estimates its weights every super_epoch ({super_epoch}) epochs: "
+            f"{cfg.train.epochs // super_epoch} estimate(s) in {cfg.train.epochs} epochs. The first estimate, "
+            "made from the initial model, can give a head almost no weight for the rest of the run "
+            "(dG / dO^2 is extreme early on); prefer super_epoch <= epochs / 3."
+        )
+    return None
+
+
 SPEC = StrategySpec(
     name="gblending",
     description="Weighted sum of the uni-modal and fused heads' losses, weights dG / dO^2 from each head's "
@@ -57,7 +69,7 @@ SPEC = StrategySpec(
             description="w_k proportional to dG_k / dO_k^2, summing to 1; series <modality> and fused",
         ),
     ),
-    advisories=(_offline_cost,),
+    advisories=(_offline_cost, _few_estimates),
     cost="cheap",
     cost_note="online: K aux-head losses per step plus one held-out and train-subset evaluation per "
     "super-epoch; offline: ~K x super_epoch extra epochs before the run (side training)",
