@@ -1,7 +1,7 @@
 """What the launch form offers, read without importing torch: the registered datasets
 (found by reading the `@register_dataset(...)` calls in `bml_core/data/*.py` with `ast`,
-because importing `bml_core.data` loads torch), the strategies and their parameter models
-(`bml_core.config.STRATEGY_PARAMS`) and the paper presets."""
+because importing `bml_core.data` loads torch), the strategies from their torch-free specs
+(built-ins and plug-ins: `bml_core.strategies.spec`) and the paper presets."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import bml_core
-from bml_core.config import PRESET_NOTES, PRESETS, STRATEGY_PARAMS, StrategyParams
+from bml_core.config import PRESET_NOTES, PRESETS, StrategyParams
+from bml_core.strategies.spec import PluginError, StrategySpec, listed_specs, plugin_errors
 
 DATA_PACKAGE_DIR = Path(bml_core.__file__).resolve().parent / "data"
 
@@ -76,9 +77,19 @@ def datasets() -> dict[str, DatasetEntry]:
     return dict(sorted(entries.items()))
 
 
+def strategy_specs() -> dict[str, StrategySpec]:
+    """The listed strategy specs by name: joint, the other built-ins, then plug-ins."""
+    return {spec.name: spec for spec in listed_specs() if spec.params.listed}
+
+
 def strategies() -> dict[str, type[StrategyParams]]:
-    """Strategies the launch form lists, by name (registration order)."""
-    return {name: cls for name, cls in STRATEGY_PARAMS.items() if cls.listed}
+    """Strategies the launch form lists: name -> parameter model."""
+    return {name: spec.params for name, spec in strategy_specs().items()}
+
+
+def broken_plugins() -> list[PluginError]:
+    """Plug-ins named in BML_PLUGINS or by entry points that failed to load."""
+    return plugin_errors()
 
 
 def presets() -> dict[str, str]:

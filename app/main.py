@@ -30,6 +30,7 @@ pages = [
     st.Page(page_path("runs"), title="Runs", icon=":material/table_rows:", url_path="runs"),
     st.Page(page_path("live"), title="Live", icon=":material/monitoring:", url_path="live"),
     st.Page(page_path("compare"), title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(page_path("methods"), title="Methods", icon=":material/menu_book:", url_path="methods"),
     st.Page(page_path("workers"), title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 page = st.navigation(pages)

@@ -186,6 +186,9 @@ class Trainer:
         self.ratio_kind = next(
             (r for p in cfg.strategies if isinstance(r := getattr(p, "ratio", None), str)), "pairwise_mean"
         )
+        self.init_snapshot: dict[str, torch.Tensor] | None = None
+        if any(s.spec is not None and s.spec.has("needs_init_snapshot") for s in self.strategies):
+            self.init_snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = build_optimizer(cfg, self.model)
         self._groups = {g["name"]: g for g in self.optimizer.param_groups}
         self.lr_mults: dict[str, float] = {}  # per group name; checkpointed
@@ -201,6 +204,7 @@ class Trainer:
             1 if rest >= 2 or full == 0 else 0
         )  # a 1-sample batch breaks BatchNorm
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
+        self.num_classes = self.bundle.num_classes
 
         # progress state (checkpointed)
         self.epoch = 0
@@ -722,6 +726,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # load_state_dict replaces the group dicts: look them up again (lr multipliers, param_group)
+        self._groups = {g["name"]: g for g in self.optimizer.param_groups}
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state["scaler"]:
@@ -859,15 +865,18 @@ class Trainer:
         val_metrics: dict[str, float] | None = None
         if (epoch + 1) % cfg.train.eval_every == 0 or last:
             result = self.evaluate(self.bundle.val, "val")
-            metrics = val_metrics = result.as_metrics("val")
+            val_metrics = result.as_metrics("val")
             self.history.append({"epoch": epoch, "step": self.global_step, "val": result.as_summary(False)})
-            self.sink.on_eval(self.global_step, epoch, metrics)
             if result.acc > self.best["acc"]:
                 self.best = {"acc": result.acc, "epoch": epoch, "step": self.global_step}
                 self._save_best(epoch)
         ctx = self.context(epoch)
         for s in self.hooks["on_epoch_end"]:
-            s.on_epoch_end(ctx, val_metrics)
+            s.on_epoch_end(ctx, dict(val_metrics) if val_metrics is not None else None)
+        # what on_epoch_end logged (per-epoch strategy series) goes out with the eval metrics
+        epoch_metrics = {**(val_metrics or {}), **ctx.metrics}
+        if epoch_metrics:
+            self.sink.on_eval(self.global_step, epoch, epoch_metrics)
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1

@@ -68,4 +68,4 @@ def test_bml_strategies_never_imports_torch(tmp_path: Path) -> None:
     out, proc = run_probe(dict(os.environ), tmp_path, "strategies", "--json")
     assert out == {"code": 0, "torch": False}, proc.stderr
     names = [s["name"] for s in json.loads(proc.stdout)["strategies"]]
-    assert names[:4] == ["joint", "ogm", "ogm_ge", "opm"]
+    assert names[0] == "joint" and {"ogm", "ogm_ge", "opm"} <= set(names)

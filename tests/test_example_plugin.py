@@ -90,6 +90,9 @@ def test_bml_strategies_lists_it_and_bml_train_trains_with_it(tmp_path: Path) ->
     assert spec["source"] == "BML_PLUGINS module 'halve_dominant'"
     assert spec["metrics"][0]["reference"] == 1.0
     assert {p["name"] for p in spec["parameters"]} >= {"factor", "ratio"}
+    text = subprocess.run([BML, "strategies"], env=plugin_env(), capture_output=True, text=True).stdout
+    assert "halve_dominant  [cheap]" in text and "from: BML_PLUGINS module 'halve_dominant'" in text
+    assert "factor         float (> 0.0, <= 1.0), default 0.5" in text
     out = tmp_path / "run"
     args = ["--set", "strategies=[halve_dominant]", "--set", "train.epochs=2", "--set", "train.threads=1"]
     args += ["--set", "dataset.params.num_samples=240", "--no-progress", "--out", str(out)]

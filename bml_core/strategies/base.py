@@ -48,6 +48,7 @@ class Runtime(Protocol):
     optimizer: torch.optim.Optimizer
     device: torch.device
     steps_per_epoch: int
+    num_classes: int
 
     def param_group(self, modality: str) -> dict[str, Any]: ...
     def set_lr_mult(self, modality: str, mult: float) -> None: ...
@@ -66,6 +67,9 @@ class Runtime(Protocol):
     ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]: ...
     def evaluate_split(self, split: str) -> dict[str, float]: ...
     def clone_model(self) -> MultimodalModel: ...
+
+    init_snapshot: dict[str, torch.Tensor] | None
+
     def backward(self, loss: torch.Tensor) -> None: ...
     def optimizer_step(self) -> None: ...
     def scale_loss(self, loss: torch.Tensor) -> torch.Tensor: ...
@@ -178,6 +182,11 @@ class StepContext:
     def steps_per_epoch(self) -> int:
         return self._rt().steps_per_epoch
 
+    @property
+    def num_classes(self) -> int:
+        """The dataset's number of classes C (e.g. for per-class prototypes)."""
+        return self._rt().num_classes
+
     def encoder_params(self, modality: str) -> list[torch.nn.Parameter]:
         return self._rt().model.encoder_parameters(modality)
 
@@ -236,6 +245,14 @@ class StepContext:
     def clone_model(self) -> MultimodalModel:
         return self._rt().clone_model()
 
+    @property
+    def init_snapshot(self) -> dict[str, torch.Tensor]:
+        """The model's initial state_dict (strategies declaring needs_init_snapshot)."""
+        snap = self._rt().init_snapshot
+        if snap is None:
+            raise RuntimeError("declare needs_init_snapshot in the spec to get the initial weights")
+        return snap
+
     def backward(self, loss: torch.Tensor) -> None:
         """loss.backward() through the AMP grad scaler when there is one (for `backward`)."""
         self._rt().backward(loss)
@@ -245,8 +262,8 @@ class StepContext:
         return self._rt().scale_loss(loss)
 
     def optimizer_step(self) -> None:
-        """optimizer.step() as the trainer makes it (lr multipliers, grad scaler), for
-        `training_step`s that step more than once per batch (MLA) or on their own."""
+        """optimizer.step() as the trainer does it (grad scaler, per-group lr multipliers):
+        for a `training_step` that makes its own updates."""
         self._rt().optimizer_step()
 
     def event(self, message: str, level: str = "info") -> None:
@@ -349,7 +366,19 @@ class Strategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
-        self.state = state.get("state", {})
+        # checkpoints are read onto the CPU: tensors of the state go back to the run's device
+        self.state = tensors_to(state.get("state", {}), self.device)
+
+
+def tensors_to(obj: Any, device: torch.device) -> Any:
+    """Every tensor inside nested dicts, lists and tuples moved to `device` (the rest as is)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: tensors_to(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(tensors_to(v, device) for v in obj)
+    return obj
 
 
 def overrides(strategy: Strategy, event: str) -> bool:

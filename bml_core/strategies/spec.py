@@ -9,6 +9,7 @@ import importlib
 import importlib.metadata
 import os
 import pkgutil
+import threading
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -52,7 +53,9 @@ Advisory = Callable[["RunConfig", "StrategyParams"], "str | None"]
 class MetricFamily:
     """A family of per-step (or per-eval) series a strategy logs, and how Live draws it:
     one panel titled `title`, one line per modality (`<key>/<m>`) when `per_modality`, else
-    the single series `<key>`; `reference` draws a horizontal line (e.g. 1.0 = no change)."""
+    the single series `<key>`; `reference` draws a horizontal line (e.g. 1.0 = no change).
+    `panel` names a shared panel to join instead (Live's "modulation" panel draws the
+    per-modality modulation strengths of several strategies side by side)."""
 
     key: str
     title: str
@@ -61,6 +64,7 @@ class MetricFamily:
     per_modality: bool = True
     kind: Literal["step", "eval", "event"] = "step"
     description: str = ""
+    panel: str | None = None
 
     def series(self, modalities: Iterable[str]) -> list[str]:
         return [f"{self.key}/{m}" for m in modalities] if self.per_modality else [self.key]
@@ -81,6 +85,7 @@ class MetricFamily:
             "per_modality": self.per_modality,
             "kind": self.kind,
             "description": self.description,
+            "panel": self.panel,
         }
 
 
@@ -200,6 +205,7 @@ class PluginError:
 _SPECS: dict[str, StrategySpec] = {}
 _ERRORS: list[PluginError] = []
 _state: dict[str, Any] = {"builtin": False, "plugins": None}  # plugins: BML_PLUGINS last loaded
+_LOCK = threading.RLock()  # the dashboard runs page scripts on several threads
 
 
 def _specs_of(obj: Any) -> list[StrategySpec]:
@@ -273,6 +279,11 @@ def _discover_plugins(plugins: str) -> None:
 def discover(refresh: bool = False) -> dict[str, StrategySpec]:
     """Every spec by name. Built-ins load once; plug-ins load again when BML_PLUGINS changed
     (or with refresh=True). Failures of plug-ins are kept in `plugin_errors()`."""
+    with _LOCK:
+        return _discover(refresh)
+
+
+def _discover(refresh: bool) -> dict[str, StrategySpec]:
     plugins = os.environ.get(PLUGIN_ENV, "")
     changed = False
     if not _state["builtin"]:

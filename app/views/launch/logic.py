@@ -28,6 +28,7 @@ from bml_core.config import (
     apply_override,
     validate_config,
 )
+from bml_core.strategies.spec import StrategySpec
 
 max_seeds = 64
 max_sweep_runs = 256
@@ -68,6 +69,21 @@ def model_fields() -> list[FieldSpec]:
 
 def encoder_fields(modality: str) -> list[FieldSpec]:
     return model_field_specs(EncoderConfig, f"model.encoders.{modality}")
+
+
+def short_description(spec: StrategySpec) -> str:
+    """The one line shown next to a strategy's name: its params' `summary`, else the spec's."""
+    return getattr(spec.params, "summary", "") or spec.description
+
+
+def preselect_from_query(name: str | None, state: Any, key: str) -> bool:
+    """`/launch?strategy=NAME`: select that strategy once per distinct link (a later edit of
+    the form is kept across reruns). Unknown names are ignored."""
+    if not name or name not in catalog.strategies() or state.get("launch_strategy_query") == name:
+        return False
+    state["launch_strategy_query"] = name
+    state[key] = [name]
+    return True
 
 
 def strategy_fields(name: str) -> list[FieldSpec]:

@@ -1,5 +1,6 @@
-"""Launch: the run form generated from the config models, checked field by field as it
-is edited; launches one run per seed or a sweep grid through worker.client."""
+"""Launch: the run form generated from the config models and the strategy specs, checked
+field by field as it is edited; launches one run per seed or a sweep grid through
+worker.client. `?strategy=NAME` preselects a strategy (the /methods page links here)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ st.title("Launch runs")
 engine = store.engine()
 datasets = catalog.datasets()
 strategies = catalog.strategies()
+specs_by_name = catalog.strategy_specs()
 ensure_defaults(ll.default_values())
+ll.preselect_from_query(st.query_params.get("strategy"), st.session_state, widget_key(ll.STRATEGIES_PATH))
 st.session_state.setdefault(widget_key(ll.SWEEP_GRID_PATH), "")
 st.session_state.setdefault(widget_key(ll.SWEEP_NAME_PATH), "")
 st.session_state.setdefault(widget_key(ll.SWEEP_STRATEGIES_PATH), [])
@@ -117,8 +120,11 @@ with st.container(border=True):
             "strategies, applied in order (none = joint training)",
             list(strategies),
             key=widget_key(ll.STRATEGIES_PATH),
-            format_func=lambda n: f"{n} — {strategies[n].summary}",
+            format_func=lambda n: f"{n} — {ll.short_description(specs_by_name[n])}",
+            help="; ".join(f"{n}: {spec.description}" for n, spec in specs_by_name.items()),
         )
+        for err in catalog.broken_plugins():
+            st.warning(f"strategy plug-in not loaded: {err}", icon=":material/extension_off:")
         show_error(ll.STRATEGIES_PATH, errors, shown)
     with c2:
         presets = catalog.presets()
@@ -137,7 +143,8 @@ with st.container(border=True):
     for name in shown_params:
         if name == "joint":
             continue
-        with st.expander(f"{name} parameters — {strategies[name].summary}", expanded=True):
+        with st.expander(f"{name} parameters — {ll.short_description(specs_by_name[name])}", expanded=True):
+            st.caption(f"{specs_by_name[name].description} Reference: {specs_by_name[name].reference}")
             show_error(f"strategy.{name}", errors, shown)
             fields_grid(ll.strategy_fields(name), errors, shown, columns=4)
 

@@ -1,6 +1,7 @@
 """The Live page's data: a run's series held in the session as downsampled buckets (the
 history) followed by the points that arrived since (the incremental polls), its events,
-and the panels drawn from them. `refresh` asks the store only for points after the last
+and the panels drawn from them (the common panels, and one per metric family of each
+strategy spec: no strategy is named in app/). `refresh` asks the store only for points after the last
 step it has, and re-reads the downsampled history when the raw tail grows past a bound,
 so a refresh costs the same at step 100 and at step 1,000,000."""
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine
 
 import db
 from app.charts import Trace, line_figure_dict
+from bml_core.strategies.spec import MetricFamily, all_specs
 
 refresh_interval_s = 1.0
 history_max_buckets = 600
@@ -37,20 +39,62 @@ class Panel:
         return [k for k in available if k in self.exact or any(k.startswith(p) for p in self.prefixes)]
 
 
-PANELS = (
-    Panel(
-        "ratio",
-        "Discrepancy ratio ρ per modality (> 1: dominant)",
-        "ρ",
-        prefixes=("imbalance/ratio/",),
-        hline=1.0,
-    ),
-    Panel(
-        "modulation",
-        "OGM coefficient k and OPM drop probability q",
-        "k, q",
-        prefixes=("ogm/coef/", "opm/drop_prob/"),
-    ),
+SHARED_PANEL = "modulation"  # families with panel="modulation" are drawn together here
+
+
+def _family_prefix(family: MetricFamily) -> str:
+    return family.key + "/" if family.per_modality else family.key
+
+
+def strategy_families() -> list[MetricFamily]:
+    """Every step metric family of the discovered strategy specs (built-ins and plug-ins)."""
+    seen: dict[str, MetricFamily] = {}
+    for spec in all_specs():
+        for family in spec.metrics:
+            if family.kind == "step":
+                seen.setdefault(family.key, family)
+    return list(seen.values())
+
+
+def modulation_panel(families: Sequence[MetricFamily]) -> Panel:
+    """The shared panel: each strategy's per-modality modulation strength that asks for it."""
+    joined = [f for f in families if f.panel == SHARED_PANEL]
+    axes = [f.y_axis for f in joined if f.y_axis]
+    return Panel(
+        SHARED_PANEL,
+        "Modulation per modality: " + ", ".join(f.title.split(" per modality")[0] for f in joined),
+        ", ".join(dict.fromkeys(axes)),
+        prefixes=tuple(_family_prefix(f) for f in joined),
+    )
+
+
+def family_panel(family: MetricFamily) -> Panel:
+    """A strategy metric family's own panel, from its spec's hint."""
+    if family.per_modality:
+        return Panel(
+            f"family-{family.key.replace('/', '-')}",
+            family.title,
+            family.y_axis,
+            prefixes=(family.key + "/",),
+            hline=family.reference,
+        )
+    return Panel(
+        f"family-{family.key.replace('/', '-')}",
+        family.title,
+        family.y_axis,
+        exact=(family.key,),
+        hline=family.reference,
+    )
+
+
+_RATIO = Panel(
+    "ratio",
+    "Discrepancy ratio ρ per modality (> 1: dominant)",
+    "ρ",
+    prefixes=("imbalance/ratio/",),
+    hline=1.0,
+)
+_COMMON = (
     Panel(
         "accuracy",
         "Uni-modal vs fused accuracy (train batches, val)",
@@ -58,9 +102,29 @@ PANELS = (
         exact=("train/acc", "val/acc"),
         prefixes=("train/acc/", "val/acc/"),
     ),
-    Panel("loss", "Losses", "loss", exact=("train/loss", "val/loss"), prefixes=("train/loss/",)),
+    Panel(
+        "loss",
+        "Losses",
+        "loss",
+        exact=("train/loss", "val/loss"),
+        prefixes=("train/loss/", "train/loss_term/"),
+    ),
     Panel("grad", "Gradient norm per modality", "‖g‖", prefixes=("grad/norm/",)),
 )
+
+
+def common_panels() -> tuple[Panel, ...]:
+    """The panels every run may have: ρ, the shared modulation panel, accuracy, loss, gradients."""
+    return (_RATIO, modulation_panel(strategy_families()), *_COMMON)
+
+
+def panels() -> list[Panel]:
+    """The common panels, then one per strategy metric family that has its own panel (drawn
+    only when the run logged the family's series)."""
+    return [*common_panels(), *(family_panel(f) for f in strategy_families() if f.panel is None)]
+
+
+PANELS = common_panels()  # as discovered at import; `panels()` re-reads the specs
 
 
 @dataclass

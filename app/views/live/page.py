@@ -75,7 +75,7 @@ def render_live() -> None:
         st.error(run.error)
     cols = st.columns(2)
     drawn = 0
-    for panel in lv.PANELS:
+    for panel in lv.panels():
         fig = lv.panel_figure(state, panel)
         if fig is None:
             continue

@@ -19,11 +19,12 @@ cols = st.columns(len(counts))
 for col, (status, n) in zip(cols, counts.items(), strict=True):
     col.metric(status, n)
 
-l1, l2, l3, l4 = st.columns(4)
+l1, l2, l3, l4, l5 = st.columns(5)
 l1.page_link(page_path("launch"), label="Launch runs", icon=":material/rocket_launch:")
 l2.page_link(page_path("runs"), label="All runs", icon=":material/table_rows:")
 l3.page_link(page_path("compare"), label="Compare", icon=":material/compare:")
-l4.page_link(page_path("workers"), label="Workers", icon=":material/dns:")
+l4.page_link(page_path("methods"), label="Methods", icon=":material/menu_book:")
+l5.page_link(page_path("workers"), label="Workers", icon=":material/dns:")
 
 latest = db.list_runs(engine, limit=10).runs
 st.subheader("Latest runs")

@@ -48,6 +48,7 @@ SPEC = StrategySpec(
             "OPM drop probability q per modality",
             y_axis="q",
             description="q_m, the probability a sample's features of modality m are dropped",
+            panel="modulation",
         ),
         MetricFamily(
             "opm/dropped",

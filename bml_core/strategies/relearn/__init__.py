@@ -42,14 +42,16 @@ SPEC = StrategySpec(
     metrics=(
         MetricFamily(
             "relearn/alpha",
-            "Re-initialisation strength alpha per encoder (last diagnosis)",
+            "Re-initialisation strength alpha per encoder",
             y_axis="alpha",
-            description="0 until the first diagnosis; each re-initialisation is also a run event",
+            kind="eval",
+            description="logged at each diagnosis epoch; each re-initialisation is also a run event",
         ),
         MetricFamily(
             "relearn/purity_gap",
-            "k-means purity gap |train - held-out| per encoder (last diagnosis)",
+            "k-means purity gap |train - held-out| per encoder",
             y_axis="gap",
+            kind="eval",
         ),
     ),
     cost="side_training",

@@ -1,5 +1,5 @@
 """Diagnosing & re-learning (implementation; STRATEGIES.md 2.11). theta^(0) (parameters and
-buffers of every encoder) is snapshotted at fit start. After epoch e with (e + 1) % every
+buffers of every encoder) is the trainer's initial snapshot (needs_init_snapshot). After epoch e with (e + 1) % every
 == 0, at most `times` times and never after the last epoch: for each modality, features of
 the training part and of the held-out part (eval mode), min-max scaled per dimension (each
 set with its own range), k-means with k = C (scikit-learn, seed 0), purity against the
@@ -7,7 +7,8 @@ labels; delta_m = |purity_train - purity_heldout|, alpha_m = tanh(lam delta_m);
 theta_m <- alpha_m theta_m^(0) + (1 - alpha_m) theta_m for every floating-point parameter
 AND buffer (BatchNorm running statistics; the official code forgets buffers; the integer
 num_batches_tracked is kept), then that encoder's optimizer state is reset. Each
-re-initialisation is a run event."""
+re-initialisation is a run event, and alpha and the purity gap per modality are logged with
+that epoch's evaluation."""
 
 from __future__ import annotations
 
@@ -69,16 +70,12 @@ class Relearn(Strategy):
         ]
 
     def on_fit_start(self, ctx: StepContext) -> None:
-        if "init" not in self.state:
-            self.state["init"] = {
-                m: {k: v.detach().clone() for k, v in self.model.encoders[m].state_dict().items()}
-                for m in self.modalities
-            }
-            self.state["count"] = 0
-            self.state["last"] = [0.0] * (2 * len(self.modalities))
+        self.state.setdefault("count", 0)
 
-    def before_optimizer_step(self, ctx: StepContext) -> None:
-        ctx.log_host(self._names, self.state["last"])
+    def initial(self, ctx: StepContext, modality: str) -> dict[str, torch.Tensor]:
+        """theta_m^(0): the encoder's entries of the trainer's initial snapshot."""
+        prefix = f"encoders.{modality}."
+        return {k[len(prefix) :]: v for k, v in ctx.init_snapshot.items() if k.startswith(prefix)}
 
     def _features(self, ctx: StepContext, split: str) -> tuple[dict[str, np.ndarray], np.ndarray]:
         parts: dict[str, list[torch.Tensor]] = {m: [] for m in self.modalities}
@@ -93,7 +90,7 @@ class Relearn(Strategy):
         """(alpha_m, purity gap_m) from the current encoders."""
         train, y_train = self._features(ctx, "train")
         heldout, y_heldout = self._features(ctx, "heldout")
-        k = int(max(y_train.max(), y_heldout.max())) + 1  # the classes present (C on any real split)
+        k = ctx.num_classes
         gaps = [
             abs(kmeans_purity(train[m], y_train, k) - kmeans_purity(heldout[m], y_heldout, k))
             for m in self.modalities
@@ -112,10 +109,10 @@ class Relearn(Strategy):
             return
         alphas, gaps = self.diagnose(ctx)
         for m, a in zip(self.modalities, alphas, strict=True):
-            soft_reinit(self.model.encoders[m], self.state["init"][m], a)
+            soft_reinit(self.model.encoders[m], self.initial(ctx, m), a)
             ctx.reset_optimizer_state(m)
         self.state["count"] += 1
-        self.state["last"] = alphas + gaps
+        ctx.log_host(self._names, alphas + gaps)  # sent with this epoch's evaluation
         ctx.event(
             f"relearn re-initialisation {self.state['count']}/{p.times} after epoch {ctx.epoch}: "
             + ", ".join(
