@@ -456,6 +456,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim": _TPAMI_OPTIM,
         "train": _TPAMI_TRAIN,
     },
+    # STRATEGIES.md 2.1 / 2.7: BalanceBenchmark's "MMPareto" never takes its conflict branch, so
+    # what it computes is uni_aux with the concat head's split blocks and encoder gradients x 3
+    "bb-mmpareto": {
+        "strategies": [{"name": "uni_aux", "encoder_grad_scale": 3.0}],
+        "model": {"heads": "split"},
+    },
 }
 
 PRESET_NOTES: dict[str, str] = {
@@ -463,6 +469,8 @@ PRESET_NOTES: dict[str, str] = {
     "tpami2024-ogm": "T-PAMI 2024 OGM-GE on Kinetics-Sounds: AdamW 5e-5, warm-up 6 epochs.",
     "tpami2024-opm": "T-PAMI 2024 OPM: q_base 0.5, lambda 0.5, p_exe 0.7, warm-up 6 epochs.",
     "tpami2024-opm-ogm": "T-PAMI 2024 OPM + OGM-GE together (rho shared).",
+    "bb-mmpareto": "What BalanceBenchmark's MMPareto computes: uni_aux with split heads and encoder "
+    "gradients x 3 (its conflict test never fires). The faithful method is the strategy mmpareto.",
 }
 
 

@@ -107,3 +107,13 @@ def test_metric_families_are_logged_every_step() -> None:
 def test_resume_is_bitwise(tmp_path: Path) -> None:
     raw = small(strategies=["mmpareto"], train={"epochs": 2, "batch_size": 40, "threads": 1})
     assert_resume_bitwise(tmp_path, raw, stop_after=5)
+
+
+def test_bb_mmpareto_preset_is_uni_aux_with_split_heads_and_gamma_3() -> None:
+    from bml_core.config import PRESET_NOTES
+
+    cfg = load_config({}, preset="bb-mmpareto")
+    assert [s.name for s in cfg.strategies] == ["uni_aux"]
+    assert cfg.strategies[0].encoder_grad_scale == 3.0  # type: ignore[attr-defined]
+    assert cfg.model.heads == "split"
+    assert PRESET_NOTES["bb-mmpareto"].startswith("What BalanceBenchmark's MMPareto computes")
