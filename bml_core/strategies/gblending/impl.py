@@ -138,7 +138,13 @@ class GBlending(Strategy):
     ) -> dict[str, torch.Tensor | None]:
         w = self._w
         aux = ctx.unimodal_logits(h, heads="aux")
-        out: dict[str, torch.Tensor | None] = {"ce": w[-1] * F.cross_entropy(z.float(), y)}
+        per_sample = F.cross_entropy(z.float(), y, reduction="none")
+        if ctx.keep is None:
+            fused = per_sample.mean()
+        else:  # the samples another strategy (OPM) removed stay out, as in the trainer's ce
+            keep = ctx.keep.float()
+            fused = (per_sample * keep).sum() / keep.sum().clamp_min(1.0)
+        out: dict[str, torch.Tensor | None] = {"ce": w[-1] * fused}
         for i, m in enumerate(self.modalities):
             out[self._terms[i]] = w[i] * F.cross_entropy(aux[m].float(), y)
         ctx.log(self._names, w)
