@@ -7,8 +7,8 @@ labels; delta_m = |purity_train - purity_heldout|, alpha_m = tanh(lam delta_m);
 theta_m <- alpha_m theta_m^(0) + (1 - alpha_m) theta_m for every floating-point parameter
 AND buffer (BatchNorm running statistics; the official code forgets buffers; the integer
 num_batches_tracked is kept), then that encoder's optimizer state is reset. Each
-re-initialisation is a run event, and alpha and the purity gap per modality are logged with
-that epoch's evaluation."""
+re-initialisation is a run event; alpha and the purity gap of the last diagnosis are logged
+every step (0 before the first), so Live draws them as step series."""
 
 from __future__ import annotations
 
@@ -71,6 +71,10 @@ class Relearn(Strategy):
 
     def on_fit_start(self, ctx: StepContext) -> None:
         self.state.setdefault("count", 0)
+        self.state.setdefault("last", [0.0] * (2 * len(self.modalities)))
+
+    def before_optimizer_step(self, ctx: StepContext) -> None:
+        ctx.log_host(self._names, self.state["last"])
 
     def initial(self, ctx: StepContext, modality: str) -> dict[str, torch.Tensor]:
         """theta_m^(0): the encoder's entries of the trainer's initial snapshot."""
@@ -112,7 +116,7 @@ class Relearn(Strategy):
             soft_reinit(self.model.encoders[m], self.initial(ctx, m), a)
             ctx.reset_optimizer_state(m)
         self.state["count"] += 1
-        ctx.log_host(self._names, alphas + gaps)  # sent with this epoch's evaluation
+        self.state["last"] = alphas + gaps
         ctx.event(
             f"relearn re-initialisation {self.state['count']}/{p.times} after epoch {ctx.epoch}: "
             + ", ".join(
