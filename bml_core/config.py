@@ -112,6 +112,12 @@ class ModelConfig(StrictModel):
         description="uni-modal logits: split = the fusion head's per-modality blocks; "
         "aux = one extra linear head per modality on h_m",
     )
+    head: Literal["concat", "shared"] = Field(
+        "concat",
+        description="concat = the fusion head of `fusion`; shared = every modality's feature "
+        "projected to feature_dim and one Linear head applied to each (u_m = head(h_m), fused "
+        "z = sum_m u_m unless a strategy fuses otherwise; MLA, ReconBoost)",
+    )
     feature_dim: Int = Field(
         128, gt=0, le=MAX_WIDTH, description="encoder output width (ResNet-18 keeps 512)"
     )
@@ -126,6 +132,15 @@ class ModelConfig(StrictModel):
             "BatchNorm: 1 and 0)"
         ),
     )
+
+    @model_validator(mode="after")
+    def _shared_head(self) -> ModelConfig:
+        if self.head == "shared" and self.fusion != "concat":
+            raise ValueError(
+                f"head: shared replaces the fusion head, so fusion: {self.fusion} would be ignored; "
+                "set fusion: concat (the default) or head: concat"
+            )
+        return self
 
 
 class SchedulerConfig(StrictModel):
@@ -550,6 +565,12 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optim": _TPAMI_OPTIM,
         "train": _TPAMI_TRAIN,
     },
+    # STRATEGIES.md 2.1 / 2.7: BalanceBenchmark's "MMPareto" never takes its conflict branch, so
+    # what it computes is uni_aux with the concat head's split blocks and encoder gradients x 3
+    "bb-mmpareto": {
+        "strategies": [{"name": "uni_aux", "encoder_grad_scale": 3.0}],
+        "model": {"heads": "split"},
+    },
 }
 
 PRESET_NOTES: dict[str, str] = {
@@ -557,6 +578,8 @@ PRESET_NOTES: dict[str, str] = {
     "tpami2024-ogm": "T-PAMI 2024 OGM-GE on Kinetics-Sounds: AdamW 5e-5, warm-up 6 epochs.",
     "tpami2024-opm": "T-PAMI 2024 OPM: q_base 0.5, lambda 0.5, p_exe 0.7, warm-up 6 epochs.",
     "tpami2024-opm-ogm": "T-PAMI 2024 OPM + OGM-GE together (rho shared).",
+    "bb-mmpareto": "What BalanceBenchmark's MMPareto computes: uni_aux with split heads and encoder "
+    "gradients x 3 (its conflict test never fires). The faithful method is the strategy mmpareto.",
 }
 
 

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 from bml_core.config import ConfigError, RunConfig, advisories
 from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
 from bml_core.data.base import stable_seed
-from bml_core.imbalance import UnimodalProbe, probe_unimodal_logits
+from bml_core.imbalance import UnimodalProbe, discrepancy_ratio, probe_unimodal_logits
 from bml_core.metrics import (
     accuracy,
     imbalance_degree,
@@ -85,6 +85,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 CHECKPOINT_LAST = "last.pt"
 CHECKPOINT_BEST = "best.pt"
 GPU_RESIDENT_BYTES = 1 << 30  # in-memory datasets below this move to the GPU once
+# The held-out part of the training split (strategies with needs_heldout) is drawn with this
+# fixed seed, so every run and every method holds out the same samples (STRATEGIES.md 3).
+HELDOUT_SEED = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -252,7 +255,8 @@ class Trainer:
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.train.amp == "fp16" else None
 
-        n_train = len(self.bundle.train)
+        self.train_index, self.heldout_index = self._heldout_split()
+        n_train = len(self.bundle.train) if self.train_index is None else len(self.train_index)
         bs = cfg.train.batch_size
         full, rest = divmod(n_train, bs)
         self.steps_per_epoch = full + (
@@ -286,6 +290,37 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
 
+    def _heldout_split(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(indices trained on, held-out indices) of the training split. Strategies declaring
+        needs_heldout set `heldout_fraction`; the largest is taken (one held-out part shared),
+        drawn with HELDOUT_SEED. Without one: (None, empty) and training is unchanged."""
+        owners = [
+            (i, float(getattr(p, "heldout_fraction", 0.0)))
+            for i, (p, s) in enumerate(zip(self.cfg.strategies, self.strategies, strict=True))
+            if s.spec is not None and s.spec.has("needs_heldout")
+        ]
+        if not owners or max(f for _, f in owners) <= 0:
+            return None, torch.zeros(0, dtype=torch.long)
+        i, fraction = max(owners, key=lambda o: o[1])
+        n = len(self.bundle.train)
+        k = math.ceil(n * fraction)
+        need = 2 * self.bundle.num_classes
+        if k < need or n - k < 2:
+            name = self.cfg.strategies[i].name
+            raise ConfigError(
+                [
+                    (
+                        f"strategies.{i}.heldout_fraction",
+                        f"{name} holds out {fraction:g} of the {n} training samples = {k}, but its "
+                        f"held-out part needs at least {need} (2 per class) and leaves at least 2 to "
+                        "train on: raise heldout_fraction or use a larger dataset",
+                    )
+                ]
+            )
+        g = torch.Generator().manual_seed(stable_seed(HELDOUT_SEED, "heldout"))
+        perm = torch.randperm(n, generator=g)
+        return perm[k:].sort().values, perm[:k].sort().values
+
     def _on_device(self, split: str, ds: MultimodalDataset) -> MultimodalDataset:
         """Small in-memory splits move to the GPU once instead of once per batch."""
         if self.device.type != "cuda" or not isinstance(ds, TensorDataset):
@@ -301,7 +336,9 @@ class Trainer:
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(stable_seed(self.cfg.seed, epoch, "order"))
-        return torch.randperm(len(self.bundle.train), generator=g)
+        if self.train_index is None:
+            return torch.randperm(len(self.bundle.train), generator=g)
+        return self.train_index[torch.randperm(len(self.train_index), generator=g)]
 
     def _batches(
         self,
@@ -547,15 +584,24 @@ class Trainer:
         return {"train": self.bundle.train, "val": self.bundle.val, "test": self.bundle.test}
 
     def iter_batches(self, split: str, fraction: float = 1.0, seed: int | None = None) -> Iterator[Batch]:
-        ds = self._on_device(split, self.loaders()[split])
-        n = len(ds)
-        if split == "train":
-            g = torch.Generator().manual_seed(
-                seed if seed is not None else stable_seed(self.cfg.seed, self.epoch, "strategy")
-            )
-            order = torch.randperm(n, generator=g)
+        if split == "heldout":  # the held-out part of the training split, in a fixed order
+            ds = self._on_device("train", self.bundle.train)
+            order = self.heldout_index
+            n = len(order)
         else:
-            order = torch.arange(n)
+            ds = self._on_device(split, self.loaders()[split])
+            n = len(ds)
+            if split == "train":
+                g = torch.Generator().manual_seed(
+                    seed if seed is not None else stable_seed(self.cfg.seed, self.epoch, "strategy")
+                )
+                if self.train_index is None:
+                    order = torch.randperm(n, generator=g)
+                else:  # never the held-out part
+                    n = len(self.train_index)
+                    order = self.train_index[torch.randperm(n, generator=g)]
+            else:
+                order = torch.arange(n)
         take = max(1, math.ceil(n * fraction)) if n else 0
         return self._batches(ds, order[:take], self.cfg.train.batch_size, 0)
 
@@ -576,6 +622,45 @@ class Trainer:
 
     def clone_model(self) -> MultimodalModel:
         return copy.deepcopy(self.model)
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss as the AMP grad scaler scales it (itself without fp16), for strategies
+        that take gradients with torch.autograd.grad; on_gradients sees them unscaled."""
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def event(self, level: str, message: str) -> None:
+        self.sink.on_event(level, message)
+
+    def step_metrics(
+        self,
+        ctx: StepContext,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """The CONTRACT.md step metrics for a strategy's own training_step (fused loss and
+        accuracy, the probe's per-modality numbers from u, encoder gradient norms) plus every
+        metric logged on ctx, with one host sync; ctx's device metrics are consumed."""
+        probe = UnimodalProbe({m: t.detach().float() for m, t in u.items()}, y)
+        ctx.scores = probe.scores
+        batch = y.shape[0]
+        values = [
+            loss.detach().float().reshape(1),
+            self._batch_acc(logits.detach(), y, None).reshape(1),
+            probe.loss,
+            probe.accuracy,
+            probe.scores / batch,
+            discrepancy_ratio(probe.scores, self.ratio_kind),
+            grad_norms if grad_norms is not None else self._encoder_grad_norms(),
+            *ctx.metric_values,
+        ]
+        host = torch.cat([v.detach().float().reshape(-1) for v in values]).tolist()
+        metrics = dict(zip(self._step_metric_names + ctx.metric_names, host, strict=True))
+        metrics.update(zip(ctx.host_names, ctx.host_values, strict=True))
+        ctx.metric_names, ctx.metric_values, ctx.host_names, ctx.host_values = [], [], [], []
+        return metrics
 
     def _encoder_grad_norms(self) -> torch.Tensor:
         """L2 norm of each encoder's whole gradient, [M], from one fused norm pass."""
