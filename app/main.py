@@ -12,7 +12,7 @@ from app import store
 from app.views.live.chart import preload_plotly
 from app.widgets import page_path
 
-CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
+CHART_PAGES = ("live", "compare", "report")  # url paths whose charts need plotly.js
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 
@@ -30,6 +30,7 @@ pages = [
     st.Page(page_path("runs"), title="Runs", icon=":material/table_rows:", url_path="runs"),
     st.Page(page_path("live"), title="Live", icon=":material/monitoring:", url_path="live"),
     st.Page(page_path("compare"), title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(page_path("report"), title="Report", icon=":material/description:", url_path="report"),
     st.Page(page_path("workers"), title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 page = st.navigation(pages)

@@ -1,23 +1,31 @@
-"""The Compare page's data: which runs a deep link names, their curves (downsampled per
-run, or per group as mean ± std over seeds), smoothing, the summary table with the best
-value of each column marked, the config keys that differ, and the CSV exports."""
+"""The Compare page's data: which runs a deep link names, how they are grouped (by default
+every config path whose value differs between them, the seed aside, so a sweep splits by
+strategy and swept parameters; `bml_core.compare.grouping`), the curves (mean ± std per
+group over its seeds, thin per-seed lines on demand, runs left out drawn dotted when
+asked), the results table (one row per group: n, test accuracy with its interval, per
+modality, imbalance degree, time, and the difference to a baseline group with the verdict
+of `bml_core.compare.stats`), the sentence naming the winner, the per-run table (seed,
+group key, status, retries), smoothing, the config diff and the CSV exports.
+
+Plain functions of plain data; no Streamlit here."""
 
 from __future__ import annotations
 
 import io
 import math
 import re
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine
 
 import db
-from app.charts import Trace
+from app.charts import PALETTE, Trace
 from app.labels import run_label
+from bml_core.compare import grouping as cg
+from bml_core.compare import stats as cs
 
 compare_max_buckets = 400
 max_compared_runs = 50
@@ -31,6 +39,10 @@ SUMMARY_COLUMNS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("imbalance degree", ("test", "imbalance_degree"), False),
     ("time (s)", ("train", "seconds"), False),
 )
+AUTO_KEY_HELP = "every config path whose value differs between the runs, the seed aside"
+
+
+# --------------------------------------------------------------------------- which runs
 
 
 def parse_run_ids(text: str | None) -> tuple[list[int], list[str]]:
@@ -47,21 +59,31 @@ def parse_run_ids(text: str | None) -> tuple[list[int], list[str]]:
     return list(dict.fromkeys(ids)), bad
 
 
+def parse_groups(values: Sequence[str], known: Mapping[str, int]) -> tuple[list[str], list[str]]:
+    """`?group=a&group=b` or `?group=a,b` -> (known groups in order, unknown names). A value
+    that is itself a group name is taken whole (names may hold commas)."""
+    wanted: list[str] = []
+    for value in values:
+        if not value:
+            continue
+        wanted.extend([value] if value in known else [p.strip() for p in value.split(",") if p.strip()])
+    wanted = list(dict.fromkeys(wanted))
+    return [g for g in wanted if g in known], [g for g in wanted if g not in known]
+
+
 def runs_of(
-    engine: Engine, run_ids: Sequence[int] = (), group: str | None = None
-) -> tuple[list[db.RunInfo], list[int]]:
-    """The runs to compare (given ids in order, or a group's runs oldest first) and the ids not found."""
-    if group:
-        page = db.list_runs(engine, group=group, limit=max_compared_runs)
-        return sorted(page.runs, key=lambda r: r.id), []
-    runs: list[db.RunInfo] = []  # RunDetail is a RunInfo
-    missing: list[int] = []
-    for rid in run_ids[:max_compared_runs]:
-        try:
-            runs.append(db.get_run(engine, rid))
-        except db.RunNotFound:
-            missing.append(rid)
-    return runs, missing
+    engine: Engine, run_ids: Sequence[int] = (), groups: Sequence[str] | str | None = None
+) -> tuple[list[db.RunDetail], list[int]]:
+    """The runs to compare with their configs (given ids in order, or the groups' runs
+    oldest first; at most `max_compared_runs`) and the ids not found."""
+    if groups:
+        names = [groups] if isinstance(groups, str) else list(groups)
+        ids: list[int] = []
+        for g in names:
+            page = db.list_runs(engine, group=g, limit=max_compared_runs)
+            ids.extend(sorted(r.id for r in page.runs))
+        return db.get_runs(engine, sorted(dict.fromkeys(ids))[:max_compared_runs])
+    return db.get_runs(engine, list(run_ids)[:max_compared_runs])
 
 
 def common_keys(engine: Engine, runs: Sequence[db.RunInfo]) -> list[str]:
@@ -76,6 +98,54 @@ def default_keys(available: Sequence[str]) -> list[str]:
     """`val/acc` and the discrepancy ratios when present, else the first keys."""
     chosen = [k for k in available if k == "val/acc" or k.startswith("imbalance/ratio/")]
     return chosen or list(available[:2])
+
+
+# --------------------------------------------------------------------------- grouping
+
+
+def key_options(runs: Sequence[db.RunDetail]) -> list[str]:
+    """Config paths a user can group by: the differing ones first (strategies leading),
+    then every other path of the runs' configs (strategy parameters by name)."""
+    differing = cg.differing_paths([r.config for r in runs]) if runs else []
+    every: set[str] = set()
+    for r in runs:
+        every.update(p for p in cg.config_paths(r.config) if not p.startswith(f"{cg.STRATEGIES}."))
+    rest = sorted(p for p in every if p not in differing and p not in ("name", "tags"))
+    if cg.STRATEGIES in rest:
+        rest.remove(cg.STRATEGIES)
+        rest.insert(0, cg.STRATEGIES)
+    return differing + rest
+
+
+def group(runs: Sequence[db.RunDetail], by: Sequence[str] | None = None) -> cg.Grouping:
+    """Runs grouped by the config paths `by` (None or empty: what differs, seed aside).
+    Only succeeded runs with a test accuracy are pooled; the others stay in their group,
+    not pooled, with the reason; an older copy of a retried seed gives way to the retry."""
+    return cg.group_runs(runs, by=list(by) if by else None)
+
+
+def display_names(grouping: cg.Grouping, runs: Sequence[db.RunInfo] = ()) -> dict[str, str]:
+    """{group label: the name shown}: the strategy alone when the key is `strategies`
+    (`opm`), the run group's name when nothing differs (the seeds of one setting), else
+    the label (`strategies=opm, optim.lr=0.01`)."""
+    out: dict[str, str] = {}
+    run_groups = list(dict.fromkeys(r.group for r in runs))
+    for g in grouping.groups:
+        if grouping.by == [cg.STRATEGIES]:
+            out[g.label] = cg.show_value(g.key[cg.STRATEGIES])
+        elif not grouping.by:
+            out[g.label] = run_groups[0] if len(run_groups) == 1 else g.label
+        else:
+            out[g.label] = g.label
+    return out
+
+
+def colours(grouping: cg.Grouping) -> dict[str, str]:
+    """One colour per group, by its position."""
+    return {g.label: PALETTE[i % len(PALETTE)] for i, g in enumerate(grouping.groups)}
+
+
+# --------------------------------------------------------------------------- curves
 
 
 def smooth(values: Sequence[float], weight: float) -> list[float]:
@@ -98,20 +168,12 @@ def smooth(values: Sequence[float], weight: float) -> list[float]:
     return out
 
 
-def group_runs(runs: Sequence[db.RunInfo]) -> dict[str, list[int]]:
-    """Runs by group (the seeds of one setting), in first-seen order."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for r in runs:
-        groups[r.group].append(r.id)
-    return dict(groups)
-
-
-def aggregate_by_default(groups: Mapping[str, Sequence[int]], agg_param: str | None = None) -> bool:
-    """Whether the page starts with mean ± std per group: `?agg=1` / `?agg=0` in the
-    address decide; otherwise yes when some group has several of the runs (seeds)."""
+def seeds_by_default(grouping: cg.Grouping, agg_param: str | None = None) -> bool:
+    """Whether the page starts with the per-seed lines: `?agg=0` (per run) / `?agg=1` (per
+    group) in the address decide; otherwise only when no group pools several seeds."""
     if agg_param in ("0", "1"):
-        return agg_param == "1"
-    return any(len(ids) > 1 for ids in groups.values())
+        return agg_param == "0"
+    return not any(g.n > 1 for g in grouping.groups)
 
 
 @dataclass
@@ -120,81 +182,110 @@ class CurveSet:
 
     key: str
     traces: list[Trace]
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def per_run_curves(
-    series: Mapping[int, Mapping[str, db.Downsampled]],
-    runs: Sequence[db.RunInfo],
+def seed_line_name(run: cg.GroupedRun, name: str) -> str:
+    """`opm · seed 1 · #12` (+ `· retry of #9`, or the status of a run left out)."""
+    parts = [name, f"seed {run.record.seed}", f"#{run.record.id}"]
+    if run.retry_of is not None:
+        parts.append(f"retry of #{run.retry_of}")
+    if not run.included:
+        parts.append(f"{run.record.status}, not pooled")
+    return " · ".join(parts)
+
+
+def curves(
     key: str,
+    grouping: cg.Grouping,
+    aggregates: Mapping[str, db.GroupAggregate],
+    series: Mapping[int, Mapping[str, db.Downsampled]],
+    *,
+    names: Mapping[str, str],
     smoothing: float = 0.0,
+    seeds: bool = False,
+    excluded: bool = False,
 ) -> CurveSet:
-    """One line per run (bucket means), shaded between the bucket min and max."""
-    traces: list[Trace] = []
-    rows: list[dict[str, Any]] = []
-    for r in runs:
-        ds = series.get(r.id, {}).get(key)
-        if ds is None or not ds.steps:
-            continue
-        traces.append(Trace(name=run_label(r), x=ds.steps, y=smooth(ds.means, smoothing)))
-        for i, step in enumerate(ds.steps):
-            rows.append(
-                {
-                    "run_id": r.id,
-                    "name": r.name,
-                    "group": r.group,
-                    "key": key,
-                    "step": step,
-                    "mean": ds.means[i],
-                    "min": ds.mins[i],
-                    "max": ds.maxs[i],
-                    "last": ds.lasts[i],
-                }
+    """One mean line with a ± std band per group (over its pooled runs), thin per-seed
+    lines in the group's colour when `seeds`, and the runs not pooled as dotted lines when
+    `excluded`. `rows` holds every series for the CSV: per group (mean, std, runs per
+    bucket) and per run (bucket mean, min, max, last), each with its seed and group key."""
+    out = CurveSet(key, [])
+    colour = colours(grouping)
+    for g in grouping.groups:
+        name = names.get(g.label, g.label)
+        agg = aggregates.get(g.label)
+        if agg is not None and agg.steps:
+            means = smooth(agg.means, smoothing)
+            stds = [s if math.isfinite(s) else 0.0 for s in agg.stds]
+            out.traces.append(
+                Trace(
+                    name=f"{name} (n={g.n})",
+                    x=agg.steps,
+                    y=means,
+                    lower=[m - s for m, s in zip(means, stds, strict=True)],
+                    upper=[m + s for m, s in zip(means, stds, strict=True)],
+                    group=g.label,
+                    colour=colour[g.label],
+                    width=2.2,
+                )
             )
-    return CurveSet(key, traces, rows)
+            for i, step in enumerate(agg.steps):
+                out.rows.append(
+                    {
+                        "series": "group",
+                        "group key": g.label,
+                        "group": name,
+                        "run": "",
+                        "seed": "",
+                        "key": key,
+                        "step": step,
+                        "mean": agg.means[i],
+                        "std": agg.stds[i],
+                        "runs": agg.counts[i],
+                    }
+                )
+        for gr in g.runs:
+            ds = series.get(gr.record.id, {}).get(key)
+            if ds is None or not ds.steps:
+                continue
+            draw = (gr.included and seeds) or (not gr.included and excluded)
+            if draw:
+                out.traces.append(
+                    Trace(
+                        name=seed_line_name(gr, name),
+                        x=ds.steps,
+                        y=smooth(ds.means, smoothing),
+                        group=g.label,
+                        colour=colour[g.label],
+                        width=0.8 if gr.included else 1.0,
+                        dash=None if gr.included else "dot",
+                        showlegend=False,
+                    )
+                )
+            if gr.included or excluded:
+                for i, step in enumerate(ds.steps):
+                    out.rows.append(
+                        {
+                            "series": "run",
+                            "group key": g.label,
+                            "group": name,
+                            "run": gr.record.id,
+                            "seed": gr.record.seed,
+                            "status": gr.record.status,
+                            "pooled": gr.included,
+                            "key": key,
+                            "step": step,
+                            "mean": ds.means[i],
+                            "min": ds.mins[i],
+                            "max": ds.maxs[i],
+                            "last": ds.lasts[i],
+                        }
+                    )
+    return out
 
 
-def group_curves(aggregates: Mapping[str, db.GroupAggregate], key: str, smoothing: float = 0.0) -> CurveSet:
-    """One line per group: the mean over its runs, with a band of ± one std."""
-    traces: list[Trace] = []
-    rows: list[dict[str, Any]] = []
-    for group, agg in aggregates.items():
-        if not agg.steps:
-            continue
-        means = smooth(agg.means, smoothing)
-        stds = [s if math.isfinite(s) else 0.0 for s in agg.stds]
-        traces.append(
-            Trace(
-                name=f"{group} (n={max(agg.counts) if agg.counts else 0})",
-                x=agg.steps,
-                y=means,
-                lower=[m - s for m, s in zip(means, stds, strict=True)],
-                upper=[m + s for m, s in zip(means, stds, strict=True)],
-                group=group,
-            )
-        )
-        for i, step in enumerate(agg.steps):
-            rows.append(
-                {
-                    "group": group,
-                    "key": key,
-                    "step": step,
-                    "mean": agg.means[i],
-                    "std": agg.stds[i],
-                    "runs": agg.counts[i],
-                }
-            )
-    return CurveSet(key, traces, rows)
-
-
-def aggregate_groups(
-    engine: Engine, key: str, groups: Mapping[str, Sequence[int]]
-) -> dict[str, db.GroupAggregate]:
-    """Mean ± std over each group's runs for one key (buckets shared by the group's runs)."""
-    return {
-        g: db.group_aggregate(engine, key, run_ids=list(ids), max_buckets=compare_max_buckets)
-        for g, ids in groups.items()
-    }
+# --------------------------------------------------------------------------- results
 
 
 def _dig(node: Any, path: Sequence[str]) -> float | None:
@@ -205,68 +296,306 @@ def _dig(node: Any, path: Sequence[str]) -> float | None:
     return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
 
 
-def summary_table(runs: Sequence[db.RunInfo]) -> tuple[pd.DataFrame, dict[str, bool]]:
-    """One row per run: val and test accuracy fused and per modality, F1, imbalance
-    degree, training time. Also {column: higher is better} for marking the best."""
-    modalities: list[str] = []
+def modalities_of(runs: Sequence[Any]) -> list[str]:
+    """Modalities named in the runs' per-modality accuracies, in first-seen order."""
+    out: list[str] = []
     for r in runs:
+        summary = r.summary if hasattr(r, "summary") else r.get("summary")
         for split in ("val", "test"):
-            per = ((r.summary or {}).get(split) or {}).get("acc_per_modality") or {}
-            modalities.extend(m for m in per if m not in modalities)
+            per = ((summary or {}).get(split) or {}).get("acc_per_modality") or {}
+            out.extend(m for m in per if m not in out)
+    return out
+
+
+@dataclass
+class GroupResult:
+    """One group's row: the statistics of each metric over its pooled seeds and the test
+    against the baseline on fused test accuracy (None for the baseline itself)."""
+
+    label: str
+    name: str
+    n: int
+    seeds: list[int]
+    left_out: list[str]
+    acc: cs.Describe
+    per_modality: dict[str, cs.Describe]
+    degree: cs.Describe
+    seconds: cs.Describe
+    test: cs.TestResult | None
+    is_baseline: bool
+
+
+@dataclass
+class Results:
+    rows: list[GroupResult]
+    baseline: str | None
+    modalities: list[str]
+
+
+def _values(runs: Sequence[cg.GroupedRun], path: Sequence[str]) -> list[float | None]:
+    return [_dig(r.record.summary, path) for r in runs]
+
+
+def _by_seed(runs: Sequence[cg.GroupedRun]) -> dict[int, float | None]:
+    """{seed: test accuracy}; keyed by run id instead when a seed repeats in the group (the
+    key then pools runs that differ in something else, and no pairing by seed holds)."""
+    seeds = [r.record.seed for r in runs]
+    unique = len(set(seeds)) == len(seeds)
+    return {
+        (r.record.seed if unique else -r.record.id): _dig(r.record.summary, ("test", "acc")) for r in runs
+    }
+
+
+def results(grouping: cg.Grouping, names: Mapping[str, str], baseline: str | None = None) -> Results:
+    """Per group: n, test accuracy (mean, std, 95 % interval), per modality, imbalance
+    degree, time; every pooled group against the baseline (default: joint training when
+    the key separates strategies, else the first group) with Holm's correction and the
+    verdict."""
+    pooled = [g for g in grouping.groups if g.n]
+    labels = [g.label for g in pooled]
+    if baseline not in labels:
+        baseline = cg.default_baseline(grouping)
+    mods = modalities_of([r.record for g in pooled for r in g.included])
+    tests: dict[str, cs.TestResult] = {}
+    if baseline is not None and len(pooled) > 1:
+        tests = cs.compare_to_baseline({g.label: _by_seed(g.included) for g in pooled}, baseline)
+    rows = []
+    for g in grouping.groups:
+        inc = g.included
+        rows.append(
+            GroupResult(
+                label=g.label,
+                name=names.get(g.label, g.label),
+                n=g.n,
+                seeds=g.seeds,
+                left_out=[f"#{r.record.id} {r.reason}" for r in g.excluded],
+                acc=cs.describe(_values(inc, ("test", "acc"))),
+                per_modality={m: cs.describe(_values(inc, ("test", "acc_per_modality", m))) for m in mods},
+                degree=cs.describe(_values(inc, ("test", "imbalance_degree"))),
+                seconds=cs.describe(_values(inc, ("train", "seconds"))),
+                test=tests.get(g.label),
+                is_baseline=g.label == baseline,
+            )
+        )
+    return Results(rows, baseline, mods)
+
+
+def _pm(d: cs.Describe, scale: float = 1.0, digits: int = 4) -> str:
+    if d.n == 0:
+        return "—"
+    if d.n == 1 or not math.isfinite(d.std):
+        return f"{d.mean * scale:.{digits}f}"
+    return f"{d.mean * scale:.{digits}f} ± {d.std * scale:.{digits}f}"
+
+
+def _interval(d: cs.Describe, digits: int = 4) -> str:
+    if d.ci_method is None:
+        return d.note or "—"
+    return f"[{d.ci_low:.{digits}f}, {d.ci_high:.{digits}f}]"
+
+
+def _p(p: float) -> str:
+    if not math.isfinite(p):
+        return "—"
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def verdict_text(row: GroupResult) -> str:
+    if row.is_baseline:
+        return "baseline"
+    if row.test is None:
+        return "—" if row.n == 0 else cs.NOT_TESTED
+    return row.test.verdict
+
+
+def results_table(res: Results) -> pd.DataFrame:
+    """The results as the page shows them (one row per group, formatted)."""
+    base = next((r for r in res.rows if r.is_baseline), None)
+    rows = []
+    for r in res.rows:
+        row: dict[str, Any] = {"group": r.name, "n": r.n, "seeds": ", ".join(map(str, r.seeds))}
+        row["test acc"] = _pm(r.acc)
+        row["95 % interval"] = _interval(r.acc)
+        for m in res.modalities:
+            row[f"test acc {m}"] = _pm(r.per_modality[m])
+        row["imbalance degree"] = _pm(r.degree)
+        row["time (s)"] = _pm(r.seconds, digits=1)
+        vs = f"vs {base.name}" if base else "vs baseline"
+        if r.is_baseline or r.test is None or not math.isfinite(r.test.diff):
+            row[f"Δ acc {vs} (points)"] = "—"
+        else:
+            row[f"Δ acc {vs} (points)"] = f"{100 * r.test.diff:+.2f}"
+        row["verdict"] = verdict_text(r)
+        row["test"] = (r.test.test or r.test.note or "—") if r.test else "—"
+        row["p (Holm)"] = _p(r.test.p_holm) if r.test else "—"
+        row["not pooled"] = "; ".join(r.left_out)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def results_csv_rows(res: Results, grouping: cg.Grouping) -> list[dict[str, Any]]:
+    """The results with every number unrounded, the group key's paths as columns."""
+    out = []
+    by_label = {g.label: g for g in grouping.groups}
+    for r in res.rows:
+        row: dict[str, Any] = {"group": r.name, "group key": r.label}
+        for path, value in by_label[r.label].key.items():
+            row[path] = cg.show_value(value)
+        row.update({"n": r.n, "seeds": " ".join(map(str, r.seeds))})
+        for name, d in (("test_acc", r.acc), ("imbalance_degree", r.degree), ("seconds", r.seconds)):
+            row.update({f"{name}_mean": d.mean, f"{name}_std": d.std})
+            if name == "test_acc":
+                row.update({"test_acc_ci_low": d.ci_low, "test_acc_ci_high": d.ci_high, "ci": d.ci_method})
+        for m, d in r.per_modality.items():
+            row.update({f"test_acc_{m}_mean": d.mean, f"test_acc_{m}_std": d.std})
+        t = r.test
+        row.update(
+            {
+                "baseline": res.baseline == r.label,
+                "diff_vs_baseline": t.diff if t else math.nan,
+                "test": t.test if t else None,
+                "p": t.p if t else math.nan,
+                "p_holm": t.p_holm if t else math.nan,
+                "verdict": verdict_text(r),
+                "not_pooled": "; ".join(r.left_out),
+            }
+        )
+        out.append(row)
+    return out
+
+
+def diff_interval(test: cs.TestResult, confidence: float = cs.confidence_level) -> tuple[float, float]:
+    """The confidence interval of a test's difference (paired: of the mean per-seed
+    difference; Welch: of the difference of means), from its t statistic and df."""
+    from scipy import stats as sps  # TODO: move into bml_core.compare.stats after the merge
+
+    if test.test is None or not (math.isfinite(test.df) and test.df > 0):
+        return math.nan, math.nan
+    if math.isinf(test.statistic):
+        return test.diff, test.diff
+    if test.statistic == 0:
+        return math.nan, math.nan
+    se = abs(test.diff / test.statistic)
+    half = float(sps.t.ppf((1 + confidence) / 2, test.df)) * se
+    return test.diff - half, test.diff + half
+
+
+def winner_sentence(res: Results) -> str | None:
+    """Which group wins, by how much and whether beyond seed noise, in one sentence
+    (None with fewer than two pooled groups)."""
+    base = next((r for r in res.rows if r.is_baseline), None)
+    others = [r for r in res.rows if not r.is_baseline and r.n and r.test is not None]
+    if base is None or not others:
+        return None
+
+    def margin(r: GroupResult) -> str:
+        assert r.test is not None
+        text = f"{100 * r.test.diff:+.1f} points"
+        lo, hi = diff_interval(r.test)
+        if math.isfinite(lo) and math.isfinite(hi):
+            text += f" (95 % CI {100 * lo:+.1f} to {100 * hi:+.1f})"
+        return text
+
+    def how(r: GroupResult) -> str:
+        assert r.test is not None
+        return f"{r.test.test}, Holm p = {_p(r.test.p_holm)}"
+
+    better = [r for r in others if r.test and r.test.verdict == cs.BETTER]
+    if better:
+        top = max(better, key=lambda r: r.test.diff if r.test else 0.0)
+        return f"{top.name} beats {base.name} by {margin(top)}, beyond seed noise ({how(top)})."
+    tested = [r for r in others if r.test and r.test.test is not None]
+    if not tested:
+        top = max(others, key=lambda r: r.acc.mean)
+        return (
+            f"{top.name} differs from {base.name} by {margin(top)}, not tested: "
+            f"a test needs at least two seeds in each group."
+        )
+    top = max(tested, key=lambda r: r.acc.mean)
+    worse = [r for r in tested if r.test and r.test.verdict == cs.WORSE]
+    if top.test and top.test.diff < 0 and len(worse) == len(tested):
+        return (
+            f"{base.name} wins: every other group is worse beyond seed noise "
+            f"(the closest, {top.name}, by {margin(top)}; {how(top)})."
+        )
+    return (
+        f"Nothing beats {base.name} beyond seed noise: the best, {top.name}, differs by "
+        f"{margin(top)} ({how(top)})."
+    )
+
+
+# --------------------------------------------------------------------------- per run
+
+
+def per_run_table(
+    grouping: cg.Grouping, names: Mapping[str, str], show_excluded: bool = False
+) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """One row per run (pooled ones; with `show_excluded` also those left out, marked):
+    run, seed, group key, status (and why a run is not pooled, or that it is a retry),
+    val and test accuracy fused and per modality, F1, imbalance degree, time. Also
+    {column: higher is better} for marking the best."""
+    shown = [r for r in grouping.runs if r.included or show_excluded]
+    mods = modalities_of([r.record for r in shown])
     rows: list[dict[str, Any]] = []
     higher: dict[str, bool] = {}
-    for r in runs:
+    for gr in shown:
+        rec = gr.record
+        note = list(gr.flags)
+        if not gr.included:
+            note.insert(0, f"not pooled: {gr.reason}")
         row: dict[str, Any] = {
-            "run": r.id,
-            "name": r.name,
-            "group": r.group,
-            "strategy": r.strategy,
-            "status": r.status,
+            "run": rec.id,
+            "name": rec.name,
+            "seed": rec.seed,
+            "group": names.get(gr.label, gr.label),
+            "status": rec.status if gr.included else f"✗ {rec.status}",
+            "note": "; ".join(note),
         }
         for column, path, better_high in SUMMARY_COLUMNS:
-            row[column] = _dig(r.summary, path)
+            row[column] = _dig(rec.summary, path)
             higher[column] = better_high
             if column in ("val acc", "test acc"):
                 split = path[0]
-                for m in modalities:
+                for m in mods:
                     name = f"{split} acc {m}"
-                    row[name] = _dig(r.summary, (split, "acc_per_modality", m))
+                    row[name] = _dig(rec.summary, (split, "acc_per_modality", m))
                     higher[name] = True
+        row["run group"] = rec.group
+        row["group key"] = gr.label
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    return frame, higher
+    return pd.DataFrame(rows), higher
 
 
-def best_rows(frame: pd.DataFrame, higher: Mapping[str, bool]) -> dict[str, list[int]]:
-    """{column: row positions holding its best value} (ties all marked; empty columns skipped)."""
+def summary_table(runs: Sequence[db.RunDetail]) -> tuple[pd.DataFrame, dict[str, bool]]:
+    """The per-run table of the runs as grouped by default (every run shown)."""
+    grouping = group(runs)
+    return per_run_table(grouping, display_names(grouping, runs), show_excluded=True)
+
+
+def left_out_rows(frame: pd.DataFrame) -> list[bool]:
+    """Per row of `per_run_table`: whether the run is left out of the statistics (marked ✗)."""
+    if frame.empty or "status" not in frame:
+        return [False] * len(frame)
+    return [str(s).startswith("✗") for s in frame["status"]]
+
+
+def best_rows(
+    frame: pd.DataFrame, higher: Mapping[str, bool], skip: Sequence[bool] = ()
+) -> dict[str, list[int]]:
+    """{column: row positions holding its best value} (ties all marked; empty columns and
+    the rows flagged in `skip` left out)."""
     out: dict[str, list[int]] = {}
     for column, better_high in higher.items():
         if column not in frame:
             continue
         values = pd.to_numeric(frame[column], errors="coerce")
+        if skip:
+            values = values.where([not s for s in skip])
         if values.notna().sum() == 0:
             continue
         best = values.max() if better_high else values.min()
         out[column] = [i for i, v in enumerate(values) if pd.notna(v) and v == best]
     return out
-
-
-def group_summary(frame: pd.DataFrame, higher: Mapping[str, bool]) -> pd.DataFrame:
-    """Per group: mean ± std over its runs of each summary column (`n` runs)."""
-    numeric = [c for c in higher if c in frame]
-    rows = []
-    for group, part in frame.groupby("group", sort=False):
-        row: dict[str, Any] = {"group": group, "n": len(part)}
-        for c in numeric:
-            vals = pd.to_numeric(part[c], errors="coerce").dropna()
-            if vals.empty:
-                row[c] = ""
-            elif len(vals) == 1:
-                row[c] = f"{vals.iloc[0]:.4f}"
-            else:
-                row[c] = f"{vals.mean():.4f} ± {vals.std(ddof=1):.4f}"
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def diff_table(engine: Engine, runs: Sequence[db.RunInfo]) -> pd.DataFrame:

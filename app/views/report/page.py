@@ -1,0 +1,5 @@
+"""Report (placeholder until the report module lands)."""
+
+import streamlit as st
+
+st.title("Report")
