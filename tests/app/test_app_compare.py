@@ -302,13 +302,13 @@ def test_csv_downloads_carry_the_seed_and_the_group_key(engine: Engine) -> None:
     runs, _ = cv.runs_of(engine, groups=["sweep"])
     grouping = cv.group(runs)
     names = cv.display_names(grouping, runs)
-    res = cv.results(grouping, names)
+    res = cv.results(grouping)
 
-    results = pd.read_csv(io.BytesIO(cv.to_csv(cv.results_csv_rows(res, grouping))))
+    results = pd.read_csv(io.BytesIO(cv.to_csv(cv.results_csv_rows(res, names))))
     assert list(results["group key"]) == ["strategies=joint", "strategies=ogm_ge", "strategies=opm"]
     assert list(results["strategies"]) == ["joint", "ogm_ge", "opm"]
     assert list(results["seeds"]) == ["0 1"] * 3 and list(results["n"]) == [2, 2, 2]
-    assert results["test_acc_mean"].tolist() == pytest.approx(
+    assert results["test.acc mean"].tolist() == pytest.approx(
         [statistics.fmean(v) for v in SWEEP_ACC.values()]
     )
     assert list(results["verdict"]) == ["baseline", "not distinguishable from seed noise", "better"]

@@ -26,6 +26,8 @@ from app.charts import PALETTE, Trace
 from app.labels import run_label
 from bml_core.compare import grouping as cg
 from bml_core.compare import stats as cs
+from bml_core.compare.results import PRIMARY, GroupResult, Results
+from bml_core.compare.results import results as compare_results
 
 compare_max_buckets = 400
 max_compared_runs = 50
@@ -307,88 +309,25 @@ def modalities_of(runs: Sequence[Any]) -> list[str]:
     return out
 
 
-@dataclass
-class GroupResult:
-    """One group's row: the statistics of each metric over its pooled seeds and the test
-    against the baseline on fused test accuracy (None for the baseline itself)."""
-
-    label: str
-    name: str
-    n: int
-    seeds: list[int]
-    left_out: list[str]
-    acc: cs.Describe
-    per_modality: dict[str, cs.Describe]
-    degree: cs.Describe
-    seconds: cs.Describe
-    test: cs.TestResult | None
-    is_baseline: bool
+def results(grouping: cg.Grouping, baseline: str | None = None) -> Results:
+    """`bml_core.compare.results`: per group each summary metric over its pooled seeds,
+    and the fused test accuracy against the baseline (default: joint training when the
+    key separates strategies, else the first group), Holm-corrected, with the verdict."""
+    pooled = [g.label for g in grouping.groups if g.n]
+    return compare_results(grouping, baseline if baseline in pooled else None)
 
 
-@dataclass
-class Results:
-    rows: list[GroupResult]
-    baseline: str | None
-    modalities: list[str]
-
-
-def _values(runs: Sequence[cg.GroupedRun], path: Sequence[str]) -> list[float | None]:
-    return [_dig(r.record.summary, path) for r in runs]
-
-
-def _by_seed(runs: Sequence[cg.GroupedRun]) -> dict[int, float | None]:
-    """{seed: test accuracy}; keyed by run id instead when a seed repeats in the group (the
-    key then pools runs that differ in something else, and no pairing by seed holds)."""
-    seeds = [r.record.seed for r in runs]
-    unique = len(set(seeds)) == len(seeds)
-    return {
-        (r.record.seed if unique else -r.record.id): _dig(r.record.summary, ("test", "acc")) for r in runs
-    }
-
-
-def results(grouping: cg.Grouping, names: Mapping[str, str], baseline: str | None = None) -> Results:
-    """Per group: n, test accuracy (mean, std, 95 % interval), per modality, imbalance
-    degree, time; every pooled group against the baseline (default: joint training when
-    the key separates strategies, else the first group) with Holm's correction and the
-    verdict."""
-    pooled = [g for g in grouping.groups if g.n]
-    labels = [g.label for g in pooled]
-    if baseline not in labels:
-        baseline = cg.default_baseline(grouping)
-    mods = modalities_of([r.record for g in pooled for r in g.included])
-    tests: dict[str, cs.TestResult] = {}
-    if baseline is not None and len(pooled) > 1:
-        tests = cs.compare_to_baseline({g.label: _by_seed(g.included) for g in pooled}, baseline)
-    rows = []
-    for g in grouping.groups:
-        inc = g.included
-        rows.append(
-            GroupResult(
-                label=g.label,
-                name=names.get(g.label, g.label),
-                n=g.n,
-                seeds=g.seeds,
-                left_out=[f"#{r.record.id} {r.reason}" for r in g.excluded],
-                acc=cs.describe(_values(inc, ("test", "acc"))),
-                per_modality={m: cs.describe(_values(inc, ("test", "acc_per_modality", m))) for m in mods},
-                degree=cs.describe(_values(inc, ("test", "imbalance_degree"))),
-                seconds=cs.describe(_values(inc, ("train", "seconds"))),
-                test=tests.get(g.label),
-                is_baseline=g.label == baseline,
-            )
-        )
-    return Results(rows, baseline, mods)
-
-
-def _pm(d: cs.Describe, scale: float = 1.0, digits: int = 4) -> str:
-    if d.n == 0:
+def _pm(d: cs.Describe | None, scale: float = 1.0, digits: int = 4) -> str:
+    if d is None or d.n == 0:
         return "—"
     if d.n == 1 or not math.isfinite(d.std):
         return f"{d.mean * scale:.{digits}f}"
     return f"{d.mean * scale:.{digits}f} ± {d.std * scale:.{digits}f}"
 
 
-def _interval(d: cs.Describe, digits: int = 4) -> str:
+def _interval(d: cs.Describe | None, digits: int = 4) -> str:
+    if d is None or d.n == 0:
+        return "—"
     if d.ci_method is None:
         return d.note or "—"
     return f"[{d.ci_low:.{digits}f}, {d.ci_high:.{digits}f}]"
@@ -403,123 +342,129 @@ def _p(p: float) -> str:
 def verdict_text(row: GroupResult) -> str:
     if row.is_baseline:
         return "baseline"
-    if row.test is None:
-        return "—" if row.n == 0 else cs.NOT_TESTED
-    return row.test.verdict
+    if row.n == 0:
+        return "no finished run"
+    return row.vs_baseline.verdict if row.vs_baseline else cs.NOT_TESTED
 
 
-def results_table(res: Results) -> pd.DataFrame:
-    """The results as the page shows them (one row per group, formatted)."""
-    base = next((r for r in res.rows if r.is_baseline), None)
+def _left_out(row: GroupResult) -> str:
+    return "; ".join(f"#{e['id']} {e['reason']}" for e in row.excluded)
+
+
+def results_table(res: Results, names: Mapping[str, str]) -> pd.DataFrame:
+    """The results as the page shows them: one row per group, formatted (accuracies as
+    fractions, the difference to the baseline in accuracy points)."""
+    base = names.get(res.baseline, res.baseline) if res.baseline else "baseline"
     rows = []
     for r in res.rows:
-        row: dict[str, Any] = {"group": r.name, "n": r.n, "seeds": ", ".join(map(str, r.seeds))}
-        row["test acc"] = _pm(r.acc)
-        row["95 % interval"] = _interval(r.acc)
-        for m in res.modalities:
-            row[f"test acc {m}"] = _pm(r.per_modality[m])
-        row["imbalance degree"] = _pm(r.degree)
-        row["time (s)"] = _pm(r.seconds, digits=1)
-        vs = f"vs {base.name}" if base else "vs baseline"
-        if r.is_baseline or r.test is None or not math.isfinite(r.test.diff):
-            row[f"Δ acc {vs} (points)"] = "—"
-        else:
-            row[f"Δ acc {vs} (points)"] = f"{100 * r.test.diff:+.2f}"
+        m = r.metrics
+        row: dict[str, Any] = {
+            "group": names.get(r.label, r.label),
+            "n": r.n,
+            "seeds": ", ".join(map(str, r.seeds)),
+        }
+        row["test acc"] = _pm(m.get(PRIMARY))
+        row["95 % interval"] = _interval(m.get(PRIMARY))
+        for mod in res.modalities:
+            row[f"test acc {mod}"] = _pm(m.get(f"test.acc.{mod}"))
+        row["imbalance degree"] = _pm(m.get("test.imbalance_degree"))
+        row["time (s)"] = _pm(m.get("train.seconds"), digits=1)
+        t = r.vs_baseline
+        row[f"Δ acc vs {base} (points)"] = f"{100 * t.diff:+.2f}" if t and math.isfinite(t.diff) else "—"
         row["verdict"] = verdict_text(r)
-        row["test"] = (r.test.test or r.test.note or "—") if r.test else "—"
-        row["p (Holm)"] = _p(r.test.p_holm) if r.test else "—"
-        row["not pooled"] = "; ".join(r.left_out)
+        row["test"] = (t.test or t.note or "—") if t else "—"
+        row["p (Holm)"] = _p(t.p_holm) if t else "—"
+        row["not pooled"] = _left_out(r)
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def results_csv_rows(res: Results, grouping: cg.Grouping) -> list[dict[str, Any]]:
-    """The results with every number unrounded, the group key's paths as columns."""
+def results_csv_rows(res: Results, names: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The results with every number unrounded: the group key's paths as columns, then
+    mean, std and interval of each metric, the test against the baseline and the verdict."""
     out = []
-    by_label = {g.label: g for g in grouping.groups}
     for r in res.rows:
-        row: dict[str, Any] = {"group": r.name, "group key": r.label}
-        for path, value in by_label[r.label].key.items():
+        row: dict[str, Any] = {"group": names.get(r.label, r.label), "group key": r.label}
+        for path, value in r.key.items():
             row[path] = cg.show_value(value)
-        row.update({"n": r.n, "seeds": " ".join(map(str, r.seeds))})
-        for name, d in (("test_acc", r.acc), ("imbalance_degree", r.degree), ("seconds", r.seconds)):
-            row.update({f"{name}_mean": d.mean, f"{name}_std": d.std})
-            if name == "test_acc":
-                row.update({"test_acc_ci_low": d.ci_low, "test_acc_ci_high": d.ci_high, "ci": d.ci_method})
-        for m, d in r.per_modality.items():
-            row.update({f"test_acc_{m}_mean": d.mean, f"test_acc_{m}_std": d.std})
-        t = r.test
+        row.update({"n": r.n, "seeds": " ".join(map(str, r.seeds)), "runs": " ".join(map(str, r.run_ids))})
+        for metric in res.metrics:
+            d = r.metrics.get(metric.id)
+            if d is None:
+                continue
+            row.update({f"{metric.id} mean": d.mean, f"{metric.id} std": d.std})
+            if metric.id == PRIMARY:
+                row.update(
+                    {f"{metric.id} ci low": d.ci_low, f"{metric.id} ci high": d.ci_high, "ci": d.ci_method}
+                )
+        t = r.vs_baseline
+        lo, hi = cs.diff_interval(t, res.confidence) if t else (math.nan, math.nan)
         row.update(
             {
-                "baseline": res.baseline == r.label,
-                "diff_vs_baseline": t.diff if t else math.nan,
+                "baseline": r.is_baseline,
+                "diff vs baseline": t.diff if t else math.nan,
+                "diff ci low": lo,
+                "diff ci high": hi,
                 "test": t.test if t else None,
                 "p": t.p if t else math.nan,
-                "p_holm": t.p_holm if t else math.nan,
+                "p holm": t.p_holm if t else math.nan,
                 "verdict": verdict_text(r),
-                "not_pooled": "; ".join(r.left_out),
+                "not pooled": _left_out(r),
             }
         )
         out.append(row)
     return out
 
 
-def diff_interval(test: cs.TestResult, confidence: float = cs.confidence_level) -> tuple[float, float]:
-    """The confidence interval of a test's difference (paired: of the mean per-seed
-    difference; Welch: of the difference of means), from its t statistic and df."""
-    from scipy import stats as sps  # TODO: move into bml_core.compare.stats after the merge
-
-    if test.test is None or not (math.isfinite(test.df) and test.df > 0):
-        return math.nan, math.nan
-    if math.isinf(test.statistic):
-        return test.diff, test.diff
-    if test.statistic == 0:
-        return math.nan, math.nan
-    se = abs(test.diff / test.statistic)
-    half = float(sps.t.ppf((1 + confidence) / 2, test.df)) * se
-    return test.diff - half, test.diff + half
-
-
-def winner_sentence(res: Results) -> str | None:
+def winner_sentence(res: Results, names: Mapping[str, str]) -> str | None:
     """Which group wins, by how much and whether beyond seed noise, in one sentence
     (None with fewer than two pooled groups)."""
-    base = next((r for r in res.rows if r.is_baseline), None)
-    others = [r for r in res.rows if not r.is_baseline and r.n and r.test is not None]
-    if base is None or not others:
+    base_row = next((r for r in res.rows if r.is_baseline), None)
+    others = [r for r in res.rows if not r.is_baseline and r.n and r.vs_baseline is not None]
+    if base_row is None or not others:
         return None
+    base = names.get(base_row.label, base_row.label)
+
+    def name(r: GroupResult) -> str:
+        return names.get(r.label, r.label)
+
+    def test(r: GroupResult) -> cs.TestResult:
+        assert r.vs_baseline is not None
+        return r.vs_baseline
 
     def margin(r: GroupResult) -> str:
-        assert r.test is not None
-        text = f"{100 * r.test.diff:+.1f} points"
-        lo, hi = diff_interval(r.test)
+        text = f"{100 * test(r).diff:+.1f} points"
+        lo, hi = cs.diff_interval(test(r), res.confidence)
         if math.isfinite(lo) and math.isfinite(hi):
             text += f" (95 % CI {100 * lo:+.1f} to {100 * hi:+.1f})"
         return text
 
     def how(r: GroupResult) -> str:
-        assert r.test is not None
-        return f"{r.test.test}, Holm p = {_p(r.test.p_holm)}"
+        return f"{test(r).test}, Holm p = {_p(test(r).p_holm)}"
 
-    better = [r for r in others if r.test and r.test.verdict == cs.BETTER]
+    def mean(r: GroupResult) -> float:
+        d = r.metrics.get(PRIMARY)
+        return d.mean if d is not None and math.isfinite(d.mean) else -math.inf
+
+    better = [r for r in others if test(r).verdict == cs.BETTER]
     if better:
-        top = max(better, key=lambda r: r.test.diff if r.test else 0.0)
-        return f"{top.name} beats {base.name} by {margin(top)}, beyond seed noise ({how(top)})."
-    tested = [r for r in others if r.test and r.test.test is not None]
+        top = max(better, key=lambda r: test(r).diff)
+        return f"{name(top)} beats {base} by {margin(top)}, beyond seed noise ({how(top)})."
+    tested = [r for r in others if test(r).test is not None]
     if not tested:
-        top = max(others, key=lambda r: r.acc.mean)
+        top = max(others, key=mean)
         return (
-            f"{top.name} differs from {base.name} by {margin(top)}, not tested: "
-            f"a test needs at least two seeds in each group."
+            f"{name(top)} differs from {base} by {margin(top)}, not tested: "
+            "a test needs at least two seeds in each group."
         )
-    top = max(tested, key=lambda r: r.acc.mean)
-    worse = [r for r in tested if r.test and r.test.verdict == cs.WORSE]
-    if top.test and top.test.diff < 0 and len(worse) == len(tested):
+    top = max(tested, key=mean)
+    if all(test(r).verdict == cs.WORSE for r in tested):
         return (
-            f"{base.name} wins: every other group is worse beyond seed noise "
-            f"(the closest, {top.name}, by {margin(top)}; {how(top)})."
+            f"{base} wins: every other group is worse beyond seed noise "
+            f"(the closest, {name(top)}, by {margin(top)}; {how(top)})."
         )
     return (
-        f"Nothing beats {base.name} beyond seed noise: the best, {top.name}, differs by "
+        f"Nothing beats {base} beyond seed noise: the best, {name(top)}, differs by "
         f"{margin(top)} ({how(top)})."
     )
 

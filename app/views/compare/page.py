@@ -145,11 +145,11 @@ show_excluded = t2.toggle(
 )
 
 # ---------------------------------------------------------------- results
-res = cv.results(grouping, names, baseline)
-sentence = cv.winner_sentence(res)
+res = cv.results(grouping, baseline)
+sentence = cv.winner_sentence(res, names)
 if sentence:
     st.markdown(f"**{sentence}**")
-results = cv.results_table(res)
+results = cv.results_table(res, names)
 if not show_excluded:
     results = results.drop(columns=["not pooled"])
 st.dataframe(results, hide_index=True, width="stretch", key="compare_results")
@@ -269,7 +269,7 @@ def _curves_csv() -> bytes:
 d1, d2, d3 = st.columns(3)
 d1.download_button(
     "Download results CSV",
-    cv.to_csv(cv.results_csv_rows(res, grouping)),
+    cv.to_csv(cv.results_csv_rows(res, names)),
     file_name="bml-compare-results.csv",
     mime="text/csv",
     key="compare_csv_results",
