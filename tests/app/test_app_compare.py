@@ -198,7 +198,7 @@ def test_a_sweep_of_three_strategies_and_two_seeds_gives_three_groups_with_verdi
     assert list(results["verdict"]) == ["baseline", "not distinguishable from seed noise", "better"]
     assert results.iloc[2]["p (Holm)"] == f"{holm[p_opm]:.3f}"
     assert results.iloc[1]["p (Holm)"] == f"{holm[p_ogm]:.3f}"
-    assert results.iloc[2]["Δ acc vs joint (points)"] == "+9.75"
+    assert results.iloc[2]["Δ vs joint (points)"] == "+9.75"
     mean, std = statistics.fmean(SWEEP_ACC["opm"]), statistics.stdev(SWEEP_ACC["opm"])
     assert results.iloc[2]["test acc"] == f"{mean:.4f} ± {std:.4f}"
     half = sps.t.ppf(0.975, 1) * std / math.sqrt(2)
@@ -225,7 +225,7 @@ def test_a_sweep_of_three_strategies_and_two_seeds_gives_three_groups_with_verdi
     # the baseline can be changed: ogm_ge then is the reference
     at.selectbox(key="compare_baseline").set_value("strategies=ogm_ge").run()
     results = frame_with(at, "verdict")
-    assert results.iloc[1]["verdict"] == "baseline" and "Δ acc vs ogm_ge (points)" in results
+    assert results.iloc[1]["verdict"] == "baseline" and "Δ vs ogm_ge (points)" in results
 
 
 def test_cancelled_failed_and_running_runs_are_left_out_and_a_retry_counts_once(engine: Engine) -> None:

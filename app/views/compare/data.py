@@ -30,6 +30,7 @@ from bml_core.compare.results import PRIMARY, GroupResult, Results
 from bml_core.compare.results import results as compare_results
 
 compare_max_buckets = 400
+chart_width_px = 450  # two charts side by side at 1400 px, one per row at 800 px
 max_compared_runs = 50
 DEFAULT_KEY_PATTERNS = ("val/acc", "imbalance/ratio/", "val/acc/", "train/loss")
 
@@ -358,22 +359,19 @@ def results_table(res: Results, names: Mapping[str, str]) -> pd.DataFrame:
     rows = []
     for r in res.rows:
         m = r.metrics
-        row: dict[str, Any] = {
-            "group": names.get(r.label, r.label),
-            "n": r.n,
-            "seeds": ", ".join(map(str, r.seeds)),
-        }
+        row: dict[str, Any] = {"group": names.get(r.label, r.label), "n": r.n}
+        t = r.vs_baseline
         row["test acc"] = _pm(m.get(PRIMARY))
+        row[f"Δ vs {base} (points)"] = f"{100 * t.diff:+.2f}" if t and math.isfinite(t.diff) else "—"
+        row["verdict"] = verdict_text(r)
+        row["p (Holm)"] = _p(t.p_holm) if t else "—"
         row["95 % interval"] = _interval(m.get(PRIMARY))
         for mod in res.modalities:
             row[f"test acc {mod}"] = _pm(m.get(f"test.acc.{mod}"))
         row["imbalance degree"] = _pm(m.get("test.imbalance_degree"))
         row["time (s)"] = _pm(m.get("train.seconds"), digits=1)
-        t = r.vs_baseline
-        row[f"Δ acc vs {base} (points)"] = f"{100 * t.diff:+.2f}" if t and math.isfinite(t.diff) else "—"
-        row["verdict"] = verdict_text(r)
         row["test"] = (t.test or t.note or "—") if t else "—"
-        row["p (Holm)"] = _p(t.p_holm) if t else "—"
+        row["seeds"] = ", ".join(map(str, r.seeds))
         row["not pooled"] = _left_out(r)
         rows.append(row)
     return pd.DataFrame(rows)

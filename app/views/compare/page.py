@@ -129,20 +129,20 @@ st.caption(
         else "."
     )
 )
-t1, t2 = st.columns(2)
-seeds = t1.toggle(
-    "per-seed lines",
-    value=cv.seeds_by_default(grouping, st.query_params.get("agg")),
-    key="compare_seeds",
-    help="thin lines, one per run, in its group's colour",
-)
-show_excluded = t2.toggle(
-    "show runs not pooled",
-    value=False,
-    key="compare_excluded",
-    help="failed, cancelled and still running runs, and older copies of a retried seed: "
-    "drawn dotted and listed, never counted in n or the statistics",
-)
+with st.container(horizontal=True, gap="large"):
+    seeds = st.toggle(
+        "per-seed lines",
+        value=cv.seeds_by_default(grouping, st.query_params.get("agg")),
+        key="compare_seeds",
+        help="thin lines, one per run, in its group's colour",
+    )
+    show_excluded = st.toggle(
+        "show runs not pooled",
+        value=False,
+        key="compare_excluded",
+        help="failed, cancelled and still running runs, and older copies of a retried seed: "
+        "drawn dotted and listed, never counted in n or the statistics",
+    )
 
 # ---------------------------------------------------------------- results
 res = cv.results(grouping, baseline)
@@ -172,9 +172,8 @@ st.page_link(
 
 # ---------------------------------------------------------------- curves
 available = cv.common_keys(engine, runs)
-c1, c2 = st.columns([3, 1])
-keys = c1.multiselect("metrics", available, default=cv.default_keys(available), key="compare_keys")
-smoothing = c2.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing")
+keys = st.multiselect("metrics", available, default=cv.default_keys(available), key="compare_keys")
+smoothing = st.slider("smoothing", 0.0, 0.99, 0.0, 0.01, key="compare_smoothing", width=320)
 
 
 def _series(
@@ -202,8 +201,8 @@ def _aggregates(key: str) -> dict[str, db.GroupAggregate]:
 
 drawn = [gr for gr in grouping.runs if (gr.included and seeds) or (not gr.included and show_excluded)]
 series = _series(drawn, keys)
-cols = st.columns(2)
-for i, key in enumerate(keys):
+charts = st.container(horizontal=True, gap="medium")  # two per row when wide, one when narrow
+for key in keys:
     curve = cv.curves(
         key,
         grouping,
@@ -221,8 +220,9 @@ for i, key in enumerate(keys):
         uirevision=f"compare-{key}",
         hline=1.0 if key.startswith("imbalance/ratio/") else None,
     )
-    with cols[i % 2]:
-        st.plotly_chart(fig, key=f"compare-chart-{key}", config=png_config(f"compare-{key}"))
+    charts.plotly_chart(
+        fig, key=f"compare-chart-{key}", config=png_config(f"compare-{key}"), width=cv.chart_width_px
+    )
 
 # ---------------------------------------------------------------- per run
 st.subheader("Runs")
@@ -266,8 +266,8 @@ def _curves_csv() -> bytes:
     return cv.to_csv(rows)
 
 
-d1, d2, d3 = st.columns(3)
-d1.download_button(
+downloads = st.container(horizontal=True)
+downloads.download_button(
     "Download results CSV",
     cv.to_csv(cv.results_csv_rows(res, names)),
     file_name="bml-compare-results.csv",
@@ -275,7 +275,7 @@ d1.download_button(
     key="compare_csv_results",
     on_click="ignore",
 )
-d2.download_button(
+downloads.download_button(
     "Download runs CSV",
     cv.to_csv(frame),
     file_name="bml-compare-runs.csv",
@@ -283,7 +283,7 @@ d2.download_button(
     key="compare_csv_summary",
     on_click="ignore",
 )
-d3.download_button(
+downloads.download_button(
     "Download curves CSV",
     _curves_csv,
     file_name="bml-compare-curves.csv",
