@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bml_cli import dashboard_cmd, data_cmd, store_cmd, train_cmd, worker_cmd
+from bml_cli import dashboard_cmd, data_cmd, report_cmd, store_cmd, train_cmd, worker_cmd
 
 app = typer.Typer(
     add_completion=False,
@@ -24,6 +24,7 @@ store_cmd.register(app)
 data_cmd.register(app)
 worker_cmd.register(app)
 dashboard_cmd.register(app)
+report_cmd.register(app)
 
 
 def main() -> None:

@@ -705,3 +705,72 @@ def group_aggregate(
         stds=stds,
         counts=counts,
     )
+
+
+# --------------------------------------------------------------------------- reports
+
+
+@dataclass(frozen=True)
+class ReportSelection:
+    """The runs a report covers (with their configs, oldest first) and what was asked
+    for but is not in the store."""
+
+    runs: list[RunDetail]
+    unknown_groups: list[str]
+    unknown_ids: list[int]
+
+
+def runs_for_report(
+    engine: Engine, groups: Sequence[str] = (), run_ids: Sequence[int] = ()
+) -> ReportSelection:
+    """Every run of the named groups and the given ids, each once, oldest first; unknown
+    group names and ids are listed, not raised (the caller says what is wrong)."""
+    groups, run_ids = list(dict.fromkeys(groups)), list(dict.fromkeys(int(i) for i in run_ids))
+    conds: list[ColumnElement[bool]] = []
+    if groups:
+        conds.append(Run.group.in_(groups))
+    if run_ids:
+        conds.append(Run.id.in_(run_ids))
+    if not conds:
+        return ReportSelection([], [], [])
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(*_LIST_COLUMNS, Run.config, Run.traceback_tail).where(or_(*conds)).order_by(Run.id)
+        ).all()
+        tags = _tags_of(conn, [r[0] for r in rows])
+    n = len(_LIST_FIELDS)
+    runs = [
+        RunDetail(**_run_info(r[:n], tags.get(r[0], [])), config=r[n], traceback_tail=r[n + 1]) for r in rows
+    ]
+    found_groups = {r.group for r in runs}
+    found_ids = {r.id for r in runs}
+    return ReportSelection(
+        runs=runs,
+        unknown_groups=[g for g in groups if g not in found_groups],
+        unknown_ids=[i for i in run_ids if i not in found_ids],
+    )
+
+
+report_curve_prefixes = ("imbalance/ratio/", "val/acc")
+
+
+def group_curves(
+    engine: Engine,
+    groups: Mapping[str, Sequence[int]],
+    prefixes: Sequence[str] = report_curve_prefixes,
+    max_buckets: int = 300,
+) -> dict[str, dict[str, GroupAggregate]]:
+    """{label: {key: mean ± std over the label's runs}} for every metric key starting with
+    one of `prefixes` that any of those runs has (e.g. `imbalance/ratio/<m>`, `val/acc`,
+    `val/acc/<m>`), downsampled to at most `max_buckets` buckets."""
+    out: dict[str, dict[str, GroupAggregate]] = {}
+    for label, ids in groups.items():
+        if not ids:
+            continue
+        with engine.connect() as conn:
+            keys = sorted(set(conn.execute(select(Series.key).where(Series.run_id.in_(list(ids)))).scalars()))
+        wanted = [k for k in keys if any(k.startswith(p) for p in prefixes)]
+        out[label] = {
+            k: group_aggregate(engine, k, run_ids=list(ids), max_buckets=max_buckets) for k in wanted
+        }
+    return out

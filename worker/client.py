@@ -1,6 +1,6 @@
 """What the CLI and the dashboard call to launch and control runs: submit (validate ->
-insert -> enqueue), sweeps, cancel, retry, delete, queue and worker status. Torch-free:
-the dashboard imports it."""
+insert -> enqueue), sweeps, groups of ready configs (`bml reproduce`), cancel, retry,
+delete, queue and worker status. Torch-free: the dashboard imports it."""
 
 from __future__ import annotations
 
@@ -162,6 +162,24 @@ def submit_sweep(
     configs = expand_grid(base, grid, seeds, name)
     sweep_id = create_sweep(eng, name, {"base": dict(base), "grid": dict(grid), "seeds": list(seeds)})
     ids = [create_run(eng, cfg, sweep_id=sweep_id) for cfg in configs]
+    _enqueue_all(eng, ids)
+    return sweep_id, ids
+
+
+def submit_group(
+    configs: Sequence[RunConfig],
+    *,
+    name: str,
+    spec: Mapping[str, Any] | None = None,
+    engine: Engine | None = None,
+) -> tuple[int, list[int]]:
+    """Validated configs (e.g. a paper's grid of presets x seeds) stored as one sweep, all
+    in group `name`, and enqueued. Returns (sweep id, run ids)."""
+    eng = _engine(engine)
+    for cfg in configs:
+        check_paths(cfg)
+    sweep_id = create_sweep(eng, name, dict(spec) if spec else None)
+    ids = [create_run(eng, cfg, group=name, sweep_id=sweep_id) for cfg in configs]
     _enqueue_all(eng, ids)
     return sweep_id, ids
 

@@ -154,7 +154,7 @@ def test_compare_package_imports_neither_torch_nor_db_nor_streamlit() -> None:
     import sys
 
     probe = (
-        "import sys, bml_core.compare; "
+        "import sys, bml_core.compare, bml_core.compare.published, bml_core.compare.report; "
         "print(sorted(m for m in ('torch', 'sqlalchemy', 'streamlit', 'db') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
