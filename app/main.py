@@ -12,7 +12,7 @@ from app import store
 from app.views.live.chart import preload_plotly
 from app.widgets import page_path
 
-CHART_PAGES = ("live", "compare", "report")  # url paths whose charts need plotly.js
+CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 

@@ -24,9 +24,9 @@ after_import = "torch" in sys.modules
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
 pages = {}
-for page in ("overview", "launch", "runs", "live", "compare", "workers"):
+for page in ("overview", "launch", "runs", "live", "compare", "report", "workers"):
     at.switch_page(f"views/{page}/page.py")
-    if page == "compare":
+    if page in ("compare", "report"):
         at.query_params["group"] = "g"
     at.run()
     pages[page] = [str(e.value) for e in at.exception]
@@ -51,6 +51,7 @@ def test_no_app_module_or_page_imports_torch(engine: Engine) -> None:
         "app.views.launch.logic",
         "app.views.live.data",
         "app.views.compare.data",
+        "app.views.report.data",
         "app.views.runs.data",
     } <= set(result["modules"])
     assert result["after_import"] is False
