@@ -67,7 +67,7 @@ else:
         "runs",
         list(choices),
         default=[r for r in ids_param if r in choices],
-        format_func=lambda i: choices[i],
+        format_func=lambda i: choices[i].split(" · ")[0],  # `#12 name`: chips fit at 800 px
         key="compare_runs",
         max_selections=cv.max_compared_runs,
     )
