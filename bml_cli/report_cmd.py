@@ -51,7 +51,6 @@ def grid_configs(
 ) -> list[Any]:
     """One validated RunConfig per (method of the grid, seed), all in `group`."""
     from bml_core.config import (
-        PRESETS,
         ConfigError,
         apply_override,
         apply_preset,
@@ -75,7 +74,6 @@ def grid_configs(
             apply_override(raw, key, value)
         for seed in seeds:
             configs.append(validate_config({**raw, "seed": seed}))
-    assert all(p is None or p in PRESETS for _, p in GRIDS[grid])
     return configs
 
 

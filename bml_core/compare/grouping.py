@@ -329,7 +329,7 @@ def group_runs(
     statuses: Sequence[str] = INCLUDED_STATUSES,
 ) -> Grouping:
     """Group runs (RunRecord, db.RunDetail or mappings with a `config`) by the config
-    paths `by` (default: every path that differs between the pooled runs, seed/name/
+    paths `by` (default: every path that differs between the selected runs, seed/name/
     group/tags aside). Runs whose status is not in `statuses` (default: succeeded only),
     or without a test accuracy, are kept in their group as excluded, with the reason.
     ValueError for a path of `by` that no run's config has."""
@@ -337,10 +337,9 @@ def group_runs(
     provisional = [
         GroupedRun(r, "", _exclusion(r, statuses) is None, _exclusion(r, statuses)) for r in records
     ]
-    pooled = [g.record for g in provisional if g.included] or records
     auto = by is None
-    if by is None:
-        paths = differing_paths([r.config for r in pooled])
+    if by is None:  # over every selected run: a setting whose runs all failed still shows, with n = 0
+        paths = differing_paths([r.config for r in records])
     else:
         paths = list(dict.fromkeys(by))
         known: set[str] = set()

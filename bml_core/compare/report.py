@@ -22,7 +22,7 @@ from typing import Any
 from bml_core.compare import stats
 from bml_core.compare.grouping import Grouping
 from bml_core.compare.published import UNIMODAL_METHODS, published_for
-from bml_core.compare.results import PRIMARY, GroupResult, Results, results
+from bml_core.compare.results import PRIMARY, TEST_SELECTED, GroupResult, Results, results
 
 SCHEMA = "bml.report/1"
 FORMATS = ("html", "json", "md")
@@ -33,6 +33,13 @@ TEST_RULE = (
     "compared groups; 'better'/'worse' when the corrected p < {alpha:g}, else 'not distinguishable "
     "from seed noise'. Intervals: {conf:g} % t interval of the mean, percentile bootstrap "
     "(10,000 resamples, seeded) from 10 seeds on; one seed gives no interval."
+)
+
+PUBLISHED_NOTE = (
+    "As each source reports them (%, with their protocol and backbone): for calibration, not a "
+    "like-for-like comparison unless the protocol matches. 'ours' is the checkpoint selected on "
+    "validation; the official codes report the best epoch on test, shown as 'ours, best epoch on "
+    "test' when the runs recorded it."
 )
 
 
@@ -78,11 +85,13 @@ def _published(res: Results, datasets: Sequence[str]) -> dict[str, Any] | None:
             continue
         mine = ours.get(p.strategy) if p.strategy else None
         acc = mine.metrics[PRIMARY] if mine else None
+        on_test = mine.metrics.get(TEST_SELECTED) if mine else None
         out.append(
             {
                 **p.to_dict(),
                 "ours_group": mine.label if mine else None,
                 "ours_acc_pct": acc.mean * 100 if acc else None,
+                "ours_test_selected_pct": on_test.mean * 100 if on_test and on_test.n else None,
                 "ours_n": acc.n if acc else None,
             }
         )
@@ -204,6 +213,9 @@ def headline(doc: Mapping[str, Any]) -> list[str]:
     base = doc.get("baseline")
     for g in doc["groups"]:
         acc = g["metrics"].get(PRIMARY, {})
+        if not g["n"]:
+            lines.append(f"{g['label']}: no finished run ({len(g['excluded'])} excluded, see below)")
+            continue
         head = f"{g['label']}: test accuracy {describe_cell(acc, 'fraction')} % (n = {g['n']})"
         if g.get("is_baseline"):
             lines.append(head + " — baseline")
@@ -267,16 +279,26 @@ def _metric_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def _published_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "published (%)", "ours (%)", "our group", "source", "protocol", "backbone"]
+    published = (doc.get("published") or {}).get("rows", [])
+    on_test = any(p.get("ours_test_selected_pct") is not None for p in published)
+    header = ["method", "published (%)", "ours (%)"]
+    header += ["ours, best epoch on test (%)"] if on_test else []
+    header += ["our group", "source", "protocol", "backbone"]
     rows = []
-    for p in (doc.get("published") or {}).get("rows", []):
+    for p in published:
         ours = "–" if p.get("ours_acc_pct") is None else f"{p['ours_acc_pct']:.2f} (n = {p['ours_n']})"
+        extra = (
+            []
+            if not on_test
+            else ["–" if p.get("ours_test_selected_pct") is None else f"{p['ours_test_selected_pct']:.2f}"]
+        )
         protocol = p["protocol"] + (f" — {p['note']}" if p.get("note") else "")
         rows.append(
             [
                 p["method"],
                 f"{p['accuracy_pct']:.2f}",
                 ours,
+                *extra,
                 p.get("ours_group") or "–",
                 p["source"],
                 protocol,
@@ -325,6 +347,8 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
             f"## Published numbers ({doc['published']['dataset']})",
             "",
             _md_table(*_published_rows(doc)),
+            "",
+            f"_{PUBLISHED_NOTE}_",
             "",
         ]
     if doc["excluded"]:
@@ -531,8 +555,7 @@ def render_html(doc: Mapping[str, Any], plotly_bundle: str | None = None) -> str
     if doc.get("published"):
         body += [
             f"<h2>Published numbers ({e(doc['published']['dataset'])})</h2>",
-            "<p class='rule'>As each source reports them (%, their protocol and backbone); for calibration, "
-            "not a like-for-like comparison unless the protocol matches.</p>",
+            f"<p class='rule'>{e(PUBLISHED_NOTE)}</p>",
             _html_table(*_published_rows(doc)),
         ]
     if doc["excluded"]:

@@ -37,6 +37,7 @@ def add_run(
     status: str = "succeeded",
     dataset: str = "synthetic",
     steps: int = 40,
+    summary_extra: dict[str, Any] | None = None,
 ) -> int:
     """A run with ρ and validation-accuracy series; finished with a summary when `acc` is given."""
     label = "+".join(s if isinstance(s, str) else s["name"] for s in strategies) or "joint"
@@ -67,5 +68,6 @@ def add_run(
     if status == "running":
         db.heartbeat(engine, run_id, progress=0.5)
         return run_id
-    db.finish_run(engine, run_id, status, summary=fake_summary(acc, seed) if acc is not None else None)
+    summary = None if acc is None else {**fake_summary(acc, seed), **(summary_extra or {})}
+    db.finish_run(engine, run_id, status, summary=summary)
     return run_id

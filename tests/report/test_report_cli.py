@@ -156,8 +156,9 @@ def test_one_seed_says_no_interval_and_runs_selection(engine: Engine, tmp_path: 
 
 def test_published_numbers_beside_ours_for_cremad(engine: Engine, tmp_path: Path) -> None:
     for seed, acc in enumerate((0.6, 0.62)):
-        add_run(engine, [], seed, acc, group="cd", dataset="cremad")
-        add_run(engine, ["opm"], seed, acc + 0.05, group="cd", dataset="cremad")
+        on_test = {"test_selected_on_test": {"acc": acc + 0.02, "epoch": 7, "note": "selected on test"}}
+        add_run(engine, [], seed, acc, group="cd", dataset="cremad", summary_extra=on_test)
+        add_run(engine, ["opm"], seed, acc + 0.05, group="cd", dataset="cremad", summary_extra=on_test)
     code, _, err = bml("report", "-g", "cd", "--format", "json", "-o", str(tmp_path / "r.json"))
     assert code == 0, err
     pub = json.loads((tmp_path / "r.json").read_text())["published"]
@@ -167,11 +168,16 @@ def test_published_numbers_beside_ours_for_cremad(engine: Engine, tmp_path: Path
     )
     assert bb_opm["accuracy_pct"] == 68.75 and bb_opm["ours_acc_pct"] == pytest.approx(66.0)
     assert bb_opm["ours_group"] == "strategies=opm" and "protocol" in bb_opm["protocol"]
+    assert bb_opm["ours_test_selected_pct"] == pytest.approx(63.0)  # (0.62 + 0.64) / 2: the official protocol
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["groups"][0]["metrics"]["test_selected_on_test.acc"]["mean"] == pytest.approx(0.63)
     methods = {r["method"] for r in pub["rows"]}
     assert {"audio only", "visual only", "joint", "OPM", "concat baseline"} <= methods
     assert not methods & {"OGM", "MLA", "Greedy", "LFM"}  # methods we did not run are left out
     code, _, _ = bml("report", "-g", "cd", "-o", str(tmp_path / "r.html"))
-    assert "Published numbers (cremad)" in (tmp_path / "r.html").read_text()
+    page = (tmp_path / "r.html").read_text()
+    assert "Published numbers (cremad)" in page and "ours, best epoch on test (%)" in page
+    assert "best test acc over epochs (selected on test, as the official codes)" in page
 
 
 @pytest.mark.parametrize(

@@ -160,3 +160,13 @@ def test_compare_package_imports_neither_torch_nor_db_nor_streamlit() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_setting_with_no_finished_run_is_a_group_with_n_0() -> None:
+    runs = [run(cfg([], s)) for s in (0, 1)] + [run(cfg(["opm"], s), status="running") for s in (0, 1)]
+    g = group_runs(runs)
+    assert [(x.label, x.n, len(x.excluded)) for x in g.groups] == [
+        ("strategies=joint", 2, 0),
+        ("strategies=opm", 0, 2),
+    ]
+    assert default_baseline(g) == "strategies=joint"

@@ -105,3 +105,18 @@ def test_one_seed_group_has_no_interval() -> None:
     assert ogm.n == 1 and ogm.note == "n = 1: no interval (one seed)"
     assert math.isnan(ogm.metrics["test.acc"].ci_low)
     assert ogm.vs_baseline is not None and ogm.vs_baseline.verdict == stats.NOT_TESTED
+
+
+def test_group_without_finished_runs_reads_as_such() -> None:
+    from bml_core.compare import strategy_label
+    from bml_core.compare.report import build_report, headline
+
+    runs = make_runs()
+    for r in runs:
+        if strategy_label(r["config"]["strategies"]) == "opm":
+            r["status"], r["summary"], r["progress"] = "running", None, 0.3
+    doc = build_report(group_runs(runs))
+    opm = next(g for g in doc["groups"] if g["label"] == "strategies=opm")
+    assert opm["n"] == 0 and opm["vs_baseline"] is None and opm["metrics"]["test.acc"]["mean"] is None
+    assert "strategies=opm: no finished run (3 excluded, see below)" in headline(doc)
+    assert len(doc["excluded"]) == 3 and doc["excluded"][0]["reason"] == "still running (30 %)"
