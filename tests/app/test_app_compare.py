@@ -347,3 +347,19 @@ def test_a_group_with_one_seed_has_no_interval_and_no_test(engine: Engine) -> No
     assert "no interval" in results.iloc[1]["95 % interval"]
     assert results.iloc[1]["verdict"] == "not tested"
     assert any("not tested" in m.value for m in at.markdown)
+
+
+def test_runs_still_training_are_drawn_dotted_when_nothing_has_finished(engine: Engine) -> None:
+    a = add_run(engine, "busy-opm", "busy", ["opm"], steps=50, status="running")
+    b = add_run(engine, "busy-joint", "busy", [], steps=50, status="running")
+    at = open_page("compare", group="busy")
+    assert not at.exception
+    assert at.toggle(key="compare_excluded").value is True
+    lines = _lines(at, "val/acc")
+    assert {t["name"] for t in lines} == {
+        f"opm · seed 0 · #{a} · running, not pooled",
+        f"joint · seed 0 · #{b} · running, not pooled",
+    }
+    assert all(t["line"]["dash"] == "dot" for t in lines)
+    results = frame_with(at, "verdict")
+    assert list(results["n"]) == [0, 0] and set(results["verdict"]) == {"no finished run"}

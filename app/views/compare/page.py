@@ -138,7 +138,7 @@ with st.container(horizontal=True, gap="large"):
     )
     show_excluded = st.toggle(
         "show runs not pooled",
-        value=False,
+        value=not pooled,  # on when nothing has finished yet (e.g. runs still training)
         key="compare_excluded",
         help="failed, cancelled and still running runs, and older copies of a retried seed: "
         "drawn dotted and listed, never counted in n or the statistics",
