@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from app_helpers import errors_of, open_page
+from app_helpers import errors_of, frame_with, open_page
 from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
@@ -79,6 +79,10 @@ def test_several_groups_and_a_link_back_to_compare(engine: Engine) -> None:
     assert [(link.page, link.query_string) for link in links if link.label == "Open in Compare"] == [
         ("compare", "group=a%2Cb")
     ]
+    at = open_page("compare", group="a,b")  # Compare takes several groups the same way
+    assert at.multiselect(key="compare_groups").value == ["a", "b"]
+    results = frame_with(at, "verdict")
+    assert list(results["group"]) == ["joint", "opm"] and list(results["n"]) == [4, 4]
 
 
 def test_compare_links_to_the_report_of_the_same_runs(engine: Engine) -> None:
