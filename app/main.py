@@ -45,6 +45,7 @@ pages = [
     st.Page(page_path("live"), title="Live", icon=":material/monitoring:", url_path="live"),
     st.Page(page_path("compare"), title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page(page_path("methods"), title="Methods", icon=":material/menu_book:", url_path="methods"),
+    st.Page(page_path("report"), title="Report", icon=":material/description:", url_path="report"),
     st.Page(page_path("workers"), title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 page = st.navigation(pages)
