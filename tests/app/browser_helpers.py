@@ -146,6 +146,12 @@ def screenshot(page: Any, directory: Path | None, name: str, width: int | None =
 def choose(page: Any, key: str, option: str) -> None:
     """Pick `option` in the selectbox keyed `key` (no rerun when it is already the choice)."""
     box = page.locator(f".st-key-{key}")
+    # a rerun can leave the widget's element in the page, still empty, for a moment
+    page.wait_for_function(
+        "k => { const b = document.querySelector('.st-key-' + k); return b && b.innerText.trim() !== ''; }",
+        arg=key,
+        timeout=30_000,
+    )
     inputs = box.locator("input")
     shown = box.inner_text() + " " + " ".join(inputs.nth(i).input_value() for i in range(inputs.count()))
     if option in shown:
@@ -154,7 +160,10 @@ def choose(page: Any, key: str, option: str) -> None:
     try:
         after_rerun(page, page.get_by_role("option", name=option).click)
     except PlaywrightTimeout:
-        raise AssertionError(f"could not pick {option!r} in {key} (it showed {shown!r})") from None
+        options = page.get_by_role("option").all_inner_texts()
+        raise AssertionError(
+            f"could not pick {option!r} in {key} (it showed {shown!r}; options {options[:20]!r})"
+        ) from None
 
 
 AXIS_JS = """
