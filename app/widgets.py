@@ -76,6 +76,9 @@ def field_widget(
                 text, key=key, help=spec.help or None, placeholder="null" if spec.optional else ""
             )
         show_error(spec.path, errors, shown)
+        if spec.kind == "mapping":  # errors inside the mapping: `dataset.params.views`
+            for path in sorted(p for p in errors if p.startswith(spec.path + ".")):
+                show_error(path, errors, shown)
     return value
 
 

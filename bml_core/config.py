@@ -323,9 +323,10 @@ def validate_config(raw: Mapping[str, Any]) -> RunConfig:
         cfg = RunConfig.model_validate(dict(raw))
     except ValidationError as exc:
         raise ConfigError([(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]) from None
+    from bml_core.dataspecs import check_dataset
     from bml_core.strategies.spec import check_rules
 
-    errors = check_rules(cfg)
+    errors = check_dataset(cfg.dataset) + check_rules(cfg)
     if errors:
         raise ConfigError(errors)
     return cfg

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
@@ -40,24 +39,11 @@ from bml_core.data.media import (
     open_image,
     segment_indices,
 )
+from bml_core.dataspecs import CremadParams
 
 CREMAD_CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 CREMAD_LABEL_IDS = {code: i for i, code in enumerate(CREMAD_CLASSES)}
 LAYOUT = "train.csv, test.csv, AudioWAV/<clip>.wav, Image-01-FPS/<clip>/*.jpg"
-
-
-class CremadParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    frames: int = Field(1, ge=1, le=16, description="frames per clip (OGM-GE uses 1)")
-    image_size: int = Field(224, ge=8, le=1024, description="frame side in pixels")
-    augment: bool = Field(True, description="random resized crop + flip on training frames")
-    audio_dir: str = Field("AudioWAV", description="folder of <clip>.wav under the root")
-    frames_dir: str = Field("Image-01-FPS", description="folder of <clip>/ frame folders under the root")
-    train_list: str = Field("train.csv", description="training list under the root")
-    test_list: str = Field("test.csv", description="test list under the root")
-    split_seed: int = Field(0, ge=0, description="seed of the validation split carved from train")
-    skip_missing: bool = Field(False, description="skip clips whose wav or frame folder is missing")
-    verify: bool = Field(True, description="check every file's header when the dataset is built")
 
 
 @dataclass(frozen=True)

@@ -14,33 +14,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
-
-
-class SyntheticModality(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    strength: float = Field(1.0, ge=0.0, description="prototype scale (signal-to-noise)")
-    coverage: float = Field(1.0, ge=0.0, le=1.0, description="share of samples that carry signal")
-    shape: list[int] = Field(
-        default_factory=lambda: [32], description="per-sample shape: [D] or [C,H,W] / [F,T]"
-    )
-
-
-class SyntheticParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    num_samples: int = Field(3000, ge=10)
-    num_classes: int = Field(6, ge=2)
-    data_seed: int = Field(0, ge=0, description="fixes the data; the run seed varies only training")
-    modalities: list[SyntheticModality] = Field(
-        default_factory=lambda: [
-            SyntheticModality(name="audio", strength=1.0, coverage=1.0, shape=[256]),
-            SyntheticModality(name="visual", strength=0.6, coverage=1.0, shape=[32]),
-        ]
-    )
+from bml_core.dataspecs import SyntheticParams
 
 
 def _prototypes(rng: np.random.Generator, num_classes: int, shape: list[int]) -> np.ndarray:

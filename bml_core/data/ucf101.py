@@ -27,29 +27,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
 from bml_core.data.filedata import FileDataset, bundle_from_splits, dataset_root, parse_params, require_file
 from bml_core.data.media import FrameTransform, check_image_header, list_frames, open_image, segment_indices
+from bml_core.dataspecs import UCF101Params
 
 LAYOUT = "classInd.txt, trainlist01.txt, testlist01.txt, rgb/<video>/*.jpg, flow/u/<video>/*.jpg, flow/v/<video>/*.jpg"
-
-
-class UCF101Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    split: int = Field(1, ge=1, le=3, description="official split: trainlist0N.txt / testlist0N.txt")
-    frames: int = Field(3, ge=1, le=16, description="frames per stream (BalanceBenchmark: 3)")
-    image_size: int = Field(224, ge=8, le=1024, description="frame side in pixels")
-    augment: bool = Field(True, description="horizontal flip in training")
-    class_index: str = Field("classInd.txt", description="class list under the root")
-    rgb_dir: str = Field("rgb", description="folder of <video>/ RGB frame folders")
-    flow_u_dir: str = Field("flow/u", description="folder of <video>/ horizontal-flow frames")
-    flow_v_dir: str = Field("flow/v", description="folder of <video>/ vertical-flow frames")
-    split_seed: int = Field(0, ge=0, description="seed of the validation split carved from train")
-    skip_missing: bool = Field(False, description="skip videos whose frame folders are missing")
-    verify: bool = Field(True, description="check every frame's header when the dataset is built")
 
 
 @dataclass(frozen=True)
