@@ -125,9 +125,15 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> str:
     engine = engine or make_engine()
     cfg = alembic_config(engine)
     with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # a table rebuild (0004_ids) must not trip the foreign keys; outside a transaction
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
         conn.commit()
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
     rev = current_revision(engine)
     return rev or ""
 

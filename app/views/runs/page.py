@@ -50,8 +50,9 @@ st.dataframe(
         "progress": st.column_config.ProgressColumn(
             "progress", min_value=0.0, max_value=100.0, format="%.0f%%"
         ),
-        "best val acc": st.column_config.NumberColumn("best val acc", format="%.4f"),
-        "live": st.column_config.LinkColumn("live", display_text="open"),
+        "live": st.column_config.LinkColumn("live", display_text="open", width="small"),
+        "id": st.column_config.NumberColumn("id", width="small"),
+        "name": st.column_config.TextColumn("name", width="medium"),
     },
 )
 p1, p2, p3 = st.columns([1, 1, 6])
