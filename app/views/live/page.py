@@ -1,11 +1,17 @@
-"""Live (`/live?run=ID`): one run's imbalance as it trains. A fragment refreshes every
-`refresh_interval_s` while the run is active, fetching only the new points, and stops
-once the run has ended; charts keep the user's zoom (`uirevision`). Below: who launched it,
-the run it reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
+"""Live (`/live?run=ID`): one run's imbalance as it trains. The header says which modality
+dominates and since which step, with ρ as a recent mean; per-step series are drawn
+EMA-smoothed (raw faint behind), raw, or as per-epoch mean and range; every strategy has
+its own panels. A fragment refreshes every `refresh_interval_s` while the run is active,
+fetching only the new points, and stops once the run has ended (the run picker's status is
+read fresh); charts keep the user's zoom (`uirevision`). A finished run shows its result
+(test accuracy fused and per modality, best epoch, imbalance degree) with links to Compare
+its group and a joint baseline. Below: the resolved config, who launched it, the run it
+reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
 
 from __future__ import annotations
 
 import streamlit as st
+import yaml
 
 import db
 from app import store
@@ -36,6 +42,13 @@ if not choices:
     st.page_link(page_path("launch"), label="Launch one")
     st.stop()
 
+states: dict[int, lv.LiveState] = st.session_state.setdefault("live_states", {})
+current = st.session_state.get("live_pick", run_id)
+if current in choices:  # the picked run's status read now, not from the picker's short cache
+    try:
+        choices[current] = run_choice_label(db.get_run(engine, current))
+    except db.RunNotFound:
+        choices.pop(current)
 ids = list(choices)
 picked = st.selectbox(
     "run",
@@ -47,11 +60,29 @@ picked = st.selectbox(
 if str(picked) != st.query_params.get("run"):
     st.query_params["run"] = str(picked)
 
-states: dict[int, lv.LiveState] = st.session_state.setdefault("live_states", {})
 state = states.setdefault(picked, lv.LiveState(run_id=picked))
 lv.refresh(engine, state)
 interval = lv.refresh_every_s(state.run)
 first_pass = {"done": False}
+
+v1, v2, _ = st.columns([2, 1, 1], vertical_alignment="bottom")
+mode = v1.segmented_control(
+    "per-step series",
+    list(lv.SMOOTHING_MODES),
+    default=lv.SMOOTH_EMA,
+    key="live_smoothing",
+    help="EMA-smoothed: the exponential moving average, the raw line faint behind; per-epoch: "
+    "each epoch's mean with its min-max range (for series that jump from step to step, "
+    "like OGM's k or OPM's q). Validation series are drawn as evaluated.",
+)
+weight = lv.ema_weight_default
+if mode == lv.SMOOTH_EMA:
+    weight = v2.slider("EMA weight", 0.0, 0.99, lv.ema_weight_default, 0.01, key="live_ema_weight")
+view = lv.View(
+    mode=mode or lv.SMOOTH_RAW, weight=float(weight), steps_per_epoch=lv.steps_per_epoch(state.run)
+)
+if mode == lv.SMOOTH_EPOCH and view.steps_per_epoch is None:
+    st.caption("Per-epoch view: the run has not said how many steps an epoch has yet; drawn raw.")
 
 
 def render_live() -> None:
@@ -62,22 +93,66 @@ def render_live() -> None:
     first_pass["done"] = True
     run = state.run
     assert run is not None
-    ratios = lv.latest_of(state, "imbalance/ratio/")
-    head = st.columns(4 + len(ratios))
+    ratios = lv.recent_ratios(state)
+    lead = lv.dominance(state, weight=view.weight if view.mode == lv.SMOOTH_EMA else lv.ema_weight_default)
     cancelling = " (cancelling)" if run.cancel_requested and run.status == "running" else ""
-    head[0].metric("status", run.status + cancelling)
-    head[1].metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""))
-    head[2].metric("ETA", format_duration(eta_seconds(run)))
-    head[3].metric("attempt", f"{run.attempt} / {run.max_attempts}")
-    for col, (modality, value) in zip(head[4:], ratios.items(), strict=True):
-        col.metric(f"ρ {modality}", f"{value:.3f}")
+    with st.container(key="live-header"):
+        head = st.columns(4 + len(ratios))
+        head[0].metric("status", run.status + cancelling, help=f"attempt {run.attempt} of {run.max_attempts}")
+        head[1].metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""))
+        head[2].metric("ETA", format_duration(eta_seconds(run)))
+        head[3].metric(
+            "dominant",
+            lead.modality or "none" if ratios else "—",
+            delta=f"since step {lead.since_step}" if lead.since_step is not None else None,
+            delta_color="off",
+            help="the modality with the highest recent ρ (above 1), and since which step it has led "
+            "on the smoothed ρ",
+        )
+        for col, (modality, value) in zip(head[4:], ratios.items(), strict=True):
+            col.metric(
+                f"ρ {modality}",
+                f"{value:.3f}",
+                help=f"mean of the latest {lv.rho_window_points} points (> 1: dominant)",
+            )
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
         st.error(run.error)
+    result = lv.result_of(run.summary) if not lv.is_active(run) else None
+    if result is not None:
+        with st.container(border=True, key="live-result"):
+            st.subheader("Result")
+            cells = st.columns(3 + len(result.test_acc_per_modality))
+            cells[0].metric("test accuracy (fused)", lv.fmt(result.test_acc))
+            for col, (m, acc) in zip(cells[1:], result.test_acc_per_modality.items(), strict=False):
+                col.metric(f"test accuracy {m}", lv.fmt(acc))
+            cells[-2].metric("best epoch", "—" if result.best_epoch is None else str(result.best_epoch))
+            cells[-1].metric(
+                "imbalance degree",
+                lv.fmt(result.imbalance_degree),
+                help="how far the modalities' test accuracies are apart (0: balanced)",
+            )
+            l1, l2 = st.columns(2)
+            l1.page_link(
+                page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group}
+            )
+            base = lv.baseline_for(engine, run)
+            if base is not None:
+                l2.page_link(
+                    page_path("compare"),
+                    label=f"Compare with the joint baseline #{base.id}",
+                    query_params={"runs": f"{base.id},{run.id}"},
+                )
+            elif run.strategy != "joint":
+                l2.page_link(
+                    page_path("launch"),
+                    label="Launch a joint baseline (start from this run, strategies: none)",
+                    query_params={"from": str(run.id)},
+                )
     cols = st.columns(2)
     drawn = 0
     for panel in lv.panels():
-        fig = lv.panel_figure(state, panel)
+        fig = lv.panel_figure(state, panel, view)
         if fig is None:
             continue
         with cols[drawn % 2]:
@@ -100,7 +175,13 @@ detail = db.get_run(engine, picked)
 byline = f"launched by {detail.owner}" if detail.owner else "launched before accounts existed"
 if detail.rerun_of is not None:
     byline += f" · an exact rerun of run {detail.rerun_of}"
+byline += f" · attempt {detail.attempt} of {detail.max_attempts}"
 st.caption(byline)
+with st.expander("resolved config", expanded=False):
+    st.code(yaml.safe_dump(detail.config, sort_keys=False), language="yaml")
+    st.page_link(
+        page_path("launch"), label="Start a new run from this config", query_params={"from": str(picked)}
+    )
 env_rows = lv.environment_rows(detail.environment)
 with st.expander("environment (what it ran on)", expanded=False):
     if env_rows:
