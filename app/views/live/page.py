@@ -65,8 +65,8 @@ lv.refresh(engine, state)
 interval = lv.refresh_every_s(state.run)
 first_pass = {"done": False}
 
-v1, v2, _ = st.columns([2, 1, 1], vertical_alignment="bottom")
-mode = v1.segmented_control(
+view_row = st.container(horizontal=True, gap="large", vertical_alignment="bottom", key="live-view")
+mode = view_row.segmented_control(
     "per-step series",
     list(lv.SMOOTHING_MODES),
     default=lv.SMOOTH_EMA,
@@ -77,7 +77,9 @@ mode = v1.segmented_control(
 )
 weight = lv.ema_weight_default
 if mode == lv.SMOOTH_EMA:
-    weight = v2.slider("EMA weight", 0.0, 0.99, lv.ema_weight_default, 0.01, key="live_ema_weight")
+    weight = view_row.slider(
+        "EMA weight", 0.0, 0.99, lv.ema_weight_default, 0.01, key="live_ema_weight", width=220
+    )
 view = lv.View(
     mode=mode or lv.SMOOTH_RAW, weight=float(weight), steps_per_epoch=lv.steps_per_epoch(state.run)
 )
@@ -96,24 +98,35 @@ def render_live() -> None:
     ratios = lv.recent_ratios(state)
     lead = lv.dominance(state, weight=view.weight if view.mode == lv.SMOOTH_EMA else lv.ema_weight_default)
     cancelling = " (cancelling)" if run.cancel_requested and run.status == "running" else ""
-    with st.container(key="live-header"):
-        head = st.columns(4 + len(ratios))
-        head[0].metric("status", run.status + cancelling, help=f"attempt {run.attempt} of {run.max_attempts}")
-        head[1].metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""))
-        head[2].metric("ETA", format_duration(eta_seconds(run)))
-        head[3].metric(
+    # a wrapping row: each metric as wide as its text, the next one on a new line when the
+    # window is narrow (never cut with "…")
+    with st.container(key="live-header", horizontal=True, gap="medium"):
+        st.metric(
+            "status",
+            run.status + cancelling,
+            help=f"attempt {run.attempt} of {run.max_attempts}",
+            width="content",
+        )
+        st.metric(
+            "step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""), width="content"
+        )
+        st.metric("ETA", format_duration(eta_seconds(run)), width="content")
+        st.metric(
             "dominant",
             lead.modality or "none" if ratios else "—",
             delta=f"since step {lead.since_step}" if lead.since_step is not None else None,
             delta_color="off",
+            delta_arrow="off",
             help="the modality with the highest recent ρ (above 1), and since which step it has led "
             "on the smoothed ρ",
+            width="content",
         )
-        for col, (modality, value) in zip(head[4:], ratios.items(), strict=True):
-            col.metric(
+        for modality, value in ratios.items():
+            st.metric(
                 f"ρ {modality}",
                 f"{value:.3f}",
                 help=f"mean of the latest {lv.rho_window_points} points (> 1: dominant)",
+                width="content",
             )
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
@@ -122,16 +135,21 @@ def render_live() -> None:
     if result is not None:
         with st.container(border=True, key="live-result"):
             st.subheader("Result")
-            cells = st.columns(3 + len(result.test_acc_per_modality))
-            cells[0].metric("test accuracy (fused)", lv.fmt(result.test_acc))
-            for col, (m, acc) in zip(cells[1:], result.test_acc_per_modality.items(), strict=False):
-                col.metric(f"test accuracy {m}", lv.fmt(acc))
-            cells[-2].metric("best epoch", "—" if result.best_epoch is None else str(result.best_epoch))
-            cells[-1].metric(
-                "imbalance degree",
-                lv.fmt(result.imbalance_degree),
-                help="how far the modalities' test accuracies are apart (0: balanced)",
-            )
+            with st.container(horizontal=True, gap="medium"):
+                st.metric("test accuracy (fused)", lv.fmt(result.test_acc), width="content")
+                for m, acc in result.test_acc_per_modality.items():
+                    st.metric(f"test accuracy {m}", lv.fmt(acc), width="content")
+                st.metric(
+                    "best epoch",
+                    "—" if result.best_epoch is None else str(result.best_epoch),
+                    width="content",
+                )
+                st.metric(
+                    "imbalance degree",
+                    lv.fmt(result.imbalance_degree),
+                    help="how far the modalities' test accuracies are apart (0: balanced)",
+                    width="content",
+                )
             l1, l2 = st.columns(2)
             l1.page_link(
                 page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group}

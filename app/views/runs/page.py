@@ -91,7 +91,7 @@ if permitted["rerun"] and a6.button("Rerun exactly", key="runs_rerun"):
     else:
         st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
         st.rerun()
-if permitted["delete"] and a3.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
+if permitted["delete"] and a3.button("Delete", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
 a4.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
 a5.page_link(page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group})
