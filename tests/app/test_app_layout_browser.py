@@ -36,13 +36,14 @@ RUNS_VISIBLE = ("id", "name", "status", "progress", "strategy", "live")
 CUT_TEXT_JS = """
 () => {
   const out = [];
-  const sel = '[data-testid="stMetric"] *, button *, [data-testid="stPageLink"] *';
+  const sel = '[data-testid="stMetric"], [data-testid="stMetric"] *, button, button *, '
+            + '[data-testid="stPageLink"], [data-testid="stPageLink"] *';
   for (const el of document.querySelectorAll(sel)) {
-    if (el.children.length || !el.getClientRects().length) continue;
+    if (!el.getClientRects().length) continue;
     const text = (el.textContent || '').trim();
-    const style = getComputedStyle(el);
+    const style = getComputedStyle(el);  // the ellipsis is drawn by the box that overflows
     const overflows = style.textOverflow === 'ellipsis' && el.scrollWidth > el.clientWidth + 1;
-    if (text.endsWith('…') || overflows) out.push(text);
+    if ((!el.children.length && text.endsWith('…')) || overflows) out.push(text);
   }
   return out;
 }
