@@ -118,7 +118,9 @@ class SyntheticParams(BaseModel):
 
 
 class FeaturesParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # the file holds everything else; other keys are ignored, as they always were (a config
+    # switched to `features` with `--set dataset.name=features` keeps its old parameters)
+    model_config = ConfigDict(extra="ignore")
     split_seed: int = Field(0, ge=0, description="seed of the stratified split when the file has no split")
 
 

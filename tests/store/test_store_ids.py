@@ -80,3 +80,21 @@ def test_submit_refuses_bad_dataset_params_and_stores_nothing(engine: Engine, tm
     result = runner.invoke(app, ["submit", str(cfg)])
     assert result.exit_code == 2 and "dataset.params.num_samples" in result.stderr
     assert db.list_runs(engine).total == 0
+
+
+def test_sqlite_upgrade_to_autoincrement_keeps_runs_and_their_data(tmp_path: Path) -> None:
+    """0002_accounts -> 0004_ids rebuilds `runs` on SQLite: ids, rows, series and events stay."""
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    db.upgrade(engine, "0002_accounts")
+    ids = [db.create_run(engine, {"name": f"r{i}"}) for i in range(3)]
+    db.write_points(engine, ids[0], {"train/loss": [(1, 0.5), (2, 0.25)]})
+    db.add_event(engine, ids[0], "info", "kept")
+    assert db.upgrade(engine) == "0004_ids"
+    assert [r.id for r in db.list_runs(engine, limit=None).runs] == ids[::-1]
+    assert db.series_since(engine, ids[0], keys=["train/loss"])["train/loss"].values == [0.5, 0.25]
+    assert [e.message for e in db.run_events(engine, ids[0])] == ["kept"]
+    db.delete_run(engine, ids[-1])
+    assert db.create_run(engine, {"name": "new"}) == ids[-1] + 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # checks are on again
+    engine.dispose()
