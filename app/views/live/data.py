@@ -329,7 +329,8 @@ def panel_figure(state: LiveState, panel: Panel, view: View | None = None) -> di
                 Trace(name=f"{name} (epoch mean)", x=xs, y=means, lower=lows, upper=highs, markers=True)
             )
         else:
-            raw_behind[len(traces)] = Trace(name=f"{name} raw", x=s.steps, y=s.values)
+            # the raw line keeps the series' name (legend and readers see one "audio"), marked by meta.raw
+            raw_behind[len(traces)] = Trace(name=name, x=s.steps, y=s.values)
             traces.append(Trace(name=name, x=s.steps, y=ema(s.values, view.weight)))
     fig = line_figure_dict(
         traces,
