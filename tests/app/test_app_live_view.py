@@ -93,6 +93,14 @@ def test_header_dominant_modality_since_when_and_recent_mean_rho(engine: Engine)
     db.write_points(engine, rid, {"imbalance/ratio/audio": audio, "imbalance/ratio/visual": visual})
     state = lv.refresh(engine, lv.LiveState(run_id=rid))
     assert lv.dominance(state, weight=0.0) == lv.Dominance("audio", 51)
+    near = lv.LiveState(
+        run_id=rid,
+        series={
+            "imbalance/ratio/audio": lv.LiveSeries("imbalance/ratio/audio", [1, 2], [1.01, 1.01]),
+            "imbalance/ratio/visual": lv.LiveSeries("imbalance/ratio/visual", [1, 2], [0.99, 0.99]),
+        },
+    )
+    assert lv.dominance(near) == lv.Dominance(None, None)  # within 2 % of 1: balanced
     lagged = lv.dominance(state)  # on the smoothed ρ the lead changes a few steps later
     assert lagged.modality == "audio" and lagged.since_step is not None and 51 < lagged.since_step < 60
     at = open_page("live", run=str(rid))

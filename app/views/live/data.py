@@ -244,6 +244,7 @@ SMOOTHING_MODES = (SMOOTH_EMA, SMOOTH_RAW, SMOOTH_EPOCH)
 ema_weight_default = 0.9
 raw_opacity = 0.25  # the raw line behind an EMA line
 rho_window_points = 20  # the header's ρ: the mean of this many latest points
+dominance_margin = 0.02  # a recent ρ within 2 % of 1 is "balanced", not dominant
 
 
 @dataclass(frozen=True)
@@ -387,13 +388,13 @@ class Dominance:
 
 
 def dominance(state: LiveState, weight: float = ema_weight_default) -> Dominance:
-    """Which modality dominates (the highest recent ρ, if above 1) and since which step it
-    has led on the EMA-smoothed ρ without interruption."""
+    """Which modality dominates (the highest recent ρ, if above 1 + `dominance_margin`) and
+    since which step it has led on the EMA-smoothed ρ without interruption."""
     recent = recent_ratios(state)
     if not recent:
         return Dominance(None, None)
     leader = max(recent, key=lambda m: recent[m])
-    if recent[leader] <= 1.0:
+    if recent[leader] <= 1.0 + dominance_margin:
         return Dominance(None, None)
     smoothed = {}
     for m in recent:

@@ -113,12 +113,12 @@ def render_live() -> None:
         st.metric("ETA", format_duration(eta_seconds(run)), width="content")
         st.metric(
             "dominant",
-            lead.modality or "none" if ratios else "—",
+            lead.modality or "balanced" if ratios else "—",
             delta=f"since step {lead.since_step}" if lead.since_step is not None else None,
             delta_color="off",
             delta_arrow="off",
-            help="the modality with the highest recent ρ (above 1), and since which step it has led "
-            "on the smoothed ρ",
+            help=f"the modality with the highest recent ρ (above {1 + lv.dominance_margin:g}; else "
+            "balanced), and since which step it has led on the smoothed ρ",
             width="content",
         )
         for modality, value in ratios.items():
