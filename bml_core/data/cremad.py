@@ -27,7 +27,14 @@ import torch
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
-from bml_core.data.filedata import FileDataset, bundle_from_splits, dataset_root, parse_params, require_file
+from bml_core.data.filedata import (
+    FileDataset,
+    bundle_from_splits,
+    dataset_root,
+    parse_params,
+    require_file,
+    short_cell,
+)
 from bml_core.data.media import (
     SPECTROGRAM_BINS,
     SPECTROGRAM_FRAMES,
@@ -64,14 +71,15 @@ def read_clip_list(path: Path) -> list[tuple[str, int, int]]:
                 continue
             if len(cells) < 2 or not cells[0]:
                 raise DatasetError(
-                    f"{path}:{line_no}: expected `clip,EMOTION`, got {','.join(row)!r}",
+                    f"{path}:{line_no}: expected `clip,EMOTION` (two comma-separated cells), got "
+                    f"{len(cells)} cell(s)",  # never the line itself: error messages show no file content
                     field="dataset.path",
                     path=str(path),
                 )
             label = cells[1].upper()
             if label not in CREMAD_LABEL_IDS:
                 raise DatasetError(
-                    f"{path}:{line_no}: unknown emotion label {cells[1]!r} for clip {cells[0]}; "
+                    f"{path}:{line_no}: unknown emotion label {short_cell(cells[1])}; "
                     f"expected one of {' '.join(CREMAD_CLASSES)}",
                     field="label",
                     path=str(path),

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
+from bml_core.dataspecs import MAX_SYNTHETIC_VALUES as MAX_SYNTHETIC_VALUES  # re-exported
 from bml_core.dataspecs import SyntheticParams
 
 

@@ -30,7 +30,14 @@ import torch
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
-from bml_core.data.filedata import FileDataset, bundle_from_splits, dataset_root, parse_params, require_file
+from bml_core.data.filedata import (
+    FileDataset,
+    bundle_from_splits,
+    dataset_root,
+    parse_params,
+    require_file,
+    short_cell,
+)
 from bml_core.data.media import FrameTransform, check_image_header, list_frames, open_image, segment_indices
 from bml_core.dataspecs import UCF101Params
 
@@ -54,7 +61,7 @@ def read_class_index(path: Path) -> list[str]:
             continue
         if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
             raise DatasetError(
-                f"{path}:{line_no}: expected `{len(classes) + 1} ClassName`, got {line!r}",
+                f"{path}:{line_no}: expected `{len(classes) + 1} ClassName` (a number and a name)",
                 field="dataset.params.class_index",
                 path=str(path),
             )
@@ -75,21 +82,21 @@ def read_video_list(path: Path, class_ids: dict[str, int]) -> list[tuple[str, in
         entry = parts[0].replace("\\", "/")
         if "/" not in entry:
             raise DatasetError(
-                f"{path}:{line_no}: expected `Class/v_Class_gXX_cYY.avi [label]`, got {line!r}",
+                f"{path}:{line_no}: expected `Class/v_Class_gXX_cYY.avi [label]` (no `/` in the first cell)",
                 field="dataset.path",
                 path=str(path),
             )
         class_name, file_name = entry.split("/", 1)
         if class_name not in class_ids:
             raise DatasetError(
-                f"{path}:{line_no}: unknown class {class_name!r} (not in the class index)",
+                f"{path}:{line_no}: unknown class {short_cell(class_name)} (not in the class index)",
                 field="label",
                 path=str(path),
             )
         label = class_ids[class_name]
         if len(parts) > 1 and (not parts[1].isdigit() or int(parts[1]) - 1 != label):
             raise DatasetError(
-                f"{path}:{line_no}: label {parts[1]!r} disagrees with the class index ({class_name} is "
+                f"{path}:{line_no}: label {short_cell(parts[1])} disagrees with the class index ({class_name} is "
                 f"{label + 1})",
                 field="label",
                 path=str(path),

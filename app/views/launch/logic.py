@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from app import catalog
 from app.form_fields import FieldSpec, config_value, field_spec, model_field_specs, walk, widget_value
@@ -235,7 +236,7 @@ def preset_values(preset: str) -> dict[str, Any]:
         for key, f in fields.items():
             out[f.path] = widget_value(f, strat.get(key, f.default))
     out[STRATEGIES_PATH] = names
-    for section in ("optim", "train"):
+    for section in ("model", "optim", "train"):  # model: the presets' `model.init: official`
         flat = _flatten(spec.get(section, {}), section)
         out.update(flat)
     return out
@@ -396,6 +397,27 @@ def default_path_check(path: str) -> str | None:
     return None
 
 
+def dataset_param_path_errors(dataset: DatasetConfig) -> dict[str, str]:
+    """Path-valued dataset parameters (declared in the dataset's spec) outside
+    BML_DATA_ROOTS, shown on the `dataset.params` field: widget path -> reason."""
+    from bml_core.dataspecs import check_dataset_paths
+    from bml_core.errors import DatasetError
+
+    try:
+        check_dataset_paths(dataset)
+    except DatasetError as exc:
+        if exc.field.startswith("dataset.params"):
+            return {"dataset.params": str(exc)}
+    return {}
+
+
+def _dataset_or_none(raw: Mapping[str, Any]) -> DatasetConfig | None:
+    try:
+        return DatasetConfig.model_validate(raw.get("dataset") or {})
+    except ValidationError:
+        return None
+
+
 def check_form(
     values: Mapping[str, Any],
     strategy_names: Sequence[str],
@@ -440,6 +462,13 @@ def check_form(
             check.errors.setdefault(route_error(path, strategy_names), msg)
     if check.config is not None:
         check.advisories = advisories(check.config)
+    if path:
+        # where the path parameters resolve (BML_DATA_ROOTS), shown even when the config has
+        # other errors (a `..` in one is both: it leaves dataset.path and, maybe, the roots)
+        dataset = check.config.dataset if check.config is not None else _dataset_or_none(raw)
+        if dataset is not None:
+            for where, reason in dataset_param_path_errors(dataset).items():
+                check.errors.setdefault(where, reason)
     if sweep:
         _check_sweep(check, values, sweep_strategies)
     else:

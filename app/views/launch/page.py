@@ -14,6 +14,7 @@ import streamlit as st
 import db
 from app import access, catalog, store
 from app.form_fields import coerce
+from app.text import md
 from app.views.launch import logic as ll
 from app.widgets import (
     ensure_defaults,
@@ -202,11 +203,12 @@ with st.container(border=True, key="start-from"):
     problem = st.session_state.get("launch_start_error")
     if problem:
         st.error(
-            f"Could not start from {problem[0]}: " + "; ".join(f"{p}: {m}" for p, m in problem[1]),
+            f"Could not start from {md(problem[0])}: "
+            + "; ".join(f"{md(p)}: {md(m)}" for p, m in problem[1]),
             icon=":material/error:",
         )
     elif st.session_state.get("launch_started_from"):
-        st.caption(f"Filled from {st.session_state['launch_started_from']}; edit anything below.")
+        st.caption(f"Filled from {md(st.session_state['launch_started_from'])}; edit anything below.")
 
 with st.container(border=True):
     st.subheader("Run")
@@ -277,7 +279,7 @@ with st.container(border=True):
             help="\n".join(f"- **{n}**: {ll.short_description(spec)}" for n, spec in specs_by_name.items()),
         )
         for err in catalog.broken_plugins():
-            st.warning(f"strategy plug-in not loaded: {err}", icon=":material/extension_off:")
+            st.warning(f"strategy plug-in not loaded: {md(err)}", icon=":material/extension_off:")
         show_error(ll.STRATEGIES_PATH, errors, shown)
     with c2:
         presets = catalog.presets()
@@ -335,7 +337,7 @@ for advice in check.advisories:
     st.warning(advice, icon=":material/lightbulb:")
 leftover = {p: m for p, m in errors.items() if p not in shown}
 for path, msg in leftover.items():
-    st.error(f"{path}: {msg}", icon=":material/error:")
+    st.error(f"{md(path)}: {md(msg)}", icon=":material/error:")
 
 count = check.run_count if check.ok else 0
 label = f"Launch {count} run{'s' if count != 1 else ''}" if check.ok else "Launch"
@@ -343,7 +345,7 @@ actor = access.current_actor()
 may_launch = db.allowed(actor, "launch")
 if not may_launch:
     st.info(
-        f"Signed in as {actor.name} ({actor.role}): launching runs needs the operator or admin role.",
+        f"Signed in as {md(actor.name)} ({actor.role}): launching runs needs the operator or admin role.",
         icon=":material/lock:",
     )
 if may_launch and st.button(label, type="primary", key="launch_button", on_click=_mark_attempted):
@@ -357,7 +359,7 @@ if may_launch and st.button(label, type="primary", key="launch_button", on_click
             st.session_state["launch_submit_errors"] = (repr(values), result.errors)
             st.rerun()
         elif result.failure:
-            st.error(f"Nothing was launched: {result.failure}", icon=":material/block:")
+            st.error(f"Nothing was launched: {md(result.failure)}", icon=":material/block:")
         else:
             st.session_state["launched"] = (result.run_ids, result.sweep_id)
             st.session_state.pop("launch_submit_errors", None)

@@ -17,6 +17,7 @@ import db
 from app import store
 from app.charts import png_config
 from app.labels import run_choice_label
+from app.text import md
 from app.views.live import data as lv
 from app.views.live.chart import live_chart
 from app.views.runs.data import eta_seconds, format_duration
@@ -27,9 +28,11 @@ engine = store.engine()
 url = db.database_url()
 choices = store.run_choices(url)
 param = st.query_params.get("run")
-run_id: int | None = int(param) if param and param.isdigit() else None
+run_id: int | None = int(param) if param and param.isdigit() and len(param) <= 19 else None
+if run_id is not None and run_id > 2**63 - 1:  # no run has it (and the store's BIGINT would overflow)
+    run_id = None
 if param and run_id is None:
-    st.error(f"run={param!r} in the address is not a run id; pick a run below.")
+    st.error(f"run={md(repr(param))} in the address is not a run id; pick a run below.")
 if run_id is not None and run_id not in choices:
     try:
         run = db.get_run(engine, run_id)
@@ -87,6 +90,9 @@ if mode == lv.SMOOTH_EPOCH and view.steps_per_epoch is None:
     st.caption("Per-epoch view: the run has not said how many steps an epoch has yet; drawn raw.")
 
 
+chart_width_px = 450
+
+
 def render_live() -> None:
     """The refreshing part: header, charts and events of the picked run. The first pass
     of a full rerun uses the refresh made above; each timed rerun fetches new points."""
@@ -123,14 +129,14 @@ def render_live() -> None:
         )
         for modality, value in ratios.items():
             st.metric(
-                f"ρ {modality}",
+                f"ρ {md(modality)}",
                 f"{value:.3f}",
                 help=f"mean of the latest {lv.rho_window_points} points (> 1: dominant)",
                 width="content",
             )
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
-        st.error(run.error)
+        st.error(md(run.error, limit=2000))
     result = lv.result_of(run.summary) if not lv.is_active(run) else None
     if result is not None:
         with st.container(border=True, key="live-result"):
@@ -138,7 +144,7 @@ def render_live() -> None:
             with st.container(horizontal=True, gap="medium"):
                 st.metric("test accuracy (fused)", lv.fmt(result.test_acc), width="content")
                 for m, acc in result.test_acc_per_modality.items():
-                    st.metric(f"test accuracy {m}", lv.fmt(acc), width="content")
+                    st.metric(f"test accuracy {md(m)}", lv.fmt(acc), width="content")
                 st.metric(
                     "best epoch",
                     "—" if result.best_epoch is None else str(result.best_epoch),
@@ -150,30 +156,32 @@ def render_live() -> None:
                     help="how far the modalities' test accuracies are apart (0: balanced)",
                     width="content",
                 )
-            l1, l2 = st.columns(2)
-            l1.page_link(
-                page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group}
+            links = st.container(horizontal=True)
+            links.page_link(
+                page_path("compare"),
+                label=f"Compare group {md(run.group)}",
+                query_params={"group": run.group},
             )
             base = lv.baseline_for(engine, run)
             if base is not None:
-                l2.page_link(
+                links.page_link(
                     page_path("compare"),
                     label=f"Compare with the joint baseline #{base.id}",
                     query_params={"runs": f"{base.id},{run.id}"},
                 )
             elif run.strategy != "joint":
-                l2.page_link(
+                links.page_link(
                     page_path("launch"),
                     label="Launch a joint baseline (start from this run, strategies: none)",
                     query_params={"from": str(run.id)},
                 )
-    cols = st.columns(2)
+    charts = st.container(horizontal=True, gap="medium")  # two per row when wide, one when narrow
     drawn = 0
     for panel in lv.panels():
         fig = lv.panel_figure(state, panel, view)
         if fig is None:
             continue
-        with cols[drawn % 2]:
+        with charts, st.container(width=chart_width_px):
             live_chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")
             )
@@ -190,7 +198,7 @@ def render_live() -> None:
 st.fragment(render_live, run_every=interval)()
 
 detail = db.get_run(engine, picked)
-byline = f"launched by {detail.owner}" if detail.owner else "launched before accounts existed"
+byline = f"launched by {md(detail.owner)}" if detail.owner else "launched before accounts existed"
 if detail.rerun_of is not None:
     byline += f" · an exact rerun of run {detail.rerun_of}"
 byline += f" · attempt {detail.attempt} of {detail.max_attempts}"
