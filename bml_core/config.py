@@ -20,6 +20,8 @@ from pydantic import (
     model_validator,
 )
 
+from bml_core.alerts.config import AlertsConfig
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -237,6 +239,9 @@ class RunConfig(StrictModel):
     strategies: list[SerializeAsAny[StrategyParams]] = Field(default_factory=list)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, description="imbalance alerts: detector switches and thresholds"
+    )
 
     @field_validator("strategies", mode="before")
     @classmethod
