@@ -99,6 +99,9 @@ def register(app: typer.Typer) -> None:
             from bml_cli.store_cmd import open_run_sink
 
             sinks.append(open_run_sink(cfg))
+        from bml_core.alerts.webhook import webhook_sinks
+
+        sinks += webhook_sinks({"name": cfg.name})
         for s in sinks:
             trainer.sink.sinks.append(s)
         try:

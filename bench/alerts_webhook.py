@@ -1,0 +1,110 @@
+"""Does a dead alert webhook slow training? The same alert-heavy run (thresholds set so
+alerts fire often) with and without BML_ALERT_WEBHOOK pointing at a dead URL (a port
+nobody listens on, and a blackholed address that only times out), interleaved round by
+round; reports the median time per step of each and their ratio, plus the time the
+training thread itself spent in `on_alert` (the only work the webhook adds to it).
+
+    python bench/alerts_webhook.py --rounds 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from bml_core.alerts.webhook import WebhookSink
+from bml_core.config import load_config
+from bml_core.sinks import MetricSink
+from bml_core.trainer import Trainer
+
+CFG: dict[str, Any] = {
+    "dataset": {"params": {"num_samples": 1500}},
+    "optim": {"name": "sgd", "lr": 0.05, "scheduler": {"name": "none"}},
+    "train": {"epochs": 3, "batch_size": 32, "device": "cpu", "threads": 1},
+    # fire often: dominance flips on every crossing of rho = 1 over 3-step windows
+    "alerts": {"dominance": {"threshold": 1.0001, "release": 1.0, "window": {"steps": 3, "share": 0.6}}},
+}
+
+
+class Timed(MetricSink):
+    """Wraps a sink and adds up the time the training thread spends in its on_alert."""
+
+    def __init__(self, inner: MetricSink):
+        self.inner = inner
+        self.seconds = 0.0
+        self.alerts = 0
+
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        self.inner.on_alert(alert)
+        self.seconds += time.perf_counter() - t0
+        self.alerts += 1
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def one(url: str | None) -> dict[str, float]:
+    cfg = load_config(CFG)
+    sinks: list[MetricSink] = []
+    hook: WebhookSink | None = None
+    timed: Timed | None = None
+    if url:
+        hook = WebhookSink(url, timeout_s=2.0, retries=3, backoff_s=0.5, close_timeout_s=0.0)
+        timed = Timed(hook)
+        sinks.append(timed)
+    trainer = Trainer(cfg, sinks=sinks)
+    t0 = time.perf_counter()
+    summary = trainer.fit()
+    wall = time.perf_counter() - t0
+    steps = summary["train"]["steps"]
+    return {
+        "s_per_step": summary["train"]["seconds"] / steps,
+        "wall_s": wall,
+        "train_s": summary["train"]["seconds"],
+        "alerts": float(len(summary["alerts"])),
+        "on_alert_s": timed.seconds if timed else 0.0,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=7)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    urls = {
+        "none": None,
+        "refused": f"http://127.0.0.1:{_dead_port()}/hook",
+        "blackhole": "http://10.255.255.1:9/hook",
+    }
+    res: dict[str, list[dict[str, float]]] = {k: [] for k in urls}
+    one(None)  # warm-up
+    for _ in range(args.rounds):
+        for name, url in urls.items():
+            res[name].append(one(url))
+    base = statistics.median(r["s_per_step"] for r in res["none"])
+    out = {}
+    for name, rows in res.items():
+        med = statistics.median(r["s_per_step"] for r in rows)
+        out[name] = {
+            "median_ms_per_step": round(med * 1000, 4),
+            "ratio_to_none": round(med / base, 4),
+            "alerts_per_run": rows[0]["alerts"],
+            "on_alert_share_of_train_time": round(
+                statistics.median(r["on_alert_s"] / r["train_s"] for r in rows), 7
+            ),
+        }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
