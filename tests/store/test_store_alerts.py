@@ -66,3 +66,40 @@ def test_alert_stored_once_across_a_resume_and_read_back_as_contract_json(engine
     other = db.create_run(engine, {"name": "b", "group": "g"})
     assert db.alert_counts(engine) == {run_id: {"warning": 1, "critical": 1}}
     assert db.alert_counts(engine, [other]) == {} and db.alert_counts(engine, []) == {}
+
+
+def _bml(*args: str) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from bml_cli.main import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_bml_events_json_kind_and_text(engine: Engine) -> None:
+    import json
+
+    run_id = db.create_run(engine, {"name": "a", "group": "g"})
+    sink = db.DbMetricSink(engine, run_id, flush_interval_s=0.05)
+    sink.on_event("warning", "an advisory")
+    sink.on_alert(ALERT)
+    sink.close()
+    code, out, _ = _bml("events", str(run_id), "--json")
+    assert code == 0
+    docs = json.loads(out)
+    assert [d["kind"] for d in docs] == ["log", "alert"]
+    code, out, _ = _bml("events", str(run_id), "--json", "--kind", "alert")
+    (doc,) = json.loads(out)
+    assert doc["run_id"] == run_id and doc["step"] == 120 and doc["detector"] == "dominance"
+    assert doc["advice"]["strategies"] == [{"name": "opm", "q_base": 0.5}] and doc["evidence"]["rho"] == 2.4
+    code, out, _ = _bml("events", str(run_id))
+    assert code == 0 and "an advisory" in out and "alert" in out and "step 120" in out
+    assert _bml("events", "99999")[0] == 2
+    code, _, err = _bml("events", str(run_id), "--kind", "nope")
+    assert code == 2 and "unknown kind" in err
+
+
+def test_train_exits_2_naming_a_malformed_threshold() -> None:
+    code, _, err = _bml("train", "--set", "alerts.dominance.threshold=abc", "--no-progress")
+    assert code == 2 and "alerts.dominance.threshold" in err
