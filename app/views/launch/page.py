@@ -9,6 +9,7 @@ import streamlit as st
 import db
 from app import access, catalog, store
 from app.form_fields import coerce
+from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
 from app.widgets import (
     ensure_defaults,
@@ -42,6 +43,9 @@ def _apply_preset() -> None:
         st.session_state[widget_key(path)] = coerce(spec, value) if spec else value
 
 
+try_advice.apply_query(st.query_params, st.session_state, engine, widget_key)  # ?from=RUN&advice=ALERT
+if note := st.session_state.get(try_advice.NOTE_STATE):
+    (st.info if note[0] == "info" else st.error)(note[1], icon=":material/tips_and_updates:")
 strategy_names: list[str] = list(st.session_state[widget_key(ll.STRATEGIES_PATH)])
 modalities: list[str] = list(st.session_state[widget_key(ll.ENCODER_MODALITIES_PATH)])
 sweep_on = bool(st.session_state.get("launch_sweep", False))

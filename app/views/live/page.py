@@ -9,10 +9,12 @@ import streamlit as st
 
 import db
 from app import store
+from app.alerts import add_markers
 from app.charts import png_config
 from app.labels import run_choice_label
 from app.views.live import data as lv
 from app.views.live.chart import live_chart
+from app.views.live.strip import render_alert_strip
 from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
 
@@ -74,12 +76,14 @@ def render_live() -> None:
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
         st.error(run.error)
+    alerts = render_alert_strip(picked, state.events)
     cols = st.columns(2)
     drawn = 0
     for panel in lv.panels():
         fig = lv.panel_figure(state, panel)
         if fig is None:
             continue
+        add_markers(fig, alerts)  # a dotted line at each alert's step
         with cols[drawn % 2]:
             live_chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")

@@ -1,0 +1,55 @@
+"""The Live page's alert strip: the run's imbalance alerts, newest first, each with its
+evidence and a "Try this" link that opens Launch with the advice applied
+(`/launch?from=RUN_ID&advice=ALERT_ID`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import streamlit as st
+
+import db
+from app import alerts as al
+from app.widgets import page_path
+
+_BOX = {"critical": st.error, "warning": st.warning, "info": st.info}
+
+
+def _one(run_id: int, event: db.EventInfo) -> None:
+    sev = al.severity(event)
+    data = event.data or {}
+    with st.container(key=f"live-alert-{event.id}"):
+        c1, c2 = st.columns([6, 1])
+        with c1:
+            _BOX.get(sev, st.warning)(
+                f"**{data.get('detector', 'alert')}** · step {event.step:,} · {event.message}"
+                if event.step is not None
+                else event.message,
+                icon=":material/notifications_active:",
+            )
+            evidence = al.evidence_text(event)
+            if evidence:
+                st.caption(f"evidence: {evidence}")
+        if al.has_strategy_advice(event):
+            c2.page_link(
+                page_path("launch"),
+                label="Try this",
+                icon=":material/science:",
+                query_params=al.try_this_query(run_id, event.id),
+            )
+
+
+def render_alert_strip(run_id: int, events: Sequence[db.EventInfo]) -> list[db.EventInfo]:
+    """Draw the strip (nothing when the run has no alert); returns the alerts, newest first."""
+    alerts = al.alerts_of(events)
+    if not alerts:
+        return alerts
+    with st.container(key="live-alerts", border=True):
+        st.markdown(f"**Alerts ({len(alerts)})**, newest first")
+        for event in alerts[: al.strip_shown]:
+            _one(run_id, event)
+        if len(alerts) > al.strip_shown:
+            with st.expander(f"{len(alerts) - al.strip_shown} older alert(s)"):
+                for event in alerts[al.strip_shown :]:
+                    _one(run_id, event)
+    return alerts
