@@ -304,8 +304,9 @@ def divergence_finding(step: int, metrics: dict[str, float], where: str) -> Find
 class UnderOptimisedDetector:
     """Per evaluation: a modality's uni-modal val accuracy (`val/acc/<m>`) gained at most
     `tolerance` over the last K evaluations while the fused accuracy (`val/acc`) gained more
-    than `fused_gain` (and the modality is below the fused accuracy). Once per episode: the
-    episode ends when the modality gains again."""
+    than `fused_gain`, the modality being behind (below the others' mean uni-modal accuracy,
+    and below the fused accuracy). Once per episode: the episode ends when the modality
+    gains again."""
 
     name = "under_optimised"
 
@@ -342,7 +343,14 @@ class UnderOptimisedDetector:
                 if not flat:
                     self.active[m] = False
                 continue
-            if flat and fused_gain > self.cfg.fused_gain and acc[-1] < self.fused[-1] - self.cfg.tolerance:
+            others = [self.accs[o][-1] for o in self.modalities if o != m and math.isfinite(self.accs[o][-1])]
+            behind = not others or acc[-1] < sum(others) / len(others)
+            if (
+                flat
+                and behind
+                and fused_gain > self.cfg.fused_gain
+                and acc[-1] < self.fused[-1] - self.cfg.tolerance
+            ):
                 self.active[m] = True
                 out.append(
                     Finding(

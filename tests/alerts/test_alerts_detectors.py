@@ -184,6 +184,11 @@ def test_under_optimised_flat_modality_while_fused_rises() -> None:
     assert [a["step"] for a in _evals(AlertMonitor(loose, MODS, 10), rows)][0] == 40
     off = _cfg(under_optimised={"enabled": False}, overfitting={"enabled": False})
     assert _evals(AlertMonitor(off, MODS, 10), rows) == []
+    # the modality ahead (here visual flat but above audio) is not "under-optimised"
+    ahead = [(0.50, 0.30 + 0.05 * i, 0.46) for i in range(3)] + [
+        (0.50 + 0.05 * i, 0.40 + 0.02 * i, 0.46) for i in range(3)
+    ]
+    assert [a["modality"] for a in _evals(AlertMonitor(cfg, MODS, 10), ahead)] == []
 
 
 def test_under_optimised_against_the_linear_probe() -> None:
