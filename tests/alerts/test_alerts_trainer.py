@@ -99,3 +99,21 @@ def test_divergence_stops_the_run_with_a_clear_event() -> None:
     Trainer(cfg, sinks=[mem]).fit()
     assert mem.status == "succeeded"
     assert [a["detector"] for a in mem.alerts].count("divergence") == 1
+
+
+def test_bml_train_prints_alerts_and_lists_them_in_the_summary(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bml_cli.main import app
+
+    cfg = tmp_path / "c.json"
+    # rho_a = 1 / rho_v: one of them is above 1.0001 on most of any 5 steps -> an alert by step 5
+    sure = {"dominance": {"threshold": 1.0001, "release": 0.01, "window": {"steps": 5, "share": 0.6}}}
+    cfg.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 1}, "alerts": sure}))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", str(cfg), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.stdout + result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["alerts"]
+    assert f"{len(summary['alerts'])} alert(s):" in result.stdout
+    assert summary["alerts"][0]["message"] in result.stdout
