@@ -100,9 +100,10 @@ def main() -> None:
     }
     res: dict[str, list[dict[str, float]]] = {k: [] for k in urls}
     one(None)  # warm-up
-    for _ in range(args.rounds):
-        for name, url in urls.items():
-            res[name].append(one(url))
+    names = list(urls)
+    for i in range(args.rounds):
+        for name in names[i % len(names) :] + names[: i % len(names)]:  # rotate the order
+            res[name].append(one(urls[name]))
     out = {}
     for name, rows in res.items():
         med = statistics.median(r["s_per_step"] for r in rows)
@@ -110,6 +111,7 @@ def main() -> None:
         out[name] = {
             "median_ms_per_step": round(med * 1000, 4),
             "median_round_ratio_to_none": round(statistics.median(ratios), 4),
+            "round_ratio_quartiles": [round(q, 4) for q in statistics.quantiles(ratios, n=4)],
             "alerts_per_run": rows[0]["alerts"],
             "on_alert_share_of_train_time": round(
                 statistics.median(r["on_alert_s"] / r["train_s"] for r in rows), 7

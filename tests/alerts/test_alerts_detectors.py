@@ -257,3 +257,26 @@ def test_malformed_thresholds_are_config_errors_naming_the_field(override: str, 
     with pytest.raises(ConfigError) as exc:
         load_config(None, [override])
     assert field in exc.value.as_dict()
+
+
+def test_streaming_state_is_bounded_by_the_windows() -> None:
+    """O(1) per step: the state holds at most one window per detector and modality."""
+    import json
+
+    def size(n: int) -> int:
+        mon = AlertMonitor(AlertsConfig(), MODS, 100)
+        rng = random.Random(1)
+        for s in range(1, n + 1):
+            mon.on_step(
+                s,
+                0,
+                {
+                    **_rho(1.0 + rng.random() * 0.3),
+                    "grad/norm/audio": 1.0,
+                    "grad/norm/visual": 1.0,
+                    "train/acc": 0.5,
+                },
+            )
+        return len(json.dumps(mon.state_dict()))
+
+    assert size(50_000) < 1.15 * size(500)  # (longer step numbers only)
