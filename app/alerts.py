@@ -15,6 +15,14 @@ import db
 
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 SEVERITY_COLOR = {"critical": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4"}
+DETECTOR_LABEL = {
+    "dominance": "dominance",
+    "under_optimised": "under-optimised modality",
+    "suppressed_gradients": "suppressed gradients",
+    "saturation": "modulation saturation",
+    "divergence": "divergence",
+    "overfitting": "overfitting",
+}
 strip_shown = 5  # alerts shown in the strip; the rest in an expander
 attention_scan = 200  # latest runs looked at for the Overview's "needs attention"
 

@@ -3,8 +3,10 @@ alerts fire often) with and without BML_ALERT_WEBHOOK pointing at a dead URL (a 
 nobody listens on: refused at once; and a local socket that accepts connections but never
 answers: every post runs into its timeout, then the retries), interleaved round by round;
 reports per variant the median time per step, the median over rounds of the per-round
-ratio to the run without a webhook (the rounds run back to back, so a change of machine
-load hits both sides of a ratio alike), and the share of training time the training
+ratio to the run without a webhook (the rounds run back to back, each in a rotated order,
+so a change of machine load hits both sides of a ratio alike), the same ratio of the
+training thread's own CPU time (what other processes on a shared machine disturb least),
+and the share of training time the training
 thread itself spent in `on_alert` (the only work the webhook adds to it).
 
     python bench/alerts_webhook.py --rounds 7
@@ -29,7 +31,7 @@ from bml_core.trainer import Trainer
 CFG: dict[str, Any] = {
     "dataset": {"params": {"num_samples": 1500}},
     "optim": {"name": "sgd", "lr": 0.05, "scheduler": {"name": "none"}},
-    "train": {"epochs": 3, "batch_size": 32, "device": "cpu", "threads": 1},
+    "train": {"epochs": 4, "batch_size": 32, "device": "cpu", "threads": 1},
     # fire often: dominance flips on every crossing of rho = 1 over 3-step windows
     "alerts": {"dominance": {"threshold": 1.0001, "release": 1.0, "window": {"steps": 3, "share": 0.6}}},
 }
@@ -74,12 +76,13 @@ def one(url: str | None) -> dict[str, float]:
         timed = Timed(hook)
         sinks.append(timed)
     trainer = Trainer(cfg, sinks=sinks)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.thread_time()
     summary = trainer.fit()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
     steps = summary["train"]["steps"]
     return {
         "s_per_step": summary["train"]["seconds"] / steps,
+        "cpu_s_per_step": cpu / steps,  # the training thread's own CPU time (less load-sensitive)
         "wall_s": wall,
         "train_s": summary["train"]["seconds"],
         "alerts": float(len(summary["alerts"])),
@@ -112,6 +115,12 @@ def main() -> None:
             "median_ms_per_step": round(med * 1000, 4),
             "median_round_ratio_to_none": round(statistics.median(ratios), 4),
             "round_ratio_quartiles": [round(q, 4) for q in statistics.quantiles(ratios, n=4)],
+            "median_round_cpu_ratio_to_none": round(
+                statistics.median(
+                    r["cpu_s_per_step"] / b["cpu_s_per_step"] for r, b in zip(rows, res["none"], strict=True)
+                ),
+                4,
+            ),
             "alerts_per_run": rows[0]["alerts"],
             "on_alert_share_of_train_time": round(
                 statistics.median(r["on_alert_s"] / r["train_s"] for r in rows), 7

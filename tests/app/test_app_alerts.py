@@ -58,10 +58,11 @@ def test_live_strip_newest_first_with_evidence_try_this_and_chart_markers(engine
     at = open_page("live", run=str(rid))
     assert not at.exception and not errors_of(at)[1:]  # the critical alert is drawn as st.error
     boxes = [e.value for e in at.error] + [w.value for w in at.warning]
-    assert any("suppressed_gradients" in b and "step 90" in b for b in boxes)
+    assert any("suppressed gradients" in b and "step 90" in b for b in boxes)
     assert any("dominance" in b and "step 40" in b for b in boxes)
-    captions = [c.value for c in at.caption]
-    assert any("evidence: dominant audio · rho 2.4 · window 50" in c for c in captions)
+    texts = [t.value for t in at.text]
+    assert any(t.startswith("visual under-optimised since step 40") for t in texts)
+    assert any("evidence: dominant audio · rho 2.4 · window 50" in t for t in texts)
     links = [el.proto for el in at.get("page_link") if el.proto.label == "Try this"]
     # newest first (document order), each opening Launch with its own advice
     assert [link.query_string for link in links] == [
@@ -92,7 +93,7 @@ def test_overview_lists_runs_needing_attention_and_runs_has_an_alerts_column(eng
     _store(engine, info_only, _alert(12, "saturation", "info"))
     at = open_page()
     assert not at.exception
-    texts = [m.value for m in at.markdown]
+    texts = [t.value for t in at.text]
     attention = [t for t in texts if "alerts " in t]
     assert len(attention) == 1 and f"#{noisy}" in attention[0] and "2 (1 critical, 1 warning)" in attention[0]
     at = open_page("runs")
@@ -110,7 +111,7 @@ def test_try_this_opens_the_form_with_the_advice_applied_and_it_launches(
     (alert,) = _store(engine, rid, _alert(20))
     at = open_page("launch", **{"from": str(rid), "advice": str(alert.id)})
     assert not at.exception and not errors_of(at)
-    assert any(f"alert #{alert.id}" in i.value and "opm" in i.value for i in at.info)
+    assert at.info and any(f"alert #{alert.id}" in t.value and "opm" in t.value for t in at.text)
     assert at.multiselect(key="f:strategies").value == ["opm"]
     assert at.number_input(key="f:strategy.opm.q_base").value == 0.5
     assert at.text_input(key="f:name").value == f"joint-run (advice #{alert.id})"
@@ -135,4 +136,4 @@ def test_advice_link_errors_are_shown_not_raised(engine: Engine) -> None:
     assert [s["name"] for s in raw["strategies"]] == ["ogm_ge"] and "ogm_ge" in note
     at = open_page("launch", **{"from": str(b), "advice": str(alert.id)})
     assert not at.exception
-    assert any("belongs to run" in e for e in errors_of(at))
+    assert errors_of(at) and any("belongs to run" in t.value for t in at.text)

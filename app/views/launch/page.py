@@ -45,7 +45,13 @@ def _apply_preset() -> None:
 
 try_advice.apply_query(st.query_params, st.session_state, engine, widget_key)  # ?from=RUN&advice=ALERT
 if note := st.session_state.get(try_advice.NOTE_STATE):
-    (st.info if note[0] == "info" else st.error)(note[1], icon=":material/tips_and_updates:")
+    if note[0] == "info":
+        st.info(
+            "The form holds a run's config with an alert's advice applied", icon=":material/tips_and_updates:"
+        )
+    else:
+        st.error("The advice link could not be applied", icon=":material/error:")
+    st.text(note[1])  # quotes run names and alert messages: plain text, not Markdown
 strategy_names: list[str] = list(st.session_state[widget_key(ll.STRATEGIES_PATH)])
 modalities: list[str] = list(st.session_state[widget_key(ll.ENCODER_MODALITIES_PATH)])
 sweep_on = bool(st.session_state.get("launch_sweep", False))

@@ -21,15 +21,17 @@ def _one(run_id: int, event: db.EventInfo) -> None:
     with st.container(key=f"live-alert-{event.id}"):
         c1, c2 = st.columns([6, 1])
         with c1:
+            # detector names and steps are ours; the message and evidence quote data (modality
+            # names), so they are shown as plain text, never as Markdown
             _BOX.get(sev, st.warning)(
-                f"**{data.get('detector', 'alert')}** · step {event.step:,} · {event.message}"
-                if event.step is not None
-                else event.message,
+                f"**{al.DETECTOR_LABEL.get(str(data.get('detector')), 'alert')}**"
+                + (f" · step {event.step:,}" if event.step is not None else ""),
                 icon=":material/notifications_active:",
             )
+            st.text(event.message)
             evidence = al.evidence_text(event)
             if evidence:
-                st.caption(f"evidence: {evidence}")
+                st.text(f"evidence: {evidence}")
         if al.has_strategy_advice(event):
             c2.page_link(
                 page_path("launch"),

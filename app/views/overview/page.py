@@ -34,8 +34,8 @@ if attention:
         st.subheader("Runs needing attention")
         for item in attention:
             c1, c2 = st.columns([4, 1])
-            c1.write(
-                f"**#{item.run.id}** {item.run.name} · {item.run.strategy} · {item.run.status} · "
+            c1.text(  # plain text: run names and alert messages are not Markdown
+                f"#{item.run.id} {item.run.name} · {item.run.strategy} · {item.run.status} · "
                 f"alerts {counts_text(item.counts)} — {item.latest}"
             )
             c2.page_link(page_path("live"), label="live", query_params={"run": str(item.run.id)})
