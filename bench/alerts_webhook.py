@@ -5,8 +5,8 @@ answers: every post runs into its timeout, then the retries), interleaved round 
 reports per variant the median time per step, the median over rounds of the per-round
 ratio to the run without a webhook (the rounds run back to back, each in a rotated order,
 so a change of machine load hits both sides of a ratio alike), the same ratio of the
-training thread's own CPU time (what other processes on a shared machine disturb least),
-and the share of training time the training
+training thread's own CPU time and of each run's lower-quartile step time (what other
+processes on a shared machine disturb least), and the share of training time the training
 thread itself spent in `on_alert` (the only work the webhook adds to it).
 
     python bench/alerts_webhook.py --rounds 7
@@ -52,6 +52,17 @@ class Timed(MetricSink):
         self.alerts += 1
 
 
+class StepTimes(MetricSink):
+    """Collects each step's `time/step_ms` (the step itself, where a busy background thread
+    would show as GIL contention)."""
+
+    def __init__(self) -> None:
+        self.ms: list[float] = []
+
+    def on_step(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        self.ms.append(metrics["time/step_ms"])
+
+
 def _dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,7 +79,8 @@ def _hung_server() -> tuple[socket.socket, int]:
 
 def one(url: str | None) -> dict[str, float]:
     cfg = load_config(CFG)
-    sinks: list[MetricSink] = []
+    times = StepTimes()
+    sinks: list[MetricSink] = [times]
     hook: WebhookSink | None = None
     timed: Timed | None = None
     if url:
@@ -82,6 +94,7 @@ def one(url: str | None) -> dict[str, float]:
     steps = summary["train"]["steps"]
     return {
         "s_per_step": summary["train"]["seconds"] / steps,
+        "step_ms_p25": statistics.quantiles(times.ms, n=4)[0],  # robust to another process's bursts
         "cpu_s_per_step": cpu / steps,  # the training thread's own CPU time (less load-sensitive)
         "wall_s": wall,
         "train_s": summary["train"]["seconds"],
@@ -115,6 +128,12 @@ def main() -> None:
             "median_ms_per_step": round(med * 1000, 4),
             "median_round_ratio_to_none": round(statistics.median(ratios), 4),
             "round_ratio_quartiles": [round(q, 4) for q in statistics.quantiles(ratios, n=4)],
+            "median_round_step_p25_ratio_to_none": round(
+                statistics.median(
+                    r["step_ms_p25"] / b["step_ms_p25"] for r, b in zip(rows, res["none"], strict=True)
+                ),
+                4,
+            ),
             "median_round_cpu_ratio_to_none": round(
                 statistics.median(
                     r["cpu_s_per_step"] / b["cpu_s_per_step"] for r, b in zip(rows, res["none"], strict=True)
