@@ -137,3 +137,22 @@ def test_advice_link_errors_are_shown_not_raised(engine: Engine) -> None:
     at = open_page("launch", **{"from": str(b), "advice": str(alert.id)})
     assert not at.exception
     assert errors_of(at) and any("belongs to run" in t.value for t in at.text)
+
+
+def test_strip_keeps_every_alert_however_many_other_events(engine: Engine) -> None:
+    from app.views.live.strip import poll_alerts
+
+    rid = add_run(engine, "long", "g", [], steps=10, status="running")
+    (old,) = _store(engine, rid, _alert(5))
+    sink = db.DbMetricSink(engine, rid, flush_interval_s=0.05, record_status=False)
+    for i in range(250):  # more log events than the Live page keeps
+        sink.on_event("info", f"event {i}")
+    sink.on_alert(_alert(9))
+    sink.close()
+    held: dict[int, list[db.EventInfo]] = {}
+    assert [e.step for e in poll_alerts(engine, rid, held)] == [9, 5]
+    _store(engine, rid, _alert(10))
+    assert [e.step for e in poll_alerts(engine, rid, held)] == [10, 9, 5] and held[rid][0].id == old.id
+    at = open_page("live", run=str(rid))
+    assert not at.exception
+    assert len([el for el in at.get("page_link") if el.proto.label == "Try this"]) == 3

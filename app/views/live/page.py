@@ -14,7 +14,7 @@ from app.charts import png_config
 from app.labels import run_choice_label
 from app.views.live import data as lv
 from app.views.live.chart import live_chart
-from app.views.live.strip import render_alert_strip
+from app.views.live.strip import poll_alerts, render_alert_strip
 from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
 
@@ -76,7 +76,9 @@ def render_live() -> None:
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
         st.error(run.error)
-    alerts = render_alert_strip(picked, state.events)
+    alerts = render_alert_strip(
+        picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
+    )
     cols = st.columns(2)
     drawn = 0
     for panel in lv.panels():

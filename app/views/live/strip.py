@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import streamlit as st
+from sqlalchemy import Engine
 
 import db
 from app import alerts as al
@@ -39,6 +40,14 @@ def _one(run_id: int, event: db.EventInfo) -> None:
                 icon=":material/science:",
                 query_params=al.try_this_query(run_id, event.id),
             )
+
+
+def poll_alerts(engine: Engine, run_id: int, held: dict[int, list[db.EventInfo]]) -> list[db.EventInfo]:
+    """Every alert of the run, newest first: the ones `held` (session state) plus those
+    stored since the last poll (by event id; every alert, however many other events)."""
+    mine = held.setdefault(run_id, [])
+    mine.extend(db.run_events(engine, run_id, after_id=mine[-1].id if mine else 0, kind="alert"))
+    return al.alerts_of(mine)
 
 
 def render_alert_strip(run_id: int, events: Sequence[db.EventInfo]) -> list[db.EventInfo]:
