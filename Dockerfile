@@ -15,6 +15,13 @@ COPY app app
 COPY bml_cli bml_cli
 COPY examples examples
 RUN pip install --no-cache-dir .
+# Run as an unprivileged user (no root in the container): it owns only /data (the store,
+# run directories, datasets); the code under /app and site-packages stay read-only to it.
+RUN groupadd --system --gid 10001 bml \
+    && useradd --system --uid 10001 --gid bml --home-dir /data/bml --no-create-home --shell /usr/sbin/nologin bml \
+    && mkdir -p /data/bml /data/runs /data/datasets \
+    && chown -R bml:bml /data
+USER 10001:10001
 VOLUME ["/data"]
 EXPOSE 8501
 # `bml up` (embedded), or override: `bml worker --gpus 0`, `bml dashboard --host 0.0.0.0 --auth`.

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 import db
 from app.auth import COOKIE_NAME, auth_mode, read_session, secret_key
+from app.text import md
 
 ACTOR_KEY = "bml_actor"
 
@@ -58,7 +59,7 @@ def gate(engine: Engine) -> db.Actor:
             st.stop()
         mapped = oidc_actor(engine, {k: st.user.get(k) for k in ("email", "groups")})
         if mapped is None:
-            st.error(f"{st.user.get('email')} has no role in BML Studio; ask an admin.")
+            st.error(f"{md(st.user.get('email'))} has no role in BML Studio; ask an admin.")
             st.button("Log out", on_click=st.logout, key="oidc_logout_norole")
             st.stop()
         actor = mapped
@@ -79,7 +80,7 @@ def sidebar_account(actor: db.Actor) -> None:
         return
     if mode == "oidc":
         with st.sidebar:
-            st.markdown(f"Signed in as **{actor.name}** ({actor.role})")
+            st.markdown(f"Signed in as **{md(actor.name)}** ({actor.role})")
             st.button("Log out", on_click=st.logout, key="oidc_logout")
         return
     with st.sidebar:

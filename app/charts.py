@@ -39,6 +39,9 @@ class Trace:
     dash: str | None = None
     group: str | None = None
     meta: dict[str, object] = field(default_factory=dict)
+    colour: str | None = None  # default: the palette colour of the trace's position
+    width: float = 1.6
+    showlegend: bool = True
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -80,7 +83,7 @@ def line_figure_dict(
     """A Plotly figure as plain data: lines (and bands) sharing one x axis."""
     data: list[dict[str, object]] = []
     for i, trace in enumerate(traces):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = trace.colour or PALETTE[i % len(PALETTE)]
         group = trace.group or trace.name
         if trace.lower is not None and trace.upper is not None:
             data.append(
@@ -97,11 +100,13 @@ def line_figure_dict(
                     "legendgroup": group,
                 }
             )
-        line: dict[str, object] = {"color": colour, "width": 1.6}
+        line: dict[str, object] = {"color": colour, "width": trace.width}
         if trace.dash:
             line["dash"] = trace.dash
+        extra: dict[str, object] = {} if trace.showlegend else {"showlegend": False}
         data.append(
             {
+                **extra,
                 "type": "scatter",
                 "x": list(trace.x),
                 "y": _clean(trace.y),

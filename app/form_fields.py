@@ -64,6 +64,8 @@ def field_spec(name: str, info: FieldInfo, prefix: str = "", label_prefix: str =
     are labelled with the section's name: `scheduler step size`)."""
     path = f"{prefix}.{name}" if prefix else name
     annotation, optional = _strip_optional(info.annotation)
+    if typing.get_origin(annotation) is typing.Annotated:  # e.g. `Int | None`: validators inside
+        annotation = typing.get_args(annotation)[0]
     origin = typing.get_origin(annotation)
     default = info.get_default(call_default_factory=True)
     bounds = _bounds_text(info)

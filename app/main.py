@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import access, store
+from app.text import md
 from app.views.live.chart import preload_plotly
 from app.widgets import page_path
 
@@ -17,12 +18,20 @@ CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
 
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
 
-problem = store.schema_problem(store.engine())
+problem = store.store_problem(store.engine())
 if problem is not None:
-    st.error(f"BML Studio cannot use its store: {problem}")
-    st.markdown(
-        "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
-    )
+    kind, reason = problem
+    if kind == "unreachable":
+        st.error(f"BML Studio cannot reach its store: {md(reason)}")
+        st.markdown(
+            "Check that the database server is running and that `BML_DATABASE_URL` (or `BML_HOME` "
+            "for the default SQLite file) points at it, then reload."
+        )
+    else:
+        st.error(f"BML Studio cannot use its store: {md(reason)}")
+        st.markdown(
+            "Apply the migrations with `bml db upgrade` (same `BML_HOME` / `BML_DATABASE_URL`), then reload."
+        )
     st.stop()
 
 # login (BML_AUTH=local): no page runs, and no deep link opens, before it
@@ -36,6 +45,7 @@ pages = [
     st.Page(page_path("live"), title="Live", icon=":material/monitoring:", url_path="live"),
     st.Page(page_path("compare"), title="Compare", icon=":material/compare:", url_path="compare"),
     st.Page(page_path("methods"), title="Methods", icon=":material/menu_book:", url_path="methods"),
+    st.Page(page_path("report"), title="Report", icon=":material/description:", url_path="report"),
     st.Page(page_path("workers"), title="Workers", icon=":material/dns:", url_path="workers"),
 ]
 page = st.navigation(pages)

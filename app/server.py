@@ -46,6 +46,10 @@ def dashboard_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, auth: 
         "false",
         "--theme.base",
         "light",
+        # a visitor never sees a traceback, an exception's message or a server path: the
+        # dashboard's log (the console) gets them
+        "--client.showErrorDetails",
+        "none",
     ]
 
 

@@ -27,10 +27,18 @@ def engine() -> Engine:
 
 def schema_problem(eng: Engine) -> str | None:
     """Why the app cannot use this store (not migrated, unreachable), or None."""
+    problem = store_problem(eng)
+    return None if problem is None else problem[1]
+
+
+def store_problem(eng: Engine) -> tuple[str, str] | None:
+    """("unreachable" | "schema", the reason) when the app cannot use this store, or None."""
     try:
         db.check_schema(eng)
+    except db.StoreUnreachable as exc:
+        return "unreachable", str(exc)
     except db.SchemaError as exc:
-        return str(exc)
+        return "schema", str(exc)
     return None
 
 
@@ -53,3 +61,11 @@ def finished_downsampled(
     """Downsampled series of a run that has ended (they no longer change, so they are
     cached longer; callers pass only finished runs)."""
     return db.downsampled_many(_engine_for(url), run_id, list(keys), max_buckets)
+
+
+@st.cache_data(ttl=finished_series_ttl_s, show_spinner=False, max_entries=2_000)
+def finished_group_aggregate(
+    url: str, key: str, run_ids: tuple[int, ...], max_buckets: int
+) -> db.GroupAggregate:
+    """Mean ± std over runs that have all ended (cached longer, as `finished_downsampled`)."""
+    return db.group_aggregate(_engine_for(url), key, run_ids=list(run_ids), max_buckets=max_buckets)

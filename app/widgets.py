@@ -12,6 +12,7 @@ from typing import Any
 import streamlit as st
 
 from app.form_fields import FieldSpec
+from app.text import md
 
 WIDGET_PREFIX = "f:"
 VIEWS_DIR = Path(__file__).resolve().parent / "views"
@@ -38,7 +39,7 @@ def widget_values(paths: Sequence[str]) -> dict[str, Any]:
 
 def show_error(path: str, errors: Mapping[str, str], shown: set[str]) -> None:
     if path in errors:
-        st.error(f"{path}: {errors[path]}", icon=":material/error:")
+        st.error(f"{md(path)}: {md(errors[path])}", icon=":material/error:")
         shown.add(path)
 
 

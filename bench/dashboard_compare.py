@@ -7,8 +7,9 @@ dashboard` does) and opens `/compare?runs=<all>` in Debian's Chromium (Playwrigh
 round in a new tab of a new browser context (a first visit: empty HTTP cache) and of one
 kept context (a returning visit: Streamlit's and plotly.js's files cached). A time runs
 from the navigation until every chart's Plotly element holds its lines with their points
-(`_fullData`). Each round does the per-run view (`&agg=0`, one line per run) and the group
-view (`&agg=1`, mean ± std over each group's seeds). Memory: the app process's resident
+(`_fullData`). Each round does the per-run view (`&agg=0`: the per-seed lines, one per run,
+with each group's mean) and the group view (`&agg=1`: mean ± std over each group's seeds;
+the runs are grouped as the page groups them, by what differs between their configs). Memory: the app process's resident
 set (VmRSS, and its peak VmHWM) from /proc.
 
     python bench/dashboard_compare.py                 # 20 runs x 10,000 steps, 5 rounds
@@ -107,7 +108,9 @@ def main() -> None:
         f"store: {args.runs} runs x {args.steps} steps, {n_series} series, written in {fill_s:.1f}s",
         flush=True,
     )
-    groups = sorted({r.group for r in db.list_runs(engine, limit=None).runs})
+    from app.views.compare import data as cv
+
+    groups = [g.label for g in cv.group(db.get_runs(engine, ids)[0]).groups]
     engine.dispose()
 
     port = free_port()
@@ -121,7 +124,11 @@ def main() -> None:
         runs_url = f"{base}/compare?runs={','.join(map(str, ids))}"
         views = {
             f"one line per run ({len(ids)} per chart)": (f"{runs_url}&agg=0", 3, len(ids)),
-            f"mean ± std per group ({len(groups)} groups of seeds)": (f"{runs_url}&agg=1", 3, len(groups)),
+            f"mean ± std per group ({len(groups)} groups of seeds: {', '.join(groups)})": (
+                f"{runs_url}&agg=1",
+                3,
+                len(groups),
+            ),
         }
         times: dict[str, list[float]] = {}
         viewport = {"width": 1400, "height": 1000}

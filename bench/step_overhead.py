@@ -81,20 +81,48 @@ class LoopScoreTrainer(Trainer):
         return probe
 
 
+def _needs_shared_head(strategies: list[Any]) -> bool:
+    for s in strategies:
+        spec = get_spec(s if isinstance(s, str) else s["name"])
+        if spec is not None and spec.has("needs_shared_head"):
+            return True
+    return False
+
+
 def make_trainer(
     suite: dict[str, Any], strategies: list[Any], device: str, amp: str, loop: bool = False
 ) -> Trainer:
+    """A trainer as `fit` would start it (on_fit_start and the first on_epoch_start called);
+    strategies that need `model.head: shared` get it (the others keep the concat head)."""
+    model: dict[str, Any] = {"encoders": suite["encoders"]}
+    if _needs_shared_head(strategies):
+        model["head"] = "shared"
     cfg = load_config(
         {
             "seed": 0,
             "dataset": {"params": {"num_samples": suite["num_samples"], "modalities": suite["modalities"]}},
-            "model": {"encoders": suite["encoders"]},
+            "model": model,
             "strategies": strategies,
             "optim": {"lr": 0.01, "scheduler": {"name": "none"}},
             "train": {"epochs": 1, "batch_size": 64, "device": device, "amp": amp},
         }
     )
-    return (LoopScoreTrainer if loop else Trainer)(cfg)
+    trainer = (LoopScoreTrainer if loop else Trainer)(cfg)
+    ctx = trainer.context(0)
+    for event in ("on_fit_start", "on_epoch_start"):
+        for s in trainer.hooks[event]:
+            getattr(s, event)(ctx)
+    return trainer
+
+
+def mmpareto_within_bound(res: dict[str, Any], clock: str = "thread_cpu") -> tuple[float, float] | None:
+    """(MMPareto's step-time ratio to joint, its bound 1 + M): its 1 + M gradient evaluations
+    are restricted to the encoders, so a step must cost less than 1 + M joint steps (each a
+    forward and a full backward). None when the suite did not run mmpareto."""
+    ratio = res["ratio_to_joint"].get("mmpareto")
+    if ratio is None:
+        return None
+    return ratio[clock], 1.0 + res["modalities"]
 
 
 def time_steps(
@@ -164,6 +192,7 @@ def run_suite(
         "samples_per_s": samples_per_s,
         "cost_class": cost,
         "skipped": skipped,
+        "modalities": len(suite["modalities"]),
     }
 
 
@@ -205,6 +234,12 @@ def main() -> None:
             )
         for v, why in res["skipped"].items():
             print(f"skipped {v}: {why}")
+        check = mmpareto_within_bound(res)
+        if check is not None:
+            verdict = "below" if check[0] < check[1] else "NOT below"
+            print(
+                f"mmpareto: {check[0]:.2f} joint steps per step (main-thread CPU), {verdict} 1 + M = {check[1]:.0f}"
+            )
     meta = {
         "torch": torch.__version__,
         "device": args.device,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,32 @@ from bml_core.config import ConfigError, RunConfig, load_config
 from bml_core.errors import DatasetError  # torch-free (bml_core.data would load torch)
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
+MAX_RUN_ID = 2**63 - 1  # run ids are BIGINT-sized; larger numbers name no run
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(text: object) -> str:
+    """User text (names, groups, messages) for the terminal: control characters (escape
+    codes, NUL, newlines) become spaces, so stored text cannot drive the terminal."""
+    return _CONTROL.sub(" ", str(text))
+
+
+def check_run_id(run_id: int) -> int:
+    """An id the store could hold, else exit 2 with the usual 'no run' message."""
+    if not 0 <= run_id <= MAX_RUN_ID:
+        raise fail(f"error: no run with id {run_id} (see `bml runs`)")
+    return run_id
+
+
+def check_output_file(path: Path, what: str = "-o") -> Path:
+    """A file to write: its folder must exist and it must not be a folder itself (exit 2)."""
+    if path.is_dir():
+        raise fail(f"error: {what} {path} is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise fail(f"error: {what} {path}: the folder {path.parent} does not exist")
+    return path
 
 
 def bml_home() -> Path:

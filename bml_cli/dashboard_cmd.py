@@ -6,8 +6,10 @@ BML_AUTH=local) needs at least one account in the store."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -80,6 +82,33 @@ def start_dashboard(port: int, host: str, stdout: Any = None, stderr: Any = None
     return subprocess.Popen(dashboard_command(port, host, auth_mode()), env=env, stdout=stdout, stderr=stderr)
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the dashboard cannot listen on host:port (out of range, or in use by another
+    program or another BML Studio), or None. Binds a test socket and closes it at once."""
+    if not 1 <= port <= 65535:
+        return f"--port {port} is not a TCP port (1 to 65535)"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is already in use (another BML Studio or another "
+                    "program); stop it or choose another with --port"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
+
+
+def check_port_or_exit(host: str, port: int) -> None:
+    problem = port_problem(host, port)
+    if problem is not None:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
 def check_store_or_exit() -> None:
     """Exit 1 with the reason (and `bml db upgrade`) when the store is not usable."""
     from db import SchemaError, check_schema, make_engine
@@ -112,6 +141,7 @@ def register(app: typer.Typer) -> None:
         mode = resolve_auth(host, auth, insecure_no_auth)
         check_store_or_exit()
         require_accounts(mode)
+        check_port_or_exit(host, port)
         proc = start_dashboard(port, host, stdout=subprocess.DEVNULL)
         signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
         url = dashboard_url(port, host)

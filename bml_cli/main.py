@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from bml_cli import (
@@ -24,7 +26,11 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    debug: bool = typer.Option(
+        False, "--debug", help="show the full traceback of an unexpected error (also after the command)"
+    ),
+) -> None:
     """BML Studio command line."""
 
 
@@ -38,8 +44,29 @@ strategies_cmd.register(app)
 user_cmd.register(app)
 
 
-def main() -> None:
-    app()
+def _one_line(text: str) -> str:
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return "".join(c for c in line if c.isprintable())[:500]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a command. Expected failures exit 2 (bad input) or 1 (failure) with one line on
+    stderr; anything unexpected is reported the same way, with its traceback only under
+    `--debug` (accepted anywhere on the command line)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="bml")
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if debug:
+            raise
+        message = _one_line(str(exc)) or "no message"
+        typer.echo(f"error: {type(exc).__name__}: {message} (run again with --debug for details)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

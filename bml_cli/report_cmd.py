@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, plain
 from bml_cli.store_cmd import _engine
 
 # The papers' grids: (run name, preset or None for joint training with the grid's
@@ -130,7 +130,7 @@ def _echo_summary(doc: dict[str, Any]) -> None:
     for line in headline(doc):
         typer.echo(line)
     for r in doc["excluded"]:
-        typer.echo(f"excluded: #{r['id']} {r['name']} ({r['label']}, seed {r['seed']}): {r['reason']}")
+        typer.echo(plain(f"excluded: #{r['id']} {r['name']} ({r['label']}, seed {r['seed']}): {r['reason']}"))
 
 
 def _report_command(

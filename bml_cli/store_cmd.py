@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_output_file, check_run_id, plain
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
 EVENT_KINDS = ("alert", "log")
@@ -93,9 +93,10 @@ def _format_runs(runs: list[Any]) -> str:
     header = f"{'id':>6}  {'status':<10} {'progress':>8}  {'try':>3}  {'group':<20} {'name':<28} {'strategy':<12} {'owner':<12} dataset"
     lines = [header]
     for r in runs:
+        group, name, strategy, dataset = (plain(v) for v in (r.group, r.name, r.strategy, r.dataset))
         lines.append(
-            f"{r.id:>6}  {r.status:<10} {r.progress * 100:>7.1f}%  {r.attempt:>3}  {r.group[:20]:<20} "
-            f"{r.name[:28]:<28} {r.strategy[:12]:<12} {(r.owner or '-')[:12]:<12} {r.dataset}"
+            f"{r.id:>6}  {r.status:<10} {r.progress * 100:>7.1f}%  {r.attempt:>3}  {group[:20]:<20} "
+            f"{name[:28]:<28} {strategy[:12]:<12} {plain(r.owner or '-')[:12]:<12} {dataset}"
         )
     return "\n".join(lines)
 
@@ -189,12 +190,18 @@ def register(app: typer.Typer) -> None:
         if fmt not in EXPORT_FORMATS:
             typer.echo(f"error: unknown format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}", err=True)
             raise typer.Exit(EXIT_INVALID)
-        engine = _engine()
+        check_run_id(run_id)
         target: IO[Any] | Path = sys.stdout if output == "-" else Path(output or f"run-{run_id}.{fmt}")
+        if isinstance(target, Path):
+            check_output_file(target)
+        engine = _engine()
         try:
             n = _write_export(engine, run_id, fmt, target)
         except RunNotFound as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INVALID) from None
+        except OSError as exc:
+            typer.echo(f"error: could not write {target}: {exc.strerror or exc}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from None
         if isinstance(target, Path):
             typer.echo(f"wrote {n} points of run {run_id} to {target}")

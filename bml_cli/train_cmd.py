@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
         from bml_core.sinks import JsonlSink, MetricSink, ProgressSink
         from bml_core.trainer import Trainer
 
+        if out is not None and out.exists() and not out.is_dir():
+            typer.echo(f"error: --out {out} is a file; give a folder for the run's files", err=True)
+            raise typer.Exit(EXIT_INVALID)
         with invalid_input_exits():
             cfg = read_run_config(config, set_, preset, device)
             bundle = build_dataset(cfg.dataset)

@@ -13,7 +13,7 @@ from types import FrameType
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, read_run_config
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_run_id, invalid_input_exits, read_run_config
 from bml_cli.store_cmd import _engine
 
 WORKER_STOP_TIMEOUT_S = 30.0
@@ -167,6 +167,7 @@ def register(app: typer.Typer) -> None:
         from db import PermissionDenied, RunNotFound
         from worker.client import cancel as cancel_run
 
+        check_run_id(run_id)
         try:
             status = cancel_run(run_id, engine=_engine())
         except RunNotFound:
@@ -191,6 +192,7 @@ def register(app: typer.Typer) -> None:
         from worker.client import BrokerUnavailable, rerun_check
         from worker.client import rerun as rerun_run
 
+        check_run_id(run_id)
         engine = _engine()
         try:
             check = rerun_check(run_id, engine=engine)
@@ -246,7 +248,7 @@ def register(app: typer.Typer) -> None:
         """Embedded mode: the store (SQLite), a broker that needs no server, one worker per
         GPU (or one CPU worker) and the dashboard, until Ctrl-C. Binding anything but
         loopback needs `--auth` (exit 2 otherwise)."""
-        from bml_cli.dashboard_cmd import require_accounts, resolve_auth
+        from bml_cli.dashboard_cmd import check_port_or_exit, require_accounts, resolve_auth
         from db import make_engine, upgrade
         from db.engine import bml_home
 
@@ -255,6 +257,7 @@ def register(app: typer.Typer) -> None:
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())
         require_accounts(mode)
+        check_port_or_exit(host, port)  # before anything starts: never report another instance's address
         gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
         procs = start_workers(gpu_list, log_dir=home / "logs")
         dashboard = start_dashboard(port, host, home / "logs")

@@ -12,10 +12,12 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SerializeAsAny,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -36,8 +38,42 @@ class ConfigError(ValueError):
         return {path: msg for path, msg in self.errors}
 
 
+# Bounds on what can exhaust memory, disk or time, and on what the store can hold.
+MAX_INT64 = 2**63 - 1  # seeds and step counts are BIGINT columns
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 1 << 20
+MAX_WIDTH = 1 << 16  # encoder widths and channels
+MAX_TAGS = 64
+MAX_TAG_LENGTH = 100  # db.models.MAX_TAG_LENGTH
+MAX_SEEDS_PER_LAUNCH = 1000
+MAX_CLASSES = 100_000  # a dataset's classes (the label of 1e9 must not build 1e9 names)
+MAX_PATH_LENGTH = 4096
+
+
+def _whole_number(v: Any) -> Any:
+    if isinstance(v, bool | float):
+        raise ValueError(f"must be a whole number (an integer), not {v!r}")
+    return v
+
+
+# An integer field that takes integers only: `true` is not 1 and 1e21 is not an epoch count.
+Int = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def no_control_chars(value: str, what: str = "text") -> str:
+    """Refuse NUL and other control characters in names, groups and tags (PostgreSQL refuses
+    NUL, terminals interpret escape codes)."""
+    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or 127 <= ord(c) < 160})
+    if bad:
+        raise ValueError(f"{what} must not contain control characters (found {', '.join(bad)})")
+    return value
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    """Unknown keys are errors; floats must be finite (integer fields use `Int`: whole numbers
+    only, never `true`/`false` or a float such as 1e21)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- sections
@@ -46,8 +82,10 @@ class StrictModel(BaseModel):
 class DatasetConfig(StrictModel):
     """Which data to train on. `name` is a registered dataset (`synthetic`, `features`, ...)."""
 
-    name: str = Field("synthetic", description="registered dataset name")
-    path: str | None = Field(None, description="file or directory for datasets read from disk")
+    name: str = Field("synthetic", max_length=200, description="registered dataset name")
+    path: str | None = Field(
+        None, max_length=MAX_PATH_LENGTH, description="file or directory for datasets read from disk"
+    )
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="validation share when no split is given")
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="test share when no split is given")
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific parameters")
@@ -63,9 +101,9 @@ class EncoderConfig(StrictModel):
     """One modality's encoder. `mlp` for vectors, `cnn` for [C,H,W] / [F,T], `resnet18` as in the papers."""
 
     name: Literal["mlp", "cnn", "resnet18"] = "mlp"
-    hidden_dim: int = Field(256, gt=0, description="MLP hidden width")
-    layers: int = Field(2, ge=1, le=8, description="MLP hidden layers")
-    channels: int = Field(32, gt=0, description="CNN base channels")
+    hidden_dim: Int = Field(256, gt=0, le=MAX_WIDTH, description="MLP hidden width")
+    layers: Int = Field(2, ge=1, le=8, description="MLP hidden layers")
+    channels: Int = Field(32, gt=0, le=MAX_WIDTH // 4, description="CNN base channels")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
 
 
@@ -76,15 +114,40 @@ class ModelConfig(StrictModel):
         description="uni-modal logits: split = the fusion head's per-modality blocks; "
         "aux = one extra linear head per modality on h_m",
     )
-    feature_dim: int = Field(128, gt=0, description="encoder output width (ResNet-18 keeps 512)")
+    head: Literal["concat", "shared"] = Field(
+        "concat",
+        description="concat = the fusion head of `fusion`; shared = every modality's feature "
+        "projected to feature_dim and one Linear head applied to each (u_m = head(h_m), fused "
+        "z = sum_m u_m unless a strategy fuses otherwise; MLA, ReconBoost)",
+    )
+    feature_dim: Int = Field(
+        128, gt=0, le=MAX_WIDTH, description="encoder output width (ResNet-18 keeps 512)"
+    )
     encoders: dict[str, EncoderConfig] = Field(
         default_factory=dict, description="per modality; missing ones are chosen from the input rank"
     )
+    init: Literal["torch", "official"] = Field(
+        "torch",
+        description=(
+            "weight initialisation: torch = PyTorch's defaults; official = both official codes' "
+            "weight_init (Linear: Xavier-normal weights, zero bias; Conv2d: Kaiming-normal fan_out; "
+            "BatchNorm: 1 and 0)"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _shared_head(self) -> ModelConfig:
+        if self.head == "shared" and self.fusion != "concat":
+            raise ValueError(
+                f"head: shared replaces the fusion head, so fusion: {self.fusion} would be ignored; "
+                "set fusion: concat (the default) or head: concat"
+            )
+        return self
 
 
 class SchedulerConfig(StrictModel):
     name: Literal["none", "step", "cosine"] = "step"
-    step_size: int = Field(70, gt=0, description="epochs between decays (step)")
+    step_size: Int = Field(70, gt=0, le=MAX_EPOCHS, description="epochs between decays (step)")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor (step)")
 
 
@@ -97,15 +160,38 @@ class OptimConfig(StrictModel):
 
 
 class TrainConfig(StrictModel):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(64, ge=1)
-    eval_every: int = Field(1, ge=1, description="evaluate on val every N epochs (and at the last)")
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    num_workers: int = Field(0, ge=0, description="DataLoader workers for datasets read from disk")
+    epochs: Int = Field(100, ge=1, le=MAX_EPOCHS)
+    batch_size: Int = Field(64, ge=1, le=MAX_BATCH_SIZE)
+    eval_every: Int = Field(
+        1, ge=1, le=MAX_EPOCHS, description="evaluate on val every N epochs (and at the last)"
+    )
+    device: str = Field("auto", max_length=20, description="auto | cpu | cuda | cuda:N")
+    num_workers: Int = Field(0, ge=0, le=256, description="DataLoader workers for datasets read from disk")
     amp: Literal["off", "bf16", "fp16"] = "off"
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    threads: Int = Field(0, ge=0, le=4096, description="torch CPU threads; 0 keeps torch's default")
     linear_probe: bool = Field(
         False, description="at the end, fit a linear classifier on each frozen encoder (CVPR definition)"
+    )
+    map_absent: Literal["zero", "skip"] = Field(
+        "zero",
+        description=(
+            "mAP: a class with no positives in the split counts as AP 0 (zero, the official code's "
+            "sklearn average_precision_score) or is left out of the mean (skip)"
+        ),
+    )
+    shapley_absent: Literal["input", "feature"] = Field(
+        "input",
+        description=(
+            "imbalance degree: a modality outside the Shapley subset has its input zeroed and "
+            "encoded again (input, as BalanceBenchmark) or its pooled feature zeroed (feature)"
+        ),
+    )
+    test_selected: bool = Field(
+        True,
+        description=(
+            "also record the official protocol's number: the best test accuracy over the evaluated "
+            "epochs (selected on test, reported apart, never used to select the model)"
+        ),
     )
     deterministic: bool = Field(
         False,
@@ -136,11 +222,13 @@ class StrategyParams(StrictModel):
     """Parameters common to every strategy: when it is active (METHODS.md section 6)."""
 
     name: str
-    start_epoch: int = Field(0, ge=0, description="first epoch with modulation (0-based, inclusive)")
-    end_epoch: int | None = Field(
-        None, ge=0, description="last epoch with modulation (inclusive); null = the end"
+    start_epoch: Int = Field(
+        0, ge=0, le=MAX_EPOCHS, description="first epoch with modulation (0-based, inclusive)"
     )
-    warmup_epochs: int = Field(0, ge=0, description="no modulation for epochs < warmup_epochs")
+    end_epoch: Int | None = Field(
+        None, ge=0, le=MAX_EPOCHS, description="last epoch with modulation (inclusive); null = the end"
+    )
+    warmup_epochs: Int = Field(0, ge=0, le=MAX_EPOCHS, description="no modulation for epochs < warmup_epochs")
 
     # Whether the launch form lists it; hidden ones are internal.
     listed: ClassVar[bool] = True
@@ -232,8 +320,23 @@ class RunConfig(StrictModel):
 
     name: str = Field("run", max_length=200)
     group: str = Field("default", max_length=200)
-    seed: int = Field(0, ge=0)
-    tags: list[str] = Field(default_factory=list)
+    seed: Int = Field(0, ge=0, le=MAX_INT64)
+    tags: list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_TAGS
+    )
+
+    @field_validator("name", "group")
+    @classmethod
+    def _plain_text(cls, v: str, info: ValidationInfo) -> str:
+        return no_control_chars(v, str(info.field_name))
+
+    @field_validator("tags")
+    @classmethod
+    def _plain_tags(cls, v: list[str]) -> list[str]:
+        for tag in v:
+            no_control_chars(tag, "a tag")
+        return v
+
     dataset: DatasetConfig = Field(default_factory=DatasetConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     strategies: list[SerializeAsAny[StrategyParams]] = Field(default_factory=list)
@@ -387,8 +490,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError([("config file", f"{p} is not valid YAML/JSON: {exc}")]) from None
-    if data is None:
-        data = {}
+    if data is None:  # a 0-byte file (or comments only) is a mistake, not "all defaults"
+        raise ConfigError(
+            [("config file", f"{p} is empty; write at least one key (or give no file for all defaults)")]
+        )
     if not isinstance(data, dict):
         raise ConfigError([("config file", f"{p} must hold a mapping of keys")])
     return data
@@ -432,8 +537,11 @@ _TPAMI_OGM: dict[str, Any] = {
 }
 _TPAMI_OPM: dict[str, Any] = {"name": "opm", "q_base": 0.5, "lam": 0.5, "p_exe": 0.7, "warmup_epochs": 6}
 
+_OFFICIAL_INIT: dict[str, Any] = {"init": "official"}  # both official codes: model.apply(weight_init)
+
 PRESETS: dict[str, dict[str, Any]] = {
     "cvpr2022-ogm-ge": {
+        "model": _OFFICIAL_INIT,
         "strategies": [{"name": "ogm_ge", "alpha": 0.8, "start_epoch": 0, "end_epoch": 50}],
         "optim": {
             "name": "sgd",
@@ -444,12 +552,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         },
         "train": {"epochs": 100, "batch_size": 64},
     },
-    "tpami2024-ogm": {"strategies": [_TPAMI_OGM], "optim": _TPAMI_OPTIM, "train": _TPAMI_TRAIN},
-    "tpami2024-opm": {"strategies": [_TPAMI_OPM], "optim": _TPAMI_OPTIM, "train": _TPAMI_TRAIN},
+    "tpami2024-ogm": {
+        "model": _OFFICIAL_INIT,
+        "strategies": [_TPAMI_OGM],
+        "optim": _TPAMI_OPTIM,
+        "train": _TPAMI_TRAIN,
+    },
+    "tpami2024-opm": {
+        "model": _OFFICIAL_INIT,
+        "strategies": [_TPAMI_OPM],
+        "optim": _TPAMI_OPTIM,
+        "train": _TPAMI_TRAIN,
+    },
     "tpami2024-opm-ogm": {
+        "model": _OFFICIAL_INIT,
         "strategies": [_TPAMI_OPM, _TPAMI_OGM],
         "optim": _TPAMI_OPTIM,
         "train": _TPAMI_TRAIN,
+    },
+    # STRATEGIES.md 2.1 / 2.7: BalanceBenchmark's "MMPareto" never takes its conflict branch, so
+    # what it computes is uni_aux with the concat head's split blocks and encoder gradients x 3
+    "bb-mmpareto": {
+        "strategies": [{"name": "uni_aux", "encoder_grad_scale": 3.0}],
+        "model": {"heads": "split"},
     },
 }
 
@@ -458,6 +583,8 @@ PRESET_NOTES: dict[str, str] = {
     "tpami2024-ogm": "T-PAMI 2024 OGM-GE on Kinetics-Sounds: AdamW 5e-5, warm-up 6 epochs.",
     "tpami2024-opm": "T-PAMI 2024 OPM: q_base 0.5, lambda 0.5, p_exe 0.7, warm-up 6 epochs.",
     "tpami2024-opm-ogm": "T-PAMI 2024 OPM + OGM-GE together (rho shared).",
+    "bb-mmpareto": "What BalanceBenchmark's MMPareto computes: uni_aux with split heads and encoder "
+    "gradients x 3 (its conflict test never fires). The faithful method is the strategy mmpareto.",
 }
 
 

@@ -1,11 +1,17 @@
 """Evaluation metrics (METHODS.md section 8): accuracy, macro-F1, macro average precision,
-and the Shapley imbalance degree of BalanceBenchmark (arXiv 2502.10816)."""
+and the Shapley imbalance degree of BalanceBenchmark (arXiv 2502.10816).
+
+mAP, as the T-PAMI 2024 official code computes it (`average_precision_score(one_hot, probs)`,
+sklearn's macro average over every class column): a class with no positive sample counts as
+AP 0 (sklearn warns and returns 0 for such a column). `absent="skip"` averages only over the
+classes that have positives (this project's earlier definition)."""
 
 from __future__ import annotations
 
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 
@@ -50,10 +56,24 @@ def average_precision(scores: torch.Tensor, positive: torch.Tensor) -> float:
     return float(((recall - prev_recall) * precision).sum())
 
 
-def mean_average_precision(probs: torch.Tensor, y: torch.Tensor) -> float:
-    """Macro AP of softmax scores against one-hot labels, over classes with positives."""
+MapAbsent = Literal["zero", "skip"]
+
+
+def mean_average_precision(probs: torch.Tensor, y: torch.Tensor, absent: MapAbsent = "zero") -> float:
+    """Macro AP of softmax scores against one-hot labels over the C class columns.
+
+    absent="zero" (default; the official code): a class without positives has AP 0 and
+    still counts in the mean, as sklearn's `average_precision_score(one_hot, probs)` does.
+    absent="skip": the mean over the classes that have positives only."""
+    if absent not in ("zero", "skip"):
+        raise ValueError(f"absent must be 'zero' or 'skip', got {absent!r}")
+    if y.numel() == 0:
+        return float("nan")
     aps = [average_precision(probs[:, c], y == c) for c in range(probs.shape[1])]
-    aps = [a for a in aps if not math.isnan(a)]
+    if absent == "zero":
+        aps = [0.0 if math.isnan(a) else a for a in aps]
+    else:
+        aps = [a for a in aps if not math.isnan(a)]
     return float(sum(aps) / len(aps)) if aps else float("nan")
 
 
@@ -81,7 +101,14 @@ def shapley_values(modalities: Sequence[str], value: Callable[[frozenset[str]], 
 
 
 def imbalance_degree(phi: dict[str, float]) -> float:
-    """Mean over modality pairs of |phi_i - phi_j|."""
+    """Mean over modality pairs of |phi_i - phi_j| (METHODS.md section 8, after BalanceBenchmark,
+    arXiv 2502.10816: the spread of the modalities' Shapley contributions to accuracy; 0 when
+    every modality contributes equally). For M = 2 it is |phi_1 - phi_2|.
+
+    phi comes from `shapley_values` with v(S) = accuracy with the modalities outside S absent.
+    "Absent" is, by default, the input set to zero and encoded again (as BalanceBenchmark's
+    `val_loop(limit_modalitys=...)` does); `train.shapley_absent: feature` zeroes the pooled
+    feature instead (the fusion head then sees exact zeros)."""
     vals = list(phi.values())
     pairs = list(itertools.combinations(vals, 2))
     return float(sum(abs(a - b) for a, b in pairs) / len(pairs)) if pairs else 0.0

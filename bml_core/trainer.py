@@ -8,14 +8,18 @@
 
 Every step emits the CONTRACT.md metric keys to the sinks (one host sync per step); every
 epoch evaluates on val, checkpoints (model, optimiser, scheduler, scaler, strategy state,
-RNG states), and the checkpoint chosen on val is tested at the end."""
+RNG states), and the checkpoint chosen on val is tested at the end. The official codes'
+number (the best test accuracy over epochs) is recorded beside it, labelled as selected on
+test, and never used to choose anything."""
 
 from __future__ import annotations
 
 import copy
 import math
 import os
+import pickle
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -29,10 +33,10 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from bml_core.alerts import AlertMonitor
-from bml_core.config import RunConfig, advisories
+from bml_core.config import ConfigError, RunConfig, advisories
 from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
 from bml_core.data.base import stable_seed
-from bml_core.imbalance import UnimodalProbe, probe_unimodal_logits
+from bml_core.imbalance import UnimodalProbe, discrepancy_ratio, probe_unimodal_logits
 from bml_core.metrics import (
     accuracy,
     imbalance_degree,
@@ -47,6 +51,38 @@ from bml_core.strategies.base import EVENTS, Batch, StepContext, Strategy, overr
 from bml_core.strategies.runtime import build_strategies, wants_aux_heads
 from bml_core.strategies.spec import plugin_errors
 
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be loaded safely (it needs objects beyond tensors and plain values)."""
+
+
+# What the trainer's checkpoints hold besides tensors and plain Python values: numpy's RNG
+# state (an ndarray of uint32). Nothing else is unpickled: torch.load(weights_only=True).
+_NUMPY_RECONSTRUCT = getattr(np, "_core", np).multiarray._reconstruct  # numpy 2 (_core) or 1 (core)
+CHECKPOINT_SAFE_GLOBALS: list[Any] = [
+    np.ndarray,
+    np.dtype,
+    type(np.dtype(np.uint32)),
+    _NUMPY_RECONSTRUCT,
+]
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load with weights_only=True and only CHECKPOINT_SAFE_GLOBALS allowed: a checkpoint
+    whose pickle names any other callable (e.g. `os.system`) is refused before anything runs."""
+    try:
+        with torch.serialization.safe_globals(CHECKPOINT_SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = re.findall(r"GLOBAL ([\w.]+)|global '?([\w.]+)", str(exc))
+        names = sorted({a or b for a, b in unsafe})
+        what = f" ({', '.join(names)})" if names else ""
+        raise CheckpointError(
+            f"refusing to load checkpoint {path}: it needs objects other than tensors and plain "
+            f"values{what}, which could run code; delete it (or the run directory) to start afresh"
+        ) from None
+
+
 CHECKPOINT_LAST = "last.pt"
 
 
@@ -56,14 +92,28 @@ class TrainingDiverged(RuntimeError):
 
 CHECKPOINT_BEST = "best.pt"
 GPU_RESIDENT_BYTES = 1 << 30  # in-memory datasets below this move to the GPU once
+# The held-out part of the training split (strategies with needs_heldout) is drawn with this
+# fixed seed, so every run and every method holds out the same samples (STRATEGIES.md 3).
+HELDOUT_SEED = 0
 
 
 def resolve_device(name: str) -> torch.device:
+    """The torch device of `train.device`; ConfigError (field train.device) when this machine
+    does not have it."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device asks for CUDA but no GPU is available; use train.device=cpu")
+        raise ConfigError(
+            [("train.device", f"asks for {name} but no GPU is available here; use cpu or auto")]
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError(
+            [("train.device", f"asks for {name} but this machine has {n} GPU(s): cuda:0..cuda:{n - 1}")]
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError([("train.device", "asks for mps but it is not available here; use cpu or auto")])
     return dev
 
 
@@ -212,7 +262,8 @@ class Trainer:
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
         self.scaler = torch.amp.GradScaler(self.device.type) if cfg.train.amp == "fp16" else None
 
-        n_train = len(self.bundle.train)
+        self.train_index, self.heldout_index = self._heldout_split()
+        n_train = len(self.bundle.train) if self.train_index is None else len(self.train_index)
         bs = cfg.train.batch_size
         full, rest = divmod(n_train, bs)
         self.steps_per_epoch = full + (
@@ -237,6 +288,8 @@ class Trainer:
         self.train_seconds = 0.0
         self.samples_seen = 0
         self.best: dict[str, Any] = {"acc": -math.inf, "epoch": -1, "step": 0}
+        # the official protocol's number (best test accuracy over epochs): reported, never used
+        self.best_test: dict[str, Any] = {"acc": -math.inf, "epoch": -1}
         self.stopped_by: dict[str, Any] | None = None  # a strategy's should_stop
         self.history: list[dict[str, Any]] = []
         self._resident: dict[str, TensorDataset] = {}
@@ -251,6 +304,37 @@ class Trainer:
         ]
 
     # ------------------------------------------------------------------ data
+
+    def _heldout_split(self) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(indices trained on, held-out indices) of the training split. Strategies declaring
+        needs_heldout set `heldout_fraction`; the largest is taken (one held-out part shared),
+        drawn with HELDOUT_SEED. Without one: (None, empty) and training is unchanged."""
+        owners = [
+            (i, float(getattr(p, "heldout_fraction", 0.0)))
+            for i, (p, s) in enumerate(zip(self.cfg.strategies, self.strategies, strict=True))
+            if s.spec is not None and s.spec.has("needs_heldout")
+        ]
+        if not owners or max(f for _, f in owners) <= 0:
+            return None, torch.zeros(0, dtype=torch.long)
+        i, fraction = max(owners, key=lambda o: o[1])
+        n = len(self.bundle.train)
+        k = math.ceil(n * fraction)
+        need = 2 * self.bundle.num_classes
+        if k < need or n - k < 2:
+            name = self.cfg.strategies[i].name
+            raise ConfigError(
+                [
+                    (
+                        f"strategies.{i}.heldout_fraction",
+                        f"{name} holds out {fraction:g} of the {n} training samples = {k}, but its "
+                        f"held-out part needs at least {need} (2 per class) and leaves at least 2 to "
+                        "train on: raise heldout_fraction or use a larger dataset",
+                    )
+                ]
+            )
+        g = torch.Generator().manual_seed(stable_seed(HELDOUT_SEED, "heldout"))
+        perm = torch.randperm(n, generator=g)
+        return perm[k:].sort().values, perm[:k].sort().values
 
     def _on_device(self, split: str, ds: MultimodalDataset) -> MultimodalDataset:
         """Small in-memory splits move to the GPU once instead of once per batch."""
@@ -267,7 +351,9 @@ class Trainer:
 
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(stable_seed(self.cfg.seed, epoch, "order"))
-        return torch.randperm(len(self.bundle.train), generator=g)
+        if self.train_index is None:
+            return torch.randperm(len(self.bundle.train), generator=g)
+        return self.train_index[torch.randperm(len(self.train_index), generator=g)]
 
     def _batches(
         self,
@@ -513,15 +599,24 @@ class Trainer:
         return {"train": self.bundle.train, "val": self.bundle.val, "test": self.bundle.test}
 
     def iter_batches(self, split: str, fraction: float = 1.0, seed: int | None = None) -> Iterator[Batch]:
-        ds = self._on_device(split, self.loaders()[split])
-        n = len(ds)
-        if split == "train":
-            g = torch.Generator().manual_seed(
-                seed if seed is not None else stable_seed(self.cfg.seed, self.epoch, "strategy")
-            )
-            order = torch.randperm(n, generator=g)
+        if split == "heldout":  # the held-out part of the training split, in a fixed order
+            ds = self._on_device("train", self.bundle.train)
+            order = self.heldout_index
+            n = len(order)
         else:
-            order = torch.arange(n)
+            ds = self._on_device(split, self.loaders()[split])
+            n = len(ds)
+            if split == "train":
+                g = torch.Generator().manual_seed(
+                    seed if seed is not None else stable_seed(self.cfg.seed, self.epoch, "strategy")
+                )
+                if self.train_index is None:
+                    order = torch.randperm(n, generator=g)
+                else:  # never the held-out part
+                    n = len(self.train_index)
+                    order = self.train_index[torch.randperm(n, generator=g)]
+            else:
+                order = torch.arange(n)
         take = max(1, math.ceil(n * fraction)) if n else 0
         return self._batches(ds, order[:take], self.cfg.train.batch_size, 0)
 
@@ -542,6 +637,45 @@ class Trainer:
 
     def clone_model(self) -> MultimodalModel:
         return copy.deepcopy(self.model)
+
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss as the AMP grad scaler scales it (itself without fp16), for strategies
+        that take gradients with torch.autograd.grad; on_gradients sees them unscaled."""
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def event(self, level: str, message: str) -> None:
+        self.sink.on_event(level, message)
+
+    def step_metrics(
+        self,
+        ctx: StepContext,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """The CONTRACT.md step metrics for a strategy's own training_step (fused loss and
+        accuracy, the probe's per-modality numbers from u, encoder gradient norms) plus every
+        metric logged on ctx, with one host sync; ctx's device metrics are consumed."""
+        probe = UnimodalProbe({m: t.detach().float() for m, t in u.items()}, y)
+        ctx.scores = probe.scores
+        batch = y.shape[0]
+        values = [
+            loss.detach().float().reshape(1),
+            self._batch_acc(logits.detach(), y, None).reshape(1),
+            probe.loss,
+            probe.accuracy,
+            probe.scores / batch,
+            discrepancy_ratio(probe.scores, self.ratio_kind),
+            grad_norms if grad_norms is not None else self._encoder_grad_norms(),
+            *ctx.metric_values,
+        ]
+        host = torch.cat([v.detach().float().reshape(-1) for v in values]).tolist()
+        metrics = dict(zip(self._step_metric_names + ctx.metric_names, host, strict=True))
+        metrics.update(zip(ctx.host_names, ctx.host_values, strict=True))
+        ctx.metric_names, ctx.metric_values, ctx.host_names, ctx.host_values = [], [], [], []
+        return metrics
 
     def _encoder_grad_norms(self) -> torch.Tensor:
         """L2 norm of each encoder's whole gradient, [M], from one fused norm pass."""
@@ -597,9 +731,10 @@ class Trainer:
         logits = self._eval_logits(feats).float()
         unimodal = self.model.fusion.unimodal_logits(feats)
         probs = logits.softmax(1)
+        absent = self._absent_features(ds, feats)
 
         def subset_accuracy(keep: frozenset[str]) -> float:
-            masked = {m: (h if m in keep else torch.zeros_like(h)) for m, h in feats.items()}
+            masked = {m: (h if m in keep else absent[m]) for m, h in feats.items()}
             return accuracy(self._eval_logits(masked), y)
 
         phi = shapley_values(self.modalities, subset_accuracy)
@@ -607,7 +742,7 @@ class Trainer:
             loss=float(F.cross_entropy(logits, y)),
             acc=accuracy(logits, y),
             f1=macro_f1(logits.argmax(1), y, self.bundle.num_classes),
-            map=mean_average_precision(probs.cpu(), y.cpu()),
+            map=mean_average_precision(probs.cpu(), y.cpu(), self.cfg.train.map_absent),
             acc_per_modality={m: accuracy(u.float(), y) for m, u in unimodal.items()},
             imbalance_degree=imbalance_degree(phi),
             shapley=phi,
@@ -621,6 +756,33 @@ class Trainer:
             for s in self.hooks["on_logits"]:
                 z = s.on_logits(ctx, feats, z, False)
         return z
+
+    @torch.no_grad()
+    def _absent_features(
+        self, ds: MultimodalDataset, feats: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """What the fusion head sees for a modality left out of a Shapley subset
+        (`train.shapley_absent`): `input` (default, BalanceBenchmark) = the encoder's output
+        for an all-zero input of that modality; `feature` = a zero feature. In eval mode the
+        encoders treat samples independently, so one zero sample (the dataset's input shape;
+        its dtype for in-memory data, float32 for files) stands for every sample. Reads no
+        data and draws no random numbers."""
+        if self.cfg.train.shapley_absent == "feature" or len(ds) == 0:
+            return {m: torch.zeros_like(h) for m, h in feats.items()}
+        self.model.eval()
+        out: dict[str, torch.Tensor] = {}
+        with self._autocast():
+            for m, h in feats.items():
+                dtype = ds.x[m].dtype if isinstance(ds, TensorDataset) else torch.float32
+                zero_input = torch.zeros((1, *self.bundle.input_shapes[m]), dtype=dtype, device=self.device)
+                out[m] = self.model.encoders[m](zero_input).float().expand_as(h)
+        return out
+
+    @torch.no_grad()
+    def _test_accuracy(self) -> float:
+        """Fused test accuracy of the current weights (the official protocol's per-epoch test)."""
+        feats, y = self.encode_split(self.bundle.test, "test")
+        return accuracy(self._eval_logits(feats).float(), y)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -659,6 +821,7 @@ class Trainer:
                 "train_seconds": self.train_seconds,
                 "samples_seen": self.samples_seen,
                 "best": self.best,
+                "best_test": self.best_test,
                 "history": self.history,
                 "stopped_by": self.stopped_by,
                 "lr_mults": self.lr_mults,
@@ -682,6 +845,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.global_step = p["epoch"], p["batch_in_epoch"], p["global_step"]
         self.skipped_steps, self.train_seconds = p["skipped_steps"], p["train_seconds"]
         self.samples_seen, self.best, self.history = p["samples_seen"], p["best"], p["history"]
+        self.best_test = p.get("best_test", {"acc": -math.inf, "epoch": -1})
         self.stopped_by, self.lr_mults = p.get("stopped_by"), dict(p.get("lr_mults", {}))
         if p.get("alerts"):
             self.alerts.load_state_dict(p["alerts"])
@@ -709,7 +873,7 @@ class Trainer:
         path = self.run_dir / CHECKPOINT_BEST
         if not path.is_file():
             return False
-        self.model.load_state_dict(torch.load(path, map_location=self.device, weights_only=False)["model"])
+        self.model.load_state_dict(load_checkpoint(path, self.device)["model"])
         return True
 
     def save_checkpoint(self) -> None:
@@ -724,7 +888,7 @@ class Trainer:
         if not path.is_file():
             return False
         # RNG states must stay CPU tensors; load_state_dict moves weights and optimiser state
-        self.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+        self.load_state_dict(load_checkpoint(path, "cpu"))
         return True
 
     # ------------------------------------------------------------------ the loop
@@ -816,6 +980,10 @@ class Trainer:
             if result.acc > self.best["acc"]:
                 self.best = {"acc": result.acc, "epoch": epoch, "step": self.global_step}
                 self._save_best(epoch)
+            if cfg.train.test_selected and len(self.bundle.test) > 0:
+                test_acc = self._test_accuracy()
+                if test_acc > self.best_test["acc"]:
+                    self.best_test = {"acc": test_acc, "epoch": epoch}
         ctx = self.context(epoch)
         for s in self.hooks["on_epoch_end"]:
             s.on_epoch_end(ctx, dict(val_metrics) if val_metrics is not None else None)
@@ -872,6 +1040,19 @@ class Trainer:
             "status": status,
         }
 
+    def _test_selected_summary(self) -> dict[str, Any] | None:
+        if not self.cfg.train.test_selected or self.best_test["epoch"] < 0:
+            return None
+        return {
+            "acc": float(self.best_test["acc"]),
+            "epoch": int(self.best_test["epoch"]),
+            "note": (
+                "best test accuracy over the evaluated epochs, the number both official codes "
+                "report; selected on test (optimistic), never used for model selection; the "
+                "val-selected result is `test`"
+            ),
+        }
+
     def _finish(self, status: str) -> dict[str, Any]:
         test_last = self.evaluate(self.bundle.test, "test")
         selected = self._load_best()
@@ -892,6 +1073,7 @@ class Trainer:
             "val": best_val,
             "test": test_summary,
             "test_last_epoch": test_last.as_summary(True),
+            "test_selected_on_test": self._test_selected_summary(),
             "train": {
                 "steps": self.global_step,
                 "skipped_steps": self.skipped_steps,

@@ -24,7 +24,14 @@ from db.accounts import (
     resolve_actor,
 )
 from db.engine import check_schema, current_revision, database_url, head_revision, make_engine, upgrade
-from db.errors import InvalidMetricKey, InvalidRunState, RunNotFound, SchemaError, StoreError
+from db.errors import (
+    InvalidMetricKey,
+    InvalidRunState,
+    RunNotFound,
+    SchemaError,
+    StoreError,
+    StoreUnreachable,
+)
 from db.ingest import MAX_KEY_LENGTH, ROLLUP_WIDTHS, write_points
 from db.queries import (
     Downsampled,
@@ -43,6 +50,7 @@ from db.queries import (
     flatten_config,
     get_event,
     get_run,
+    get_runs,
     group_aggregate,
     group_curves,
     latest_values,
@@ -104,6 +112,7 @@ __all__ = [
     "RunNotFound",
     "RunPage",
     "SchemaError",
+    "StoreUnreachable",
     "SeriesData",
     "StoreError",
     "add_event",
@@ -122,6 +131,7 @@ __all__ = [
     "finish_run",
     "flatten_config",
     "get_run",
+    "get_runs",
     "group_aggregate",
     "group_curves",
     "head_revision",

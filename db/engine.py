@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 
-from db.errors import SchemaError
+from db.errors import SchemaError, StoreUnreachable
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DATABASE_FILE = "bml.db"
@@ -143,7 +143,7 @@ def check_schema(engine: Engine) -> None:
     try:
         current = current_revision(engine)
     except Exception as exc:
-        raise SchemaError(f"cannot open the store at {describe(engine)}: {exc}") from exc
+        raise StoreUnreachable(f"cannot open the store at {describe(engine)}: {exc}") from exc
     if current == head:
         return
     if current is None:

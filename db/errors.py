@@ -11,6 +11,10 @@ class SchemaError(StoreError):
     """The database is not at the schema revision this code needs (run `bml db upgrade`)."""
 
 
+class StoreUnreachable(SchemaError):
+    """The database cannot be reached at all (server down, wrong URL): migrating won't help."""
+
+
 class RunNotFound(StoreError, LookupError):
     """No run with this id."""
 

@@ -140,6 +140,29 @@ def get_run(engine: Engine, run_id: int) -> RunDetail:
     )
 
 
+def get_runs(engine: Engine, run_ids: Sequence[int]) -> tuple[list[RunDetail], list[int]]:
+    """Several runs with their configs in one round trip, in the order given (repeats
+    dropped), and the ids not found."""
+    ids = list(dict.fromkeys(int(i) for i in run_ids))
+    if not ids:
+        return [], []
+    with engine.connect() as conn:
+        rows = {
+            int(r[0]): r
+            for r in conn.execute(
+                select(*_LIST_COLUMNS, Run.config, Run.traceback_tail).where(Run.id.in_(ids))
+            )
+        }
+        tags = _tags_of(conn, list(rows))
+    n = len(_LIST_FIELDS)
+    found = [
+        RunDetail(**_run_info(rows[i][:n], tags.get(i, [])), config=rows[i][n], traceback_tail=rows[i][n + 1])
+        for i in ids
+        if i in rows
+    ]
+    return found, [i for i in ids if i not in rows]
+
+
 def list_runs(
     engine: Engine,
     *,

@@ -49,6 +49,8 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
     for tag in out:
         if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG_LENGTH:
             raise ValueError(f"tag {tag!r} refused: tags are 1 to {MAX_TAG_LENGTH} characters")
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in tag):
+            raise ValueError(f"tag {tag!r} refused: tags must not contain control characters")
     return out
 
 
@@ -73,6 +75,8 @@ def create_run(
     for label, value in (("name", name), ("group", group)):
         if not value or len(value) > MAX_NAME_LENGTH:
             raise ValueError(f"run {label} {value!r} refused: 1 to {MAX_NAME_LENGTH} characters")
+        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):  # NUL breaks PostgreSQL
+            raise ValueError(f"run {label} {value!r} refused: it must not contain control characters")
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
     tag_list = _check_tags(cfg.tags if tags is None else tags)

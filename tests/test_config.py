@@ -158,7 +158,13 @@ def test_presets_match_methods_section_7() -> None:
     assert (opm.q_base, opm.lam, opm.p_exe, opm.warmup_epochs) == (0.5, 0.5, 0.7, 6)
     assert both.optim.name == "adamw" and both.optim.lr == 5e-5 and both.optim.scheduler.step_size == 40
     assert both.train.epochs == 7  # the user's key wins over the preset
-    assert set(PRESETS) == {"cvpr2022-ogm-ge", "tpami2024-ogm", "tpami2024-opm", "tpami2024-opm-ogm"}
+    assert set(PRESETS) == {
+        "cvpr2022-ogm-ge",
+        "tpami2024-ogm",
+        "tpami2024-opm",
+        "tpami2024-opm-ogm",
+        "bb-mmpareto",
+    }
     with pytest.raises(ConfigError):
         load_config(preset="nope")
 

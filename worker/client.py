@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bml_core.config import ConfigError, RunConfig, apply_override, validate_config
-from bml_core.dataroots import check_data_path
+from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_override, validate_config
+from bml_core.dataparams import check_dataset_paths
 from bml_core.errors import DatasetError
 from db import (
     Actor,
@@ -39,7 +39,7 @@ from db import (
 )
 from db.accounts import log_action
 from worker.presence import live_workers
-from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact
+from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact, remove_run_files
 
 
 class BrokerUnavailable(RuntimeError):
@@ -98,12 +98,12 @@ def _enqueue_all(engine: Engine, run_ids: Sequence[int]) -> None:
 
 
 def check_paths(cfg: RunConfig) -> None:
-    """Datasets read by workers must lie under BML_DATA_ROOTS (ConfigError naming dataset.path)."""
-    if cfg.dataset.path:
-        try:
-            check_data_path(cfg.dataset.path)
-        except DatasetError as exc:
-            raise ConfigError([("dataset.path", str(exc))]) from None
+    """Every file a worker's dataset will read (dataset.path and each path-valued parameter the
+    dataset declares) must lie under BML_DATA_ROOTS: ConfigError naming the field otherwise."""
+    try:
+        check_dataset_paths(cfg.dataset)
+    except DatasetError as exc:
+        raise ConfigError([(exc.field, str(exc))]) from None
 
 
 def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None = None) -> list[RunConfig]:
@@ -112,6 +112,8 @@ def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None =
     check_paths(cfg)
     if not seeds:
         return [cfg]
+    if len(seeds) > MAX_SEEDS_PER_LAUNCH:
+        raise ConfigError([("seeds", f"at most {MAX_SEEDS_PER_LAUNCH} seeds per launch; got {len(seeds)}")])
     bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
     if bad:
         raise ConfigError([("seeds", f"seeds must be integers >= 0; got {bad}")])
@@ -282,7 +284,9 @@ def delete(run_id: int, *, engine: Engine | None = None, actor: Actor | None = N
     """Delete a run and all its data (a running run must be cancelled first). Admins only
     (audited)."""
     eng = _engine(engine)
+    run = get_run(eng, run_id)
     delete_run(eng, run_id, actor=actor or current_actor(eng))
+    remove_run_files(run_id, run.created_at)  # its checkpoints and logs too
 
 
 @dataclass

@@ -6,7 +6,12 @@ checkpoint, trains with a DbMetricSink, and records the final status itself.
 
 SIGTERM: the current step finishes, the sink flushes, a checkpoint is written. If the run's
 cancellation was requested the run ends `cancelled` (exit 0); otherwise it was a shutdown
-of the worker and the process exits EXIT_INTERRUPTED so that the supervisor requeues it."""
+of the worker and the process exits EXIT_INTERRUPTED so that the supervisor requeues it.
+
+The process never outlives its supervisor: on Linux the kernel sends it SIGTERM when the
+parent dies (prctl PR_SET_PDEATHSIG), and a watchdog thread also stops it when its parent
+changes (any platform) or when the run's cancel flag is set in the store, so `bml cancel`
+works even when no supervisor is left to relay it."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,6 +28,48 @@ if TYPE_CHECKING:
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpoint written, run it again later
 EXIT_FAILED = 1
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> bool:
+    """Ask the kernel to send `sig` to this process when its parent exits (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def start_watchdog(
+    stop: threading.Event, parent_pid: int, should_stop: Callable[[], bool], interval_s: float
+) -> threading.Thread:
+    """A daemon thread that sets `stop` when the parent process is gone (this process was
+    re-parented) or `should_stop()` says so (the cancel flag in the store); errors of
+    `should_stop` (the store away) are ignored and retried."""
+
+    def watch() -> None:
+        while not stop.wait(interval_s):
+            if os.getppid() != parent_pid:
+                print("run process: the supervisor is gone; stopping", file=sys.stderr, flush=True)
+                stop.set()
+                return
+            try:
+                if should_stop():
+                    print("run process: cancel requested in the store; stopping", file=sys.stderr, flush=True)
+                    stop.set()
+                    return
+            except Exception:  # noqa: BLE001, S110 - the store may be away for a while: retry
+                pass
+
+    thread = threading.Thread(target=watch, name="bml-run-watchdog", daemon=True)
+    thread.start()
+    return thread
 
 
 def main(argv: list[str]) -> int:
@@ -32,11 +80,20 @@ def main(argv: list[str]) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on `bml worker` is the supervisor's business
+    parent_pid = os.getppid()
+    die_with_parent()
+    expected = os.environ.get("BML_SUPERVISOR_PID", "")
+    if expected.isdigit() and int(expected) != parent_pid:
+        print("run process: started without its supervisor (it has already exited)", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
-    from db import check_schema, finish_run, make_engine
+    from db import cancel_requested, check_schema, finish_run, make_engine
+    from worker.settings import SupervisorSettings
 
     engine = make_engine()
     check_schema(engine)
+    interval = max(0.2, SupervisorSettings.from_env().heartbeat_interval_s)
+    start_watchdog(stop, parent_pid, lambda: cancel_requested(engine, run_id), interval)
     try:
         return _train(engine, run_id, stop)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, then exit 1
@@ -53,19 +110,21 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
 
     from bml_core.config import validate_config
     from bml_core.data import build_dataset
-    from bml_core.dataroots import check_data_path
+    from bml_core.dataparams import check_dataset_paths
     from bml_core.provenance import data_fingerprints, runtime_environment
     from bml_core.trainer import Trainer
     from db import DbMetricSink, cancel_requested, finish_run, get_run, record_environment
-    from worker.settings import runs_dir
+    from worker.settings import run_dir
 
     run = get_run(engine, run_id)
     cfg = validate_config(run.config)
     threads = int(os.environ.get("BML_TORCH_THREADS", "0") or 0) or cfg.train.threads
     if threads:
         torch.set_num_threads(threads)
+    # again here, before any file is opened: the store's config may not have come through submit
+    checked = check_dataset_paths(cfg.dataset)
     if cfg.dataset.path:
-        cfg.dataset.path = str(check_data_path(cfg.dataset.path))
+        cfg.dataset.path = str(checked["dataset.path"])
     bundle = build_dataset(cfg.dataset)
     from bml_core.alerts.webhook import webhook_sinks
 
@@ -74,7 +133,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
         cfg,
         bundle,
         sinks=[sink, *webhook_sinks({"name": cfg.name, "id": run_id})],
-        run_dir=runs_dir() / f"run-{run_id}",
+        run_dir=run_dir(run_id, run.created_at),
         stop_requested=stop.is_set,
     )
     environment = runtime_environment(str(trainer.device))

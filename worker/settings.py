@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from db.engine import bml_home
@@ -46,6 +48,21 @@ def runs_dir() -> Path:
     """Where run processes keep checkpoints (BML_RUNS_DIR; default BML_HOME/runs). Put it on
     shared storage when workers on several hosts should resume each other's runs."""
     return Path(os.environ.get("BML_RUNS_DIR") or bml_home() / "runs").resolve()
+
+
+def run_dir(run_id: int, created_at: datetime) -> Path:
+    """One run's directory (checkpoints, attempt logs): keyed by its id AND its creation time,
+    so a new run that gets a deleted run's id (SQLite hands out the highest id again) never
+    finds, or resumes from, that run's files."""
+    stamp = created_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return runs_dir() / f"run-{run_id}-{stamp}"
+
+
+def remove_run_files(run_id: int, created_at: datetime) -> None:
+    """Delete a run's directory (and the id-only directory of releases before run_dir)."""
+    for path in (run_dir(run_id, created_at), runs_dir() / f"run-{run_id}"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass(frozen=True)

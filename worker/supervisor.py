@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from db import TERMINAL_STATUSES, StoreError, finish_run, get_run, heartbeat, requeue_run
 from worker.run_process import EXIT_INTERRUPTED
-from worker.settings import SupervisorSettings, runs_dir
+from worker.settings import SupervisorSettings, run_dir
 
 log = logging.getLogger("bml.worker")
 LOG_TAIL_CHARS = 8_000
@@ -66,10 +66,15 @@ class RunSupervisor:
     def run(self) -> str:
         """Run to the end; returns the run's status afterwards."""
         run = get_run(self.engine, self.run_id)
-        run_dir = runs_dir() / f"run-{self.run_id}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        log_path = run_dir / f"attempt-{run.attempt}.log"
-        env = {**os.environ, **self.extra_env, "PYTHONUNBUFFERED": "1"}
+        directory = run_dir(self.run_id, run.created_at)
+        directory.mkdir(parents=True, exist_ok=True)
+        log_path = directory / f"attempt-{run.attempt}.log"
+        env = {
+            **os.environ,
+            **self.extra_env,
+            "PYTHONUNBUFFERED": "1",
+            "BML_SUPERVISOR_PID": str(os.getpid()),  # the run process checks it is still there
+        }
         previous = signal.signal(signal.SIGTERM, self._on_shutdown)
         try:
             with log_path.open("ab") as out:

@@ -482,7 +482,7 @@ table{border-collapse:collapse;margin:.6em 0;font-size:.9em;width:100%}
 th,td{border:1px solid #ccc;padding:4px 7px;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;white-space:nowrap}
 .better{color:#0a7a2f;font-weight:600}.worse{color:#b3261e;font-weight:600}.noise{color:#555}
-.plot{width:100%;min-height:300px;margin:.5em 0}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}
+.plot{width:100%;min-height:300px;margin:.5em 0}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(480px,100%),1fr));gap:12px}
 ul.headline li{margin:.2em 0}
 @media print{body{max-width:none;margin:0}.plot{break-inside:avoid;page-break-inside:avoid}
 table{break-inside:auto}tr{break-inside:avoid}h2{break-after:avoid}.grid{display:block}}

@@ -196,6 +196,21 @@ def compare_seeds(values: SeedValues, baseline: SeedValues) -> TestResult:
     return welch_test([v for _, v in a], [v for _, v in b])
 
 
+def diff_interval(test: TestResult, confidence: float = confidence_level) -> tuple[float, float]:
+    """The confidence interval of a test's difference: diff ± t_{(1+c)/2, df} · se, with se
+    = |diff / t| (paired: of the mean per-seed difference; Welch: of the difference of
+    means, Welch–Satterthwaite df). A zero-spread difference gives (diff, diff); no test,
+    or t = 0 with no spread, gives (nan, nan)."""
+    if test.test is None or not (math.isfinite(test.df) and test.df > 0) or not math.isfinite(test.diff):
+        return math.nan, math.nan
+    if math.isinf(test.statistic):
+        return test.diff, test.diff
+    if test.statistic == 0:
+        return math.nan, math.nan
+    half = float(sps.t.ppf((1 + confidence) / 2, test.df)) * abs(test.diff / test.statistic)
+    return test.diff - half, test.diff + half
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm–Bonferroni adjusted p-values (step-down, made monotone, capped at 1), in the
     input order. NaN entries (no test) stay NaN and do not count in m."""

@@ -24,11 +24,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
-from bml_core.data.filedata import FileDataset, bundle_from_splits, dataset_root, parse_params, require_file
+from bml_core.data.filedata import (
+    FileDataset,
+    bundle_from_splits,
+    dataset_root,
+    parse_params,
+    require_file,
+    short_cell,
+)
 from bml_core.data.media import (
     SPECTROGRAM_BINS,
     SPECTROGRAM_FRAMES,
@@ -40,24 +46,11 @@ from bml_core.data.media import (
     open_image,
     segment_indices,
 )
+from bml_core.dataparams import CremadParams
 
 CREMAD_CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 CREMAD_LABEL_IDS = {code: i for i, code in enumerate(CREMAD_CLASSES)}
 LAYOUT = "train.csv, test.csv, AudioWAV/<clip>.wav, Image-01-FPS/<clip>/*.jpg"
-
-
-class CremadParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    frames: int = Field(1, ge=1, le=16, description="frames per clip (OGM-GE uses 1)")
-    image_size: int = Field(224, ge=8, le=1024, description="frame side in pixels")
-    augment: bool = Field(True, description="random resized crop + flip on training frames")
-    audio_dir: str = Field("AudioWAV", description="folder of <clip>.wav under the root")
-    frames_dir: str = Field("Image-01-FPS", description="folder of <clip>/ frame folders under the root")
-    train_list: str = Field("train.csv", description="training list under the root")
-    test_list: str = Field("test.csv", description="test list under the root")
-    split_seed: int = Field(0, ge=0, description="seed of the validation split carved from train")
-    skip_missing: bool = Field(False, description="skip clips whose wav or frame folder is missing")
-    verify: bool = Field(True, description="check every file's header when the dataset is built")
 
 
 @dataclass(frozen=True)
@@ -78,14 +71,15 @@ def read_clip_list(path: Path) -> list[tuple[str, int, int]]:
                 continue
             if len(cells) < 2 or not cells[0]:
                 raise DatasetError(
-                    f"{path}:{line_no}: expected `clip,EMOTION`, got {','.join(row)!r}",
+                    f"{path}:{line_no}: expected `clip,EMOTION` (two comma-separated cells), got "
+                    f"{len(cells)} cell(s)",  # never the line itself: error messages show no file content
                     field="dataset.path",
                     path=str(path),
                 )
             label = cells[1].upper()
             if label not in CREMAD_LABEL_IDS:
                 raise DatasetError(
-                    f"{path}:{line_no}: unknown emotion label {cells[1]!r} for clip {cells[0]}; "
+                    f"{path}:{line_no}: unknown emotion label {short_cell(cells[1])}; "
                     f"expected one of {' '.join(CREMAD_CLASSES)}",
                     field="label",
                     path=str(path),

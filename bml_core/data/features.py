@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bml_core.config import DatasetConfig
+from bml_core.config import MAX_CLASSES, DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
 
 SPLIT_NAMES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
@@ -110,10 +110,38 @@ def load_features(path: str | Path) -> dict[str, Any]:
             raise DatasetError(
                 f"{p}: x_{m} must be numeric, got dtype {a.dtype}", field=f"x_{m}", path=str(p)
             )
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            where = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
+            value = a[where]
+            raise DatasetError(
+                f"{p}: x_{m} holds a non-finite value ({value}) at index {list(where)} (sample "
+                f"{where[0]}); NaN and inf are refused: fix or drop those samples",
+                field=f"x_{m}",
+                path=str(p),
+            )
     classes = arrays.get("classes")
     class_names = (
         [c.decode() if isinstance(c, bytes) else str(c) for c in classes] if classes is not None else None
     )
+    if y.min() < 0:
+        raise DatasetError(
+            f"{p}: labels must be >= 0; found {int(y.min())} at index {int(np.argmin(y))}",
+            field="y",
+            path=str(p),
+        )
+    if class_names is not None and len(class_names) > MAX_CLASSES:
+        raise DatasetError(
+            f"{p}: `classes` has {len(class_names):,} names; at most {MAX_CLASSES:,} classes",
+            field="classes",
+            path=str(p),
+        )
+    if class_names is None and int(y.max()) >= MAX_CLASSES:
+        raise DatasetError(
+            f"{p}: label {int(y.max())} at index {int(np.argmax(y))} implies {int(y.max()) + 1:,} classes "
+            f"(at most {MAX_CLASSES:,}); renumber the labels 0..C-1 or add a `classes` array",
+            field="y",
+            path=str(p),
+        )
     num_classes = len(class_names) if class_names else int(y.max()) + 1
     if y.min() < 0 or y.max() >= num_classes:
         raise DatasetError(

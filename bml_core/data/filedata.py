@@ -98,6 +98,13 @@ def dataset_root(cfg: DatasetConfig, layout_hint: str) -> Path:
     return root
 
 
+def short_cell(text: str, limit: int = 32) -> str:
+    """A label-like cell for an error message: quoted, printable characters only, at most
+    `limit` characters (messages quote a bad label, never a line of the file)."""
+    clean = "".join(c for c in text if c.isprintable())
+    return repr(clean if len(clean) <= limit else clean[:limit] + "...")
+
+
 def require_file(path: Path, what: str, fix: str) -> Path:
     if not path.is_file():
         raise DatasetError(f"{path}: {what} is missing; {fix}", field="dataset.path", path=str(path))

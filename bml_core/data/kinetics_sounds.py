@@ -28,11 +28,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
@@ -48,32 +47,11 @@ from bml_core.data.media import (
     read_hdf5_jpeg_frames,
     segment_indices,
 )
+from bml_core.dataparams import KineticsSoundsParams
 
 LAYOUT = "KS.json, video/<id>.hdf5, audio/<id>.npy"
 AUDIO_SUFFIXES = (".npy", ".pkl", ".pickle")
 KS_FRAMES = 3
-
-
-class KineticsSoundsParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    split_file: str = Field("KS.json", description="split JSON under the root (labels + database)")
-    video_dir: str = Field("video", description="folder of <id>.hdf5 under the root")
-    audio_dir: str = Field("audio", description="folder of <id>.npy (or trusted .pkl) under the root")
-    image_size: int = Field(112, ge=8, le=1024, description="frame side in pixels (official: 112)")
-    train_frames: Literal["fixed", "random"] = Field(
-        "fixed", description="training frames: first/middle/last (official) or random per third"
-    )
-    augment: bool = Field(True, description="random resized crop + flip on training frames")
-    audio_frames: int | None = Field(None, ge=1, description="crop/zero-pad the spectrogram's time axis")
-    trust_pickle: list[str] = Field(
-        default_factory=list, description="files or folders whose .pkl files may be unpickled"
-    )
-    train_subset: str = "training"
-    val_subset: str = "validation"
-    test_subset: str = "testing"
-    split_seed: int = Field(0, ge=0, description="seed of the validation split when carved from train")
-    skip_missing: bool = Field(False, description="skip clips whose HDF5 or audio file is missing")
-    verify: bool = Field(True, description="open every file once when the dataset is built")
 
 
 @dataclass(frozen=True)

@@ -27,29 +27,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset
-from bml_core.data.filedata import FileDataset, bundle_from_splits, dataset_root, parse_params, require_file
+from bml_core.data.filedata import (
+    FileDataset,
+    bundle_from_splits,
+    dataset_root,
+    parse_params,
+    require_file,
+    short_cell,
+)
 from bml_core.data.media import FrameTransform, check_image_header, list_frames, open_image, segment_indices
+from bml_core.dataparams import UCF101Params
 
 LAYOUT = "classInd.txt, trainlist01.txt, testlist01.txt, rgb/<video>/*.jpg, flow/u/<video>/*.jpg, flow/v/<video>/*.jpg"
-
-
-class UCF101Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    split: int = Field(1, ge=1, le=3, description="official split: trainlist0N.txt / testlist0N.txt")
-    frames: int = Field(3, ge=1, le=16, description="frames per stream (BalanceBenchmark: 3)")
-    image_size: int = Field(224, ge=8, le=1024, description="frame side in pixels")
-    augment: bool = Field(True, description="horizontal flip in training")
-    class_index: str = Field("classInd.txt", description="class list under the root")
-    rgb_dir: str = Field("rgb", description="folder of <video>/ RGB frame folders")
-    flow_u_dir: str = Field("flow/u", description="folder of <video>/ horizontal-flow frames")
-    flow_v_dir: str = Field("flow/v", description="folder of <video>/ vertical-flow frames")
-    split_seed: int = Field(0, ge=0, description="seed of the validation split carved from train")
-    skip_missing: bool = Field(False, description="skip videos whose frame folders are missing")
-    verify: bool = Field(True, description="check every frame's header when the dataset is built")
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,7 @@ def read_class_index(path: Path) -> list[str]:
             continue
         if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) != len(classes) + 1:
             raise DatasetError(
-                f"{path}:{line_no}: expected `{len(classes) + 1} ClassName`, got {line!r}",
+                f"{path}:{line_no}: expected `{len(classes) + 1} ClassName` (a number and a name)",
                 field="dataset.params.class_index",
                 path=str(path),
             )
@@ -90,21 +82,21 @@ def read_video_list(path: Path, class_ids: dict[str, int]) -> list[tuple[str, in
         entry = parts[0].replace("\\", "/")
         if "/" not in entry:
             raise DatasetError(
-                f"{path}:{line_no}: expected `Class/v_Class_gXX_cYY.avi [label]`, got {line!r}",
+                f"{path}:{line_no}: expected `Class/v_Class_gXX_cYY.avi [label]` (no `/` in the first cell)",
                 field="dataset.path",
                 path=str(path),
             )
         class_name, file_name = entry.split("/", 1)
         if class_name not in class_ids:
             raise DatasetError(
-                f"{path}:{line_no}: unknown class {class_name!r} (not in the class index)",
+                f"{path}:{line_no}: unknown class {short_cell(class_name)} (not in the class index)",
                 field="label",
                 path=str(path),
             )
         label = class_ids[class_name]
         if len(parts) > 1 and (not parts[1].isdigit() or int(parts[1]) - 1 != label):
             raise DatasetError(
-                f"{path}:{line_no}: label {parts[1]!r} disagrees with the class index ({class_name} is "
+                f"{path}:{line_no}: label {short_cell(parts[1])} disagrees with the class index ({class_name} is "
                 f"{label + 1})",
                 field="label",
                 path=str(path),

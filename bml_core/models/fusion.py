@@ -103,6 +103,30 @@ class GatedFusion(FusionHead):
         return self.fc_out(gate * rest)
 
 
+class SharedHead(FusionHead):
+    """`model.head: shared`: one Linear d -> C applied to every modality's feature (all of
+    width d); u_m = head(h_m) and the default fused logits z = sum_m u_m (strategies such as
+    MLA and ReconBoost fuse differently through on_logits)."""
+
+    def __init__(self, dims: dict[str, int], num_classes: int):
+        super().__init__()
+        self.modalities = list(dims)
+        widths = set(dims.values())
+        if len(widths) != 1:
+            raise ValueError(f"a shared head needs features of one width, got {dims}")
+        self.fc = nn.Linear(widths.pop(), num_classes)
+
+    def stacked(self, feats: Features) -> torch.Tensor:
+        """head(h_m) for every modality as one [M, B, C] tensor."""
+        return self.fc(torch.stack([feats[m] for m in self.modalities]))
+
+    def forward(self, feats: Features) -> torch.Tensor:
+        return self.stacked(feats).sum(0)
+
+    def unimodal_logits(self, feats: Features) -> Features:
+        return dict(zip(self.modalities, self.stacked(feats).unbind(0), strict=True))
+
+
 FUSIONS: dict[str, Callable[..., FusionHead]] = {
     "concat": ConcatFusion,
     "sum": SumFusion,

@@ -72,6 +72,17 @@ class Runtime(Protocol):
 
     def backward(self, loss: torch.Tensor) -> None: ...
     def optimizer_step(self) -> None: ...
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor: ...
+    def event(self, level: str, message: str) -> None: ...
+    def step_metrics(
+        self,
+        ctx: StepContext,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> dict[str, float]: ...
 
 
 @dataclass
@@ -216,7 +227,8 @@ class StepContext:
 
     def iter_batches(self, split: str, fraction: float = 1.0, seed: int | None = None) -> Iterator[Batch]:
         """Batches (x, y) on the device of the first `fraction` of a split (train: in a fixed
-        shuffled order from `seed`; `heldout` style uses pass a seed of their own)."""
+        shuffled order from `seed`, never the held-out part); split "heldout" is the held-out
+        part of the training split (needs_heldout), in a fixed order."""
         return self._rt().iter_batches(split, fraction, seed)
 
     def iter_features(
@@ -245,10 +257,32 @@ class StepContext:
         """loss.backward() through the AMP grad scaler when there is one (for `backward`)."""
         self._rt().backward(loss)
 
+    def scale_loss(self, loss: torch.Tensor) -> torch.Tensor:
+        """The loss scaled as the AMP grad scaler would (for torch.autograd.grad in `backward`)."""
+        return self._rt().scale_loss(loss)
+
     def optimizer_step(self) -> None:
         """optimizer.step() as the trainer does it (grad scaler, per-group lr multipliers):
         for a `training_step` that makes its own updates."""
         self._rt().optimizer_step()
+
+    def event(self, message: str, level: str = "info") -> None:
+        """A run event (shown on Live's event list), e.g. a re-initialisation."""
+        self._rt().event(level, message)
+
+    def step_metrics(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        u: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        grad_norms: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """For a `training_step`: the step's CONTRACT.md metrics (train/loss from `loss`,
+        train/acc from the fused `logits`, the probe's per-modality numbers from `u`, encoder
+        gradient norms as they are now or `grad_norms` [M]) plus what was logged on this
+        context, in one host sync. Return the dict from training_step."""
+        return self._rt().step_metrics(self, loss, logits, u, y, grad_norms)
 
 
 class Strategy:

@@ -8,7 +8,7 @@ import torch
 from bml_core.config import ConfigError, RunConfig, StrategyParams
 from bml_core.data.base import stable_seed
 from bml_core.models import MultimodalModel
-from bml_core.strategies.base import Strategy
+from bml_core.strategies.base import Strategy, overrides
 from bml_core.strategies.spec import get_spec, plugin_errors
 
 
@@ -50,4 +50,37 @@ def build_strategies(
         strategy = cls(p, model, device, stable_seed(seed, i, p.name))
         strategy.spec = spec
         out.append(strategy)
+    _check_step_owner(out)
     return out
+
+
+# the events of the trainer's own step, which a strategy's training_step replaces
+STEP_EVENTS = (
+    "before_forward",
+    "on_features",
+    "compute_loss",
+    "backward",
+    "on_gradients",
+    "before_optimizer_step",
+)
+
+
+def _check_step_owner(strategies: list[Strategy]) -> None:
+    """A strategy that replaces the training step (overrides_step) cannot be combined with one
+    that acts inside the default step: that one's step events would never run."""
+    owners = [s for s in strategies if s.spec is not None and s.spec.has("overrides_step")]
+    if not owners:
+        return
+    owner = owners[0]
+    for i, s in enumerate(strategies):
+        skipped = [e for e in STEP_EVENTS if s is not owner and overrides(s, e)]
+        if skipped:
+            raise ConfigError(
+                [
+                    (
+                        f"strategies.{i}",
+                        f"{s.params.name} acts inside the training step ({', '.join(skipped)}), which "
+                        f"{owner.params.name} replaces with its own: they cannot be combined",
+                    )
+                ]
+            )

@@ -30,8 +30,10 @@ CAPABILITIES: dict[str, str] = {
     "needs_unimodal_logits_with_grad": "compute_loss receives uni-modal logits u_m that carry gradient",
     "needs_features": "reads the per-modality features h_m",
     "needs_aux_heads": "a linear head per modality on h_m (model.heads: aux creates them)",
-    "needs_shared_head": "one head shared by every modality (all features of equal width)",
+    "needs_shared_head": "one head shared by every modality (requires model.head: shared)",
     "needs_val": "reads the validation split during training",
+    "needs_heldout": "holds out `heldout_fraction` of the training split (fixed seed; never trained on; "
+    "split 'heldout' in ctx.iter_batches / iter_features)",
     "needs_masked_forward": "forwards with some modalities absent (ctx.forward(present=...))",
     "needs_init_snapshot": "keeps a copy of the initial weights",
     "overrides_step": "replaces the default training step (training_step)",
@@ -302,10 +304,19 @@ def _discover(refresh: bool) -> dict[str, StrategySpec]:
     return _SPECS
 
 
+# METHODS.md's reference methods lead the built-ins; the others follow in name order
+REFERENCE_METHODS = ("joint", "ogm", "ogm_ge", "opm")
+
+
 def all_specs() -> list[StrategySpec]:
-    """Every discovered spec: built-ins first (in name order, joint first), then plug-ins."""
+    """Every discovered spec: built-ins first (joint, ogm, ogm_ge, opm, then the rest in name
+    order), then plug-ins."""
     specs = discover()
-    return sorted(specs.values(), key=lambda s: (s.source != "built-in", s.name != "joint", s.name))
+    lead = {name: i for i, name in enumerate(REFERENCE_METHODS)}
+    return sorted(
+        specs.values(),
+        key=lambda s: (s.source != "built-in", lead.get(s.name, len(lead)), s.name),
+    )
 
 
 def get_spec(name: str) -> StrategySpec | None:
@@ -349,6 +360,14 @@ def check_rules(cfg: RunConfig) -> list[tuple[str, str]]:
                     "model.heads",
                     f"{params.name} (strategies.{i}) needs uni-modal logits with gradient; "
                     f"fusion {cfg.model.fusion} has no per-modality blocks: set model.heads: aux",
+                )
+            )
+        if spec.has("needs_shared_head") and cfg.model.head != "shared":
+            errors.append(
+                (
+                    "model.head",
+                    f"{params.name} (strategies.{i}) trains one head shared by every modality: "
+                    "set model.head: shared",
                 )
             )
         for cap, idx in overriding.items():

@@ -121,16 +121,22 @@ def pick(page: Any, container: str, option: str) -> None:
     page.keyboard.press("Escape")
 
 
-def screenshot(page: Any, directory: Path | None, name: str) -> None:
-    """A full-height screenshot of the page into `directory` (skipped when None)."""
+def screenshot(page: Any, directory: Path | None, name: str, width: int | None = None) -> None:
+    """A full-height screenshot of the page into `directory` (skipped when None), at the
+    viewport's width or `width` pixels."""
     if directory is None:
         return
     directory.mkdir(parents=True, exist_ok=True)
+    wide = width or VIEWPORT["width"]
+    if wide != VIEWPORT["width"]:
+        page.set_viewport_size({"width": wide, "height": VIEWPORT["height"]})
+        wait_idle(page)
+        page.wait_for_timeout(1000)  # charts and tables re-lay out at the new width
     height = page.evaluate(
         '() => Math.max(...Array.from(document.querySelectorAll(\'[data-testid="stMain"], section.main, '
         '[data-testid="stAppViewContainer"]\')).map(e => e.scrollHeight), 1000)'
     )
-    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(int(height) + 40, 4000)})
+    page.set_viewport_size({"width": wide, "height": min(int(height) + 40, 4000)})
     wait_idle(page)
     page.wait_for_timeout(1500)  # tables and charts draw after the script run
     page.screenshot(path=str(directory / f"{name}.png"))

@@ -2,7 +2,9 @@
 started by the test in its own BML_HOME on a free port: bad input is refused field by field
 with nothing stored or enqueued; an OGM-GE run launched from the form trains while its
 Live ratio chart gains points and the Workers page shows it; it is cancelled from the Runs
-page; two finished runs are compared and their CSV downloaded; and the time from a step's
+page; two finished runs are compared and their CSV downloaded; a sweep of three strategies
+x two seeds launched from the form is compared (three groups of n = 2 with their verdicts,
+still n = 2 after a cancel and a retry) and its report opened; and the time from a step's
 write to its point on the Live page is measured. Every page is screenshotted (into
 $BML_SCREENSHOT_DIR when set, e.g. docs/screenshots)."""
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import os
 import signal
 import socket
@@ -25,6 +28,7 @@ from typing import Any
 
 import pytest
 from browser_helpers import (
+    after_rerun,
     chart_points,
     choose,
     drag_zoom,
@@ -240,7 +244,7 @@ def test_compare_two_finished_runs_and_download_the_csv(studio: Studio, page: An
     assert len(points) == 1 and next(iter(points)) == "e2e-compare (n=2)"  # seeds averaged
     screenshot(page, studio.shots, "compare")
     with page.expect_download() as download:
-        page.get_by_role("button", name="Download summary CSV").click()
+        page.get_by_role("button", name="Download runs CSV").click()
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     assert [int(r["run"]) for r in rows] == ids
     for r, rid in zip(rows, ids, strict=True):
@@ -249,6 +253,111 @@ def test_compare_two_finished_runs_and_download_the_csv(studio: Studio, page: An
         assert float(r["test acc"]) == pytest.approx(summary["test"]["acc"])
     open_page(page, f"{studio.url}/")
     screenshot(page, studio.shots, "overview")
+
+
+def _download_csv(page: Any, label: str) -> list[dict[str, str]]:
+    with page.expect_download() as download:
+        page.get_by_role("button", name=label).click()
+    return list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+
+
+def _legend_lines(page: Any, title: str) -> list[str]:
+    """Names of the chart's lines shown in its legend (per-seed lines are not)."""
+    return page.evaluate(
+        """(prefix) => {
+          for (const el of document.querySelectorAll('.js-plotly-plot')) {
+            const t = ((el.layout && el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '');
+            if (t.startsWith(prefix) && el._fullData)
+              return el._fullData.filter(d => d.fill !== 'toself' && d.showlegend !== false).map(d => d.name);
+          }
+          return null;
+        }""",
+        title,
+    )
+
+
+def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page: Any) -> None:
+    """Issue 11's "Must show": launched from the form, "Compare them" answers which
+    strategy wins; a cancel and a retry leave n = 2; the Report page opens from Compare."""
+    open_page(page, f"{studio.url}/launch")
+    fill(page, "field-name", "e2e-sweep")
+    fill(page, "field-seeds", "0,1")
+    fill(page, "field-train-epochs", "2")
+    fill(page, "field-optim-lr", "0.01")
+    after_rerun(page, lambda: page.locator(".st-key-launch_sweep label").first.click())
+    for strategy in ("joint", "ogm_ge", "opm"):
+        pick(page, "f-sweep-strategies", strategy)
+    fill(page, "field-sweep-name", "e2e-sweep")
+    page.get_by_role("button", name="Launch 6 runs").click()
+    page.wait_for_selector(".st-key-launched-runs", timeout=30_000)
+    launched = db.list_runs(studio.engine, group="e2e-sweep").runs
+    assert sorted((r.strategy, r.seed) for r in launched) == [
+        (s, seed) for s in ("joint", "ogm_ge", "opm") for seed in (0, 1)
+    ]
+    for r in launched:
+        _wait_status(studio.engine, r.id, {"succeeded"}, timeout_s=300)
+
+    page.get_by_text("Compare them").click()
+    page.wait_for_url("**/compare?runs=*")
+    wait_chart(page, "val/acc", timeout_s=60)
+    assert _legend_lines(page, "val/acc") == ["joint (n=2)", "ogm_ge (n=2)", "opm (n=2)"]
+    page.get_by_text("(95 % CI").first.wait_for(timeout=10_000)  # the sentence naming the winner
+    results = _download_csv(page, "Download results CSV")
+    assert [r["group"] for r in results] == ["joint", "ogm_ge", "opm"]
+    assert [r["n"] for r in results] == ["2", "2", "2"] and {r["seeds"] for r in results} == {"0 1"}
+    verdicts = [r["verdict"] for r in results]
+    assert verdicts[0] == "baseline"
+    assert set(verdicts[1:]) <= {"better", "worse", "not distinguishable from seed noise"}
+    runs = _download_csv(page, "Download runs CSV")
+    assert sorted((r["group"], r["seed"]) for r in runs) == [
+        (s, seed) for s in ("joint", "ogm_ge", "opm") for seed in ("0", "1")
+    ]
+    screenshot(page, studio.shots, "compare-1400")
+    screenshot(page, studio.shots, "compare-800", width=800)
+
+    # retry opm seed 1 from the Runs page, cancel the clone, then retry again: the last clone counts
+    opm1 = next(r for r in launched if r.strategy == "opm" and r.seed == 1)
+    open_page(page, f"{studio.url}/runs")
+    choose(page, "runs_pick", f"#{opm1.id} {opm1.name} (succeeded)")
+    page.locator(".st-key-runs_retry button").click()
+    page.get_by_text(f"Run {opm1.id} cloned as run").wait_for(timeout=30_000)
+    clone = max(r.id for r in db.list_runs(studio.engine, group="e2e-sweep").runs)
+    open_page(page, f"{studio.url}/runs")
+    run = db.get_run(studio.engine, clone)
+    choose(page, "runs_pick", f"#{clone} {run.name} ({run.status})")
+    page.locator(".st-key-runs_cancel button").click()
+    _wait_status(studio.engine, clone, {"cancelled"}, timeout_s=120)
+    open_page(page, f"{studio.url}/runs")
+    choose(page, "runs_pick", f"#{clone} {run.name} (cancelled)")
+    page.locator(".st-key-runs_retry button").click()
+    page.get_by_text(f"Run {clone} cloned as run").wait_for(timeout=30_000)
+    retried = max(r.id for r in db.list_runs(studio.engine, group="e2e-sweep").runs)
+    _wait_status(studio.engine, retried, {"succeeded"}, timeout_s=300)
+
+    open_page(page, f"{studio.url}/compare?group=e2e-sweep")
+    wait_chart(page, "val/acc", timeout_s=60)
+    assert _legend_lines(page, "val/acc") == ["joint (n=2)", "ogm_ge (n=2)", "opm (n=2)"]
+    assert [r["n"] for r in _download_csv(page, "Download results CSV")] == ["2", "2", "2"]
+    runs = {int(r["run"]): r for r in _download_csv(page, "Download runs CSV")}
+    assert clone not in runs and opm1.id not in runs  # the cancelled clone; the older copy of seed 1
+    assert runs[retried]["note"] == f"retry of #{opm1.id}" and runs[retried]["seed"] == "1"
+
+    after_rerun(page, lambda: page.locator(".st-key-compare_excluded label").first.click())
+    results = _download_csv(page, "Download results CSV")
+    assert [r["n"] for r in results] == ["2", "2", "2"]  # shown, marked, never counted
+    assert f"#{clone} cancelled" in results[2]["not pooled"]
+    runs = {int(r["run"]): r for r in _download_csv(page, "Download runs CSV")}
+    assert runs[clone]["status"] == "✗ cancelled" and runs[opm1.id]["status"] == "✗ succeeded"
+
+    page.get_by_text("Report of these runs").click()
+    page.wait_for_url("**/report?group=e2e-sweep*")
+    frame = page.frame_locator("iframe").first
+    frame.get_by_text("Comparison: e2e-sweep").wait_for(timeout=60_000)
+    frame.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download JSON").click()
+    doc = json.loads(Path(download.value.path()).read_text())
+    assert [g["n"] for g in doc["groups"]] == [2, 2, 2]
 
 
 def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any) -> None:

@@ -1,6 +1,9 @@
-"""Compare page: deep links (`?runs=`, `?group=`), per-run and mean ± std curves (checked
-against the store's own aggregate), smoothing, the summary table's best marks, the config
-diff (only differing keys) and the CSV exports."""
+"""Compare page: deep links (`?runs=`, `?group=`, `?by=`), grouping by what differs (a
+sweep of strategies × seeds gives one group per strategy), the group key picker, mean ±
+std curves (checked against the store's own aggregate) and per-seed lines, the results
+table (n, interval, difference to the baseline, verdict; checked against scipy), the
+winner sentence, runs left out (cancelled, failed, running; retries), smoothing, the
+per-run table's best marks, the config diff (only differing keys) and the CSV exports."""
 
 from __future__ import annotations
 
@@ -34,15 +37,22 @@ def test_deep_link_runs_draws_one_line_per_run_and_diff_shows_only_differing_key
     at = open_page("compare", runs=f"{a},{b}")
     assert not at.exception and not errors_of(at)
     assert at.multiselect(key="compare_runs").value == [a, b]
-    assert at.toggle(key="compare_aggregate").value is False  # one run per group: no aggregation
+    # grouped by what differs (the strategy), one seed each: the per-seed lines start on
+    assert at.toggle(key="compare_seeds").value is True
     specs = chart_specs(at)
     titles = [s["layout"]["title"]["text"] for s in specs]
     assert sorted(titles) == sorted(at.multiselect(key="compare_keys").value)
     ratio = specs[titles.index("imbalance/ratio/audio")]
     lines = [t for t in ratio["data"] if t.get("mode") == "lines"]
-    assert [t["name"] for t in lines] == [f"#{a} ogm-s0", f"#{b} opm-s1"]
+    assert [t["name"] for t in lines] == [
+        "ogm_ge (n=1)",
+        f"ogm_ge · seed 0 · #{a}",
+        "opm (n=1)",
+        f"opm · seed 1 · #{b}",
+    ]
     stored = db.downsampled_series(engine, a, "imbalance/ratio/audio", cv.compare_max_buckets)
-    assert lines[0]["x"] == stored.steps and lines[0]["y"] == pytest.approx(stored.means)
+    assert lines[1]["x"] == stored.steps and lines[1]["y"] == pytest.approx(stored.means)
+    assert lines[0]["line"]["color"] == lines[1]["line"]["color"] != lines[2]["line"]["color"]
 
     diff = frame_with(at, "key")
     keys = set(diff["key"])
@@ -56,8 +66,8 @@ def test_group_deep_link_aggregates_mean_and_std_over_seeds(
     engine: Engine, two_settings: dict[str, list[int]]
 ) -> None:
     at = open_page("compare", group="ogm")
-    assert at.radio(key="compare_mode").value == "a group"
-    assert at.toggle(key="compare_aggregate").value is True
+    assert at.radio(key="compare_mode").value == "groups"
+    assert at.toggle(key="compare_seeds").value is False  # seeds of one setting: mean ± std
     spec = next(s for s in chart_specs(at) if s["layout"]["title"]["text"] == "val/acc")
     line = next(t for t in spec["data"] if t.get("mode") == "lines")
     band = next(t for t in spec["data"] if t.get("fill") == "toself")
@@ -73,7 +83,7 @@ def test_group_deep_link_aggregates_mean_and_std_over_seeds(
     assert upper[i] - line["y"][i] == pytest.approx(statistics.stdev(values))
     assert line["y"][i] - lower[i] == pytest.approx(statistics.stdev(values))
     group_table = frame_with(at, "n")
-    assert group_table.iloc[0]["n"] == 3 and "±" in group_table.iloc[0]["val acc"]
+    assert group_table.iloc[0]["n"] == 3 and "±" in group_table.iloc[0]["test acc"]
 
 
 def test_smoothing_changes_the_drawn_curve_as_the_ema_says(
@@ -103,8 +113,12 @@ def test_summary_marks_the_best_per_column_and_exports_csv(engine: Engine) -> No
     good = add_run(
         engine, "good", "s", summary=summary_for(0.9, 0.85, {"audio": 0.8, "visual": 0.6}, 0.30, 50.0)
     )
-    fair = add_run(
-        engine, "fair", "s", summary=summary_for(0.7, 0.88, {"audio": 0.7, "visual": 0.7}, 0.05, 20.0)
+    fair = add_run(  # another seed: a run with the same config and seed would be a retry of `good`
+        engine,
+        "fair",
+        "s",
+        seed=1,
+        summary=summary_for(0.7, 0.88, {"audio": 0.7, "visual": 0.7}, 0.05, 20.0),
     )
     at = open_page("compare", runs=f"{good},{fair}")
     frame, higher = cv.summary_table([db.get_run(engine, good), db.get_run(engine, fair)])
@@ -112,11 +126,11 @@ def test_summary_marks_the_best_per_column_and_exports_csv(engine: Engine) -> No
     assert best["val acc"] == [0] and best["test acc"] == [1]
     assert best["imbalance degree"] == [1] and best["time (s)"] == [1]  # lower is better there
     assert best["test acc visual"] == [1] and best["val acc audio"] == [0]
-    shown = frame_with(at, "imbalance degree")
+    shown = frame_with(at, "run")
     assert list(shown["run"]) == [good, fair]
 
     buttons = {b.proto.label: b for b in at.get("download_button")}
-    assert {"Download summary CSV", "Download curves CSV"} <= set(buttons)
+    assert {"Download results CSV", "Download runs CSV", "Download curves CSV"} <= set(buttons)
     summary_csv = pd.read_csv(io.BytesIO(cv.to_csv(frame)))
     assert list(summary_csv["name"]) == ["good", "fair"] and summary_csv["test acc"].tolist() == [0.85, 0.88]
 
@@ -127,3 +141,225 @@ def test_bad_links_say_what_is_wrong(engine: Engine, two_settings: dict[str, lis
     assert any("no run 999" in e for e in errors_of(at))
     at = open_page("compare", group="nope")
     assert any("no group 'nope'" in e for e in errors_of(at))
+
+
+# A sweep of three strategies x two seeds, with known test accuracies per seed.
+SWEEP_ACC = {"joint": [0.60, 0.62], "ogm_ge": [0.63, 0.64], "opm": [0.70, 0.715]}
+
+
+def _sweep(engine: Engine, group: str = "sweep") -> dict[str, list[int]]:
+    ids: dict[str, list[int]] = {}
+    for strategy, accs in SWEEP_ACC.items():
+        for seed, acc in enumerate(accs):
+            summary = summary_for(
+                acc - 0.01, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0 + seed
+            )
+            ids.setdefault(strategy, []).append(
+                add_run(
+                    engine,
+                    f"{group}-{strategy}-s{seed}",
+                    group,
+                    [] if strategy == "joint" else [strategy],
+                    seed=seed,
+                    steps=120,
+                    summary=summary,
+                )
+            )
+    return ids
+
+
+def _lines(at: object, title: str) -> list[dict[str, object]]:
+    spec = next(s for s in chart_specs(at) if s["layout"]["title"]["text"] == title)
+    return [t for t in spec["data"] if t.get("mode") == "lines"]
+
+
+def test_a_sweep_of_three_strategies_and_two_seeds_gives_three_groups_with_verdicts(engine: Engine) -> None:
+    from scipy import stats as sps
+
+    ids = _sweep(engine)
+    at = open_page("compare", group="sweep")
+    assert not at.exception and not errors_of(at)
+    # grouped by what differs, the seed aside: the strategy
+    assert at.multiselect(key="compare_key").value == []
+    assert at.selectbox(key="compare_baseline").value == "strategies=joint"
+    assert [t["name"] for t in _lines(at, "val/acc")] == ["joint (n=2)", "ogm_ge (n=2)", "opm (n=2)"]
+    colours = [t["line"]["color"] for t in _lines(at, "val/acc")]
+    assert len(set(colours)) == 3
+
+    results = frame_with(at, "verdict")
+    assert list(results["group"]) == ["joint", "ogm_ge", "opm"]
+    assert list(results["n"]) == [2, 2, 2] and list(results["seeds"]) == ["0, 1"] * 3
+    # paired t over the seeds against joint, Holm across the two comparisons
+    p_ogm = sps.ttest_rel(SWEEP_ACC["ogm_ge"], SWEEP_ACC["joint"]).pvalue
+    p_opm = sps.ttest_rel(SWEEP_ACC["opm"], SWEEP_ACC["joint"]).pvalue
+    low, high = sorted([p_ogm, p_opm])
+    holm = {low: 2 * low, high: max(2 * low, high)}  # Holm's step-down for two tests
+    assert 2 * min(p_opm, p_ogm) < 0.05 < max(2 * low, high)  # the data give one of each verdict
+    assert list(results["verdict"]) == ["baseline", "not distinguishable from seed noise", "better"]
+    assert results.iloc[2]["p (Holm)"] == f"{holm[p_opm]:.3f}"
+    assert results.iloc[1]["p (Holm)"] == f"{holm[p_ogm]:.3f}"
+    assert results.iloc[2]["Δ vs joint (points)"] == "+9.75"
+    mean, std = statistics.fmean(SWEEP_ACC["opm"]), statistics.stdev(SWEEP_ACC["opm"])
+    assert results.iloc[2]["test acc"] == f"{mean:.4f} ± {std:.4f}"
+    half = sps.t.ppf(0.975, 1) * std / math.sqrt(2)
+    assert results.iloc[2]["95 % interval"] == f"[{mean - half:.4f}, {mean + half:.4f}]"
+    assert results.iloc[2]["test acc audio"] == f"{mean - 0.1:.4f} ± {std:.4f}"
+
+    diffs = [o - j for o, j in zip(SWEEP_ACC["opm"], SWEEP_ACC["joint"], strict=True)]
+    d_half = sps.t.ppf(0.975, 1) * statistics.stdev(diffs) / math.sqrt(2)
+    d_mean = statistics.fmean(diffs)
+    sentence = next(m.value for m in at.markdown if "beats" in m.value)
+    assert (
+        f"opm beats joint by +{100 * d_mean:.1f} points (95 % CI {100 * (d_mean - d_half):+.1f} to "
+        f"{100 * (d_mean + d_half):+.1f}), beyond seed noise (paired t, Holm p = {holm[p_opm]:.3f})"
+    ) in sentence
+
+    runs = frame_with(at, "seed")
+    assert list(runs["run"]) == [i for s in SWEEP_ACC for i in ids[s]]
+    assert (
+        list(runs["seed"]) == [0, 1] * 3
+        and list(runs["group"]) == ["joint"] * 2 + ["ogm_ge"] * 2 + ["opm"] * 2
+    )
+    assert set(runs["status"]) == {"succeeded"}
+
+    # the baseline can be changed: ogm_ge then is the reference
+    at.selectbox(key="compare_baseline").set_value("strategies=ogm_ge").run()
+    results = frame_with(at, "verdict")
+    assert results.iloc[1]["verdict"] == "baseline" and "Δ vs ogm_ge (points)" in results
+
+
+def test_cancelled_failed_and_running_runs_are_left_out_and_a_retry_counts_once(engine: Engine) -> None:
+    ids = _sweep(engine)
+    # opm seed 1 was first launched, cancelled half-way, then retried (a clone, as the Runs page does)
+    cancelled = add_run(engine, "sweep-opm-s1", "sweep", ["opm"], seed=1, steps=60, status="cancelled")
+    from worker.client import retry
+
+    retried = retry(cancelled, engine=engine)
+    db.claim_run(engine, retried, "test-worker")
+    db.finish_run(
+        engine, retried, "succeeded", summary=summary_for(0.7, 0.72, {"audio": 0.6, "visual": 0.4}, 0.2, 10.0)
+    )
+    failed = add_run(engine, "sweep-ogm_ge-s2", "sweep", ["ogm_ge"], seed=2, steps=40, status="failed")
+    running = add_run(engine, "sweep-joint-s2", "sweep", [], seed=2, steps=40, status="running")
+
+    at = open_page("compare", group="sweep")
+    assert not at.exception
+    results = frame_with(at, "verdict")
+    # opm: seed 0, the first seed 1 (same config as the retry: only the newest counts) ... and the retry
+    assert list(results["n"]) == [2, 2, 2]
+    assert "not pooled" not in results
+    runs = frame_with(at, "seed")
+    assert (
+        cancelled not in set(runs["run"])
+        and failed not in set(runs["run"])
+        and running not in set(runs["run"])
+    )
+    note = runs[runs["run"] == retried].iloc[0]["note"]
+    assert note == f"retry of #{ids['opm'][1]}"  # the first run with this config and seed
+    assert [t["name"] for t in _lines(at, "val/acc")] == ["joint (n=2)", "ogm_ge (n=2)", "opm (n=2)"]
+
+    at.toggle(key="compare_excluded").set_value(True).run()
+    results = frame_with(at, "verdict")
+    assert list(results["n"]) == [2, 2, 2]  # shown, never counted
+    assert (
+        "#" + str(running) in results.iloc[0]["not pooled"]
+        and "still running" in results.iloc[0]["not pooled"]
+    )
+    assert f"#{failed} failed" in results.iloc[1]["not pooled"]
+    assert f"#{cancelled} cancelled" in results.iloc[2]["not pooled"]
+    runs = frame_with(at, "seed")
+    marked = runs.set_index("run")
+    assert (
+        marked.loc[cancelled, "status"] == "✗ cancelled"
+        and "not pooled: cancelled" in marked.loc[cancelled, "note"]
+    )
+    assert marked.loc[failed, "status"] == "✗ failed" and marked.loc[running, "status"] == "✗ running"
+    assert marked.loc[retried, "status"] == "succeeded"
+    dotted = [t for t in _lines(at, "val/acc") if t["line"].get("dash") == "dot"]
+    assert {t["name"] for t in dotted} >= {
+        f"opm · seed 1 · #{cancelled} · retry of #{ids['opm'][1]} · cancelled, not pooled",
+        f"ogm_ge · seed 2 · #{failed} · failed, not pooled",
+    }
+
+
+def test_the_group_key_can_be_picked(engine: Engine) -> None:
+    for lr in (0.01, 0.1):
+        for seed in range(2):
+            add_run(engine, f"lr{lr}-s{seed}", "lr", ["opm"], seed=seed, steps=40, optim={"lr": lr})
+    at = open_page("compare", group="lr")
+    assert [t["name"] for t in _lines(at, "val/acc")] == ["optim.lr=0.01 (n=2)", "optim.lr=0.1 (n=2)"]
+    at.multiselect(key="compare_key").set_value(["strategies"]).run()
+    assert at.query_params["by"] in ("strategies", ["strategies"])
+    assert [t["name"] for t in _lines(at, "val/acc")] == ["opm (n=4)"]
+    results = frame_with(at, "verdict")
+    assert list(results["n"]) == [4]
+    at = open_page("compare", group="lr", by="nope.path")
+    assert any("nope.path" in e for e in errors_of(at))
+
+
+def test_csv_downloads_carry_the_seed_and_the_group_key(engine: Engine) -> None:
+    ids = _sweep(engine)
+    runs, _ = cv.runs_of(engine, groups=["sweep"])
+    grouping = cv.group(runs)
+    names = cv.display_names(grouping, runs)
+    res = cv.results(grouping)
+
+    results = pd.read_csv(io.BytesIO(cv.to_csv(cv.results_csv_rows(res, names))))
+    assert list(results["group key"]) == ["strategies=joint", "strategies=ogm_ge", "strategies=opm"]
+    assert list(results["strategies"]) == ["joint", "ogm_ge", "opm"]
+    assert list(results["seeds"]) == ["0 1"] * 3 and list(results["n"]) == [2, 2, 2]
+    assert results["test.acc mean"].tolist() == pytest.approx(
+        [statistics.fmean(v) for v in SWEEP_ACC.values()]
+    )
+    assert list(results["verdict"]) == ["baseline", "not distinguishable from seed noise", "better"]
+
+    frame, _ = cv.per_run_table(grouping, names)
+    per_run = pd.read_csv(io.BytesIO(cv.to_csv(frame)))
+    assert list(per_run["seed"]) == [0, 1] * 3
+    assert list(per_run["group key"]) == [f"strategies={s}" for s in SWEEP_ACC for _ in range(2)]
+
+    key = "val/acc"
+    aggregates = {
+        g.label: db.group_aggregate(engine, key, run_ids=g.run_ids, max_buckets=cv.compare_max_buckets)
+        for g in grouping.groups
+    }
+    series = {r.id: db.downsampled_many(engine, r.id, [key], cv.compare_max_buckets) for r in runs}
+    rows = cv.curves(key, grouping, aggregates, series, names=names).rows
+    curves = pd.read_csv(io.BytesIO(cv.to_csv(rows)))
+    per_group = curves[curves["series"] == "group"]
+    per_run_rows = curves[curves["series"] == "run"]
+    assert set(per_group["group"]) == {"joint", "ogm_ge", "opm"} and set(per_group["runs"]) == {2}
+    assert set(per_run_rows["run"].astype(int)) == {i for v in ids.values() for i in v}
+    first = per_run_rows[per_run_rows["run"].astype(int) == ids["opm"][1]]
+    assert set(first["seed"].astype(int)) == {1} and set(first["group key"]) == {"strategies=opm"}
+    stored = db.downsampled_series(engine, ids["opm"][1], key, cv.compare_max_buckets)
+    assert first["mean"].tolist() == pytest.approx(stored.means)
+    opm = per_group[per_group["group"] == "opm"]
+    assert opm["mean"].tolist() == pytest.approx(aggregates["strategies=opm"].means)
+
+
+def test_a_group_with_one_seed_has_no_interval_and_no_test(engine: Engine) -> None:
+    add_run(engine, "one-joint", "one", [], seed=0, steps=20)
+    add_run(engine, "one-opm", "one", ["opm"], seed=0, steps=20)
+    at = open_page("compare", group="one")
+    results = frame_with(at, "verdict")
+    assert list(results["n"]) == [1, 1]
+    assert "no interval" in results.iloc[1]["95 % interval"]
+    assert results.iloc[1]["verdict"] == "not tested"
+    assert any("not tested" in m.value for m in at.markdown)
+
+
+def test_runs_still_training_are_drawn_dotted_when_nothing_has_finished(engine: Engine) -> None:
+    a = add_run(engine, "busy-opm", "busy", ["opm"], steps=50, status="running")
+    b = add_run(engine, "busy-joint", "busy", [], steps=50, status="running")
+    at = open_page("compare", group="busy")
+    assert not at.exception
+    assert at.toggle(key="compare_excluded").value is True
+    lines = _lines(at, "val/acc")
+    assert {t["name"] for t in lines} == {
+        f"opm · seed 0 · #{a} · running, not pooled",
+        f"joint · seed 0 · #{b} · running, not pooled",
+    }
+    assert all(t["line"]["dash"] == "dot" for t in lines)
+    results = frame_with(at, "verdict")
+    assert list(results["n"]) == [0, 0] and set(results["verdict"]) == {"no finished run"}

@@ -28,9 +28,9 @@ after_import = "torch" in sys.modules
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
 pages = {}
-for page in ("overview", "launch", "runs", "live", "compare", "methods", "workers"):
+for page in ("overview", "launch", "runs", "live", "compare", "report", "methods", "workers"):
     at.switch_page(f"views/{page}/page.py")
-    if page == "compare":
+    if page in ("compare", "report"):
         at.query_params["group"] = "g"
     at.run()
     pages[page] = [str(e.value) for e in at.exception]
@@ -65,6 +65,7 @@ def test_no_app_module_or_page_imports_torch(engine: Engine, monkeypatch: pytest
         "app.views.launch.logic",
         "app.views.live.data",
         "app.views.compare.data",
+        "app.views.report.data",
         "app.views.runs.data",
         "app.views.methods.data",
     } <= set(result["modules"])

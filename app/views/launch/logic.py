@@ -145,7 +145,7 @@ def preset_values(preset: str) -> dict[str, Any]:
         for key, f in fields.items():
             out[f.path] = widget_value(f, strat.get(key, f.default))
     out[STRATEGIES_PATH] = names
-    for section in ("optim", "train"):
+    for section in ("model", "optim", "train"):  # model: the presets' `model.init: official`
         flat = _flatten(spec.get(section, {}), section)
         out.update(flat)
     return out
@@ -306,6 +306,20 @@ def default_path_check(path: str) -> str | None:
     return None
 
 
+def dataset_param_path_errors(dataset: DatasetConfig) -> dict[str, str]:
+    """Path-valued dataset parameters (declared in the dataset's spec) outside
+    BML_DATA_ROOTS, shown on the `dataset.params` field: widget path -> reason."""
+    from bml_core.dataparams import check_dataset_paths
+    from bml_core.errors import DatasetError
+
+    try:
+        check_dataset_paths(dataset)
+    except DatasetError as exc:
+        if exc.field.startswith("dataset.params"):
+            return {"dataset.params": str(exc)}
+    return {}
+
+
 def check_form(
     values: Mapping[str, Any],
     strategy_names: Sequence[str],
@@ -350,6 +364,9 @@ def check_form(
             check.errors.setdefault(route_error(path, strategy_names), msg)
     if check.config is not None:
         check.advisories = advisories(check.config)
+        if path:
+            for where, reason in dataset_param_path_errors(check.config.dataset).items():
+                check.errors.setdefault(where, reason)
     if sweep:
         _check_sweep(check, values, sweep_strategies)
     else:

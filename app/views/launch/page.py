@@ -9,6 +9,7 @@ import streamlit as st
 import db
 from app import access, catalog, store
 from app.form_fields import coerce
+from app.text import md
 from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
 from app.widgets import (
@@ -193,7 +194,7 @@ for advice in check.advisories:
     st.warning(advice, icon=":material/lightbulb:")
 leftover = {p: m for p, m in errors.items() if p not in shown}
 for path, msg in leftover.items():
-    st.error(f"{path}: {msg}", icon=":material/error:")
+    st.error(f"{md(path)}: {md(msg)}", icon=":material/error:")
 
 count = check.run_count if check.ok else 0
 label = f"Launch {count} run{'s' if count != 1 else ''}" if check.ok else "Launch"
@@ -215,7 +216,7 @@ if may_launch and st.button(label, type="primary", key="launch_button"):
             st.session_state["launch_submit_errors"] = (repr(values), result.errors)
             st.rerun()
         elif result.failure:
-            st.error(f"Nothing was launched: {result.failure}", icon=":material/block:")
+            st.error(f"Nothing was launched: {md(result.failure)}", icon=":material/block:")
         else:
             st.session_state["launched"] = (result.run_ids, result.sweep_id)
             st.session_state.pop("launch_submit_errors", None)

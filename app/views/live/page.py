@@ -12,6 +12,7 @@ from app import store
 from app.alerts import add_markers
 from app.charts import png_config
 from app.labels import run_choice_label
+from app.text import md
 from app.views.live import data as lv
 from app.views.live.chart import live_chart
 from app.views.live.strip import poll_alerts, render_alert_strip
@@ -23,9 +24,11 @@ engine = store.engine()
 url = db.database_url()
 choices = store.run_choices(url)
 param = st.query_params.get("run")
-run_id: int | None = int(param) if param and param.isdigit() else None
+run_id: int | None = int(param) if param and param.isdigit() and len(param) <= 19 else None
+if run_id is not None and run_id > 2**63 - 1:  # no run has it (and the store's BIGINT would overflow)
+    run_id = None
 if param and run_id is None:
-    st.error(f"run={param!r} in the address is not a run id; pick a run below.")
+    st.error(f"run={md(repr(param))} in the address is not a run id; pick a run below.")
 if run_id is not None and run_id not in choices:
     try:
         run = db.get_run(engine, run_id)
@@ -56,6 +59,9 @@ interval = lv.refresh_every_s(state.run)
 first_pass = {"done": False}
 
 
+chart_width_px = 450
+
+
 def render_live() -> None:
     """The refreshing part: header, charts and events of the picked run. The first pass
     of a full rerun uses the refresh made above; each timed rerun fetches new points."""
@@ -65,28 +71,29 @@ def render_live() -> None:
     run = state.run
     assert run is not None
     ratios = lv.latest_of(state, "imbalance/ratio/")
-    head = st.columns(4 + len(ratios))
+    # wrapping rows sized to their content: no value is cut short at 800 px
+    head = st.container(horizontal=True, gap="large")
     cancelling = " (cancelling)" if run.cancel_requested and run.status == "running" else ""
-    head[0].metric("status", run.status + cancelling)
-    head[1].metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""))
-    head[2].metric("ETA", format_duration(eta_seconds(run)))
-    head[3].metric("attempt", f"{run.attempt} / {run.max_attempts}")
-    for col, (modality, value) in zip(head[4:], ratios.items(), strict=True):
-        col.metric(f"ρ {modality}", f"{value:.3f}")
+    head.metric("status", run.status + cancelling, width="content")
+    head.metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""), width="content")
+    head.metric("ETA", format_duration(eta_seconds(run)), width="content")
+    head.metric("attempt", f"{run.attempt} / {run.max_attempts}", width="content")
+    for modality, value in ratios.items():
+        head.metric(f"ρ {modality}", f"{value:.3f}", width="content")
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
-        st.error(run.error)
+        st.error(md(run.error, limit=2000))
     alerts = render_alert_strip(
         picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
     )
-    cols = st.columns(2)
+    charts = st.container(horizontal=True, gap="medium")  # two per row when wide, one when narrow
     drawn = 0
     for panel in lv.panels():
         fig = lv.panel_figure(state, panel)
         if fig is None:
             continue
         add_markers(fig, alerts)  # a dotted line at each alert's step
-        with cols[drawn % 2]:
+        with charts, st.container(width=chart_width_px):
             live_chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")
             )

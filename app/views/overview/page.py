@@ -8,6 +8,7 @@ import streamlit as st
 import db
 from app import store
 from app.alerts import counts_text, needing_attention
+from app.text import md
 from app.widgets import page_path
 
 st.title("BML Studio")
@@ -47,7 +48,8 @@ if not latest:
 for r in latest:
     c1, c2 = st.columns([4, 1])
     c1.write(
-        f"**#{r.id}** {r.name} · {r.group} · {r.strategy} · {r.dataset} · {r.status} · {r.progress * 100:.0f}%"
+        f"**#{r.id}** {md(r.name)} · {md(r.group)} · {md(r.strategy)} · {md(r.dataset)} · {r.status} · "
+        f"{r.progress * 100:.0f}%"
     )
     c2.page_link(page_path("live"), label="live", query_params={"run": str(r.id)})
 
@@ -57,6 +59,6 @@ if groups:
     for name, n in list(groups.items())[:20]:
         st.page_link(
             page_path("compare"),
-            label=f"{name} ({n} run{'s' if n != 1 else ''})",
+            label=f"{md(name)} ({n} run{'s' if n != 1 else ''})",
             query_params={"group": name},
         )

@@ -9,6 +9,7 @@ import streamlit as st
 
 import db
 from app import access, store
+from app.text import md
 from app.views.runs import data as rv
 from app.widgets import page_path
 from worker import client
@@ -21,13 +22,22 @@ engine = store.engine()
 actor = access.current_actor()
 options = rv.filter_options(engine)
 
-c1, c2, c3, c4, c6, c5 = st.columns([2, 1, 1, 1, 1, 2])
-statuses = c1.multiselect("status", list(db.RUN_STATUSES), key="runs_status")
-strategy = c2.selectbox("strategy", options["strategy"], index=None, key="runs_strategy", placeholder="any")
-dataset = c3.selectbox("dataset", options["dataset"], index=None, key="runs_dataset", placeholder="any")
-group = c4.selectbox("group", options["group"], index=None, key="runs_group", placeholder="any")
-owner = c6.selectbox("owner", options["owner"], index=None, key="runs_owner", placeholder="anyone")
-text = c5.text_input("search (name, group, strategy or id)", key="runs_text")
+# Rows that wrap (fixed widths): nothing is cut short at 800 px, one row at 1400 px.
+with st.container(horizontal=True):
+    statuses = st.multiselect("status", list(db.RUN_STATUSES), key="runs_status", width=240)
+    strategy = st.selectbox(
+        "strategy", options["strategy"], index=None, key="runs_strategy", placeholder="any", width=150
+    )
+    dataset = st.selectbox(
+        "dataset", options["dataset"], index=None, key="runs_dataset", placeholder="any", width=170
+    )
+    group = st.selectbox(
+        "group", options["group"], index=None, key="runs_group", placeholder="any", width=200
+    )
+    owner = st.selectbox(
+        "owner", options["owner"], index=None, key="runs_owner", placeholder="anyone", width=150
+    )
+    text = st.text_input("search (name, group, strategy or id)", key="runs_text", width=260)
 flt = rv.RunFilter(tuple(statuses), strategy, dataset, group, text, owner)
 if st.session_state.get("runs_filter_seen") != flt:
     st.session_state["runs_filter_seen"] = flt
@@ -54,11 +64,11 @@ st.dataframe(
         "live": st.column_config.LinkColumn("live", display_text="open"),
     },
 )
-p1, p2, p3 = st.columns([1, 1, 6])
-if p1.button("◀ previous", disabled=page_no <= 1, key="runs_prev"):
+pager = st.container(horizontal=True)
+if pager.button("◀ previous", disabled=page_no <= 1, key="runs_prev"):
     st.session_state["runs_page"] = page_no - 1
     st.rerun()
-if p2.button("next ▶", disabled=page_no >= pages, key="runs_next"):
+if pager.button("next ▶", disabled=page_no >= pages, key="runs_next"):
     st.session_state["runs_page"] = page_no + 1
     st.rerun()
 
@@ -76,27 +86,29 @@ picked = st.selectbox(
 run = by_id[picked]
 allowed = rv.allowed_actions(run)
 permitted = rv.permitted_actions(actor, run)
-a1, a2, a6, a3, a4, a5 = st.columns(6)
-if permitted["cancel"] and a1.button("Cancel", disabled=not allowed["cancel"], key="runs_cancel"):
+actions = st.container(horizontal=True, vertical_alignment="center")
+if permitted["cancel"] and actions.button("Cancel", disabled=not allowed["cancel"], key="runs_cancel"):
     st.session_state["runs_message"] = rv.run_action("cancel", run.id, engine, actor)
     st.rerun()
-if permitted["retry"] and a2.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
+if permitted["retry"] and actions.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
     st.session_state["runs_message"] = rv.run_action("retry", run.id, engine, actor)
     st.rerun()
-if permitted["rerun"] and a6.button("Rerun exactly", key="runs_rerun"):
+if permitted["rerun"] and actions.button("Rerun exactly", key="runs_rerun"):
     check = client.rerun_check(run.id, engine=engine)
     if check.blocking:
         st.session_state["runs_confirm_rerun"] = (run.id, check.blocking, check.notes)
     else:
         st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
         st.rerun()
-if permitted["delete"] and a3.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
+if permitted["delete"] and actions.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
-a4.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
-a5.page_link(page_path("compare"), label=f"Compare group {run.group}", query_params={"group": run.group})
+actions.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
+actions.page_link(
+    page_path("compare"), label=f"Compare group {md(run.group)}", query_params={"group": run.group}
+)
 if not all(permitted[a] for a in ("cancel", "retry", "rerun", "delete")):
     st.caption(
-        f"Signed in as {actor.name} ({actor.role}): "
+        f"Signed in as {md(actor.name)} ({actor.role}): "
         + (
             "viewers read only."
             if actor.role == "viewer"
@@ -113,25 +125,25 @@ if pending and pending[0] == run.id:
         )
         for note in pending[2]:
             st.caption(note)
-        r1, r2, _ = st.columns([1, 1, 4])
-        if r1.button("Rerun anyway", key="runs_rerun_confirm"):
+        choice = st.container(horizontal=True)
+        if choice.button("Rerun anyway", key="runs_rerun_confirm"):
             st.session_state.pop("runs_confirm_rerun", None)
             st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
             st.rerun()
-        if r2.button("Don't", key="runs_rerun_keep"):
+        if choice.button("Don't", key="runs_rerun_keep"):
             st.session_state.pop("runs_confirm_rerun", None)
             st.rerun()
 
 if st.session_state.get("runs_confirm_delete") == run.id:
     with st.container(border=True, key="runs-confirm"):
         st.warning(
-            f"Delete run #{run.id} ({run.name}) with all its series and events? This cannot be undone."
+            f"Delete run #{run.id} ({md(run.name)}) with all its series and events? This cannot be undone."
         )
-        d1, d2, _ = st.columns([1, 1, 4])
-        if d1.button("Yes, delete", type="primary", key="runs_delete_confirm"):
+        confirm = st.container(horizontal=True)
+        if confirm.button("Yes, delete", type="primary", key="runs_delete_confirm"):
             st.session_state.pop("runs_confirm_delete", None)
             st.session_state["runs_message"] = rv.run_action("delete", run.id, engine, actor)
             st.rerun()
-        if d2.button("Keep it", key="runs_delete_keep"):
+        if confirm.button("Keep it", key="runs_delete_keep"):
             st.session_state.pop("runs_confirm_delete", None)
             st.rerun()

@@ -7,6 +7,7 @@ import streamlit as st
 
 import db
 from app import store
+from app.text import md
 from app.views.workers import data as wv
 from app.widgets import page_path
 
@@ -22,15 +23,15 @@ def render_workers() -> None:
     try:
         status = wv.queue_status(engine)
     except Exception as exc:  # noqa: BLE001 - broker or store trouble: say so and keep refreshing
-        st.error(f"Cannot read the queue: {type(exc).__name__}: {exc}")
+        st.error(f"Cannot read the queue: {type(exc).__name__}: {md(exc)}")
         return
     c1, c2, c3 = st.columns(3)
     c1.metric("queued", status.queued)
     c2.metric("running", status.running)
     c3.metric("workers", len(status.workers))
-    st.caption(f"broker: {status.broker}")
+    st.caption(f"broker: {md(status.broker)}")
     if status.error:
-        st.warning(status.error)
+        st.warning(md(status.error))
     running = db.list_runs(engine, status="running", limit=None).runs
     names = {r.id: r.name for r in running}
     if status.workers:
@@ -41,7 +42,7 @@ def render_workers() -> None:
             for rid in w.active_run_ids:
                 st.page_link(
                     page_path("live"),
-                    label=f"{w.name} is running #{rid} {names.get(rid, '')}".strip(),
+                    label=f"{md(w.name)} is running #{rid} {md(names.get(rid, ''))}".strip(),
                     query_params={"run": str(rid)},
                     icon=":material/monitoring:",
                 )

@@ -1,0 +1,30 @@
+"""User-supplied text (run names, groups, tags, query parameters, error messages that quote
+user input) on the dashboard: shown as text, never as Markdown links, images, HTML or
+Streamlit directives, so a run named `![i](http://host/t.png)` cannot make visitors'
+browsers load an image or offer a link. Only the characters that build those are escaped
+(the rest of the text reads and compares exactly as written)."""
+
+from __future__ import annotations
+
+import re
+
+# Backslash escapes (CommonMark: any ASCII punctuation may be escaped) for what opens
+# links, images, autolinks, raw HTML and Streamlit's `:color[...]` directives: [ ] < and the
+# escape itself; and the GFM autolink literals `scheme://` and `www.`.
+_INLINE = re.compile(r"([\\\[\]<])")
+_AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)\.")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+MAX_SHOWN = 500
+
+
+def plain(text: object, limit: int = MAX_SHOWN) -> str:
+    """The text on one line without control characters, at most `limit` characters."""
+    s = _CONTROL.sub(" ", str(text))
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def md(text: object, limit: int = MAX_SHOWN) -> str:
+    """`text` made inert for st.markdown / st.write / st.caption / st.error / widget labels:
+    no link, image, autolink, HTML or directive can come out of it; no control characters."""
+    s = _INLINE.sub(r"\\\1", plain(text, limit))
+    return _AUTOLINK.sub(lambda m: f"{m.group(1)}:\\/\\/" if m.group(2) else f"{m.group(3)}\\.", s)

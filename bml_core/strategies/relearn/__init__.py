@@ -1,0 +1,58 @@
+"""relearn: Diagnosing and re-learning (Wei, Li, Hu, ECCV 2024; STRATEGIES.md 2.11). Every
+`every` epochs (at most `times`), each encoder's features are clustered (k-means, k = C) on
+the training part and on a held-out part of the training split; the gap between the two
+purities says how much the encoder memorises, and the encoder is softly re-initialised
+towards its initial weights in proportion (parameters and BatchNorm buffers), with its
+optimizer state reset. Torch-free: parameters and spec."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from bml_core.config import StrategyParams
+from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+
+class RelearnParams(StrategyParams):
+    """Diagnosing & re-learning (STRATEGIES.md 2.11)."""
+
+    name: Literal["relearn"] = "relearn"
+    every: int = Field(20, ge=1, description="epochs between diagnoses")
+    times: int = Field(3, ge=0, description="at most this many re-initialisations")
+    lam: float = Field(3.0, ge=0.0, description="alpha_m = tanh(lam * purity gap)")
+    heldout_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="share of the training split held out (fixed seed; never trained on)"
+    )
+    summary: ClassVar[str] = (
+        "Soft re-initialisation of encoders that memorise (k-means purity gap, ECCV 2024)."
+    )
+
+
+SPEC = StrategySpec(
+    name="relearn",
+    description="Every `every` epochs: k-means purity gap (train part vs held-out part) per encoder; "
+    "theta <- alpha theta_0 + (1 - alpha) theta with alpha = tanh(lam gap), parameters and BatchNorm "
+    "buffers; optimizer state reset.",
+    params=RelearnParams,
+    impl="bml_core.strategies.relearn.impl:Relearn",
+    reference="Wei, Li, Hu, Diagnosing and Re-learning for Balanced Multimodal Learning, ECCV 2024 "
+    "(arXiv 2407.09705); github.com/GeWu-Lab/Diagnosing_Relearning_ECCV2024",
+    metrics=(
+        MetricFamily(
+            "relearn/alpha",
+            "Re-initialisation strength alpha per encoder",
+            y_axis="alpha",
+            description="of the last diagnosis (0 before the first); each re-initialisation is also a run event",
+        ),
+        MetricFamily(
+            "relearn/purity_gap",
+            "k-means purity gap |train - held-out| per encoder (last diagnosis)",
+            y_axis="gap",
+        ),
+    ),
+    cost="side_training",
+    cost_note="per diagnosis: one feature pass over the training split and k-means per modality (scikit-learn)",
+    capabilities=frozenset({"needs_features", "needs_heldout", "needs_init_snapshot"}),
+)
