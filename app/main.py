@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import access, store
+from app import access, layout, store
 from app.text import md
 from app.views.live.chart import preload_plotly
 from app.widgets import page_path
 
 CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
 
-st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide")
+# "auto": the sidebar starts collapsed on narrow windows (under Streamlit's breakpoint)
+st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide", initial_sidebar_state="auto")
+layout.apply()  # metrics and button labels wrap instead of truncating
 
 problem = store.store_problem(store.engine())
 if problem is not None:

@@ -51,6 +51,7 @@ def field_widget(
     options: Sequence[Any] | None = None,
     format_func: Any = None,
     label: str | None = None,
+    on_change: Any = None,
 ) -> Any:
     """The widget of one field, with its error (if any) right under it."""
     key = widget_key(spec.path)
@@ -61,7 +62,9 @@ def field_widget(
             if st.session_state.get(key) not in choices and choices:
                 st.session_state[key] = choices[0]
             kwargs = {"format_func": format_func} if format_func else {}
-            value = st.selectbox(text, choices, key=key, help=spec.help or None, **kwargs)
+            value = st.selectbox(
+                text, choices, key=key, help=spec.help or None, on_change=on_change, **kwargs
+            )
         elif spec.kind == "bool":
             value = st.checkbox(text, key=key, help=spec.help or None)
         elif spec.kind == "int":
@@ -77,6 +80,9 @@ def field_widget(
                 text, key=key, help=spec.help or None, placeholder="null" if spec.optional else ""
             )
         show_error(spec.path, errors, shown)
+        if spec.kind == "mapping":  # errors inside the mapping: `dataset.params.views`
+            for path in sorted(p for p in errors if p.startswith(spec.path + ".")):
+                show_error(path, errors, shown)
     return value
 
 

@@ -176,7 +176,37 @@ def register(app: typer.Typer) -> None:
         except PermissionDenied as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_INVALID) from None
-        typer.echo(f"run {run_id}: {status}" + (" (stopping)" if status == "running" else ""))
+        typer.echo(
+            f"run {run_id}: " + ("cancelling (stops within seconds)" if status == "running" else status)
+        )
+
+    @app.command()
+    def delete(
+        run_id: int = typer.Argument(..., help="the run to delete"),
+        yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
+    ) -> None:
+        """Delete a run with all its series and events (admins; a running run must be
+        cancelled first). Its id is never given to another run."""
+        from db import InvalidRunState, PermissionDenied, RunNotFound, get_run
+        from worker.client import delete as delete_run
+
+        engine = _engine()
+        try:
+            run = get_run(engine, run_id)
+        except RunNotFound:
+            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        if not yes and not typer.confirm(
+            f"Delete run {run_id} ({run.name}, {run.status}) with all its data?", default=False, err=True
+        ):
+            typer.echo(f"run {run_id}: kept", err=True)
+            raise typer.Exit(EXIT_INVALID)
+        try:
+            delete_run(run_id, engine=engine)
+        except (PermissionDenied, InvalidRunState) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        typer.echo(f"run {run_id}: deleted")
 
     @app.command()
     def rerun(

@@ -422,8 +422,12 @@ def _format_msg(err: Mapping[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def validate_config(raw: Mapping[str, Any]) -> RunConfig:
-    """Validate a config dict; raise ConfigError with one (path, message) per problem."""
+def validate_config(raw: Mapping[str, Any], *, path_rules: bool = True) -> RunConfig:
+    """Validate a config dict; raise ConfigError with one (path, message) per problem.
+    `path_rules=False` skips the entry rule that a dataset's relative path parameters are
+    relative without `..` (`bml_core.dataspecs.check_dataset`): the store and the run process
+    use it, because what keeps a run inside the data is `check_dataset_paths` (every path
+    resolved under BML_DATA_ROOTS), which the worker applies before it opens any file."""
     if not isinstance(raw, Mapping):
         raise ConfigError([("config", "must be a mapping of keys to values")])
     _ensure_strategies()
@@ -431,9 +435,10 @@ def validate_config(raw: Mapping[str, Any]) -> RunConfig:
         cfg = RunConfig.model_validate(dict(raw))
     except ValidationError as exc:
         raise ConfigError([(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]) from None
+    from bml_core.dataspecs import check_dataset
     from bml_core.strategies.spec import check_rules
 
-    errors = check_rules(cfg)
+    errors = check_dataset(cfg.dataset, path_rules=path_rules) + check_rules(cfg)
     if errors:
         raise ConfigError(errors)
     return cfg

@@ -125,9 +125,24 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> str:
     engine = engine or make_engine()
     cfg = alembic_config(engine)
     with engine.connect() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-        conn.commit()
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # A table rebuild (0004_ids: copy, drop, rename) must not trip the foreign keys of
+            # the tables that reference it. The pragma only works outside a transaction, so
+            # it goes to the driver's connection before SQLAlchemy begins one.
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
+        try:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+            if sqlite:
+                broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise SchemaError(f"the migration left rows without their run: {broken[:5]}")
+            conn.commit()
+        finally:
+            if sqlite:
+                conn.rollback()
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
     rev = current_revision(engine)
     return rev or ""
 

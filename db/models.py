@@ -117,6 +117,9 @@ class Run(Base):
     """One training run; the source of truth for its status (the broker only says "look at run N")."""
 
     __tablename__ = "runs"
+    # ids are never reused after a delete (an old /live?run=N link must not show another
+    # run): AUTOINCREMENT on SQLite; PostgreSQL's sequences never hand a value out twice
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(MAX_NAME_LENGTH))

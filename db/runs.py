@@ -69,7 +69,9 @@ def create_run(
     """Validate the config (bml_core.config.ConfigError when invalid: nothing is stored),
     insert a `queued` run and return its id. name/group/tags default to the config's.
     `owner`: who launched it; `rerun_of`: the run it exactly reruns."""
-    cfg = config if isinstance(config, RunConfig) else validate_config(config)
+    # the path rules are submit's (bml submit, the form); the worker checks every path against
+    # BML_DATA_ROOTS before it opens a file (bml_core.dataspecs.check_dataset_paths)
+    cfg = config if isinstance(config, RunConfig) else validate_config(config, path_rules=False)
     name = cfg.name if name is None else name
     group = cfg.group if group is None else group
     for label, value in (("name", name), ("group", group)):

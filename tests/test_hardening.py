@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from bml_core.config import ConfigError, load_config
+from bml_core.config import ConfigError, DatasetConfig, load_config
 from bml_core.trainer import CheckpointError, Trainer, load_checkpoint
 
 TINY = {
@@ -162,11 +162,17 @@ def test_too_many_classes_are_refused(tmp_path: Path) -> None:
         load_features(path)
     from bml_core.data import build_dataset
 
+    # refused when the config is read (issue 14: dataset.params is validated with the config)
+    # and again by the builder, for a DatasetConfig that never went through validate_config
+    for params, field in (({"num_classes": 10**9}, "num_classes"), ({"num_samples": 10**7}, "")):
+        with pytest.raises(ConfigError) as cexc:
+            load_config({"dataset": {"params": params}})
+        assert f"dataset.params{'.' + field if field else ''}" in cexc.value.as_dict()
     with pytest.raises(DatasetError) as exc:
-        build_dataset(load_config({"dataset": {"params": {"num_classes": 10**9}}}).dataset)
+        build_dataset(DatasetConfig(params={"num_classes": 10**9}))
     assert exc.value.field == "dataset.params.num_classes"
     with pytest.raises(DatasetError) as exc:
-        build_dataset(load_config({"dataset": {"params": {"num_samples": 10**7}}}).dataset)
+        build_dataset(DatasetConfig(params={"num_samples": 10**7}))
     assert "values" in str(exc.value)
 
 

@@ -13,6 +13,7 @@ import copy
 import itertools
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_override, validate_config
-from bml_core.dataparams import check_dataset_paths
+from bml_core.dataspecs import check_dataset_paths
 from bml_core.errors import DatasetError
 from db import (
     Actor,
@@ -38,6 +39,7 @@ from db import (
     resolve_actor,
 )
 from db.accounts import log_action
+from db.models import MAX_NAME_LENGTH
 from worker.presence import live_workers
 from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedded, redact, remove_run_files
 
@@ -226,6 +228,13 @@ def cancel(run_id: int, *, engine: Engine | None = None, actor: Actor | None = N
     return request_cancel(eng, run_id, actor=actor or current_actor(eng))
 
 
+def retry_name(name: str, run_id: int) -> str:
+    """`NAME (retry of #N)`; a retry of a retry names the run it was retried from, once."""
+    base = re.sub(r" \(retry of #\d+\)$", "", name)
+    suffix = f" (retry of #{run_id})"
+    return base[: MAX_NAME_LENGTH - len(suffix)] + suffix
+
+
 def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
     """A clone of the run (same config) as a new queued run owned by the actor; returns
     its id. Operators retry their own runs, admins any (audited)."""
@@ -233,7 +242,9 @@ def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = No
     act = actor or current_actor(eng)
     run = get_run(eng, run_id)
     authorize(act, "retry", run.owner, what=f"run {run_id}")
-    new_id = create_run(eng, run.config, name=run.name, group=run.group, tags=run.tags, owner=act.name)
+    new_id = create_run(
+        eng, run.config, name=retry_name(run.name, run_id), group=run.group, tags=run.tags, owner=act.name
+    )
     log_action(eng, act, "retry", run_id=run_id, detail=f"as run {new_id}")
     _enqueue_all(eng, [new_id])
     return new_id

@@ -110,14 +110,14 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
 
     from bml_core.config import validate_config
     from bml_core.data import build_dataset
-    from bml_core.dataparams import check_dataset_paths
+    from bml_core.dataspecs import check_dataset_paths
     from bml_core.provenance import data_fingerprints, runtime_environment
     from bml_core.trainer import Trainer
     from db import DbMetricSink, cancel_requested, finish_run, get_run, record_environment
     from worker.settings import run_dir
 
     run = get_run(engine, run_id)
-    cfg = validate_config(run.config)
+    cfg = validate_config(run.config, path_rules=False)  # the paths: check_dataset_paths below
     threads = int(os.environ.get("BML_TORCH_THREADS", "0") or 0) or cfg.train.threads
     if threads:
         torch.set_num_threads(threads)

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bml_core.config import DatasetConfig
+from bml_core.dataspecs import get_dataset_spec
 from bml_core.errors import DatasetError
 
 
@@ -100,7 +101,10 @@ DATASET_NOTES: dict[str, str] = {}
 def register_dataset(name: str, note: str = "") -> Callable[[DatasetBuilder], DatasetBuilder]:
     def deco(fn: DatasetBuilder) -> DatasetBuilder:
         DATASETS[name] = fn
-        DATASET_NOTES[name] = note or (fn.__doc__ or "").strip().splitlines()[0]
+        spec = get_dataset_spec(name)
+        DATASET_NOTES[name] = note or (
+            spec.description if spec else (fn.__doc__ or "").strip().splitlines()[0]
+        )
         return fn
 
     return deco

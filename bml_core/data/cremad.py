@@ -46,7 +46,7 @@ from bml_core.data.media import (
     open_image,
     segment_indices,
 )
-from bml_core.dataparams import CremadParams
+from bml_core.dataspecs import CremadParams
 
 CREMAD_CLASSES = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
 CREMAD_LABEL_IDS = {code: i for i, code in enumerate(CREMAD_CLASSES)}

@@ -47,7 +47,7 @@ from bml_core.data.media import (
     read_hdf5_jpeg_frames,
     segment_indices,
 )
-from bml_core.dataparams import KineticsSoundsParams
+from bml_core.dataspecs import KineticsSoundsParams
 
 LAYOUT = "KS.json, video/<id>.hdf5, audio/<id>.npy"
 AUDIO_SUFFIXES = (".npy", ".pkl", ".pickle")

@@ -20,35 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
+from bml_core.dataspecs import MFEAT_VIEWS, MfeatParams
 
 MFEAT_FILE = Path(__file__).resolve().parent / "assets" / "mfeat.npz"
-MFEAT_VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
-DEFAULT_VIEWS = ["pix", "zer"]
 STD_FLOOR = 1e-6  # constant columns are left centred instead of divided by ~0
-
-
-class MfeatParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    views: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_VIEWS),
-        description="views used as modalities, in order (fou, fac, kar, pix, zer, mor)",
-    )
-    standardize: bool = Field(True, description="z-score each column with the train split's mean and std")
-    split_seed: int = Field(0, ge=0, description="seed of the stratified train/val/test split")
-
-    @field_validator("views")
-    @classmethod
-    def _known_views(cls, v: list[str]) -> list[str]:
-        bad = [name for name in v if name not in MFEAT_VIEWS]
-        if bad:
-            raise ValueError(f"unknown view(s) {bad}; choose from {', '.join(MFEAT_VIEWS)}")
-        if len(v) < 2 or len(set(v)) != len(v):
-            raise ValueError("choose at least two distinct views")
-        return v
 
 
 def load_mfeat_arrays(path: Path = MFEAT_FILE) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -10,56 +10,16 @@ informative on every sample: joint training leans on audio and leaves visual und
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from bml_core.config import MAX_CLASSES, DatasetConfig
+from bml_core.config import DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
-
-MAX_SYNTHETIC_VALUES = 1 << 28  # samples x features of all modalities (1 GiB of float32)
-
-
-class SyntheticModality(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    name: str = Field(max_length=100)
-    strength: float = Field(1.0, ge=0.0, le=1e6, description="prototype scale (signal-to-noise)")
-    coverage: float = Field(1.0, ge=0.0, le=1.0, description="share of samples that carry signal")
-    shape: list[Annotated[int, Field(ge=1, le=1 << 16)]] = Field(
-        default_factory=lambda: [32],
-        min_length=1,
-        max_length=4,
-        description="per-sample shape: [D] or [C,H,W] / [F,T]",
-    )
-
-
-class SyntheticParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    num_samples: int = Field(3000, ge=10, le=10_000_000)
-    num_classes: int = Field(6, ge=2, le=MAX_CLASSES)
-    data_seed: int = Field(
-        0, ge=0, le=2**32 - 1, description="fixes the data; the run seed varies only training"
-    )
-    modalities: list[SyntheticModality] = Field(
-        default_factory=lambda: [
-            SyntheticModality(name="audio", strength=1.0, coverage=1.0, shape=[256]),
-            SyntheticModality(name="visual", strength=0.6, coverage=1.0, shape=[32]),
-        ],
-        max_length=16,
-    )
-
-    @model_validator(mode="after")
-    def _size(self) -> SyntheticParams:
-        per_sample = sum(math.prod(m.shape) for m in self.modalities)
-        total = self.num_samples * per_sample + self.num_classes * per_sample
-        if total > MAX_SYNTHETIC_VALUES:
-            raise ValueError(
-                f"num_samples x features ({total:,} values) exceeds {MAX_SYNTHETIC_VALUES:,}; "
-                "use fewer samples or smaller shapes"
-            )
-        return self
+from bml_core.dataspecs import MAX_SYNTHETIC_VALUES as MAX_SYNTHETIC_VALUES  # re-exported
+from bml_core.dataspecs import SyntheticParams
 
 
 def _prototypes(rng: np.random.Generator, num_classes: int, shape: list[int]) -> np.ndarray:

@@ -39,7 +39,7 @@ from bml_core.data.filedata import (
     short_cell,
 )
 from bml_core.data.media import FrameTransform, check_image_header, list_frames, open_image, segment_indices
-from bml_core.dataparams import UCF101Params
+from bml_core.dataspecs import UCF101Params
 
 LAYOUT = "classInd.txt, trainlist01.txt, testlist01.txt, rgb/<video>/*.jpg, flow/u/<video>/*.jpg, flow/v/<video>/*.jpg"
 

@@ -54,8 +54,8 @@ class MetricFamily:
     """A family of per-step (or per-eval) series a strategy logs, and how Live draws it:
     one panel titled `title`, one line per modality (`<key>/<m>`) when `per_modality`, else
     the single series `<key>`; `reference` draws a horizontal line (e.g. 1.0 = no change).
-    `panel` names a shared panel to join instead (Live's "modulation" panel draws the
-    per-modality modulation strengths of several strategies side by side)."""
+    `panel` names a panel that several families of the same strategy share (Live never
+    draws two strategies on one chart: each strategy's panels are its own)."""
 
     key: str
     title: str

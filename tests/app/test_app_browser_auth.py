@@ -178,7 +178,7 @@ def test_login_roles_and_logout(studio: Studio, browser: Any, bml_exe: str, tmp_
         open_page(page, f"{studio.url}/runs")
         page.wait_for_selector(".st-key-runs_pick input")
         assert "olga-run" in page.locator(".st-key-runs_pick input").first.input_value()  # runs listed
-        assert not buttons(page) & {"Cancel", "Delete…", "Retry (clone)"}
+        assert not buttons(page) & {"Cancel", "Delete", "Retry (clone)"}
         assert "Signed in as vic (viewer)" in page.inner_text("body")
         page.reload()
         page.wait_for_selector("h1")
@@ -211,7 +211,7 @@ def test_login_roles_and_logout(studio: Studio, browser: Any, bml_exe: str, tmp_
         page.get_by_text(f"Run {otto_run.id}").first.wait_for()
         wait_status(studio.engine, otto_run.id, {"cancelled"}, timeout_s=60)
         choose(page, "runs_pick", f"#{olga_run} olga-run")
-        assert not buttons(page) & {"Cancel", "Delete…", "Retry (clone)"}
+        assert not buttons(page) & {"Cancel", "Delete", "Retry (clone)"}
 
     # an admin deletes another user's run
     wait_status(studio.engine, olga_run, {"succeeded", "failed"}, timeout_s=120)
@@ -220,7 +220,7 @@ def test_login_roles_and_logout(studio: Studio, browser: Any, bml_exe: str, tmp_
         page.wait_for_url("**/runs")
         open_page(page, page.url)
         choose(page, "runs_pick", f"#{olga_run} olga-run")
-        page.get_by_role("button", name="Delete…").click()
+        page.get_by_role("button", name="Delete").click()
         page.get_by_role("button", name="Yes, delete").click()
         page.get_by_text(f"Run {olga_run} and all its data deleted.").wait_for(timeout=30_000)
     with pytest.raises(db.RunNotFound):

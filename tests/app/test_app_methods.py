@@ -76,8 +76,10 @@ def test_example_plugin_on_methods_launch_and_live(engine: Engine, halve_dominan
 
     launch = open_page("launch", strategy="halve_dominant")
     assert not launch.exception
-    options = launch.multiselect(key=STRATEGIES_KEY).options
-    assert "halve_dominant — Halves the dominant modality's encoder gradients (example plug-in)." in options
+    picker = launch.multiselect(key=STRATEGIES_KEY)
+    # issue 14: short names as choices (chips were cut), the description in the help
+    assert "halve_dominant" in picker.options
+    assert "Halves the dominant modality's encoder gradients (example plug-in)." in picker.help
     assert launch.session_state[STRATEGIES_KEY] == ["halve_dominant"]
     assert launch.session_state[widget_key("strategy.halve_dominant.factor")] == 0.5
 
@@ -97,7 +99,10 @@ def test_example_plugin_on_methods_launch_and_live(engine: Engine, halve_dominan
     family = spec.metrics[0]
     charts = {c["layout"]["title"]["text"]: c for c in chart_specs(live)}
     panel = charts[family.title]
-    assert {t["name"]: t["y"][-1] for t in panel["data"]} == {"audio": 0.5, "visual": 1.0}
+    drawn_lines = {t["name"]: t["y"][-1] for t in panel["data"] if not (t.get("meta") or {}).get("raw")}
+    assert drawn_lines == pytest.approx(
+        {"audio": 0.5, "visual": 1.0}
+    )  # EMA of a constant (raw drawn faintly)
     assert any(shape.get("y0") == 1.0 for shape in panel["layout"].get("shapes", []))  # reference line
     assert lv.PANELS[0].title in charts  # the common panels are still there
 
@@ -106,9 +111,7 @@ def test_live_draws_the_families_of_the_run_only(engine: Engine) -> None:
     rid = add_run(engine, "ogm-run", "g", ["ogm_ge"], steps=20)
     state = lv.refresh(engine, lv.LiveState(run_id=rid))
     drawn = {p.name for p in lv.panels() if lv.panel_figure(state, p) is not None}
-    assert drawn == {"ratio", "modulation", "accuracy", "loss", "grad"}
-    modulation = lv.panel_figure(state, next(p for p in lv.panels() if p.name == "modulation"))
-    assert modulation is not None and {t["name"] for t in modulation["data"]} == {
-        "ogm/coef/audio",
-        "ogm/coef/visual",
-    }
+    # issue 14: OGM's k has its own panel (never two strategies on one chart)
+    assert drawn == {"ratio", "family-ogm-coef", "accuracy", "loss", "grad"}
+    modulation = lv.panel_figure(state, next(p for p in lv.panels() if p.name == "family-ogm-coef"))
+    assert modulation is not None and {t["name"] for t in modulation["data"]} == {"audio", "visual"}

@@ -121,7 +121,9 @@ def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[in
     at.button(key="runs_retry").click().run()
     clone = max(r.id for r in db.list_runs(engine, limit=None).runs)
     assert sent == [clone] and db.get_run(engine, clone).status == "queued"
-    assert db.get_run(engine, clone).config == db.get_run(engine, done).config
+    # the clone's config is the original's; only its name says what it is (issue 14)
+    original = db.get_run(engine, done).config
+    assert db.get_run(engine, clone).config == {**original, "name": f"{original['name']} (retry of #{done})"}
 
     at.selectbox(key="runs_pick").set_value(done).run()
     at.button(key="runs_delete").click().run()

@@ -1,6 +1,6 @@
 """A run's files on disk (issue 15 item 3): its directory is keyed by id and creation time,
-so a new run that gets a deleted run's id (SQLite reuses the highest id) starts from
-scratch; deleting a run deletes its files. On SQLite and PostgreSQL."""
+so a new run starts from scratch even if it got a deleted run's id (SQLite reused the
+highest id before migration 0004_ids); deleting a run deletes its files. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ def test_deleted_runs_files_go_and_a_new_run_starts_from_scratch(
         client.delete(first, engine=engine)
 
     second = _run_to_the_end(engine)
-    if backend == "sqlite":
-        assert second == first  # SQLite hands the id out again: the case that mattered
+    # ids are never handed out again (issue 14, migration 0004_ids: AUTOINCREMENT on SQLite), and
+    # the directory is keyed by creation time too, so a reused id could not find these files either
+    assert second != first
     second_dir = run_dir(second, db.get_run(engine, second).created_at)
     assert second_dir != first_dir and (second_dir / "last.pt").is_file()
     messages = [e.message for e in db.run_events(engine, second)]

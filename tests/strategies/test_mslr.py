@@ -276,9 +276,11 @@ def test_mses_stopped_then_resumed_equals_uninterrupted(
     assert st["frozen"].tolist() == [True, True] and set(st["best_weights"]) == {"audio", "visual"}
 
 
-def test_live_draws_the_multipliers_in_the_modulation_panel() -> None:
-    from app.views.live.data import SHARED_PANEL, panels
+def test_live_draws_the_multipliers_each_on_its_own_panel() -> None:
+    from app.views.live.data import panels
 
-    shared = next(p for p in panels() if p.name == SHARED_PANEL)
-    assert {"mslr/lr_mult/", "mses/lr_mult/"} <= set(shared.prefixes)
-    assert "MSLR: learning-rate multiplier" in shared.title
+    # issue 14: never two strategies on one chart
+    by_prefix = {prefix: panel for panel in panels() for prefix in panel.prefixes}
+    mslr, mses = by_prefix["mslr/lr_mult/"], by_prefix["mses/lr_mult/"]
+    assert mslr is not mses and mslr.prefixes == ("mslr/lr_mult/",) and mses.prefixes == ("mses/lr_mult/",)
+    assert "MSLR: learning-rate multiplier" in mslr.title

@@ -96,7 +96,9 @@ def test_retry_clones_and_cancel_of_queued_is_immediate(embedded_cluster: Cluste
     clone = client.retry(run_id, engine=eng)
     assert clone != run_id
     original, copy = get_run(eng, run_id), get_run(eng, clone)
-    assert copy.status == "queued" and copy.config == original.config and copy.name == original.name
+    retry_name = f"{original.name} (retry of #{run_id})"  # issue 14: the clone says what it is
+    assert copy.status == "queued" and copy.config == {**original.config, "name": retry_name}
+    assert copy.name == retry_name
     client.delete(run_id, engine=eng)
     assert list_runs(eng, limit=None).total == 1
 

@@ -1,21 +1,20 @@
 """`/launch?from=RUN_ID&advice=ALERT_ID`: the run's config with the alert's advice applied
 (`bml_core.alerts.apply_advice`: the suggested strategy replaces the run's one of the same
-name or joins the list, `joint` goes, the other strategies stay, overrides are set), and
-the form values that make the launch form hold it. Plain functions, no Streamlit, except
-`apply_query`, the page's one hook."""
+name or joins the list, `joint` goes, the other strategies stay, overrides are set), put
+into the launch form through `logic.values_from_config`. Plain functions, no Streamlit;
+`apply_query` is the page's one hook."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 
 import db
-from app.form_fields import coerce, widget_value
 from app.views.launch import logic as ll
 from bml_core.alerts import apply_advice
-from bml_core.config import ConfigError, validate_config
+from bml_core.config import ConfigError
 
 QUERY_STATE = "launch_advice_query"  # the (from, advice) link already applied
 NOTE_STATE = "launch_advice_note"  # ("info" | "error", text) shown at the top of the form
@@ -61,39 +60,12 @@ def advised_config(engine: Engine, run_id: int, alert_id: int, choice: int = 0) 
     return raw, note
 
 
-def _at(doc: Mapping[str, Any], path: str) -> Any:
-    node: Any = doc
-    for part in path.split("."):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node
-
-
-def form_values(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Widget path -> widget value that make the form hold this config (resolved: keys it
-    leaves out take their defaults). ConfigError when the config is invalid."""
-    doc = validate_config(raw).to_dict()
-    values: dict[str, Any] = {}
-    specs = ll.run_fields() + ll.dataset_fields() + ll.model_fields()
-    for _, section in ll.SECTIONS:
-        specs += ll.section_fields(section)
-    for spec in specs:
-        values[spec.path] = coerce(spec, widget_value(spec, _at(doc, spec.path)))
-    encoders: dict[str, Any] = doc["model"]["encoders"]
-    for modality, encoder in encoders.items():
-        for spec in ll.encoder_fields(modality):
-            values[spec.path] = coerce(spec, widget_value(spec, encoder.get(spec.name)))
-    for entry in doc["strategies"]:
-        for spec in ll.strategy_fields(str(entry["name"])):
-            values[spec.path] = coerce(spec, widget_value(spec, entry.get(spec.name, spec.default)))
-    values[ll.STRATEGIES_PATH] = [str(s["name"]) for s in doc["strategies"]]
-    values[ll.ENCODER_MODALITIES_PATH] = list(encoders)
-    values[ll.SEEDS_PATH] = str(doc["seed"])
-    return values
-
-
-def apply_query(query: Mapping[str, Any], state: Any, engine: Engine, key: Any) -> bool:
-    """The launch page's hook: with `from` and `advice` in the address, fill the form once
-    per distinct link (`key(path)` is the widget's session key). True when it filled."""
+def apply_query(
+    query: Mapping[str, Any], state: Any, engine: Engine, fill: Callable[[dict[str, Any]], None]
+) -> bool:
+    """The launch page's hook, after its `?from=RUN_ID` fill: with `from` and `advice` in the
+    address, fill the form once per distinct link with the advised config
+    (`fill(widget values)`: the page's own form filler). True when it filled."""
     run_param, alert_param = query.get("from"), query.get("advice")
     if not run_param or not alert_param:
         return False
@@ -106,14 +78,13 @@ def apply_query(query: Mapping[str, Any], state: Any, engine: Engine, key: Any) 
         return False
     try:
         raw, note = advised_config(engine, int(link[0]), int(link[1]))
-        values = form_values(raw)
+        values = ll.values_from_config(raw)
     except AdviceError as exc:
         state[NOTE_STATE] = ("error", f"Cannot apply the advice: {exc}.")
         return False
     except ConfigError as exc:
         state[NOTE_STATE] = ("error", f"The advised config does not validate: {exc}")
         return False
-    for path, value in values.items():
-        state[key(path)] = value
+    fill(values)
     state[NOTE_STATE] = ("info", note)
     return True

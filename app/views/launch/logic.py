@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from app import catalog
 from app.form_fields import FieldSpec, config_value, field_spec, model_field_specs, walk, widget_value
@@ -113,7 +114,8 @@ def all_fields(strategy_names: Sequence[str], encoder_modalities: Sequence[str])
 
 
 def default_values() -> dict[str, Any]:
-    """Widget path -> initial widget value, from the models' defaults (every strategy's too)."""
+    """Widget path -> initial widget value: the models' defaults (every strategy's too),
+    with the default dataset's recommended settings on top (`dataset_default_values`)."""
     specs = run_fields() + dataset_fields() + model_fields()
     for name in catalog.strategies():
         specs += strategy_fields(name)
@@ -123,7 +125,98 @@ def default_values() -> dict[str, Any]:
     out[SEEDS_PATH] = "0"
     out[STRATEGIES_PATH] = []
     out[ENCODER_MODALITIES_PATH] = []
+    out.update(dataset_default_values(str(DatasetConfig.model_fields["name"].default)))
     return out
+
+
+# --------------------------------------------------------------------------- start from
+
+
+def _at(doc: Mapping[str, Any], path: str) -> Any:
+    node: Any = doc
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node
+
+
+def values_from_config(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Widget path -> widget value that make the form hold exactly this config (resolved:
+    keys it leaves out take their defaults). The inverse of `assemble_config`; the seed
+    becomes the `seeds` field. ConfigError when the config is invalid."""
+    doc = validate_config(raw).to_dict()
+    values: dict[str, Any] = {}
+    specs = run_fields() + dataset_fields() + model_fields()
+    for _, section in SECTIONS:
+        specs += section_fields(section)
+    for spec in specs:
+        values[spec.path] = widget_value(spec, _at(doc, spec.path))
+    encoders: dict[str, Any] = doc["model"]["encoders"]
+    for modality, encoder in encoders.items():
+        for spec in encoder_fields(modality):
+            values[spec.path] = widget_value(spec, encoder.get(spec.name))
+    names = [str(s["name"]) for s in doc["strategies"]]
+    for entry in doc["strategies"]:
+        for spec in strategy_fields(str(entry["name"])):
+            values[spec.path] = widget_value(spec, entry.get(spec.name, spec.default))
+    values[STRATEGIES_PATH] = names
+    values[ENCODER_MODALITIES_PATH] = list(encoders)
+    values[SEEDS_PATH] = str(doc["seed"])
+    return values
+
+
+def dataset_default_values(name: str) -> dict[str, Any]:
+    """What picking a dataset sets: its recommended parameters, model, optimiser and
+    training settings (the models' defaults where it recommends nothing). The run's name,
+    seeds, strategies and `dataset.path` are left alone."""
+    entry = catalog.datasets().get(name)
+    recommended = dict(entry.spec.recommended) if entry is not None and entry.spec is not None else {}
+    raw = copy.deepcopy(recommended)
+    raw.setdefault("dataset", {})
+    raw["dataset"] = {**raw["dataset"], "name": name}
+    values = values_from_config(raw)
+    keep = ("name", "group", "tags", SEEDS_PATH, STRATEGIES_PATH, "dataset.path")
+    return {p: v for p, v in values.items() if p not in keep and not p.startswith("strategy.")}
+
+
+def dataset_modalities(entry: catalog.DatasetEntry | None, params_text: Any) -> list[str]:
+    """The modalities a dataset yields with the parameters in the form (its defaults while
+    they do not parse)."""
+    if entry is None or entry.spec is None:
+        return []
+    try:
+        spec = next(s for s in dataset_fields() if s.path == "dataset.params")
+        return entry.spec.modalities(entry.spec.params.model_validate(config_value(spec, params_text)))
+    except (ValueError, StopIteration):
+        return list(entry.modalities)
+
+
+def parse_yaml_config(text: str) -> dict[str, Any]:
+    """A pasted or uploaded YAML (or JSON) run config as a dict; ConfigError naming the problem."""
+    try:
+        data = yaml.safe_load(text or "")
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "syntax error"
+        raise ConfigError([("config file", f"not valid YAML ({first})")]) from None
+    if data is None:
+        raise ConfigError(
+            [("config file", "is empty; paste a run config like examples/mfeat-imbalance.yaml")]
+        )
+    if not isinstance(data, dict):
+        raise ConfigError([("config file", "must hold a mapping of keys (name:, dataset:, ...)")])
+    return data
+
+
+def error_shown(path: str, touched: set[str], attempted: bool) -> bool:
+    """Whether the form shows an error yet: once Launch was pressed, or once the user
+    touched its field (or a field inside it, or the mapping it lies in)."""
+    if attempted:
+        return True
+    return any(w == path or w.startswith(path + ".") or path.startswith(w + ".") for w in touched)
+
+
+def touched_paths(values: Mapping[str, Any], baseline: Mapping[str, Any]) -> set[str]:
+    """The fields whose value differs from the one the form was filled with."""
+    return {p for p, v in values.items() if p in baseline and baseline[p] != v}
 
 
 # --------------------------------------------------------------------------- presets
@@ -309,7 +402,7 @@ def default_path_check(path: str) -> str | None:
 def dataset_param_path_errors(dataset: DatasetConfig) -> dict[str, str]:
     """Path-valued dataset parameters (declared in the dataset's spec) outside
     BML_DATA_ROOTS, shown on the `dataset.params` field: widget path -> reason."""
-    from bml_core.dataparams import check_dataset_paths
+    from bml_core.dataspecs import check_dataset_paths
     from bml_core.errors import DatasetError
 
     try:
@@ -318,6 +411,13 @@ def dataset_param_path_errors(dataset: DatasetConfig) -> dict[str, str]:
         if exc.field.startswith("dataset.params"):
             return {"dataset.params": str(exc)}
     return {}
+
+
+def _dataset_or_none(raw: Mapping[str, Any]) -> DatasetConfig | None:
+    try:
+        return DatasetConfig.model_validate(raw.get("dataset") or {})
+    except ValidationError:
+        return None
 
 
 def check_form(
@@ -364,8 +464,12 @@ def check_form(
             check.errors.setdefault(route_error(path, strategy_names), msg)
     if check.config is not None:
         check.advisories = advisories(check.config)
-        if path:
-            for where, reason in dataset_param_path_errors(check.config.dataset).items():
+    if path:
+        # where the path parameters resolve (BML_DATA_ROOTS), shown even when the config has
+        # other errors (a `..` in one is both: it leaves dataset.path and, maybe, the roots)
+        dataset = check.config.dataset if check.config is not None else _dataset_or_none(raw)
+        if dataset is not None:
+            for where, reason in dataset_param_path_errors(dataset).items():
                 check.errors.setdefault(where, reason)
     if sweep:
         _check_sweep(check, values, sweep_strategies)

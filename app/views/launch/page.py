@@ -1,8 +1,13 @@
-"""Launch: the run form generated from the config models and the strategy specs, checked
-field by field as it is edited; launches one run per seed or a sweep grid through
-worker.client. `?strategy=NAME` preselects a strategy (the /methods page links here)."""
+"""Launch: the run form generated from the config models, the dataset specs and the
+strategy specs. "Start from" fills it from an example config, a pasted or uploaded YAML or
+a past run (`?from=RUN_ID`); picking a dataset applies its recommended settings. Fields
+are checked as they are edited, and an error shows once its field was touched or Launch
+pressed; launches one run per seed or a sweep grid through worker.client. `?strategy=NAME`
+preselects a strategy (the /methods page links here)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
@@ -32,6 +37,90 @@ ll.preselect_from_query(st.query_params.get("strategy"), st.session_state, widge
 st.session_state.setdefault(widget_key(ll.SWEEP_GRID_PATH), "")
 st.session_state.setdefault(widget_key(ll.SWEEP_NAME_PATH), "")
 st.session_state.setdefault(widget_key(ll.SWEEP_STRATEGIES_PATH), [])
+# what the form was last filled with: a field whose value differs is "touched"
+st.session_state.setdefault(
+    "launch_baseline", {**ll.default_values(), ll.SWEEP_GRID_PATH: "", ll.SWEEP_NAME_PATH: ""}
+)
+
+
+def _fill(values: dict[str, Any]) -> None:
+    """Put values into the widgets (before they are drawn) and make them the baseline."""
+    encoders = list(values.get(ll.ENCODER_MODALITIES_PATH) or [])
+    specs = {s.path: s for s in ll.all_fields(list(strategies), encoders)}
+    baseline = dict(st.session_state["launch_baseline"])
+    for path, value in values.items():
+        spec = specs.get(path)
+        st.session_state[widget_key(path)] = coerce(spec, value) if spec else value
+        baseline[path] = st.session_state[widget_key(path)]
+    st.session_state["launch_baseline"] = baseline
+    st.session_state["launch_attempted"] = False
+
+
+def _fill_from_config(raw: dict[str, Any], source: str) -> None:
+    try:
+        values = ll.values_from_config(raw)
+    except ll.ConfigError as exc:
+        st.session_state["launch_start_error"] = (source, exc.errors)
+        return
+    st.session_state.pop("launch_start_error", None)
+    st.session_state["launch_sweep"] = False
+    _fill(values)
+    st.session_state["launch_started_from"] = source
+
+
+def _start_from_example() -> None:
+    name = st.session_state.get("launch_example")
+    if name:
+        _fill_from_config(catalog.example_config(name), f"example {name}")
+
+
+def _start_from_yaml() -> None:
+    upload = st.session_state.get("launch_yaml_file")
+    text = (
+        upload.getvalue().decode("utf-8", "replace")
+        if upload is not None
+        else st.session_state.get("launch_yaml", "")
+    )
+    try:
+        raw = ll.parse_yaml_config(text)
+    except ll.ConfigError as exc:
+        st.session_state["launch_start_error"] = ("YAML", exc.errors)
+        return
+    _fill_from_config(raw, f"the uploaded file {upload.name}" if upload is not None else "the pasted YAML")
+
+
+def _start_from_run(run_id: int) -> None:
+    try:
+        run = db.get_run(engine, run_id)
+    except db.RunNotFound:
+        st.session_state["launch_start_error"] = (f"run #{run_id}", [("run", f"there is no run #{run_id}")])
+        return
+    _fill_from_config(dict(run.config), f"run #{run.id} {run.name}")
+
+
+def _start_from_picked_run() -> None:
+    picked = st.session_state.get("launch_from_run")
+    if picked is not None:
+        _start_from_run(int(picked))
+
+
+def _apply_dataset_defaults() -> None:
+    name = str(st.session_state[widget_key("dataset.name")])
+    _fill(ll.dataset_default_values(name))
+    st.session_state["launch_started_from"] = f"{name}'s recommended settings"
+
+
+def _mark_attempted() -> None:
+    st.session_state["launch_attempted"] = True
+
+
+from_run = st.query_params.get("from")
+if from_run and st.session_state.get("launch_from_query") != from_run:
+    st.session_state["launch_from_query"] = from_run  # once per distinct link
+    if from_run.isdigit():
+        _start_from_run(int(from_run))
+    else:
+        st.session_state["launch_start_error"] = ("link", [("from", f"{from_run!r} is not a run id")])
 
 
 def _apply_preset() -> None:
@@ -44,7 +133,12 @@ def _apply_preset() -> None:
         st.session_state[widget_key(path)] = coerce(spec, value) if spec else value
 
 
-try_advice.apply_query(st.query_params, st.session_state, engine, widget_key)  # ?from=RUN&advice=ALERT
+if try_advice.apply_query(st.query_params, st.session_state, engine, _fill):  # ?from=RUN&advice=ALERT
+    st.session_state["launch_sweep"] = False
+    st.session_state.pop("launch_start_error", None)
+    st.session_state["launch_started_from"] = (
+        f"run #{st.query_params.get('from')} with the advice of alert #{st.query_params.get('advice')}"
+    )
 if note := st.session_state.get(try_advice.NOTE_STATE):
     if note[0] == "info":
         st.info(
@@ -67,11 +161,69 @@ for name in sweep_strategies:
     values.update(widget_values([s.path for s in ll.strategy_fields(name)]))
 check = ll.check_form(values, strategy_names, modalities, sweep=sweep_on, sweep_strategies=sweep_strategies)
 submitted = st.session_state.get("launch_submit_errors")
-errors = dict(check.errors)
+all_errors = dict(check.errors)
 if submitted and submitted[0] == repr(values):
     for path, msg in submitted[1].items():
-        errors.setdefault(path, msg)
+        all_errors.setdefault(path, msg)
+touched = ll.touched_paths(values, st.session_state["launch_baseline"])
+attempted = bool(st.session_state.get("launch_attempted"))
+errors = {p: m for p, m in all_errors.items() if ll.error_shown(p, touched, attempted)}
 shown: set[str] = set()
+
+with st.container(border=True, key="start-from"):
+    st.subheader("Start from")
+    t1, t2, t3 = st.tabs(["an example", "a YAML file", "a past run"])
+    with t1:
+        e1, e2 = st.columns([3, 1], vertical_alignment="bottom")
+        e1.selectbox(
+            "example config",
+            list(catalog.examples()),
+            key="launch_example",
+            index=None,
+            placeholder="examples/*.yaml",
+        )
+        e2.button(
+            "Fill the form",
+            key="launch_fill_example",
+            on_click=_start_from_example,
+            disabled=not st.session_state.get("launch_example"),
+        )
+    with t2:
+        st.file_uploader("upload a run config", type=["yaml", "yml", "json"], key="launch_yaml_file")
+        st.text_area(
+            "or paste it",
+            key="launch_yaml",
+            placeholder="name: my-run\ndataset: {name: mfeat}\nstrategies: [ogm_ge]",
+        )
+        st.button("Fill the form", key="launch_fill_yaml", on_click=_start_from_yaml)
+    with t3:
+        recent = db.list_runs(engine, limit=50).runs
+        r1, r2 = st.columns([3, 1], vertical_alignment="bottom")
+        r1.selectbox(
+            "run",
+            [r.id for r in recent],
+            key="launch_from_run",
+            index=None,
+            placeholder="a recent run (or open /launch?from=RUN_ID)",
+            format_func=lambda rid: next(
+                (f"#{r.id} {r.name} · {r.group} · {r.strategy}" for r in recent if r.id == rid), f"#{rid}"
+            ),
+        )
+        r2.button(
+            "Fill the form",
+            key="launch_fill_run",
+            on_click=_start_from_picked_run,
+            disabled=st.session_state.get("launch_from_run") is None,
+        )
+    problem = st.session_state.get("launch_start_error")
+    if problem:
+        st.error(
+            f"Could not start from {md(problem[0])}: "
+            + "; ".join(f"{md(p)}: {md(m)}" for p, m in problem[1]),
+            icon=":material/error:",
+        )
+    elif st.session_state.get("launch_started_from"):
+        st.caption(f"Filled from {md(st.session_state['launch_started_from'])}; edit anything below.")
 
 with st.container(border=True):
     st.subheader("Run")
@@ -92,7 +244,14 @@ with st.container(border=True):
     ds_specs = {s.path: s for s in ll.dataset_fields()}
     c1, c2 = st.columns([1, 2])
     with c1:
-        field_widget(ds_specs["dataset.name"], errors, shown)
+        field_widget(ds_specs["dataset.name"], errors, shown, on_change=_apply_dataset_defaults)
+        st.button(
+            "reset to the dataset's defaults",
+            key="launch_dataset_defaults",
+            on_click=_apply_dataset_defaults,
+            help="its recommended parameters, model, optimiser and training settings",
+            type="tertiary",
+        )
     chosen = datasets.get(st.session_state[widget_key("dataset.name")])
     with c2:
         if chosen is not None:
@@ -110,7 +269,7 @@ with st.container(border=True):
 with st.container(border=True):
     st.subheader("Model")
     fields_grid(ll.model_fields(), errors, shown, columns=2)
-    known = chosen.modalities if chosen is not None else []
+    known = ll.dataset_modalities(chosen, values.get("dataset.params"))
     with st.container(key="field-model-encoders"):
         st.multiselect(
             "modalities with a chosen encoder (the others are picked from their input rank)",
@@ -132,11 +291,10 @@ with st.container(border=True):
             "strategies, applied in order (none = joint training)",
             list(strategies),
             key=widget_key(ll.STRATEGIES_PATH),
-            format_func=lambda n: f"{n} — {ll.short_description(specs_by_name[n])}",
-            help="; ".join(f"{n}: {spec.description}" for n, spec in specs_by_name.items()),
+            help="\n".join(f"- **{n}**: {ll.short_description(spec)}" for n, spec in specs_by_name.items()),
         )
         for err in catalog.broken_plugins():
-            st.warning(f"strategy plug-in not loaded: {err}", icon=":material/extension_off:")
+            st.warning(f"strategy plug-in not loaded: {md(err)}", icon=":material/extension_off:")
         show_error(ll.STRATEGIES_PATH, errors, shown)
     with c2:
         presets = catalog.presets()
@@ -155,7 +313,7 @@ with st.container(border=True):
     for name in shown_params:
         if name == "joint":
             continue
-        with st.expander(f"{name} parameters — {ll.short_description(specs_by_name[name])}", expanded=True):
+        with st.expander(f"{name} parameters", expanded=True):
             st.caption(f"{specs_by_name[name].description} Reference: {specs_by_name[name].reference}")
             show_error(f"strategy.{name}", errors, shown)
             fields_grid(ll.strategy_fields(name), errors, shown, columns=4)
@@ -202,13 +360,13 @@ actor = access.current_actor()
 may_launch = db.allowed(actor, "launch")
 if not may_launch:
     st.info(
-        f"Signed in as {actor.name} ({actor.role}): launching runs needs the operator or admin role.",
+        f"Signed in as {md(actor.name)} ({actor.role}): launching runs needs the operator or admin role.",
         icon=":material/lock:",
     )
-if may_launch and st.button(label, type="primary", key="launch_button"):
-    if errors:
+if may_launch and st.button(label, type="primary", key="launch_button", on_click=_mark_attempted):
+    if all_errors:
         st.error(
-            f"Nothing was launched: fix the {len(errors)} field(s) marked above.", icon=":material/block:"
+            f"Nothing was launched: fix the {len(all_errors)} field(s) marked above.", icon=":material/block:"
         )
     else:
         result = ll.submit_checked(check, strategy_names, engine=engine, actor=actor)

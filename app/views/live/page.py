@@ -1,11 +1,17 @@
-"""Live (`/live?run=ID`): one run's imbalance as it trains. A fragment refreshes every
-`refresh_interval_s` while the run is active, fetching only the new points, and stops
-once the run has ended; charts keep the user's zoom (`uirevision`). Below: who launched it,
-the run it reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
+"""Live (`/live?run=ID`): one run's imbalance as it trains. The header says which modality
+dominates and since which step, with ρ as a recent mean; per-step series are drawn
+EMA-smoothed (raw faint behind), raw, or as per-epoch mean and range; every strategy has
+its own panels. A fragment refreshes every `refresh_interval_s` while the run is active,
+fetching only the new points, and stops once the run has ended (the run picker's status is
+read fresh); charts keep the user's zoom (`uirevision`). A finished run shows its result
+(test accuracy fused and per modality, best epoch, imbalance degree) with links to Compare
+its group and a joint baseline. Below: the resolved config, who launched it, the run it
+reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
 
 from __future__ import annotations
 
 import streamlit as st
+import yaml
 
 import db
 from app import store
@@ -41,6 +47,13 @@ if not choices:
     st.page_link(page_path("launch"), label="Launch one")
     st.stop()
 
+states: dict[int, lv.LiveState] = st.session_state.setdefault("live_states", {})
+current = st.session_state.get("live_pick", run_id)
+if current in choices:  # the picked run's status read now, not from the picker's short cache
+    try:
+        choices[current] = run_choice_label(db.get_run(engine, current))
+    except db.RunNotFound:
+        choices.pop(current)
 ids = list(choices)
 picked = st.selectbox(
     "run",
@@ -52,11 +65,31 @@ picked = st.selectbox(
 if str(picked) != st.query_params.get("run"):
     st.query_params["run"] = str(picked)
 
-states: dict[int, lv.LiveState] = st.session_state.setdefault("live_states", {})
 state = states.setdefault(picked, lv.LiveState(run_id=picked))
 lv.refresh(engine, state)
 interval = lv.refresh_every_s(state.run)
 first_pass = {"done": False}
+
+view_row = st.container(horizontal=True, gap="large", vertical_alignment="bottom", key="live-view")
+mode = view_row.segmented_control(
+    "per-step series",
+    list(lv.SMOOTHING_MODES),
+    default=lv.SMOOTH_EMA,
+    key="live_smoothing",
+    help="EMA-smoothed: the exponential moving average, the raw line faint behind; per-epoch: "
+    "each epoch's mean with its min-max range (for series that jump from step to step, "
+    "like OGM's k or OPM's q). Validation series are drawn as evaluated.",
+)
+weight = lv.ema_weight_default
+if mode == lv.SMOOTH_EMA:
+    weight = view_row.slider(
+        "EMA weight", 0.0, 0.99, lv.ema_weight_default, 0.01, key="live_ema_weight", width=220
+    )
+view = lv.View(
+    mode=mode or lv.SMOOTH_RAW, weight=float(weight), steps_per_epoch=lv.steps_per_epoch(state.run)
+)
+if mode == lv.SMOOTH_EPOCH and view.steps_per_epoch is None:
+    st.caption("Per-epoch view: the run has not said how many steps an epoch has yet; drawn raw.")
 
 
 chart_width_px = 450
@@ -70,26 +103,87 @@ def render_live() -> None:
     first_pass["done"] = True
     run = state.run
     assert run is not None
-    ratios = lv.latest_of(state, "imbalance/ratio/")
-    # wrapping rows sized to their content: no value is cut short at 800 px
-    head = st.container(horizontal=True, gap="large")
+    ratios = lv.recent_ratios(state)
+    lead = lv.dominance(state, weight=view.weight if view.mode == lv.SMOOTH_EMA else lv.ema_weight_default)
     cancelling = " (cancelling)" if run.cancel_requested and run.status == "running" else ""
-    head.metric("status", run.status + cancelling, width="content")
-    head.metric("step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""), width="content")
-    head.metric("ETA", format_duration(eta_seconds(run)), width="content")
-    head.metric("attempt", f"{run.attempt} / {run.max_attempts}", width="content")
-    for modality, value in ratios.items():
-        head.metric(f"ρ {modality}", f"{value:.3f}", width="content")
+    # a wrapping row: each metric as wide as its text, the next one on a new line when the
+    # window is narrow (never cut with "…")
+    with st.container(key="live-header", horizontal=True, gap="medium"):
+        st.metric(
+            "status",
+            run.status + cancelling,
+            help=f"attempt {run.attempt} of {run.max_attempts}",
+            width="content",
+        )
+        st.metric(
+            "step", f"{run.step}" + (f" / {run.total_steps}" if run.total_steps else ""), width="content"
+        )
+        st.metric("ETA", format_duration(eta_seconds(run)), width="content")
+        st.metric(
+            "dominant",
+            lead.modality or "balanced" if ratios else "—",
+            delta=f"since step {lead.since_step}" if lead.since_step is not None else None,
+            delta_color="off",
+            delta_arrow="off",
+            help=f"the modality with the highest recent ρ (above {1 + lv.dominance_margin:g}; else "
+            "balanced), and since which step it has led on the smoothed ρ",
+            width="content",
+        )
+        for modality, value in ratios.items():
+            st.metric(
+                f"ρ {md(modality)}",
+                f"{value:.3f}",
+                help=f"mean of the latest {lv.rho_window_points} points (> 1: dominant)",
+                width="content",
+            )
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
     if run.error:
         st.error(md(run.error, limit=2000))
+    result = lv.result_of(run.summary) if not lv.is_active(run) else None
+    if result is not None:
+        with st.container(border=True, key="live-result"):
+            st.subheader("Result")
+            with st.container(horizontal=True, gap="medium"):
+                st.metric("test accuracy (fused)", lv.fmt(result.test_acc), width="content")
+                for m, acc in result.test_acc_per_modality.items():
+                    st.metric(f"test accuracy {md(m)}", lv.fmt(acc), width="content")
+                st.metric(
+                    "best epoch",
+                    "—" if result.best_epoch is None else str(result.best_epoch),
+                    width="content",
+                )
+                st.metric(
+                    "imbalance degree",
+                    lv.fmt(result.imbalance_degree),
+                    help="how far the modalities' test accuracies are apart (0: balanced)",
+                    width="content",
+                )
+            links = st.container(horizontal=True)
+            links.page_link(
+                page_path("compare"),
+                label=f"Compare group {md(run.group)}",
+                query_params={"group": run.group},
+            )
+            base = lv.baseline_for(engine, run)
+            if base is not None:
+                links.page_link(
+                    page_path("compare"),
+                    label=f"Compare with the joint baseline #{base.id}",
+                    query_params={"runs": f"{base.id},{run.id}"},
+                )
+            elif run.strategy != "joint":
+                links.page_link(
+                    page_path("launch"),
+                    label="Launch a joint baseline (start from this run, strategies: none)",
+                    query_params={"from": str(run.id)},
+                )
     alerts = render_alert_strip(
         picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
     )
     charts = st.container(horizontal=True, gap="medium")  # two per row when wide, one when narrow
     drawn = 0
     for panel in lv.panels():
-        fig = lv.panel_figure(state, panel)
+        fig = lv.panel_figure(state, panel, view)
         if fig is None:
             continue
         add_markers(fig, alerts)  # a dotted line at each alert's step
@@ -110,10 +204,16 @@ def render_live() -> None:
 st.fragment(render_live, run_every=interval)()
 
 detail = db.get_run(engine, picked)
-byline = f"launched by {detail.owner}" if detail.owner else "launched before accounts existed"
+byline = f"launched by {md(detail.owner)}" if detail.owner else "launched before accounts existed"
 if detail.rerun_of is not None:
     byline += f" · an exact rerun of run {detail.rerun_of}"
+byline += f" · attempt {detail.attempt} of {detail.max_attempts}"
 st.caption(byline)
+with st.expander("resolved config", expanded=False):
+    st.code(yaml.safe_dump(detail.config, sort_keys=False), language="yaml")
+    st.page_link(
+        page_path("launch"), label="Start a new run from this config", query_params={"from": str(picked)}
+    )
 env_rows = lv.environment_rows(detail.environment)
 with st.expander("environment (what it ran on)", expanded=False):
     if env_rows:

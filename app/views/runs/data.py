@@ -124,7 +124,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
                 "group": r.group,
                 "owner": r.owner or "—",
                 "seed": r.seed,
-                "best val acc": None if best is None else round(best, 4),
+                "best val acc": "—" if best is None else f"{best:.4f}",
                 "attempt": r.attempt,
                 "alerts": counts_text(alerts.get(r.id, {})),
                 "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
@@ -132,9 +132,22 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
             }
         )
     columns = [
-        "id", "name", "status", "progress", "ETA", "strategy", "dataset", "group", "owner", "seed",
-        "best val acc", "attempt", "alerts", "created", "live",
-    ]  # fmt: skip
+        "id",
+        "name",
+        "status",
+        "progress",
+        "strategy",
+        "live",
+        "ETA",
+        "best val acc",
+        "alerts",
+        "dataset",
+        "group",
+        "owner",
+        "seed",
+        "attempt",
+        "created",
+    ]  # fmt: skip  (what must be seen without scrolling comes first)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -168,17 +181,24 @@ def run_action(action: str, run_id: int, engine: Engine, actor: db.Actor | None 
     try:
         if action == "cancel":
             status = client.cancel(run_id, engine=engine, actor=actor)
-            what = "cancelled" if status == "cancelled" else f"asked to stop (status now {status})"
+            if status == "running":
+                what = "asked to stop: it is cancelling now and ends within seconds"
+            else:
+                what = status if status == "cancelled" else f"is {status}"
             return ActionResult(f"Run {run_id} {what}.", True)
         if action == "retry":
             new_id = client.retry(run_id, engine=engine, actor=actor)
-            return ActionResult(f"Run {run_id} cloned as run {new_id} (queued).", True, new_id)
+            new = db.get_run(engine, new_id)
+            return ActionResult(
+                f'Run {run_id} cloned as run {new_id} "{new.name}" ({new.status}).', True, new_id
+            )
         if action == "delete":
             client.delete(run_id, engine=engine, actor=actor)
             return ActionResult(f"Run {run_id} and all its data deleted.", True)
         if action == "rerun":
             new_id = client.rerun(run_id, engine=engine, actor=actor)
-            return ActionResult(f"Run {run_id} rerun exactly as run {new_id} (queued).", True, new_id)
+            status = db.get_run(engine, new_id).status
+            return ActionResult(f"Run {run_id} rerun exactly as run {new_id} ({status}).", True, new_id)
     except db.PermissionDenied as exc:
         return ActionResult(f"Refused: {exc}", False)
     except db.RunNotFound:

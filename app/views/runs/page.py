@@ -17,7 +17,7 @@ from worker import client
 st.title("Runs")
 message = st.session_state.pop("runs_message", None)
 if message is not None:
-    (st.success if message.ok else st.error)(message.message)
+    (st.success if message.ok else st.error)(md(message.message))  # quotes run names
 engine = store.engine()
 actor = access.current_actor()
 options = rv.filter_options(engine)
@@ -60,8 +60,9 @@ st.dataframe(
         "progress": st.column_config.ProgressColumn(
             "progress", min_value=0.0, max_value=100.0, format="%.0f%%"
         ),
-        "best val acc": st.column_config.NumberColumn("best val acc", format="%.4f"),
-        "live": st.column_config.LinkColumn("live", display_text="open"),
+        "live": st.column_config.LinkColumn("live", display_text="open", width="small"),
+        "id": st.column_config.NumberColumn("id", width="small"),
+        "name": st.column_config.TextColumn("name", width="medium"),
     },
 )
 pager = st.container(horizontal=True)
@@ -100,7 +101,7 @@ if permitted["rerun"] and actions.button("Rerun exactly", key="runs_rerun"):
     else:
         st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
         st.rerun()
-if permitted["delete"] and actions.button("Delete…", disabled=not allowed["delete"], key="runs_delete"):
+if permitted["delete"] and actions.button("Delete", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
 actions.page_link(page_path("live"), label="Live", query_params={"run": str(run.id)})
 actions.page_link(
@@ -121,10 +122,10 @@ if pending and pending[0] == run.id:
     with st.container(border=True, key="runs-confirm-rerun"):
         st.warning(
             f"Run #{run.id} cannot be reproduced exactly as things are now:\n\n"
-            + "\n".join(f"- {item}" for item in pending[1])
+            + "\n".join(f"- {md(item)}" for item in pending[1])
         )
         for note in pending[2]:
-            st.caption(note)
+            st.caption(md(note))
         choice = st.container(horizontal=True)
         if choice.button("Rerun anyway", key="runs_rerun_confirm"):
             st.session_state.pop("runs_confirm_rerun", None)

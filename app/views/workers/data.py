@@ -28,7 +28,7 @@ def worker_rows(status: Any, run_names: dict[int, str] | None = None) -> pd.Data
                 "answering": "yes" if w.ok else "no (busy or gone)",
                 "runs": ", ".join(f"#{rid} {names.get(rid, '')}".strip() for rid in w.active_run_ids)
                 or "idle",
-                "live": f"/live?run={w.active_run_ids[0]}" if w.active_run_ids else None,
+                "live": f"/live?run={w.active_run_ids[0]}" if w.active_run_ids else "",  # no "None" cell
             }
         )
     return pd.DataFrame(rows, columns=["worker", "answering", "runs", "live"])

@@ -94,7 +94,6 @@ SPECS = (
                 y_axis="multiplier",
                 reference=1.0,
                 description="mult_m, the factor on encoder m's learning rate this step",
-                panel="modulation",
             ),
             MetricFamily(
                 "mslr/ratio",
@@ -123,7 +122,6 @@ SPECS = (
                 y_axis="multiplier",
                 reference=1.0,
                 description="the factor on encoder m's learning rate this step; 0 once frozen",
-                panel="modulation",
             ),
             MetricFamily(
                 "mses/smoothed_loss",

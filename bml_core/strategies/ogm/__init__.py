@@ -67,7 +67,6 @@ COEF = MetricFamily(
     y_axis="k",
     reference=1.0,
     description="k_m multiplying the encoder gradients of modality m this step",
-    panel="modulation",
 )
 
 SPECS = (

@@ -48,7 +48,6 @@ SPEC = StrategySpec(
             "OPM drop probability q per modality",
             y_axis="q",
             description="q_m, the probability a sample's features of modality m are dropped",
-            panel="modulation",
         ),
         MetricFamily(
             "opm/dropped",
