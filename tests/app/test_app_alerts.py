@@ -115,6 +115,10 @@ def test_try_this_opens_the_form_with_the_advice_applied_and_it_launches(
     assert at.multiselect(key="f:strategies").value == ["opm"]
     assert at.number_input(key="f:strategy.opm.q_base").value == 0.5
     assert at.text_input(key="f:name").value == f"joint-run (advice #{alert.id})"
+    # filled after ux's ?from= fill, through the page's filler: the advised values are the
+    # form's baseline (nothing counts as edited), and the caption says where they came from
+    assert at.session_state["launch_baseline"]["name"] == f"joint-run (advice #{alert.id})"
+    assert any(f"run #{rid} with the advice of alert #{alert.id}" in c.value for c in at.caption)
     assert at.button(key="launch_button").proto.label == "Launch 1 run"
     at.button(key="launch_button").click().run()
     assert not errors_of(at)
