@@ -1,4 +1,4 @@
-"""`bml runs`, `bml export` and `bml db upgrade`: the store seen from the command line, and
+"""`bml runs`, `bml events`, `bml export` and `bml db upgrade`: the store seen from the command line, and
 the run + sink that `bml train --db` streams into. Exit codes: 0 ok, 2 invalid input (an
 unknown run id, a bad option), 1 failure (e.g. a database that is not migrated)."""
 
@@ -17,6 +17,7 @@ import typer
 from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_output_file, check_run_id, plain
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
+EVENT_KINDS = ("alert", "log")
 
 
 def _engine(check: bool = True) -> Any:
@@ -146,6 +147,34 @@ def register(app: typer.Typer) -> None:
         typer.echo(_format_runs(page.runs))
         if page.total > len(page.runs):
             typer.echo(f"({len(page.runs)} of {page.total}; --limit to see more)")
+
+    @app.command("events")
+    def events(
+        run_id: int = typer.Argument(..., help="the run's id (see `bml runs`)"),
+        as_json: bool = typer.Option(False, "--json", help="print a JSON list of event objects"),
+        kind: str = typer.Option(None, "--kind", help="only this kind: alert | log"),
+    ) -> None:
+        """A run's events (status changes, advisories, alerts), oldest first."""
+        from db import RunNotFound, run_events
+        from db.models import json_safe
+
+        if kind is not None and kind not in EVENT_KINDS:
+            typer.echo(f"error: unknown kind {kind!r}; one of {', '.join(EVENT_KINDS)}", err=True)
+            raise typer.Exit(EXIT_INVALID)
+        try:
+            rows = run_events(_engine(), run_id, kind=kind)
+        except RunNotFound as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        if as_json:
+            typer.echo(json.dumps([json_safe(e.to_dict()) for e in rows], indent=2, ensure_ascii=False))
+            return
+        if not rows:
+            typer.echo("no events")
+            return
+        for e in rows:
+            step = "" if e.step is None else f" step {e.step}"
+            typer.echo(f"{e.id:>6}  {e.time:%Y-%m-%d %H:%M:%S}  {e.kind:<5} {e.level:<7}{step}  {e.message}")
 
     @app.command("export")
     def export(

@@ -36,6 +36,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"{test.get('imbalance_degree', float('nan')):.3f} | best epoch {summary.get('best_epoch')} | "
         f"{summary['train']['steps']} steps in {summary['train']['seconds']:.1f}s"
     )
+    alerts = summary.get("alerts") or []
+    if alerts:
+        typer.echo(f"{len(alerts)} alert(s):")
+        for a in alerts:
+            typer.echo(
+                f"  [{a.get('severity')}] step {a.get('step')} {a.get('detector')}: {a.get('message')}"
+            )
 
 
 def register(app: typer.Typer) -> None:
@@ -95,6 +102,9 @@ def register(app: typer.Typer) -> None:
             from bml_cli.store_cmd import open_run_sink
 
             sinks.append(open_run_sink(cfg))
+        from bml_core.alerts.webhook import webhook_sinks
+
+        sinks += webhook_sinks({"name": cfg.name})
         for s in sinks:
             trainer.sink.sinks.append(s)
         try:

@@ -22,6 +22,8 @@ from pydantic import (
     model_validator,
 )
 
+from bml_core.alerts.config import AlertsConfig
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -340,6 +342,9 @@ class RunConfig(StrictModel):
     strategies: list[SerializeAsAny[StrategyParams]] = Field(default_factory=list)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    alerts: AlertsConfig = Field(
+        default_factory=AlertsConfig, description="imbalance alerts: detector switches and thresholds"
+    )
 
     @field_validator("strategies", mode="before")
     @classmethod

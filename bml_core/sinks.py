@@ -26,6 +26,11 @@ class MetricSink:
     def on_event(self, level: str, message: str) -> None:
         """A human-readable event: advisories, checkpoints, skipped steps."""
 
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        """An imbalance alert (bml_core/alerts): key, detector, severity, modality, step,
+        step_range, evidence, advice, message. A resumed run may send one again with the
+        same key: consumers that keep alerts keep one per key."""
+
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         """Once at the end: status is succeeded, failed or cancelled."""
 
@@ -62,6 +67,10 @@ class SinkGroup(MetricSink):
         for s in self.sinks:
             s.on_event(level, message)
 
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        for s in self.sinks:
+            s.on_alert(alert)
+
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         for s in self.sinks:
             s.on_end(status, summary)
@@ -82,6 +91,7 @@ class MemorySink(MetricSink):
         self.steps: list[tuple[int, int, dict[str, float]]] = []
         self.evals: list[tuple[int, int, dict[str, float]]] = []
         self.events: list[tuple[str, str]] = []
+        self.alerts: list[dict[str, Any]] = []
         self.status: str | None = None
         self.summary: dict[str, Any] | None = None
         self.closed = False
@@ -98,6 +108,9 @@ class MemorySink(MetricSink):
     def on_event(self, level: str, message: str) -> None:
         self.events.append((level, message))
 
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        self.alerts.append(alert)
+
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         self.status, self.summary = status, summary
 
@@ -111,6 +124,16 @@ class MemorySink(MetricSink):
 
 def _json_float(v: float) -> float | str:
     return v if math.isfinite(v) else str(v)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float):
+        return _json_float(value)
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 class JsonlSink(MetricSink):
@@ -155,6 +178,9 @@ class JsonlSink(MetricSink):
 
     def on_event(self, level: str, message: str) -> None:
         self._write({"event": "log", "time": time.time(), "level": level, "message": message})
+
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        self._write({"event": "alert", "time": time.time(), **_json_safe(alert)})
 
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         self._write({"event": "end", "time": time.time(), "status": status, "summary": summary})
@@ -214,6 +240,11 @@ class ProgressSink(MetricSink):
     def on_eval(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
         accs = " ".join(f"{m} {metrics.get(f'val/acc/{m}', float('nan')):.3f}" for m in self._modalities)
         self._val = f" | val acc {metrics.get('val/acc', float('nan')):.3f} ({accs})"
+
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        color = {"critical": "red", "warning": "yellow"}.get(str(alert.get("severity")), "cyan")
+        text = f"alert ({alert.get('detector')}, step {alert.get('step')}): {alert.get('message')}"
+        self.console.print(text, style=color, markup=False, highlight=False)
 
     def on_event(self, level: str, message: str) -> None:
         if level in ("warning", "error"):

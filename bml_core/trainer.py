@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
+from bml_core.alerts import AlertMonitor
 from bml_core.config import ConfigError, RunConfig, advisories
 from bml_core.data import DatasetBundle, MultimodalDataset, TensorDataset, build_dataset
 from bml_core.data.base import stable_seed
@@ -83,6 +84,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 CHECKPOINT_LAST = "last.pt"
+
+
+class TrainingDiverged(RuntimeError):
+    """A NaN/inf loss or metric with `alerts.divergence.stop` on: the run stops (failed)."""
+
+
 CHECKPOINT_BEST = "best.pt"
 GPU_RESIDENT_BYTES = 1 << 30  # in-memory datasets below this move to the GPU once
 # The held-out part of the training split (strategies with needs_heldout) is drawn with this
@@ -264,6 +271,14 @@ class Trainer:
         )  # a 1-sample batch breaks BatchNorm
         self.total_steps = self.steps_per_epoch * cfg.train.epochs
         self.num_classes = self.bundle.num_classes
+        # imbalance alerts over the metrics as they are produced (bml_core/alerts; checkpointed)
+        self.alerts = AlertMonitor(
+            cfg.alerts,
+            self.modalities,
+            self.steps_per_epoch,
+            [p.model_dump(mode="json") for p in cfg.strategies],
+            cfg.optim.lr,
+        )
 
         # progress state (checkpointed)
         self.epoch = 0
@@ -810,6 +825,7 @@ class Trainer:
                 "history": self.history,
                 "stopped_by": self.stopped_by,
                 "lr_mults": self.lr_mults,
+                "alerts": self.alerts.state_dict(),
             },
         }
 
@@ -831,6 +847,8 @@ class Trainer:
         self.samples_seen, self.best, self.history = p["samples_seen"], p["best"], p["history"]
         self.best_test = p.get("best_test", {"acc": -math.inf, "epoch": -1})
         self.stopped_by, self.lr_mults = p.get("stopped_by"), dict(p.get("lr_mults", {}))
+        if p.get("alerts"):
+            self.alerts.load_state_dict(p["alerts"])
 
     def _save(self, name: str, obj: Any) -> None:
         if self.run_dir is None:
@@ -941,6 +959,7 @@ class Trainer:
             self.batch_in_epoch += 1
             if metrics is not None:
                 self.sink.on_step(self.global_step, epoch, metrics)
+                self._emit_alerts(self.alerts.on_step(self.global_step, epoch, metrics))
             if self.stop_requested():
                 stopped = True
                 break
@@ -972,6 +991,7 @@ class Trainer:
         epoch_metrics = {**(val_metrics or {}), **ctx.metrics}
         if epoch_metrics:
             self.sink.on_eval(self.global_step, epoch, epoch_metrics)
+            self._emit_alerts(self.alerts.on_eval(self.global_step, epoch, epoch_metrics))
         if self.scheduler is not None:
             self.scheduler.step()
         self.epoch += 1
@@ -980,6 +1000,13 @@ class Trainer:
             self._ask_should_stop(ctx)
         self.save_checkpoint()
         return stopped
+
+    def _emit_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        """New alerts go to every sink; a divergence stops the run unless configured not to."""
+        for alert in alerts:
+            self.sink.on_alert(alert)
+            if alert["detector"] == "divergence" and self.alerts.stop_on_divergence:
+                raise TrainingDiverged(f"{alert['message']} (set alerts.divergence.stop=false to keep going)")
 
     def _ask_should_stop(self, ctx: StepContext) -> None:
         """A strategy may end the run after an epoch: it stops cleanly (checkpointed, tested,
@@ -1033,7 +1060,11 @@ class Trainer:
         best_val = next((h["val"] for h in self.history if h["epoch"] == self.best["epoch"]), None)
         test_summary = test.as_summary(True)
         if self.cfg.train.linear_probe:
-            test_summary["linear_probe_acc_per_modality"] = self.linear_probe()
+            probe = self.linear_probe()
+            test_summary["linear_probe_acc_per_modality"] = probe
+            self._emit_alerts(
+                self.alerts.on_reference(self.global_step, self.epoch, test.acc_per_modality, probe)
+            )
         seconds = self.train_seconds
         return {
             "run": self._run_info(status),
@@ -1051,6 +1082,7 @@ class Trainer:
                 "device": str(self.device),
                 **({"stopped_by": self.stopped_by} if self.stopped_by is not None else {}),
             },
+            "alerts": list(self.alerts.alerts),
         }
 
 

@@ -212,7 +212,9 @@ class Rollup(Base):
 
 
 class Event(Base):
-    """A human-readable event of a run: advisories, checkpoints, errors, dropped points."""
+    """A human-readable event of a run: advisories, checkpoints, errors, dropped points,
+    and imbalance alerts (`kind` "alert", with their step, a key unique per run and the
+    alert document: severity, modality, detector, evidence, advice)."""
 
     __tablename__ = "events"
 
@@ -221,6 +223,12 @@ class Event(Base):
     time: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+    kind: Mapped[str | None] = mapped_column(String(16))  # NULL: a log event (before 0003 too)
+    step: Mapped[int | None] = mapped_column(BigInteger)
+    alert_key: Mapped[str | None] = mapped_column(String(MAX_NAME_LENGTH))
+    data: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
+
+    __table_args__ = (Index("uq_events_run_alert_key", "run_id", "alert_key", unique=True),)
 
 
 class User(Base):

@@ -29,7 +29,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from bml_core.sinks import MetricSink
 from db.engine import make_engine, write_tx
 from db.errors import InvalidMetricKey
-from db.ingest import PointRow, ensure_series, insert_points, refresh_rollups, validate_key
+from db.ingest import PointRow, dialect_insert, ensure_series, insert_points, refresh_rollups, validate_key
 from db.models import Event, Run, utcnow
 from db.queries import require_run
 from db.runs import TERMINAL_STATUSES, max_error_chars, max_event_chars
@@ -59,6 +59,13 @@ class EventItem(NamedTuple):
     message: str
 
 
+class AlertItem(NamedTuple):
+    """An imbalance alert (`on_alert`): stored as an event of kind `alert`, once per key."""
+
+    time: float
+    alert: dict[str, Any]
+
+
 class StartItem(NamedTuple):
     """The trainer's start info (`on_start`): total steps, device, resumed, start step."""
 
@@ -72,7 +79,7 @@ class EndItem(NamedTuple):
     summary: dict[str, Any] | None
 
 
-QueueItem = StepItem | EvalItem | EventItem | StartItem | EndItem
+QueueItem = StepItem | EvalItem | EventItem | AlertItem | StartItem | EndItem
 EVENT_LEVELS = {"debug", "info", "warning", "error"}
 MAX_STEP = 2**63 - 1
 
@@ -84,13 +91,21 @@ class _Batch:
     steps: list[StepItem] = field(default_factory=list)
     evals: list[EvalItem] = field(default_factory=list)
     events: list[EventItem] = field(default_factory=list)
+    alerts: list[AlertItem] = field(default_factory=list)
     start: dict[str, Any] | None = None
     end: EndItem | None = None
     points: int = 0  # metric values in steps + evals
     queued: int = 0  # what the batch counts in the queue bound (points + events)
 
     def empty(self) -> bool:
-        return not (self.steps or self.evals or self.events or self.start is not None or self.end is not None)
+        return not (
+            self.steps
+            or self.evals
+            or self.events
+            or self.alerts
+            or self.start is not None
+            or self.end is not None
+        )
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -212,6 +227,9 @@ class DbMetricSink(MetricSink):
             self._last_error_message = message
         self._put(EventItem(time.time(), level, message), 1)
 
+    def on_alert(self, alert: dict[str, Any]) -> None:
+        self._put(AlertItem(time.time(), dict(alert)), 1)
+
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         self._put(EndItem(status, summary), 0)
 
@@ -290,6 +308,9 @@ class DbMetricSink(MetricSink):
             elif isinstance(item, EventItem):
                 batch.events.append(item)
                 batch.queued += 1
+            elif isinstance(item, AlertItem):
+                batch.alerts.append(item)
+                batch.queued += 1
             elif isinstance(item, StartItem):
                 batch.start = item.info
             else:
@@ -343,6 +364,7 @@ class DbMetricSink(MetricSink):
         message = f"{batch.points} metric points could not be stored and were dropped: {reason}"
         rest = _Batch(
             events=[*batch.events, EventItem(time.time(), "error", message)],
+            alerts=batch.alerts,
             start=batch.start,
             end=batch.end,
             queued=batch.queued,
@@ -455,6 +477,8 @@ class DbMetricSink(MetricSink):
                 self._start_event(batch.start, events, now)
             if events:
                 conn.execute(insert(Event), events)
+            if batch.alerts:
+                insert_alerts(conn, self.run_id, [(_ts(t), a) for t, a in batch.alerts])
             self._update_run(conn, batch, now, lost_here, rows)
         # committed: only now is the writer's state advanced
         self._sids = ids
@@ -505,6 +529,37 @@ class DbMetricSink(MetricSink):
             if summary is not None:
                 values["summary"] = summary
         conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
+
+
+ALERT_LEVELS = {"critical": "error", "warning": "warning", "info": "info"}
+
+
+def insert_alerts(conn: Connection, run_id: int, alerts: list[tuple[datetime, dict[str, Any]]]) -> None:
+    """Store alerts as events of kind `alert`; one already stored under the same key (a
+    resumed run sends it again) is left as it is."""
+    rows = []
+    for when, a in alerts:
+        doc = {
+            k: a.get(k)
+            for k in ("severity", "modality", "detector", "evidence", "advice", "step_range", "epoch")
+        }
+        rows.append(
+            {
+                "run_id": run_id,
+                "time": when,
+                "level": ALERT_LEVELS.get(str(a.get("severity")), "warning"),
+                "message": str(a.get("message", ""))[:max_event_chars],
+                "kind": "alert",
+                "step": a.get("step"),
+                "alert_key": str(a.get("key") or f"{a.get('detector')}:{a.get('modality')}:{a.get('step')}")[
+                    :200
+                ],
+                "data": doc,
+            }
+        )
+    insert_stmt: Any = dialect_insert(conn, Event.__table__)
+    stmt = insert_stmt.on_conflict_do_nothing(index_elements=["run_id", "alert_key"])
+    conn.execute(stmt, rows)
 
 
 def _ts(epoch_s: float) -> datetime:

@@ -27,7 +27,18 @@ def errors_of(raw: dict) -> dict[str, str]:
 def test_defaults_cover_every_key() -> None:
     cfg = RunConfig()
     d = cfg.to_dict()
-    assert set(d) == {"name", "group", "seed", "tags", "dataset", "model", "strategies", "optim", "train"}
+    assert set(d) == {
+        "name",
+        "group",
+        "seed",
+        "tags",
+        "dataset",
+        "model",
+        "strategies",
+        "optim",
+        "train",
+        "alerts",
+    }
     assert d["dataset"]["name"] == "synthetic"
     assert d["optim"]["scheduler"] == {"name": "step", "step_size": 70, "gamma": 0.1}
     assert d["train"]["amp"] == "off"

@@ -126,9 +126,15 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     if cfg.dataset.path:
         cfg.dataset.path = str(checked["dataset.path"])
     bundle = build_dataset(cfg.dataset)
+    from bml_core.alerts.webhook import webhook_sinks
+
     sink = DbMetricSink(engine, run_id, record_status=False)
     trainer = Trainer(
-        cfg, bundle, sinks=[sink], run_dir=run_dir(run_id, run.created_at), stop_requested=stop.is_set
+        cfg,
+        bundle,
+        sinks=[sink, *webhook_sinks({"name": cfg.name, "id": run_id})],
+        run_dir=run_dir(run_id, run.created_at),
+        stop_requested=stop.is_set,
     )
     environment = runtime_environment(str(trainer.device))
     environment["data"] = data_fingerprints(cfg.dataset.path)

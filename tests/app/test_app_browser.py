@@ -5,7 +5,8 @@ Live ratio chart gains points and the Workers page shows it; it is cancelled fro
 page; two finished runs are compared and their CSV downloaded; a sweep of three strategies
 x two seeds launched from the form is compared (three groups of n = 2 with their verdicts,
 still n = 2 after a cancel and a retry) and its report opened; and the time from a step's
-write to its point on the Live page is measured. Every page is screenshotted (into
+write to its point on the Live page is measured; an imbalance alert shows in the Live
+strip while its run trains and its "Try this" fills a valid Launch form. Every page is screenshotted (into
 $BML_SCREENSHOT_DIR when set, e.g. docs/screenshots)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import socket
 import statistics
@@ -38,8 +40,10 @@ from browser_helpers import (
     pick,
     screenshot,
     wait_chart,
+    wait_idle,
     x_axis,
 )
+from playwright.sync_api import expect
 from sqlalchemy import Engine
 
 import db
@@ -422,3 +426,59 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
     print(report)
     (studio.home / "live_latency.txt").write_text(report + "\n")
     assert median <= live_latency_target_s, report
+
+
+# A joint run whose dominance detector fires within its first steps (threshold just above 1,
+# a 5-step window, release never reached) and that trains for minutes: 4,000 samples / 8.
+ALERTING_RUN = {
+    "name": "e2e-alerts",
+    "group": "e2e-alerts",
+    "strategies": [],
+    "dataset": {"params": {"num_samples": 4000}},
+    "model": {"feature_dim": 32, "encoders": {"audio": {"hidden_dim": 64}, "visual": {"hidden_dim": 64}}},
+    "optim": {"lr": 0.02, "scheduler": {"name": "none"}},
+    "train": {"epochs": 3, "batch_size": 8, "threads": 1},
+    "alerts": {"dominance": {"threshold": 1.0001, "release": 0.01, "window": {"steps": 5, "share": 0.6}}},
+}
+
+
+def test_alert_strip_on_live_while_training_and_try_this_fills_a_valid_form(
+    studio: Studio, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12's "Must show": an alert appears in the Live strip while the run trains, and
+    its "Try this" opens Launch holding the run's config with the advice applied, which
+    validates (the launch button offers one run, no field is marked)."""
+    from worker import client
+
+    monkeypatch.setenv("BML_HOME", str(studio.home))  # the studio's broker and store
+    for name in ("BML_DATABASE_URL", "BML_BROKER_URL", "BML_USER"):
+        monkeypatch.delenv(name, raising=False)
+    [run_id] = client.submit(ALERTING_RUN, engine=studio.engine)
+    _wait_status(studio.engine, run_id, {"running"}, timeout_s=90)
+    open_page(page, f"{studio.url}/live?run={run_id}")
+    strip = page.locator(".st-key-live-alerts")
+    strip.wait_for(timeout=90_000)
+    (alert, *_) = db.run_events(studio.engine, run_id, kind="alert")
+    assert alert.data is not None and alert.data["detector"] == "dominance"
+    assert db.get_run(studio.engine, run_id).status == "running"  # shown while it trains
+    strip.get_by_text("dominance").first.wait_for(timeout=10_000)
+    strip.get_by_text(alert.message).first.wait_for(timeout=10_000)
+    screenshot(page, studio.shots, "live-alerts")
+
+    page.locator(f".st-key-live-alert-{alert.id}").get_by_role("link", name="Try this").click()
+    page.wait_for_url(f"**/launch?from={run_id}&advice={alert.id}")
+    page.get_by_text("The form holds a run's config with an alert's advice applied").wait_for(timeout=30_000)
+    wait_idle(page)
+    # auto-waiting checks: the page may still be replacing the previous page's elements
+    expect(page.locator(".st-key-field-name input").first).to_have_value(
+        f"e2e-alerts (advice #{alert.id})", timeout=15_000
+    )
+    expect(page.locator(".st-key-field-strategies")).to_contain_text("opm", timeout=15_000)
+    expect(page.locator(".st-key-field-strategy-opm-q_base input").first).to_have_value(
+        re.compile(r"^0\.50*$"), timeout=15_000
+    )
+    page.get_by_role("button", name="Launch 1 run").wait_for(timeout=15_000)  # the form validates
+    expect(page.locator("[data-testid='stAlertContentError']")).to_have_count(0)
+    screenshot(page, studio.shots, "launch-advice")
+    client.cancel(run_id, engine=studio.engine)
+    _wait_status(studio.engine, run_id, {"cancelled", "succeeded"}, timeout_s=60)

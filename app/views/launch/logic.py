@@ -50,7 +50,9 @@ SECTIONS = (("Optimiser", "optim"), ("Training", "train"))
 
 def run_fields() -> list[FieldSpec]:
     """Name, group and tags (the seed is the form's own `seeds` field)."""
-    return model_field_specs(RunConfig, exclude=("seed", "dataset", "model", "strategies", "optim", "train"))
+    return model_field_specs(
+        RunConfig, exclude=("seed", "dataset", "model", "strategies", "optim", "train", "alerts")
+    )
 
 
 def dataset_fields() -> list[FieldSpec]:

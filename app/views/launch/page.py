@@ -15,6 +15,7 @@ import db
 from app import access, catalog, store
 from app.form_fields import coerce
 from app.text import md
+from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
 from app.widgets import (
     ensure_defaults,
@@ -132,6 +133,20 @@ def _apply_preset() -> None:
         st.session_state[widget_key(path)] = coerce(spec, value) if spec else value
 
 
+if try_advice.apply_query(st.query_params, st.session_state, engine, _fill):  # ?from=RUN&advice=ALERT
+    st.session_state["launch_sweep"] = False
+    st.session_state.pop("launch_start_error", None)
+    st.session_state["launch_started_from"] = (
+        f"run #{st.query_params.get('from')} with the advice of alert #{st.query_params.get('advice')}"
+    )
+if note := st.session_state.get(try_advice.NOTE_STATE):
+    if note[0] == "info":
+        st.info(
+            "The form holds a run's config with an alert's advice applied", icon=":material/tips_and_updates:"
+        )
+    else:
+        st.error("The advice link could not be applied", icon=":material/error:")
+    st.text(note[1])  # quotes run names and alert messages: plain text, not Markdown
 strategy_names: list[str] = list(st.session_state[widget_key(ll.STRATEGIES_PATH)])
 modalities: list[str] = list(st.session_state[widget_key(ll.ENCODER_MODALITIES_PATH)])
 sweep_on = bool(st.session_state.get("launch_sweep", False))

@@ -15,11 +15,13 @@ import yaml
 
 import db
 from app import store
+from app.alerts import add_markers
 from app.charts import png_config
 from app.labels import run_choice_label
 from app.text import md
 from app.views.live import data as lv
 from app.views.live.chart import live_chart
+from app.views.live.strip import poll_alerts, render_alert_strip
 from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
 
@@ -175,12 +177,16 @@ def render_live() -> None:
                     label="Launch a joint baseline (start from this run, strategies: none)",
                     query_params={"from": str(run.id)},
                 )
+    alerts = render_alert_strip(
+        picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
+    )
     charts = st.container(horizontal=True, gap="medium")  # two per row when wide, one when narrow
     drawn = 0
     for panel in lv.panels():
         fig = lv.panel_figure(state, panel, view)
         if fig is None:
             continue
+        add_markers(fig, alerts)  # a dotted line at each alert's step
         with charts, st.container(width=chart_width_px):
             live_chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")

@@ -1,4 +1,5 @@
-"""Overview (`/`): runs by status, the latest runs, the groups, and where to go next."""
+"""Overview (`/`): runs by status, the runs needing attention (imbalance alerts), the
+latest runs, the groups, and where to go next."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import streamlit as st
 
 import db
 from app import store
+from app.alerts import counts_text, needing_attention
 from app.text import md
 from app.widgets import page_path
 
@@ -26,6 +28,18 @@ l2.page_link(page_path("runs"), label="All runs", icon=":material/table_rows:")
 l3.page_link(page_path("compare"), label="Compare", icon=":material/compare:")
 l4.page_link(page_path("methods"), label="Methods", icon=":material/menu_book:")
 l5.page_link(page_path("workers"), label="Workers", icon=":material/dns:")
+
+attention = needing_attention(engine)
+if attention:
+    with st.container(key="overview-attention"):
+        st.subheader("Runs needing attention")
+        for item in attention:
+            c1, c2 = st.columns([4, 1])
+            c1.text(  # plain text: run names and alert messages are not Markdown
+                f"#{item.run.id} {item.run.name} · {item.run.strategy} · {item.run.status} · "
+                f"alerts {counts_text(item.counts)} — {item.latest}"
+            )
+            c2.page_link(page_path("live"), label="live", query_params={"run": str(item.run.id)})
 
 latest = db.list_runs(engine, limit=10).runs
 st.subheader("Latest runs")

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 import db
+from app.alerts import counts_text
 
 page_size_runs = 25
 ACTIVE_STATUSES = ("queued", "running", "requeued")
@@ -107,6 +108,7 @@ def runs_page(engine: Engine, flt: RunFilter, page: int, page_size: int = page_s
 def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = None) -> pd.DataFrame:
     """The runs as the table shows them (one row per run, newest first)."""
     rows: list[dict[str, Any]] = []
+    alerts = db.alert_counts(engine, [r.id for r in runs])
     for r in runs:
         best = best_val_accuracy(engine, r)
         rows.append(
@@ -124,6 +126,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
                 "seed": r.seed,
                 "best val acc": "—" if best is None else f"{best:.4f}",
                 "attempt": r.attempt,
+                "alerts": counts_text(alerts.get(r.id, {})),
                 "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "live": f"/live?run={r.id}",
             }
@@ -137,6 +140,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
         "live",
         "ETA",
         "best val acc",
+        "alerts",
         "dataset",
         "group",
         "owner",

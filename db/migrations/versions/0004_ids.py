@@ -6,7 +6,7 @@ the highest id there is. PostgreSQL needs nothing: its sequence never repeats a 
 (copy, drop, rename) leaves the tables that reference runs alone.
 
 Revision ID: 0004_ids
-Revises: 0002_accounts
+Revises: 0003_alerts
 Create Date: 2026-11-28
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0004_ids"
-down_revision = "0002_accounts"
+down_revision = "0003_alerts"
 branch_labels = None
 depends_on = None
 
