@@ -10,11 +10,15 @@ import re
 
 # Backslash escapes (CommonMark: any ASCII punctuation may be escaped) for what opens
 # links, images, autolinks, raw HTML and Streamlit's `:color[...]` directives: [ ] < and the
-# escape itself; and the GFM autolink literals `scheme://` and `www.`.
+# escape itself; and the GFM autolink literals `scheme://` and `www.`. Escapes alone do not
+# stop those: the browser's Markdown (remark-gfm) finds them in the text after the escapes
+# are resolved, so an invisible WORD JOINER (U+2060) also goes inside `:⁠//` and
+# `www⁠.` (tests/app/test_app_browser_plain_text.py shows the difference in Chromium).
 _INLINE = re.compile(r"([\\\[\]<])")
 _AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)\.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_SHOWN = 500
+JOINER = "\u2060"  # WORD JOINER: invisible, breaks no line
 
 
 def plain(text: object, limit: int = MAX_SHOWN) -> str:
@@ -27,4 +31,6 @@ def md(text: object, limit: int = MAX_SHOWN) -> str:
     """`text` made inert for st.markdown / st.write / st.caption / st.error / widget labels:
     no link, image, autolink, HTML or directive can come out of it; no control characters."""
     s = _INLINE.sub(r"\\\1", plain(text, limit))
-    return _AUTOLINK.sub(lambda m: f"{m.group(1)}:\\/\\/" if m.group(2) else f"{m.group(3)}\\.", s)
+    return _AUTOLINK.sub(
+        lambda m: f"{m.group(1)}:{JOINER}\\/\\/" if m.group(2) else f"{m.group(3)}{JOINER}\\.", s
+    )
