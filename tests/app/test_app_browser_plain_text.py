@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 HOST = "198.51.100.7"
 IMAGE_NAME = f"![i](http://{HOST}/t.png)"
 LINK_NAME = f"[x](http://{HOST}/)"
+MAIL_NAME = "ops@docs.example www.docs.example"  # GFM autolink literals (mailto:, http://www.)
 GROUP = f"[g](http://{HOST}/g)"
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
@@ -69,6 +70,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterato
     db.upgrade(engine)
     image_run = add_run(engine, IMAGE_NAME, GROUP, seed=0, steps=60)
     link_run = add_run(engine, LINK_NAME, GROUP, seed=1, steps=60)
+    add_run(engine, MAIL_NAME, "mail", seed=2, steps=20)
     engine.dispose()
     env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_BROKER_URL", "BML_AUTH")}
     env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
@@ -112,8 +114,8 @@ def browser() -> Iterator[Any]:
 @pytest.mark.parametrize(
     ("page_name", "path", "expected"),
     [
-        ("overview", "/", [IMAGE_NAME, LINK_NAME, GROUP]),
-        ("runs", "/runs", [IMAGE_NAME, LINK_NAME]),
+        ("overview", "/", [IMAGE_NAME, LINK_NAME, GROUP, MAIL_NAME]),
+        ("runs", "/runs", [IMAGE_NAME, LINK_NAME, MAIL_NAME]),
         ("live", "/live?run={image_run}", [IMAGE_NAME]),
         ("compare", "/compare?group=" + quote(GROUP, safe=""), [GROUP]),
     ],
@@ -141,6 +143,10 @@ def test_markdown_in_names_is_text_and_loads_nothing(
         for name in expected:
             assert name in text or name in grid, f"{page_name}: {name!r} not shown as text"
         assert page.evaluate(ACTIVE_JS, HOST) == [], f"{page_name}: an element points at {HOST}"
+        autolinks = page.eval_on_selector_all(
+            "a[href^='mailto:'], a[href*='docs.example']", "els => els.map(e => e.outerHTML)"
+        )
+        assert autolinks == [], f"{page_name}: user text became a link"
         foreign = [u for u in requests if (urlsplit(u).hostname or "") not in LOCAL_HOSTS]
         assert not [u for u in foreign if not u.startswith(("data:", "blob:"))], foreign
         assert requests, "the recorder saw the page's own requests"
