@@ -29,11 +29,13 @@ def plain(text: object, limit: int = MAX_SHOWN) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def md(text: object, limit: int = MAX_SHOWN) -> str:
+def md(text: object, limit: int = MAX_SHOWN, *, email_links: bool = False) -> str:
     """`text` made inert for st.markdown / st.write / st.caption / st.error / widget labels:
-    no link, image, autolink, HTML or directive can come out of it; no control characters."""
+    no link, image, autolink, HTML or directive can come out of it; no control characters.
+    `email_links=True` leaves an e-mail address as Markdown shows it (a mailto: link, text
+    that matches exactly): for the signed-in visitor's own address from the identity provider."""
     s = _INLINE.sub(r"\\\1", plain(text, limit))
     s = _AUTOLINK.sub(
         lambda m: f"{m.group(1)}:{JOINER}\\/\\/" if m.group(2) else f"{m.group(3)}{JOINER}\\.", s
     )
-    return _EMAIL.sub("@" + JOINER, s)
+    return s if email_links else _EMAIL.sub("@" + JOINER, s)
