@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,20 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
+def _shown_text(page: Any) -> str:
+    """What a visitor reads: the page's text (without the invisible WORD JOINER that
+    app.text.md puts inside `://`), a selectbox's choice (the value of its input: Live's run
+    picker), and the cells of a data grid (drawn on a canvas; read from the DOM it keeps for
+    accessibility)."""
+    text = page.inner_text("body")
+    text += "\n".join(page.eval_on_selector_all("input", "els => els.map(e => e.value)"))
+    text += page.evaluate(
+        '() => Array.from(document.querySelectorAll(\'[data-testid="stDataFrame"] td, '
+        '[data-testid="stDataFrame"] [role="gridcell"]\')).map(e => e.textContent).join(\'\\n\')'
+    )
+    return str(text).replace(JOINER, "")
+
+
 @pytest.mark.parametrize(
     ("page_name", "path", "expected"),
     [
@@ -129,19 +144,15 @@ def test_markdown_in_names_is_text_and_loads_nothing(
     page.on("request", lambda request: requests.append(request.url))
     try:
         open_page(page, dashboard.url + path.format(image_run=dashboard.image_run), timeout_s=60)
-        page.wait_for_timeout(1500)  # tables and charts draw after the script run
-        # what a visitor reads (app.text.md puts an invisible WORD JOINER inside `://`)
-        text = page.inner_text("body").replace(JOINER, "")
-        # a selectbox shows its choice as the value of its input (Live's run picker)
-        text += "\n".join(page.eval_on_selector_all("input", "els => els.map(e => e.value)"))
-        # Runs draws its table on a canvas (glide data grid): its cells are read from the DOM it
-        # keeps for accessibility
-        grid = page.evaluate(
-            '() => Array.from(document.querySelectorAll(\'[data-testid="stDataFrame"] td, '
-            '[data-testid="stDataFrame"] [role="gridcell"]\')).map(e => e.textContent).join(\'\\n\')'
-        ).replace(JOINER, "")
-        for name in expected:
-            assert name in text or name in grid, f"{page_name}: {name!r} not shown as text"
+        deadline = time.monotonic() + 30  # tables, pickers and charts draw after the script run
+        while True:
+            shown = _shown_text(page)
+            missing = [name for name in expected if name not in shown]
+            if not missing or time.monotonic() > deadline:
+                break
+            page.wait_for_timeout(250)
+        assert not missing, f"{page_name}: {missing!r} not shown as text in {shown[-2000:]!r}"
+        page.wait_for_timeout(500)
         assert page.evaluate(ACTIVE_JS, HOST) == [], f"{page_name}: an element points at {HOST}"
         autolinks = page.eval_on_selector_all(
             "a[href^='mailto:'], a[href*='docs.example']", "els => els.map(e => e.outerHTML)"
