@@ -80,7 +80,7 @@ def sidebar_account(actor: db.Actor) -> None:
         return
     if mode == "oidc":
         with st.sidebar:
-            st.markdown(f"Signed in as **{md(actor.name)}** ({actor.role})")
+            st.markdown(f"Signed in as **{md(actor.name, email_links=True)}** ({actor.role})")
             st.button("Log out", on_click=st.logout, key="oidc_logout")
         return
     with st.sidebar:

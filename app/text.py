@@ -10,11 +10,17 @@ import re
 
 # Backslash escapes (CommonMark: any ASCII punctuation may be escaped) for what opens
 # links, images, autolinks, raw HTML and Streamlit's `:color[...]` directives: [ ] < and the
-# escape itself; and the GFM autolink literals `scheme://` and `www.`.
+# escape itself; and the GFM autolink literals `scheme://`, `www.` and `a@b.c`. Escapes alone
+# do not stop those: the browser's Markdown (remark-gfm) finds them in the text after the
+# escapes are resolved, so an invisible WORD JOINER (U+2060) also goes after `scheme:`,
+# after `www` and after the `@` (tests/app/test_app_browser_plain_text.py shows the
+# difference in Chromium).
 _INLINE = re.compile(r"([\\\[\]<])")
 _AUTOLINK = re.compile(r"(?i)(\w)(://)|\b(www)\.")
+_EMAIL = re.compile(r"@(?=[-\w]+\.[-\w])")  # GFM's email autolink literal: a@b.c
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_SHOWN = 500
+JOINER = "\u2060"  # WORD JOINER: invisible, breaks no line
 
 
 def plain(text: object, limit: int = MAX_SHOWN) -> str:
@@ -23,8 +29,13 @@ def plain(text: object, limit: int = MAX_SHOWN) -> str:
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
-def md(text: object, limit: int = MAX_SHOWN) -> str:
+def md(text: object, limit: int = MAX_SHOWN, *, email_links: bool = False) -> str:
     """`text` made inert for st.markdown / st.write / st.caption / st.error / widget labels:
-    no link, image, autolink, HTML or directive can come out of it; no control characters."""
+    no link, image, autolink, HTML or directive can come out of it; no control characters.
+    `email_links=True` leaves an e-mail address as Markdown shows it (a mailto: link, text
+    that matches exactly): for the signed-in visitor's own address from the identity provider."""
     s = _INLINE.sub(r"\\\1", plain(text, limit))
-    return _AUTOLINK.sub(lambda m: f"{m.group(1)}:\\/\\/" if m.group(2) else f"{m.group(3)}\\.", s)
+    s = _AUTOLINK.sub(
+        lambda m: f"{m.group(1)}:{JOINER}\\/\\/" if m.group(2) else f"{m.group(3)}{JOINER}\\.", s
+    )
+    return s if email_links else _EMAIL.sub("@" + JOINER, s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
@@ -69,6 +70,18 @@ def no_control_chars(value: str, what: str = "text") -> str:
     return value
 
 
+def _non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
+    """The first NaN/inf inside nested dicts and lists, with its dotted path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors; floats must be finite (integer fields use `Int`: whole numbers
     only, never `true`/`false` or a float such as 1e21)."""
@@ -89,6 +102,16 @@ class DatasetConfig(StrictModel):
     val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="validation share when no split is given")
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="test share when no split is given")
     params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific parameters")
+
+    @field_validator("params")
+    @classmethod
+    def _finite_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # free-form, but stored as strict JSON: a NaN/inf would come back as null
+        bad = _non_finite(v)
+        if bad is not None:
+            where, value = bad
+            raise ValueError(f"{where}: must be a finite number, not {value!r}")
+        return v
 
     @model_validator(mode="after")
     def _fractions(self) -> DatasetConfig:
@@ -447,7 +470,7 @@ def validate_config(raw: Mapping[str, Any], *, path_rules: bool = True) -> RunCo
 def parse_override(text: str) -> tuple[list[str], Any]:
     """`a.b.0.c=value` -> (["a","b","0","c"], parsed value); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError([(text, "an override needs the form key.path=value")])
+        raise ConfigError([(text or "--set", "an override needs the form key.path=value")])
     key, _, value = text.partition("=")
     path = [p for p in key.strip().split(".") if p]
     if not path:
@@ -490,11 +513,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError([("config file", f"{p} does not exist")])
-    text = p.read_text()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError([("config file", f"{p} is not UTF-8 text (byte {exc.start})")]) from None
+    except OSError as exc:
+        raise ConfigError([("config file", f"{p} cannot be read: {exc.strerror}")]) from None
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
         raise ConfigError([("config file", f"{p} is not valid YAML/JSON: {exc}")]) from None
+    except RecursionError:
+        raise ConfigError([("config file", f"{p} is nested too deeply")]) from None
     if data is None:  # a 0-byte file (or comments only) is a mistake, not "all defaults"
         raise ConfigError(
             [("config file", f"{p} is empty; write at least one key (or give no file for all defaults)")]

@@ -3,9 +3,7 @@ time, clear one-line errors instead of tracebacks."""
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import shlex
 import subprocess
 import time
@@ -196,6 +194,8 @@ def test_too_many_classes_are_refused(tmp_path: Path) -> None:
         ({"tags": ["x" * 101]}, "tags.0"),
         ({"tags": [str(i) for i in range(65)]}, "tags"),
         ({"model": {"feature_dim": 10**9}}, "model.feature_dim"),
+        ({"dataset": {"params": {"num_samples": float("inf")}}}, "dataset.params"),
+        ({"dataset": {"params": {"x": [1, {"y": float("nan")}]}}}, "dataset.params"),
     ],
 )
 def test_values_that_exhaust_or_overflow_are_refused_naming_the_field(raw: dict, field: str) -> None:
@@ -236,6 +236,9 @@ def test_an_empty_config_file_is_refused(bml_exe: str, tmp_path: Path) -> None:
     (tmp_path / "comments.yaml").write_text("# nothing here\n")
     with pytest.raises(ConfigError, match="is empty"):
         load_config(tmp_path / "comments.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+    r = _bml(bml_exe, "train", str(tmp_path / "latin1.yaml"), "--no-progress", "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "is not UTF-8 text" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_too_many_seeds_per_launch_are_refused() -> None:
@@ -366,105 +369,6 @@ def test_the_dashboard_never_shows_error_details_to_visitors() -> None:
 
     cmd = dashboard_command(8501, "127.0.0.1")
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
-
-
-# --------------------------------------------------------------------------- fuzzing the config
-
-
-def _random_value(rng: random.Random, depth: int = 0) -> object:
-    pick = rng.randrange(14)
-    if pick == 0:
-        return None
-    if pick == 1:
-        return rng.choice([True, False])
-    if pick == 2:
-        return rng.choice([0, 1, -1, 2**31, 2**63, 2**70, -(2**70), 10**21])
-    if pick == 3:
-        return rng.choice([0.0, -0.5, 1e21, 1e-300, float("inf"), float("-inf"), float("nan"), 3.0])
-    if pick == 4:
-        return rng.choice(["", "x", "a\x00b", "1e21", "inf", "nan", "true", "../../etc/passwd", "é" * 300])
-    if pick == 5 and depth < 3:
-        return [_random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
-    if pick == 6 and depth < 3:
-        return {rng.choice(KEYS): _random_value(rng, depth + 1) for _ in range(rng.randrange(4))}
-    if pick == 7:
-        return rng.choice(["ogm", "ogm_ge", "opm", "joint", "nope", {"name": "opm", "q_base": 2}])
-    return rng.choice([1, 3, 64, 0.001, "cpu", "cuda:7", "auto", "sgd", "adamw", "step", "concat"])
-
-
-KEYS = [
-    "name",
-    "group",
-    "seed",
-    "tags",
-    "dataset",
-    "model",
-    "strategies",
-    "optim",
-    "train",
-    "path",
-    "params",
-    "epochs",
-    "batch_size",
-    "lr",
-    "device",
-    "amp",
-    "fusion",
-    "feature_dim",
-    "encoders",
-    "scheduler",
-    "step_size",
-    "gamma",
-    "alpha",
-    "q_base",
-    "end_epoch",
-    "warmup_epochs",
-    "init",
-    "map_absent",
-    "shapley_absent",
-    "eval_every",
-    "threads",
-    "val_fraction",
-    "momentum",
-]
-SECTIONS = {
-    "dataset": ["name", "path", "val_fraction", "test_fraction", "params"],
-    "model": ["fusion", "feature_dim", "encoders", "init"],
-    "optim": ["name", "lr", "momentum", "weight_decay", "scheduler"],
-    "train": [
-        "epochs",
-        "batch_size",
-        "eval_every",
-        "device",
-        "amp",
-        "threads",
-        "map_absent",
-        "test_selected",
-    ],
-}
-
-
-def test_config_validation_raises_only_config_errors_on_random_input() -> None:
-    """A seeded fuzz over the run config (Hypothesis is not installed here): whatever the
-    keys and values, validation either succeeds or raises ConfigError naming fields."""
-    rng = random.Random(15)
-    for _ in range(4000):
-        raw: dict[str, object] = {}
-        for key in rng.sample(
-            ["name", "group", "seed", "tags", "strategies", *SECTIONS], rng.randrange(1, 6)
-        ):
-            if key in SECTIONS and rng.random() < 0.8:
-                raw[key] = {k: _random_value(rng) for k in rng.sample(SECTIONS[key], rng.randrange(1, 4))}
-            else:
-                raw[key] = _random_value(rng)
-        try:
-            cfg = load_config(raw)
-        except ConfigError as exc:
-            assert exc.errors and all(isinstance(p, str) and m for p, m in exc.errors)
-            continue
-        # what validates is storable and finite
-        assert 0 <= cfg.seed <= 2**63 - 1 and 1 <= cfg.train.epochs <= 100_000
-        assert math.isfinite(cfg.optim.lr) and "\x00" not in cfg.name
 
 
 @pytest.mark.parametrize("strategy", sorted(__import__("bml_core.config", fromlist=["x"]).STRATEGY_PARAMS))

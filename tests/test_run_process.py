@@ -138,3 +138,34 @@ def test_watchdog_stops_on_a_new_parent_or_the_store_flag_and_survives_store_err
     stop.set()
     thread.join(2)
     assert not thread.is_alive()
+
+
+def test_the_supervisor_stops_its_run_when_the_worker_is_gone(store: Engine, tmp_path: Path) -> None:
+    """A supervisor whose parent (the Celery main) dies without taking it along (a pool
+    without PDEATHSIG) stops its run as on a shutdown: checkpoint, `requeued`, both exit."""
+    run_id = _claimed_run(store)
+    supervise = "import sys; from db import make_engine; from worker.supervisor import RunSupervisor; " + (
+        "print(RunSupervisor(make_engine(), int(sys.argv[1])).run(), flush=True)"
+    )
+    main_code = (
+        "import subprocess, sys, time\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {supervise!r}, sys.argv[1]],"
+        f" stdout=open({str(tmp_path / 'sup.log')!r}, 'wb'), stderr=subprocess.STDOUT)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    main = subprocess.Popen([sys.executable, "-c", main_code, str(run_id)], stdout=subprocess.PIPE, text=True)
+    supervisor = int(main.stdout.readline()) if main.stdout else 0
+    try:
+        _wait(lambda: db.get_run(store, run_id).step > 0, 120, "the run to train")
+        os.kill(main.pid, signal.SIGKILL)  # the supervisor survives it: nothing ties it to its parent
+        main.wait(timeout=10)
+        _wait(lambda: not _alive(supervisor), 30, "the supervisor to stop its run and exit")
+        assert (tmp_path / "sup.log").read_text().strip().endswith("requeued")
+        run = db.get_run(store, run_id)
+        assert run.status == "requeued"
+        assert any("worker shutdown" in e.message for e in db.run_events(store, run_id))
+    finally:
+        for pid in (main.pid, supervisor):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -11,7 +11,11 @@ of the worker and the process exits EXIT_INTERRUPTED so that the supervisor requ
 The process never outlives its supervisor: on Linux the kernel sends it SIGTERM when the
 parent dies (prctl PR_SET_PDEATHSIG), and a watchdog thread also stops it when its parent
 changes (any platform) or when the run's cancel flag is set in the store, so `bml cancel`
-works even when no supervisor is left to relay it."""
+works even when no supervisor is left to relay it. `kill -9` of the Celery main process
+reaches it the same way: Celery's prefork pool child (the supervisor) has PDEATHSIG SIGKILL
+(celery.concurrency.prefork), so it dies with the main process, and this process with it
+(tests/worker/test_worker_orphans.py). Stopped with its supervisor gone, it records the run
+`requeued` itself, as the supervisor would have."""
 
 from __future__ import annotations
 
@@ -95,7 +99,7 @@ def main(argv: list[str]) -> int:
     interval = max(0.2, SupervisorSettings.from_env().heartbeat_interval_s)
     start_watchdog(stop, parent_pid, lambda: cancel_requested(engine, run_id), interval)
     try:
-        return _train(engine, run_id, stop)
+        return _train(engine, run_id, stop, parent_pid)
     except Exception as exc:  # noqa: BLE001 - recorded on the run, then exit 1
         tail = traceback.format_exc()
         print(tail, file=sys.stderr, flush=True)
@@ -105,7 +109,7 @@ def main(argv: list[str]) -> int:
         engine.dispose()
 
 
-def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
+def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int) -> int:
     import torch
 
     from bml_core.config import validate_config
@@ -113,7 +117,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     from bml_core.dataspecs import check_dataset_paths
     from bml_core.provenance import data_fingerprints, runtime_environment
     from bml_core.trainer import Trainer
-    from db import DbMetricSink, cancel_requested, finish_run, get_run, record_environment
+    from db import DbMetricSink, cancel_requested, finish_run, get_run, record_environment, requeue_run
     from worker.settings import run_dir
 
     run = get_run(engine, run_id)
@@ -148,6 +152,12 @@ def _train(engine: Engine, run_id: int, stop: threading.Event) -> int:
     if cancel_requested(engine, run_id):
         finish_run(engine, run_id, "cancelled")
         return 0
+    if os.getppid() != parent_pid:
+        # no supervisor is left to record how this attempt ended: say it here, so the run
+        # does not show `running` until some worker's reaper finds its heartbeat stale
+        # (a live worker's reaper sends requeued runs again)
+        print("run process: the supervisor is gone; stopped after a checkpoint", file=sys.stderr, flush=True)
+        requeue_run(engine, run_id, "the worker is gone (its process ended); stopped after a checkpoint")
     return EXIT_INTERRUPTED
 
 

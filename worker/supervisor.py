@@ -92,12 +92,15 @@ class RunSupervisor:
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> int:
         term_sent_at: float | None = None
+        parent = os.getppid()  # the Celery main process, when run by the task
         while True:
             try:
                 return proc.wait(timeout=self.settings.heartbeat_interval_s)
             except subprocess.TimeoutExpired:
                 pass
-            stop = self._shutdown
+            # the worker that started us is gone (Celery's pool child normally dies with it by
+            # PDEATHSIG; this covers a pool without it): stop as on a shutdown, and requeue
+            stop = self._shutdown or os.getppid() != parent
             try:
                 if heartbeat(self.engine, self.run_id):  # cancel requested, or no longer `running`
                     run = get_run(self.engine, self.run_id)
