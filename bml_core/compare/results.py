@@ -33,6 +33,9 @@ class Metric:
             return seconds / steps * 1000.0 if steps and seconds is not None else None
         if self.id == "wall_s":
             return record.wall_s
+        if self.id == ALERTS:
+            alerts = record.summary.get("alerts") if isinstance(record.summary, Mapping) else None
+            return float(len(alerts)) if isinstance(alerts, list) else None
         return dig(record.summary, self.path)
 
 
@@ -66,13 +69,15 @@ def dig_map(node: Any, path: Sequence[str]) -> Mapping[str, Any]:
 
 
 TEST_SELECTED = "test_selected_on_test.acc"
+ALERTS = "alerts"  # imbalance alerts a run raised (summary `alerts`, issue 12)
 
 
-def metrics_for(modalities: Sequence[str], test_selected: bool = False) -> list[Metric]:
+def metrics_for(modalities: Sequence[str], test_selected: bool = False, alerts: bool = False) -> list[Metric]:
     """The report's columns: fused test accuracy, macro-F1, mAP, uni-modal accuracy per
     modality, imbalance degree, training time, step time and wall time; with
     `test_selected`, also the official protocol's number (best test accuracy over epochs,
-    selected on test: optimistic, never used to pick a model)."""
+    selected on test: optimistic, never used to pick a model); with `alerts`, the number of
+    imbalance alerts per run (bml_core/alerts: fewer is better)."""
     out = [
         Metric("test.acc", "test accuracy", "fraction", True, ("test", "acc")),
         Metric("test.f1", "macro-F1", "fraction", True, ("test", "f1")),
@@ -94,6 +99,7 @@ def metrics_for(modalities: Sequence[str], test_selected: bool = False) -> list[
     ]
     out += [
         Metric("test.imbalance_degree", "imbalance degree", "", False, ("test", "imbalance_degree")),
+        *([Metric(ALERTS, "alerts per run", "", False)] if alerts else []),
         Metric("train.seconds", "train time", "s", False, ("train", "seconds")),
         Metric("train.step_ms", "step time", "ms", False),
         Metric("wall_s", "wall time", "s", False),
@@ -194,7 +200,8 @@ def results(
     base = baseline if baseline is not None else default_baseline(grouping)
     pooled = [r.record for g in grouping.groups for r in g.included]
     test_selected = any(dig(r.summary, ("test_selected_on_test", "acc")) is not None for r in pooled)
-    metrics = metrics_for(modalities_of(pooled), test_selected)
+    alerts = any(isinstance(r.summary, dict) and isinstance(r.summary.get("alerts"), list) for r in pooled)
+    metrics = metrics_for(modalities_of(pooled), test_selected, alerts)
     mods = modalities_of(pooled)
     rows = [_row(g, metrics, confidence) for g in grouping.groups]
     primary = next(m for m in metrics if m.id == PRIMARY)

@@ -120,3 +120,16 @@ def test_group_without_finished_runs_reads_as_such() -> None:
     assert opm["n"] == 0 and opm["vs_baseline"] is None and opm["metrics"]["test.acc"]["mean"] is None
     assert "strategies=opm: no finished run (3 excluded, see below)" in headline(doc)
     assert len(doc["excluded"]) == 3 and doc["excluded"][0]["reason"] == "still running (30 %)"
+
+
+def test_alerts_per_run_are_counted_per_group_when_the_runs_recorded_them() -> None:
+    runs = make_runs()
+    assert "alerts" not in results(group_runs(runs)).row("strategies=joint").metrics  # older runs: no column
+    counts = {"joint": [3, 3, 2], "ogm_ge": [1, 0, 2], "opm": [0, 0, 1]}
+    for run in runs:
+        strategy = run["name"].rsplit("-", 1)[0]
+        run["summary"]["alerts"] = [{"detector": "dominance"}] * counts[strategy][run["seed"]]
+    res = results(group_runs(runs))
+    joint = res.row("strategies=joint").metrics["alerts"]
+    assert joint.n == 3 and joint.mean == pytest.approx(8 / 3)
+    assert res.row("strategies=opm").metrics["alerts"].mean == pytest.approx(1 / 3)
