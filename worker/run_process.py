@@ -109,7 +109,9 @@ def main(argv: list[str]) -> int:
         engine.dispose()
 
 
-def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int) -> int:
+def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int | None = None) -> int:
+    """Train the run in this process; `parent_pid` is the supervisor's (None: this process's
+    parent now, e.g. when called in-process by tests)."""
     import torch
 
     from bml_core.config import validate_config
@@ -119,6 +121,9 @@ def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int) 
     from bml_core.trainer import Trainer
     from db import DbMetricSink, cancel_requested, finish_run, get_run, record_environment, requeue_run
     from worker.settings import run_dir
+
+    if parent_pid is None:
+        parent_pid = os.getppid()
 
     run = get_run(engine, run_id)
     cfg = validate_config(run.config, path_rules=False)  # the paths: check_dataset_paths below

@@ -192,6 +192,7 @@ def drag_zoom(page: Any, title_prefix: str, start: float = 0.3, end: float = 0.6
             "el => ((el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '')"
         )
         if title.startswith(title_prefix):
+            chart.scroll_into_view_if_needed()  # e.g. below an alert strip: mouse events need it on screen
             box = chart.locator(".nsewdrag").first.bounding_box()
             y = box["y"] + box["height"] * 0.5
             page.mouse.move(box["x"] + box["width"] * start, y)

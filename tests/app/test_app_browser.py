@@ -434,10 +434,10 @@ ALERTING_RUN = {
     "name": "e2e-alerts",
     "group": "e2e-alerts",
     "strategies": [],
-    "dataset": {"params": {"num_samples": 4000}},
+    "dataset": {"params": {"num_samples": 12000}},  # 1,050 steps an epoch: still training when checked
     "model": {"feature_dim": 32, "encoders": {"audio": {"hidden_dim": 64}, "visual": {"hidden_dim": 64}}},
     "optim": {"lr": 0.02, "scheduler": {"name": "none"}},
-    "train": {"epochs": 3, "batch_size": 8, "threads": 1},
+    "train": {"epochs": 6, "batch_size": 8, "threads": 1},
     "alerts": {"dominance": {"threshold": 1.0001, "release": 0.01, "window": {"steps": 5, "share": 0.6}}},
 }
 

@@ -21,14 +21,14 @@ from worker import client
 
 pytestmark = pytest.mark.slow
 
-# 2,800 train samples / 8 = 350 steps per epoch: an alert at step ~5 is stored long before
-# the first checkpoint (end of epoch 0). Dominance with a threshold just above 1 and a
+# 8,400 train samples / 8 = 1,050 steps per epoch (several seconds even on a quiet machine):
+# an alert at step ~5 is stored long before the first checkpoint (end of epoch 0). Dominance with a threshold just above 1 and a
 # 5-step window fires early; release 0.01 never ends the episode (at most one per modality).
 RAW = {
     **copy.deepcopy(SMALL_RUN),
     "name": "alerts",
     "strategies": [],
-    "dataset": {"params": {"num_samples": 4000}},
+    "dataset": {"params": {"num_samples": 12000}},
     "train": {"epochs": 2, "batch_size": 8, "threads": 1},
     "alerts": {"dominance": {"threshold": 1.0001, "release": 0.01, "window": {"steps": 5, "share": 0.6}}},
 }

@@ -101,7 +101,7 @@ def test_bml_cancel_stops_a_run_whose_worker_is_gone(embedded_cluster: Cluster) 
             timeout=60,
         )
         assert r.returncode == 0, r.stderr
-        assert f"run {run_id}: running (stopping)" in r.stdout
+        assert f"run {run_id}: cancelling" in r.stdout  # the state after the action (issue 14)
         wait_until(lambda: not _alive(run_pid), 15, "the run process to stop", interval_s=0.05)
         assert time.monotonic() - t0 < 15
         run = get_run(eng, run_id)
