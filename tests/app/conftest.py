@@ -1,11 +1,14 @@
-"""Fixtures of the dashboard tests: a migrated SQLite store in the test's own BML_HOME."""
+"""Fixtures of the dashboard tests: a migrated SQLite store in the test's own BML_HOME, and
+Debian's Chromium for the browser tests (one per test module)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from browser_helpers import launch_browser
 from sqlalchemy import Engine
 
 import db
@@ -18,3 +21,13 @@ def engine(_isolated_home: Path) -> Iterator[Engine]:
     db.upgrade(eng)
     yield eng
     eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = launch_browser(pw)
+        yield b
+        b.close()

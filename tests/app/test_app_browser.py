@@ -35,7 +35,6 @@ from browser_helpers import (
     choose,
     drag_zoom,
     fill,
-    launch_browser,
     open_page,
     pick,
     screenshot,
@@ -107,16 +106,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[S
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch_browser(pw)
-        yield b
-        b.close()
 
 
 @pytest.fixture

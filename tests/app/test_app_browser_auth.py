@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import choose, fill, launch_browser, open_page, wait_idle
+from browser_helpers import choose, fill, open_page, wait_idle
 from sqlalchemy import Engine
 
 import db
@@ -93,16 +93,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[S
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch_browser(pw)
-        yield b
-        b.close()
 
 
 @contextlib.contextmanager

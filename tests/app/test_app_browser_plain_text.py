@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 from app_runs import add_run
-from browser_helpers import launch_browser, open_page
+from browser_helpers import open_page
 
 import db
 from app.server import wait_until_healthy
@@ -100,16 +100,6 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterato
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = launch_browser(pw)
-        yield b
-        b.close()
 
 
 def _shown_text(page: Any) -> str:
