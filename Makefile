@@ -7,7 +7,7 @@ BML := $(VENV)/bin/bml
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install up test test-fast lint bench bench-store bench-compare-venv bench-dashboard services system-deps clean
+.PHONY: install up test test-fast lint bench bench-store bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
 
 # torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
 $(STAMP): pyproject.toml
@@ -54,6 +54,17 @@ bench-store: install
 bench-dashboard: install system-deps
 	$(PY) bench/dashboard_compare.py
 	$(PY) bench/dashboard_live.py
+
+# The charts' plotly.js (app/plotly_chart.py): the official "basic" distribution from npm at
+# the pinned version (npm checks the registry's integrity hash); update PLOTLY_BASIC_VERSION and
+# PLOTLY_BASIC_SHA256 in app/plotly_chart.py with it (tests/app/test_plotly_bundle.py checks both).
+PLOTLY_BASIC_VERSION ?= 4.1.1
+vendor-plotly:
+	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent plotly.js-basic-dist-min@$(PLOTLY_BASIC_VERSION) >/dev/null \
+	  && tar xzf plotly.js-basic-dist-min-$(PLOTLY_BASIC_VERSION).tgz \
+	  && cp package/plotly-basic.min.js $(CURDIR)/app/static/plotly-basic.min.js \
+	  && cp package/LICENSE $(CURDIR)/app/static/plotly-basic.LICENSE.txt && rm -rf $$tmp
+	sha256sum app/static/plotly-basic.min.js
 
 bench-compare-venv: install
 	PYTHON=$(PYTHON) bash bench/compare_venv.sh

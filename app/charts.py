@@ -8,8 +8,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import plotly.graph_objects as go
-
 chart_height_px = 320
 # Colours per trace position (Plotly's default qualitative palette), so a band shares its line's colour.
 PALETTE = (
@@ -51,24 +49,6 @@ def _rgba(hex_colour: str, alpha: float) -> str:
 
 def _clean(values: Sequence[float]) -> list[float | None]:
     return [None if (v is None or (isinstance(v, float) and not math.isfinite(v))) else v for v in values]
-
-
-def line_figure(
-    traces: Sequence[Trace],
-    *,
-    title: str,
-    y_title: str = "",
-    uirevision: str | int = "keep",
-    hline: float | None = None,
-    height_px: int = chart_height_px,
-) -> go.Figure:
-    """`line_figure_dict` as a Plotly Figure (for st.plotly_chart). It is assembled from
-    plain dicts and not validated property by property (that costs more than the store
-    queries of a refresh); the tests check what the browser draws."""
-    spec = line_figure_dict(
-        traces, title=title, y_title=y_title, uirevision=uirevision, hline=hline, height_px=height_px
-    )
-    return go.Figure(spec, _validate=False)
 
 
 def line_figure_dict(
@@ -148,7 +128,7 @@ def line_figure_dict(
 
 
 def png_config(filename: str) -> dict[str, object]:
-    """st.plotly_chart config: the modebar's camera saves a PNG named after the chart."""
+    """Plotly config: the modebar's camera saves a PNG named after the chart."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in filename) or "chart"
     return {
         "displaylogo": False,

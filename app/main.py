@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app import access, layout, store
+from app.plotly_chart import preload_plotly
 from app.text import md
-from app.views.live.chart import preload_plotly
 from app.widgets import page_path
 
 CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js

@@ -48,6 +48,11 @@ def dashboard_command(port: int = DEFAULT_PORT, host: str = DEFAULT_HOST, auth: 
         "light",
         # a visitor never sees a traceback, an exception's message or a server path: the
         # dashboard's log (the console) gets them
+        "--server.enableStaticServing",
+        "true",
+        # app/static/ at /app/static/: the plotly.js bundle of the charts (app/plotly_chart.py)
+        "--server.enableStaticServing",
+        "true",
         "--client.showErrorDetails",
         "none",
     ]

@@ -1,7 +1,7 @@
 """The cost of one Live-page refresh, in process: the store queries of `app.views.live.data.refresh`
 (new points since the last step of each series, new events, the run row), building the
 page's Plotly figures, and serialising them to JSON as Streamlit does for the charts'
-component data (`app/views/live/chart.py`) before sending them to the browser.
+component data (`app/plotly_chart.py`) before sending them to the browser.
 
 A run with `--steps` steps of the 20 series a two-modality OGM-GE run streams is written
 into a fresh SQLite store (temporary BML_HOME); the Live state is loaded once (downsampled
@@ -38,8 +38,8 @@ def bench_history(steps: int, rounds: int) -> dict[str, object]:
     from dashboard_data import eval_metrics, step_metrics
 
     import db
+    from app.plotly_chart import styled
     from app.views.live import data as lv
-    from app.views.live.chart import styled
 
     engine = db.make_engine()
     db.upgrade(engine)

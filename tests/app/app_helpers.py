@@ -28,10 +28,10 @@ def open_page(page: str | None = None, timeout_s: float = 60.0, **query: str) ->
 
 def chart_specs(at: Any) -> list[dict[str, Any]]:
     """The Plotly figures the page drew, as dicts (data + layout): st.plotly_chart ones and
-    the Live page's mounted charts (app/views/live/chart.py)."""
+    the mounted charts of Live and Compare (app/plotly_chart.py)."""
     specs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     for el in at.get("bidi_component"):
-        if el.proto.component_name == "bml_live_chart":
+        if el.proto.component_name == "bml_chart":
             specs.append(json.loads(el.proto.json)["figure"])
     return specs
 

@@ -88,7 +88,7 @@ def chart_points(page: Any, title_prefix: str) -> dict[str, list[float]] | None:
 
 
 def wait_chart(page: Any, title_prefix: str, timeout_s: float = 30.0) -> dict[str, list[float]]:
-    page.wait_for_selector('[data-testid="stPlotlyChart"], .bml-live-chart', timeout=timeout_s * 1000)
+    page.wait_for_selector('[data-testid="stPlotlyChart"], .bml-chart', timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         points = chart_points(page, title_prefix)

@@ -46,6 +46,7 @@ from playwright.sync_api import expect
 from sqlalchemy import Engine
 
 import db
+from app.plotly_chart import PLOTLY_BASIC_VERSION
 from app.server import wait_until_healthy
 from app.views.live import data as lv
 
@@ -53,8 +54,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 RATIO_TITLE = lv.PANELS[0].title
 live_latency_target_s = 2.0
-# How many times each Live chart has been updated in place (app/views/live/chart.py counts them).
-UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-live-chart')).map(el => el.dataset.updates)"
+# How many times each Live chart has been updated in place (app/plotly_chart.py counts them).
+UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-chart')).map(el => el.dataset.updates)"
 
 
 def _free_port() -> int:
@@ -232,9 +233,15 @@ def test_compare_two_finished_runs_and_download_the_csv(studio: Studio, page: An
     ids = sorted(r.id for r in launched)
     for rid in ids:
         _wait_status(studio.engine, rid, {"succeeded"}, timeout_s=180)
+    requested: list[str] = []
+    page.on("request", lambda r: requested.append(r.url))
     open_page(page, f"{studio.url}/compare?runs={ids[0]},{ids[1]}")
     points = wait_chart(page, "val/acc", timeout_s=30)
     assert len(points) == 1 and next(iter(points)) == "e2e-compare (n=2)"  # seeds averaged
+    # drawn with the shipped basic plotly.js; Streamlit's 4.7 MB bundle is never fetched
+    assert page.evaluate("() => window.Plotly.version") == PLOTLY_BASIC_VERSION
+    assert any(u.endswith("/app/static/plotly-basic.min.js") for u in requested), requested
+    assert not [u for u in requested if "/PlotlyChart." in u]
     screenshot(page, studio.shots, "compare")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download runs CSV").click()

@@ -13,8 +13,9 @@ import streamlit as st
 
 import db
 from app import store
-from app.charts import line_figure, png_config
+from app.charts import line_figure_dict, png_config
 from app.labels import run_choice_label
+from app.plotly_chart import chart
 from app.text import md
 from app.views.compare import data as cv
 from app.widgets import page_path
@@ -214,16 +215,15 @@ for key in keys:
         seeds=seeds,
         excluded=show_excluded,
     )
-    fig = line_figure(
+    fig = line_figure_dict(
         curve.traces,
         title=key,
         y_title=key.split("/")[-1] if "/" in key else key,
         uirevision=f"compare-{key}",
         hline=1.0 if key.startswith("imbalance/ratio/") else None,
     )
-    charts.plotly_chart(
-        fig, key=f"compare-chart-{key}", config=png_config(f"compare-{key}"), width=cv.chart_width_px
-    )
+    with charts, st.container(width=cv.chart_width_px):
+        chart(fig, key=f"compare-chart-{key}", config=png_config(f"compare-{key}"))
 
 # ---------------------------------------------------------------- per run
 st.subheader("Runs")

@@ -18,9 +18,9 @@ from app import store
 from app.alerts import add_markers
 from app.charts import png_config
 from app.labels import run_choice_label
+from app.plotly_chart import chart
 from app.text import md
 from app.views.live import data as lv
-from app.views.live.chart import live_chart
 from app.views.live.strip import poll_alerts, render_alert_strip
 from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
@@ -188,7 +188,7 @@ def render_live() -> None:
             continue
         add_markers(fig, alerts)  # a dotted line at each alert's step
         with charts, st.container(width=chart_width_px):
-            live_chart(
+            chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")
             )
         drawn += 1
