@@ -7,7 +7,7 @@ BML := $(VENV)/bin/bml
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install up test test-fast lint bench bench-store bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
+.PHONY: install up test test-fast lint bench bench-store bench-strategies bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
 
 # torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
 $(STAMP): pyproject.toml
@@ -65,6 +65,11 @@ vendor-plotly:
 	  && cp package/plotly-basic.min.js $(CURDIR)/app/static/plotly-basic.min.js \
 	  && cp package/LICENSE $(CURDIR)/app/static/plotly-basic.LICENSE.txt && rm -rf $$tmp
 	sha256sum app/static/plotly-basic.min.js
+
+# Every strategy x 3 seeds on mfeat and synthetic through two workers (docs/benchmarks.md,
+# "Every strategy on mfeat and synthetic"); tables and every number under bench/results/.
+bench-strategies: install
+	$(PY) bench/strategy_grid.py --markdown bench/results/strategy-grid.md --json bench/results/strategy-grid.json
 
 bench-compare-venv: install
 	PYTHON=$(PYTHON) bash bench/compare_venv.sh

@@ -49,7 +49,7 @@ class BrokerUnavailable(RuntimeError):
 
 
 _engines: dict[str, Engine] = {}
-_apps: dict[str, Any] = {}
+_apps: dict[tuple[str, str], Any] = {}
 
 
 def _engine(engine: Engine | None) -> Engine:
@@ -63,13 +63,14 @@ def _engine(engine: Engine | None) -> Engine:
 
 
 def _celery() -> Any:
-    """A Celery app (a producer only) for the broker the environment names now."""
+    """A Celery app (a producer only) for the broker the environment names now: its URL and,
+    on Redis, its key prefix (BML_BROKER_PREFIX, read when the app is made)."""
     from worker.celery_app import make_app
 
-    url = broker_url()
-    if url not in _apps:
-        _apps[url] = make_app(url)
-    return _apps[url]
+    key = (broker_url(), os.environ.get("BML_BROKER_PREFIX", ""))
+    if key not in _apps:
+        _apps[key] = make_app(key[0])
+    return _apps[key]
 
 
 def current_actor(engine: Engine | None = None) -> Actor:

@@ -47,6 +47,9 @@ BUILTIN_PACKAGE = "bml_core.strategies"
 # (or return (path, message) to name another field); an advisory's is a warning.
 Rule = Callable[["RunConfig", "StrategyParams"], "str | tuple[str, str] | None"]
 Advisory = Callable[["RunConfig", "StrategyParams"], "str | None"]
+# fn(cfg, params) -> {param: value}: the values that let the strategy do its periodic work
+# within cfg.train.epochs (e.g. a shorter period), {} when its own values already do.
+EpochFit = Callable[["RunConfig", "StrategyParams"], "dict[str, Any]"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class StrategySpec:
     metrics: tuple[MetricFamily, ...] = ()
     advisories: tuple[Advisory, ...] = ()
     rules: tuple[Rule, ...] = ()
+    epoch_fit: EpochFit | None = None
     cost: str = "none"
     cost_note: str = ""
     capabilities: frozenset[str] = frozenset()
@@ -379,6 +383,18 @@ def check_rules(cfg: RunConfig) -> list[tuple[str, str]]:
             names = " and ".join(f"{cfg.strategies[i].name} (strategies.{i})" for i in idx)
             errors.append((f"strategies.{idx[1]}", f"{names} both replace the {what}; use one of them"))
     return errors
+
+
+def epoch_fits(cfg: RunConfig) -> list[dict[str, Any]]:
+    """Per strategy of the config (in order), the parameter values its spec's `epoch_fit`
+    proposes for a run of cfg.train.epochs epochs ({} when none is needed or declared).
+    Used by tools that shorten runs (bench/strategy_grid.py); never applied silently."""
+    out: list[dict[str, Any]] = []
+    for params in cfg.strategies:
+        spec = get_spec(params.name)
+        fit = spec.epoch_fit if spec is not None else None
+        out.append(dict(fit(cfg, params)) if fit is not None else {})
+    return out
 
 
 def spec_advisories(cfg: RunConfig) -> list[str]:

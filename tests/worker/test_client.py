@@ -149,3 +149,14 @@ def test_worker_refuses_an_unmigrated_store(tmp_path: Path) -> None:
     r = subprocess.run([BML, "worker", "--cpu"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "bml db upgrade" in r.stderr
+
+
+def test_the_producer_follows_the_redis_key_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two prefixes on one Redis URL in one process (two test sessions, a benchmark's own
+    prefix) get two producers: a cached one would send to the first prefix's queue."""
+    monkeypatch.setenv("BML_BROKER_URL", "redis://127.0.0.1:6379/0")
+    prefixes = []
+    for prefix in ("grid-a:", "grid-b:"):
+        monkeypatch.setenv("BML_BROKER_PREFIX", prefix)
+        prefixes.append(client._celery().conf.broker_transport_options["global_keyprefix"])
+    assert prefixes == ["grid-a:", "grid-b:"]

@@ -5,7 +5,7 @@ training split (never the validation split). Torch-free: parameters and spec."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -41,16 +41,27 @@ def _offline_cost(cfg: RunConfig, p: StrategyParams) -> str | None:
     return None
 
 
+MIN_ESTIMATES = 3  # online weight estimates a run should make (the first comes from the initial model)
+
+
 def _few_estimates(cfg: RunConfig, p: StrategyParams) -> str | None:
     super_epoch = getattr(p, "super_epoch", 1)
-    if getattr(p, "mode", "online") == "online" and cfg.train.epochs // super_epoch < 3:
+    if getattr(p, "mode", "online") == "online" and cfg.train.epochs // super_epoch < MIN_ESTIMATES:
         return (
             f"gblending online re-estimates its weights every super_epoch ({super_epoch}) epochs: "
             f"{cfg.train.epochs // super_epoch} estimate(s) in {cfg.train.epochs} epochs. The first estimate, "
             "made from the initial model, can give a head almost no weight for the rest of the run "
-            "(dG / dO^2 is extreme early on); prefer super_epoch <= epochs / 3."
+            f"(dG / dO^2 is extreme early on); prefer super_epoch <= epochs / {MIN_ESTIMATES}."
         )
     return None
+
+
+def _fit_super_epoch(cfg: RunConfig, p: StrategyParams) -> dict[str, Any]:
+    """Online: a super-epoch short enough for MIN_ESTIMATES estimates in the run (what the
+    advisory above asks for); offline trains its copies for super_epoch epochs: left alone."""
+    if _few_estimates(cfg, p) is None:
+        return {}
+    return {"super_epoch": max(1, cfg.train.epochs // MIN_ESTIMATES)}
 
 
 SPEC = StrategySpec(
@@ -70,6 +81,7 @@ SPEC = StrategySpec(
         ),
     ),
     advisories=(_offline_cost, _few_estimates),
+    epoch_fit=_fit_super_epoch,
     cost="cheap",
     cost_note="online: K aux-head losses per step plus one held-out and train-subset evaluation per "
     "super-epoch; offline: ~K x super_epoch extra epochs before the run (side training)",

@@ -6,7 +6,7 @@ cross-entropy; the optimizer state is fresh at every phase. Torch-free: paramete
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -32,6 +32,48 @@ def _weights_positive(cfg: RunConfig, p: StrategyParams) -> tuple[str, str] | No
             f"reconboost needs w1 > w2 (now {p.w1} and {p.w2}) so every sample weight w1 - w2 q > 0",
         )
     return None
+
+
+def _modality_count(cfg: RunConfig) -> int:
+    """M from the configured encoders, else from the dataset's spec (0 when only its file knows)."""
+    if cfg.model.encoders:
+        return len(cfg.model.encoders)
+    from bml_core.dataspecs import get_dataset_spec
+
+    spec = get_dataset_spec(cfg.dataset.name)
+    if spec is None:
+        return 0
+    try:
+        return len(spec.modalities(spec.params(**cfg.dataset.params)))
+    except Exception:  # noqa: BLE001 - parameters the config check reports on its own
+        return 0
+
+
+def _few_stages(cfg: RunConfig, p: StrategyParams) -> str | None:
+    if not isinstance(p, ReconBoostParams):
+        return None
+    m, cycle, epochs = _modality_count(cfg), p.stage_epochs + p.correct_epochs, cfg.train.epochs
+    if m < 2 or epochs >= m * cycle:
+        return None
+    head = (
+        f"reconboost trains one modality per stage of stage_epochs + correct_epochs ({cycle}) epochs: "
+        f"{epochs} epoch(s) complete {epochs // cycle} of the {m} stages one round over the modalities needs"
+    )
+    per = max(1, epochs // (2 * m))
+    if epochs // (2 * per) <= epochs // cycle:
+        return f"{head}; no stage length gives more in a run this short."
+    return f"{head}; stage_epochs = correct_epochs = {per} complete {min(m, epochs // (2 * per))}."
+
+
+def _fit_stages(cfg: RunConfig, p: StrategyParams) -> dict[str, Any]:
+    """Stages short enough for one round over the modalities (what the advisory suggests);
+    {} when the run's own stages fit or nothing would complete more of them."""
+    if not isinstance(p, ReconBoostParams) or _few_stages(cfg, p) is None:
+        return {}
+    epochs = cfg.train.epochs
+    per = max(1, epochs // (2 * _modality_count(cfg)))
+    better = epochs // (2 * per) > epochs // (p.stage_epochs + p.correct_epochs)
+    return {"stage_epochs": per, "correct_epochs": per} if better else {}
 
 
 SPEC = StrategySpec(
@@ -63,6 +105,8 @@ SPEC = StrategySpec(
         ),
     ),
     rules=(_weights_positive,),
+    advisories=(_few_stages,),
+    epoch_fit=_fit_stages,
     cost="extra_forward",
     cost_note="phase 1: the other encoders forward without gradient; phase 2 as joint training",
     capabilities=frozenset({"needs_shared_head", "needs_features", "overrides_step"}),

@@ -7,11 +7,11 @@ optimizer state reset. Torch-free: parameters and spec."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import StrategyParams
+from bml_core.config import RunConfig, StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -28,6 +28,45 @@ class RelearnParams(StrategyParams):
     summary: ClassVar[str] = (
         "Soft re-initialisation of encoders that memorise (k-means purity gap, ECCV 2024)."
     )
+
+
+def diagnoses(epochs: int, every: int, times: int) -> int:
+    """Re-initialisations a run of `epochs` epochs makes: after epoch e when (e + 1) % every
+    == 0, never after the last epoch, at most `times`."""
+    return min(times, (epochs - 1) // every) if epochs > 0 else 0
+
+
+def _spread(epochs: int, times: int) -> int:
+    """The period that spreads `times` diagnoses over the run, the last `every` epochs before its end."""
+    return max(1, epochs // (times + 1))
+
+
+def _few_diagnoses(cfg: RunConfig, p: StrategyParams) -> str | None:
+    if not isinstance(p, RelearnParams) or p.times == 0:
+        return None
+    epochs = cfg.train.epochs
+    n = diagnoses(epochs, p.every, p.times)
+    if n >= p.times:
+        return None
+    head = (
+        f"relearn diagnoses every `every` ({p.every}) epochs, never after the last: {n} of its "
+        f"{p.times} re-initialisation(s) happen in {epochs} epoch(s)"
+    )
+    every = _spread(epochs, p.times)
+    best = diagnoses(epochs, every, p.times)
+    if best <= n:
+        return f"{head}; no period gives more in a run this short."
+    return f"{head}; every: {every} gives {best}."
+
+
+def _fit_every(cfg: RunConfig, p: StrategyParams) -> dict[str, Any]:
+    """The period the advisory above suggests (all `times` diagnoses spread over the run when
+    they fit); {} when the run's own period already fits them or nothing would do better."""
+    if not isinstance(p, RelearnParams) or _few_diagnoses(cfg, p) is None:
+        return {}
+    every = _spread(cfg.train.epochs, p.times)
+    better = diagnoses(cfg.train.epochs, every, p.times) > diagnoses(cfg.train.epochs, p.every, p.times)
+    return {"every": every} if better else {}
 
 
 SPEC = StrategySpec(
@@ -52,6 +91,8 @@ SPEC = StrategySpec(
             y_axis="gap",
         ),
     ),
+    advisories=(_few_diagnoses,),
+    epoch_fit=_fit_every,
     cost="side_training",
     cost_note="per diagnosis: one feature pass over the training split and k-means per modality (scikit-learn)",
     capabilities=frozenset({"needs_features", "needs_heldout", "needs_init_snapshot"}),
