@@ -549,7 +549,7 @@ def _vs(row: Mapping[str, Any]) -> tuple[str, str, str]:
     if lo is not None and hi is not None:
         diff += f" ({100 * lo:+.1f} to {100 * hi:+.1f})"
     elif vs["test"] is not None:
-        diff += " (no interval: t = 0)"  # stats.diff_interval takes se from diff / t
+        diff += " (equal on every seed)"  # stats.diff_interval: no spread and no difference
     if vs["p"] is None:
         return diff, "—", verdict
     return diff, f"{_p(vs['p'])} / {_p(vs['p_holm'])}", verdict

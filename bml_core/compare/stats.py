@@ -48,6 +48,7 @@ class Describe:
     ci_high: float
     ci_method: str | None
     note: str | None = None
+    se: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +107,8 @@ def describe(
 class TestResult:
     """A group against the baseline on one metric: `diff` = mean(group) - mean(baseline)
     (for the paired test, the mean of the per-seed differences, which is the same number
-    when every seed is matched); p two-sided; `p_holm` after Holm's correction."""
+    when every seed is matched); p two-sided; `p_holm` after Holm's correction; `se` the
+    standard error of `diff` (0 when the difference has no spread, NaN without a test)."""
 
     test: str | None  # "paired t" | "Welch t" | None
     diff: float
@@ -117,6 +119,7 @@ class TestResult:
     p_holm: float = math.nan
     verdict: str = NOT_TESTED
     note: str | None = None
+    se: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,10 +140,17 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
     if sd <= zero_spread:
         moved = abs(mean) > zero_spread
         return TestResult(
-            "paired t", mean, math.copysign(math.inf, mean) if moved else 0.0, n - 1, 0.0 if moved else 1.0, n
+            "paired t",
+            mean,
+            math.copysign(math.inf, mean) if moved else 0.0,
+            n - 1,
+            0.0 if moved else 1.0,
+            n,
+            se=0.0,
         )
-    t = mean / (sd / math.sqrt(n))
-    return TestResult("paired t", mean, t, n - 1, _p_from_t(t, n - 1), n)
+    se = sd / math.sqrt(n)
+    t = mean / se
+    return TestResult("paired t", mean, t, n - 1, _p_from_t(t, n - 1), n, se=se)
 
 
 def welch_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
@@ -159,10 +169,11 @@ def welch_test(a: Sequence[float], b: Sequence[float]) -> TestResult:
             nx + ny - 2,
             0.0 if moved else 1.0,
             0,
+            se=0.0,
         )
     t = diff / math.sqrt(se2)
     df = se2**2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1))
-    return TestResult("Welch t", diff, t, df, _p_from_t(t, df), 0)
+    return TestResult("Welch t", diff, t, df, _p_from_t(t, df), 0, se=math.sqrt(se2))
 
 
 SeedValues = Mapping[int, float | None] | Sequence[tuple[int, float | None]]
@@ -197,17 +208,21 @@ def compare_seeds(values: SeedValues, baseline: SeedValues) -> TestResult:
 
 
 def diff_interval(test: TestResult, confidence: float = confidence_level) -> tuple[float, float]:
-    """The confidence interval of a test's difference: diff ± t_{(1+c)/2, df} · se, with se
-    = |diff / t| (paired: of the mean per-seed difference; Welch: of the difference of
-    means, Welch–Satterthwaite df). A zero-spread difference gives (diff, diff); no test,
-    or t = 0 with no spread, gives (nan, nan)."""
+    """The confidence interval of a test's difference: diff ± t_{(1+c)/2, df} · se (paired:
+    se of the mean per-seed difference; Welch: of the difference of means, Welch–Satterthwaite
+    df), so a mean difference of exactly 0 with spread still gets its interval. A difference
+    that is the same nonzero number on every seed gives (diff, diff); no test, or no
+    difference at all (every seed equal), gives (nan, nan)."""
     if test.test is None or not (math.isfinite(test.df) and test.df > 0) or not math.isfinite(test.diff):
         return math.nan, math.nan
-    if math.isinf(test.statistic):
-        return test.diff, test.diff
-    if test.statistic == 0:
-        return math.nan, math.nan
-    half = float(sps.t.ppf((1 + confidence) / 2, test.df)) * abs(test.diff / test.statistic)
+    se = test.se
+    if not math.isfinite(se) and math.isfinite(test.statistic) and test.statistic != 0:
+        se = abs(test.diff / test.statistic)  # a TestResult made without se
+    if not math.isfinite(se):
+        return (test.diff, test.diff) if math.isinf(test.statistic) else (math.nan, math.nan)
+    if se == 0:
+        return (test.diff, test.diff) if test.diff != 0 else (math.nan, math.nan)
+    half = float(sps.t.ppf((1 + confidence) / 2, test.df)) * se
     return test.diff - half, test.diff + half
 
 
@@ -261,5 +276,6 @@ def compare_to_baseline(
             p_holm=p_adj,
             verdict=verdict(r.diff, p_adj, alpha, higher_is_better),
             note=r.note,
+            se=r.se,
         )
     return out
