@@ -3,10 +3,16 @@ identical to the code before it).
 
 Each case trains a tiny synthetic run on the CPU (one thread, a fixed seed) and records a
 sha256 of every final parameter tensor's bytes and of each per-step / per-eval metric series
-(the float64 bytes of its values in step order). `python tests/fingerprints/make_fingerprint.py`
-writes `tests/fingerprints/strategies.json`; tests/test_fingerprints.py recomputes and compares.
-Made on the code before the port (commit noted in the JSON); never regenerate it to make the
-test pass."""
+(the float64 bytes of its values in step order).
+
+Bitwise results depend on the machine's float kernels (an AMD EPYC and an Intel Xeon with
+AVX-512 give different bits from the same code), so the reference is the code before the
+port, REFERENCE_COMMIT, run on the same machine: `reference_fingerprints()` extracts that
+commit's `bml_core` with `git archive` and trains the cases with it in a child process.
+`tests/fingerprints/strategies.json` keeps the reference's fingerprints per platform (torch
+version, CPU vendor, ATen CPU capability), so a known platform needs no git history;
+`python tests/fingerprints/make_fingerprint.py` adds (or replaces) the entry of this
+platform, always computed by the reference code, never by the code under test."""
 
 from __future__ import annotations
 
@@ -16,11 +22,18 @@ import json
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
 OUT = HERE / "strategies.json"
+# the last commit before the plug-in port (issue 9)
+REFERENCE_COMMIT = "c6dbe0044d200379286ee91a908a085359add65d"
+# train options added after REFERENCE_COMMIT; BASE pins them to that code's behaviour, and
+# the reference code, which does not know them, runs without them
+LEGACY_TRAIN_KEYS = ("shapley_absent", "map_absent")
 # time/step_ms is wall time, lr is config; neither says anything about the computation
 SKIP_KEYS = {"time/step_ms"}
 
@@ -116,15 +129,99 @@ def fingerprint(case: str) -> dict[str, Any]:
     }
 
 
+def platform() -> dict[str, str]:
+    """What decides the bits of a CPU training run besides the code: the torch build, the CPU
+    vendor and the ATen CPU capability (the vectorised kernels torch dispatches to)."""
+    import torch
+
+    vendor = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                vendor = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "torch": torch.__version__,
+        "vendor": vendor,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def stored_cases(here: dict[str, str] | None = None) -> dict[str, Any] | None:
+    """The stored reference fingerprints of this platform (an entry without a capability
+    matches any capability of its vendor and torch), or None."""
+    here = here or platform()
+    for entry in json.loads(OUT.read_text())["platforms"]:
+        same_build = entry["torch"] == here["torch"] and entry["vendor"] == here["vendor"]
+        if same_build and entry.get("capability") in (None, here["capability"]):
+            return dict(entry["cases"])
+    return None
+
+
+class NoReference(RuntimeError):
+    pass
+
+
+def reference_fingerprints(timeout_s: float = 600.0) -> dict[str, Any]:
+    """Every case trained by the code of REFERENCE_COMMIT on this machine (its `bml_core`
+    from `git archive`, in a child process where it comes first on sys.path)."""
+    with tempfile.TemporaryDirectory(prefix="bml-reference-") as tmp:
+        archive = subprocess.run(
+            ["git", "archive", REFERENCE_COMMIT, "--", "bml_core", ":(exclude)bml_core/data/assets"],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode != 0:
+            raise NoReference(
+                f"git archive {REFERENCE_COMMIT[:12]} failed ({archive.stderr.decode(errors='replace').strip()}): "
+                "the reference code needs the repository's history (a full clone)"
+            )
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        proc = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--emit-reference", tmp],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"the reference code failed:\n{proc.stderr[-3000:]}")
+        return dict(json.loads(proc.stdout))
+
+
+def _emit_reference(code_dir: str) -> None:
+    sys.path.insert(0, code_dir)
+    import bml_core
+
+    assert Path(bml_core.__file__).resolve().is_relative_to(Path(code_dir).resolve()), bml_core.__file__
+    for key in LEGACY_TRAIN_KEYS:
+        BASE["train"].pop(key)
+    print(json.dumps({case: fingerprint(case) for case in CASES}))
+
+
 def main() -> None:
-    root = HERE.parents[1]
-    sys.path.insert(0, str(root))
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
-    ).stdout.strip()
-    out = {"made_on_commit": commit, "cases": {case: fingerprint(case) for case in CASES}}
-    OUT.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {OUT} ({len(CASES)} cases)")
+    if len(sys.argv) == 3 and sys.argv[1] == "--emit-reference":
+        _emit_reference(sys.argv[2])
+        return
+    sys.path.insert(0, str(ROOT))
+    here = platform()
+    cases = reference_fingerprints()
+    doc = json.loads(OUT.read_text()) if OUT.exists() else {"platforms": []}
+    doc["reference_commit"] = REFERENCE_COMMIT
+    doc["platforms"] = [
+        e
+        for e in doc["platforms"]
+        if not (
+            e["torch"] == here["torch"]
+            and e["vendor"] == here["vendor"]
+            and e.get("capability") == here["capability"]
+        )
+    ] + [{**here, "cases": cases}]
+    OUT.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {OUT}: {len(CASES)} cases for {here}")
 
 
 if __name__ == "__main__":
