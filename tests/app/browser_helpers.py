@@ -4,8 +4,14 @@ chart holds (decoded points from `_fullData`), and driving Streamlit widgets."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import socket
+import subprocess
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +47,50 @@ CHART_POINTS_JS = """
 
 def launch_browser(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_app(
+    cmd: Sequence[str],
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    stop: signal.Signals = signal.SIGTERM,
+    stop_timeout_s: float = 30.0,
+) -> Iterator[str]:
+    """Run `cmd` (`bml up` / `bml dashboard` / the app's command line, serving on
+    127.0.0.1:port) in a process group of its own with its output in `log_path`; yield its
+    URL once `/_stcore/health` answers (the log's tail in the error if it never does); on
+    exit send `stop` to the group (SIGINT: `bml up` stops its worker too), then SIGKILL
+    after `stop_timeout_s`."""
+    from app.server import wait_until_healthy
+
+    url = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            list(cmd), env=dict(env), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            if not wait_until_healthy(url, timeout_s=120, alive=proc):
+                raise AssertionError(
+                    f"{' '.join(map(str, cmd))} did not serve {url}: {log_path.read_text()[-3000:]}"
+                )
+            yield url
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, stop)
+            try:
+                proc.wait(timeout=stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
 
 
 WATCH_RUNS_JS = """

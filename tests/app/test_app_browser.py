@@ -11,16 +11,13 @@ $BML_SCREENSHOT_DIR when set, e.g. docs/screenshots)."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
 import re
 import signal
-import socket
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -35,9 +32,11 @@ from browser_helpers import (
     choose,
     drag_zoom,
     fill,
+    free_port,
     open_page,
     pick,
     screenshot,
+    serve_app,
     wait_chart,
     wait_idle,
     x_axis,
@@ -47,7 +46,6 @@ from sqlalchemy import Engine
 
 import db
 from app.plotly_chart import PLOTLY_BASIC_VERSION
-from app.server import wait_until_healthy
 from app.views.live import data as lv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -56,12 +54,6 @@ RATIO_TITLE = lv.PANELS[0].title
 live_latency_target_s = 2.0
 # How many times each Live chart has been updated in place (app/plotly_chart.py counts them).
 UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-chart')).map(el => el.dataset.updates)"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -78,35 +70,14 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[S
     home = tmp_path_factory.mktemp("studio")
     env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_BROKER_URL")}
     env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
-    port = _free_port()
-    log = (home / "up.log").open("wb")
-    proc = subprocess.Popen(
-        [bml_exe, "up", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_healthy(url, timeout_s=120, alive=proc):
-            raise AssertionError(
-                f"bml up did not serve the dashboard: {(home / 'up.log').read_text()[-3000:]}"
-            )
+    port = free_port()
+    up = [bml_exe, "up", "--port", str(port)]
+    with serve_app(up, port, env, home / "up.log", stop=signal.SIGINT, stop_timeout_s=60) as url:
         engine = db.make_engine(f"sqlite:///{home / 'bml.db'}")
         shots_env = os.environ.get("BML_SCREENSHOT_DIR")
         shots = Path(shots_env) if shots_env else tmp_path_factory.mktemp("screenshots")
         yield Studio(url, home, engine, shots)
         engine.dispose()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import choose, fill, open_page, wait_idle
+from browser_helpers import choose, fill, free_port, open_page, serve_app, wait_idle
 from sqlalchemy import Engine
 
 import db
-from app.server import wait_until_healthy
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,12 +45,6 @@ class Studio:
     env: dict[str, str]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[Studio]:
     home = tmp_path_factory.mktemp("studio-auth")
@@ -68,31 +60,12 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[S
             [bml_exe, "user", "add", name, "--role", ROLES[name], "--password-stdin"],
             env=env, input=password + "\n", text=True, check=True, capture_output=True,
         )  # fmt: skip
-    port = _free_port()
-    log = (home / "up.log").open("wb")
-    proc = subprocess.Popen(
-        [bml_exe, "up", "--auth", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_healthy(url, timeout_s=120, alive=proc):
-            raise AssertionError(f"bml up --auth did not serve: {(home / 'up.log').read_text()[-3000:]}")
+    port = free_port()
+    up = [bml_exe, "up", "--auth", "--port", str(port)]
+    with serve_app(up, port, env, home / "up.log", stop=signal.SIGINT, stop_timeout_s=60) as url:
         engine = db.make_engine(f"sqlite:///{home / 'bml.db'}")
         yield Studio(url, home, engine, env)
         engine.dispose()
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 @contextlib.contextmanager

@@ -5,20 +5,16 @@ mapping itself."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
-from browser_helpers import launch_browser, open_page, wait_idle
+from browser_helpers import free_port, launch_browser, open_page, serve_app, wait_idle
 from oidc_provider import OidcProvider
 
 from app.oidc import role_for
-from app.server import wait_until_healthy
 
 ROLES = {"group:ml-admins": "admin", "bob@lab.example": "operator", "@blocked.example": "viewer"}
 
@@ -32,18 +28,12 @@ def test_role_mapping_by_email_group_and_domain() -> None:
     assert role_for("dave@else.example", [], ROLES, None) is None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.browser
 @pytest.mark.slow
 def test_oidc_login_maps_people_to_roles(tmp_path: Path, bml_exe: str) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     provider = OidcProvider("bml-studio", "client-secret-for-tests", f"{url}/oauth2callback").start()
     home = tmp_path / "home"
@@ -59,19 +49,11 @@ def test_oidc_login_maps_people_to_roles(tmp_path: Path, bml_exe: str) -> None:
         BML_OIDC_DEFAULT_ROLE="viewer",
     )
     subprocess.run([bml_exe, "db", "upgrade"], env=env, check=True, capture_output=True)
-    log = (tmp_path / "dashboard.log").open("wb")
-    proc = subprocess.Popen(
-        [bml_exe, "dashboard", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        assert wait_until_healthy(url, timeout_s=120, alive=proc), (tmp_path / "dashboard.log").read_text()[
-            -3000:
-        ]
-        with sync_playwright() as pw:
+        with (
+            serve_app([bml_exe, "dashboard", "--port", str(port)], port, env, tmp_path / "dashboard.log"),
+            sync_playwright() as pw,
+        ):
             browser = launch_browser(pw)
             for email, groups, role in (
                 ("bob@lab.example", [], "operator"),
@@ -96,11 +78,4 @@ def test_oidc_login_maps_people_to_roles(tmp_path: Path, bml_exe: str) -> None:
             browser.close()
         assert "/token" in provider.requests and "/jwks" in provider.requests
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
         provider.stop()

@@ -7,11 +7,7 @@ asks nothing of any host but the dashboard's own. The address is a documentation
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,10 +16,9 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 from app_runs import add_run
-from browser_helpers import open_page
+from browser_helpers import free_port, open_page, serve_app
 
 import db
-from app.server import wait_until_healthy
 from app.text import JOINER
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -51,12 +46,6 @@ ACTIVE_JS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Dashboard:
     url: str
@@ -75,31 +64,9 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterato
     engine.dispose()
     env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_BROKER_URL", "BML_AUTH")}
     env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
-    port = _free_port()
-    log = (home / "dashboard.log").open("wb")
-    proc = subprocess.Popen(
-        [bml_exe, "dashboard", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_healthy(url, timeout_s=120, alive=proc):
-            raise AssertionError(
-                f"bml dashboard did not come up: {(home / 'dashboard.log').read_text()[-3000:]}"
-            )
+    port = free_port()
+    with serve_app([bml_exe, "dashboard", "--port", str(port)], port, env, home / "dashboard.log") as url:
         yield Dashboard(url, image_run, link_run)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 def _shown_text(page: Any) -> str:

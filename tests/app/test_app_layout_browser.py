@@ -9,21 +9,17 @@ progress, strategy and the Live link without scrolling."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from app_runs import add_run, summary_for
-from browser_helpers import launch_browser, open_page, wait_idle
+from browser_helpers import free_port, launch_browser, open_page, serve_app, wait_idle
 
 import db
-from app.server import dashboard_command, wait_until_healthy
+from app.server import dashboard_command
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -68,12 +64,6 @@ GRID_HEADERS_JS = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, int]]]:
     """The dashboard (no worker) on a store with a joint baseline, two finished strategy runs,
@@ -99,27 +89,11 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
     engine.dispose()
     env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_AUTH")}
     env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
-    port = _free_port()
-    log = (home / "dashboard.log").open("wb")
-    proc = subprocess.Popen(
-        dashboard_command(port, "127.0.0.1"),
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        if not wait_until_healthy(url, timeout_s=120, alive=proc):
-            raise AssertionError(
-                f"the dashboard did not start: {(home / 'dashboard.log').read_text()[-3000:]}"
-            )
+    port = free_port()
+    with serve_app(
+        dashboard_command(port, "127.0.0.1"), port, env, home / "dashboard.log", stop_timeout_s=60
+    ) as url:
         yield url, runs
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=60)
-        log.close()
 
 
 def _shots() -> Path:
