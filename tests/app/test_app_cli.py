@@ -4,31 +4,25 @@ asked (`GET /_stcore/health` answers `ok`) and stops its server process on SIGTE
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
+from browser_helpers import free_port
 from sqlalchemy import Engine
 
 from app.server import dashboard_command, dashboard_url, is_healthy, wait_until_healthy
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unmigrated_store_is_refused(bml_exe: str, _isolated_home: Path) -> None:
     out = subprocess.run(
-        [bml_exe, "dashboard", "--port", str(_free_port())], capture_output=True, text=True, timeout=60
+        [bml_exe, "dashboard", "--port", str(free_port())], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 1
     assert "not migrated" in out.stderr and "bml db upgrade" in out.stderr
 
 
 def test_serves_the_app_and_stops_on_sigterm(bml_exe: str, engine: Engine) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([bml_exe, "dashboard", "--port", str(port)], stdout=subprocess.PIPE, text=True)
     try:
         url = dashboard_url(port)
