@@ -233,21 +233,31 @@ def x_axis(page: Any, title_prefix: str) -> dict[str, Any] | None:
     return page.evaluate(AXIS_JS, title_prefix)
 
 
-def drag_zoom(page: Any, title_prefix: str, start: float = 0.3, end: float = 0.6) -> None:
-    """Zoom the chart as a user does: drag across the plot area from `start` to `end` of its width."""
-    charts = page.locator(".js-plotly-plot")
-    for i in range(charts.count()):
-        chart = charts.nth(i)
-        title = chart.evaluate(
-            "el => ((el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '')"
-        )
-        if title.startswith(title_prefix):
-            chart.scroll_into_view_if_needed()  # e.g. below an alert strip: mouse events need it on screen
-            box = chart.locator(".nsewdrag").first.bounding_box()
-            y = box["y"] + box["height"] * 0.5
-            page.mouse.move(box["x"] + box["width"] * start, y)
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
-            page.mouse.up()
-            return
-    raise AssertionError(f"no chart titled {title_prefix!r}")
+def drag_zoom(
+    page: Any, title_prefix: str, start: float = 0.3, end: float = 0.6, timeout_s: float = 15.0
+) -> None:
+    """Zoom the chart as a user does: drag across the plot area from `start` to `end` of its
+    width. Looks again until `timeout_s` when the chart is not there: a rerun that adds an
+    element above it (the Live alert strip) can mount it afresh between two looks."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        charts = page.locator(".js-plotly-plot")
+        for i in range(charts.count()):
+            chart = charts.nth(i)
+            title = chart.evaluate(
+                "el => ((el.layout && el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '')"
+            )
+            if title.startswith(title_prefix):
+                chart.scroll_into_view_if_needed()  # e.g. below an alert strip: mouse events need it on screen
+                box = chart.locator(".nsewdrag").first.bounding_box()
+                if box is None:
+                    break  # not laid out yet: look again
+                y = box["y"] + box["height"] * 0.5
+                page.mouse.move(box["x"] + box["width"] * start, y)
+                page.mouse.down()
+                page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
+                page.mouse.up()
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no chart titled {title_prefix!r} after {timeout_s}s")
+        page.wait_for_timeout(100)
