@@ -237,27 +237,40 @@ def drag_zoom(
     page: Any, title_prefix: str, start: float = 0.3, end: float = 0.6, timeout_s: float = 15.0
 ) -> None:
     """Zoom the chart as a user does: drag across the plot area from `start` to `end` of its
-    width. Looks again until `timeout_s` when the chart is not there: a rerun that adds an
-    element above it (the Live alert strip) can mount it afresh between two looks."""
+    width, and drag again, until `timeout_s`, when the chart's x axis did not leave autorange:
+    a refresh can move the chart (the Live alert strip appearing above it) between finding
+    its plot area and the drag, which then lands elsewhere, as a user's would."""
     deadline = time.monotonic() + timeout_s
     while True:
-        charts = page.locator(".js-plotly-plot")
-        for i in range(charts.count()):
-            chart = charts.nth(i)
-            title = chart.evaluate(
-                "el => ((el.layout && el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '')"
-            )
-            if title.startswith(title_prefix):
-                chart.scroll_into_view_if_needed()  # e.g. below an alert strip: mouse events need it on screen
-                box = chart.locator(".nsewdrag").first.bounding_box()
-                if box is None:
-                    break  # not laid out yet: look again
-                y = box["y"] + box["height"] * 0.5
-                page.mouse.move(box["x"] + box["width"] * start, y)
-                page.mouse.down()
-                page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
-                page.mouse.up()
-                return
+        box = _plot_area(page, title_prefix)
+        if box is not None:
+            y = box["y"] + box["height"] * 0.5
+            page.mouse.move(box["x"] + box["width"] * start, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
+            page.mouse.up()
+            zoomed_by = time.monotonic() + 2
+            while time.monotonic() < zoomed_by:
+                axis = x_axis(page, title_prefix)
+                if axis is not None and axis["auto"] is False:
+                    return
+                page.wait_for_timeout(100)
         if time.monotonic() > deadline:
-            raise AssertionError(f"no chart titled {title_prefix!r} after {timeout_s}s")
+            raise AssertionError(f"could not zoom the chart titled {title_prefix!r} in {timeout_s}s")
         page.wait_for_timeout(100)
+
+
+def _plot_area(page: Any, title_prefix: str) -> dict[str, float] | None:
+    """The on-screen box of the chart's plot area (scrolled into view), None when the chart is
+    not there or not laid out yet."""
+    charts = page.locator(".js-plotly-plot")
+    for i in range(charts.count()):
+        chart = charts.nth(i)
+        title = chart.evaluate(
+            "el => ((el.layout && el.layout.title && el.layout.title.text) || '').replace(/<[^>]*>/g, '')"
+        )
+        if title.startswith(title_prefix):
+            chart.scroll_into_view_if_needed()  # e.g. below an alert strip: mouse events need it on screen
+            box: dict[str, float] | None = chart.locator(".nsewdrag").first.bounding_box()
+            return box
+    return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 import yaml
+from sqlalchemy import Engine
 
 import db
 from app import store
@@ -137,57 +138,29 @@ def render_live() -> None:
                 width="content",
             )
     st.progress(min(1.0, max(0.0, run.progress)), text=f"{run.progress * 100:.1f}%")
-    if run.error:
-        st.error(md(run.error, limit=2000))
+    # Every refresh sends the same blocks in the same order, each in a keyed slot that is
+    # empty (and draws nothing) until it has something to show: an element that appeared
+    # above the charts would shift their positions, and Streamlit, which places a new block
+    # where an old one was, would mount the charts afresh and lose the user's zoom.
+    with st.container(key="live-error-slot"):
+        if run.error:
+            st.error(md(run.error, limit=2000))
     result = lv.result_of(run.summary) if not lv.is_active(run) else None
-    if result is not None:
-        with st.container(border=True, key="live-result"):
-            st.subheader("Result")
-            with st.container(horizontal=True, gap="medium"):
-                st.metric("test accuracy (fused)", lv.fmt(result.test_acc), width="content")
-                for m, acc in result.test_acc_per_modality.items():
-                    st.metric(f"test accuracy {md(m)}", lv.fmt(acc), width="content")
-                st.metric(
-                    "best epoch",
-                    "—" if result.best_epoch is None else str(result.best_epoch),
-                    width="content",
-                )
-                st.metric(
-                    "imbalance degree",
-                    lv.fmt(result.imbalance_degree),
-                    help="how far the modalities' test accuracies are apart (0: balanced)",
-                    width="content",
-                )
-            links = st.container(horizontal=True)
-            links.page_link(
-                page_path("compare"),
-                label=f"Compare group {md(run.group)}",
-                query_params={"group": run.group},
-            )
-            base = lv.baseline_for(engine, run)
-            if base is not None:
-                links.page_link(
-                    page_path("compare"),
-                    label=f"Compare with the joint baseline #{base.id}",
-                    query_params={"runs": f"{base.id},{run.id}"},
-                )
-            elif run.strategy != "joint":
-                links.page_link(
-                    page_path("launch"),
-                    label="Launch a joint baseline (start from this run, strategies: none)",
-                    query_params={"from": str(run.id)},
-                )
-    alerts = render_alert_strip(
-        picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
-    )
-    charts = st.container(horizontal=True, gap="medium")  # two per row when wide, one when narrow
+    with st.container(key="live-result-slot"):
+        if result is not None:
+            _result(engine, run, result)
+    with st.container(key="live-alert-slot"):
+        alerts = render_alert_strip(
+            picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
+        )
+    charts = st.container(horizontal=True, gap="medium", key="live-charts")  # two per row when wide
     drawn = 0
     for panel in lv.panels():
         fig = lv.panel_figure(state, panel, view)
-        if fig is None:
-            continue
-        add_markers(fig, alerts)  # a dotted line at each alert's step
-        with charts, st.container(width=chart_width_px):
+        with charts, st.container(width=chart_width_px, key=f"live-panel-{panel.name}"):
+            if fig is None:
+                continue  # the slot stays empty
+            add_markers(fig, alerts)  # a dotted line at each alert's step
             chart(
                 fig, key=f"live-chart-{picked}-{panel.name}", config=png_config(f"run{picked}-{panel.name}")
             )
@@ -199,6 +172,46 @@ def render_live() -> None:
             st.text(f"{ev.time:%H:%M:%S} {ev.level:<7} {ev.message}")
     if interval is not None and not lv.is_active(run):
         st.rerun()  # the run has ended: redraw the page once, without the timer
+
+
+def _result(engine: Engine, run: db.RunDetail, result: lv.Result) -> None:
+    """A finished run's result, with links to Compare its group and a joint baseline."""
+    with st.container(border=True, key="live-result"):
+        st.subheader("Result")
+        with st.container(horizontal=True, gap="medium"):
+            st.metric("test accuracy (fused)", lv.fmt(result.test_acc), width="content")
+            for m, acc in result.test_acc_per_modality.items():
+                st.metric(f"test accuracy {md(m)}", lv.fmt(acc), width="content")
+            st.metric(
+                "best epoch",
+                "—" if result.best_epoch is None else str(result.best_epoch),
+                width="content",
+            )
+            st.metric(
+                "imbalance degree",
+                lv.fmt(result.imbalance_degree),
+                help="how far the modalities' test accuracies are apart (0: balanced)",
+                width="content",
+            )
+        links = st.container(horizontal=True)
+        links.page_link(
+            page_path("compare"),
+            label=f"Compare group {md(run.group)}",
+            query_params={"group": run.group},
+        )
+        base = lv.baseline_for(engine, run)
+        if base is not None:
+            links.page_link(
+                page_path("compare"),
+                label=f"Compare with the joint baseline #{base.id}",
+                query_params={"runs": f"{base.id},{run.id}"},
+            )
+        elif run.strategy != "joint":
+            links.page_link(
+                page_path("launch"),
+                label="Launch a joint baseline (start from this run, strategies: none)",
+                query_params={"from": str(run.id)},
+            )
 
 
 st.fragment(render_live, run_every=interval)()
