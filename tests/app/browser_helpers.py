@@ -93,6 +93,21 @@ def serve_app(
                 proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def serve_dashboard(home: Path) -> Iterator[str]:
+    """The dashboard alone (no worker) on the store in `home` (BML_HOME), on a free port;
+    yields its URL."""
+    from app.server import dashboard_command
+
+    env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_AUTH")}
+    env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
+    port = free_port()
+    with serve_app(
+        dashboard_command(port, "127.0.0.1"), port, env, home / "dashboard.log", stop_timeout_s=60
+    ) as url:
+        yield url
+
+
 WATCH_RUNS_JS = """
 () => {
   if (window.__bmlWatch) return window.__bmlRuns;

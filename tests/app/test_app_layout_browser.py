@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 from app_runs import add_run, summary_for
-from browser_helpers import free_port, launch_browser, open_page, serve_app, wait_idle
+from browser_helpers import launch_browser, open_page, serve_dashboard, wait_idle
 
 import db
-from app.server import dashboard_command
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -87,12 +86,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         "queued": add_run(engine, "waiting", "mfeat-demo", ["opm"], status="queued"),
     }
     engine.dispose()
-    env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_AUTH")}
-    env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
-    port = free_port()
-    with serve_app(
-        dashboard_command(port, "127.0.0.1"), port, env, home / "dashboard.log", stop_timeout_s=60
-    ) as url:
+    with serve_dashboard(home) as url:
         yield url, runs
 
 

@@ -8,7 +8,6 @@ zoomed to the range the user chose, and updated in place (it draws the alert's m
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,17 +15,15 @@ import pytest
 from app_runs import add_run
 from browser_helpers import (
     drag_zoom,
-    free_port,
     launch_browser,
     open_page,
-    serve_app,
+    serve_dashboard,
     wait_chart,
     x_axis,
 )
 from sqlalchemy import Engine
 
 import db
-from app.server import dashboard_command
 from app.views.live import data as lv
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -63,12 +60,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engi
     engine = db.make_engine(f"sqlite:///{home / 'bml.db'}")
     db.upgrade(engine)
     run_id = add_run(engine, "running-ogm", "zoom", ["ogm_ge"], steps=120, status="running")
-    env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_AUTH")}
-    env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")
-    port = free_port()
-    with serve_app(
-        dashboard_command(port, "127.0.0.1"), port, env, home / "dashboard.log", stop_timeout_s=60
-    ) as url:
+    with serve_dashboard(home) as url:
         yield url, engine, run_id
     engine.dispose()
 
