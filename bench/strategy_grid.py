@@ -46,8 +46,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (ROOT, ROOT / "bench"):  # the project, and the benchmarks' shared helpers
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 DATASETS = {
     "mfeat": ROOT / "examples" / "mfeat-imbalance.yaml",
@@ -214,18 +215,18 @@ def environment(values: Mapping[str, str | None]) -> Iterator[None]:
     """Set (or, for None, remove) environment variables in this process; restore them after."""
     saved = {k: os.environ.get(k) for k in values}
     try:
-        for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environment(values)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _set_environment(saved)
+
+
+def _set_environment(values: Mapping[str, str | None]) -> None:
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -388,10 +389,6 @@ def wait(c: Cluster, ids: Sequence[int], timeout_s: float) -> bool:
 # --------------------------------------------------------------------------- results
 
 
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
 def settings(config: Mapping[str, Any], joint_config: Mapping[str, Any] | None) -> list[str]:
     """What a run sets beyond joint training's config of the same dataset: config paths that
     differ from it (the strategy list aside), and strategy parameters away from their
@@ -432,13 +429,13 @@ def _advisories(config: Mapping[str, Any]) -> list[str]:
 
 
 def _describe(d: Any) -> dict[str, Any]:
-    """A bml_core.compare.stats.Describe as JSON (NaN as None)."""
+    """A bml_core.compare.stats.Describe as a dict (collect() turns NaN into None)."""
     return {
         "n": d.n,
-        "mean": _finite(d.mean),
-        "std": _finite(d.std),
-        "ci_low": _finite(d.ci_low),
-        "ci_high": _finite(d.ci_high),
+        "mean": d.mean,
+        "std": d.std,
+        "ci_low": d.ci_low,
+        "ci_high": d.ci_high,
     }
 
 
@@ -448,6 +445,7 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
     import db
     from bml_core.compare import group_runs, results
     from bml_core.compare.grouping import STRATEGIES, strategy_label
+    from bml_core.compare.report import json_ready
     from bml_core.compare.stats import diff_interval
 
     out: dict[str, Any] = {}
@@ -483,23 +481,21 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
                     },
                     "imbalance_degree": _describe(row.metrics["test.imbalance_degree"]),
                     "step_ms": _describe(row.metrics["train.step_ms"]),
-                    "step_ratio_to_joint": _finite(step / joint_step) if joint else None,
+                    "step_ratio_to_joint": step / joint_step if joint else None,
                     "wall_s": _describe(row.metrics["wall_s"]),
-                    "wall_ratio_to_joint": _finite(wall / joint_wall) if joint else None,
+                    "wall_ratio_to_joint": wall / joint_wall if joint else None,
                     "vs_joint": None
                     if vs is None
                     else {
                         "test": vs.test,
-                        "diff": _finite(vs.diff),
-                        "diff_ci": [_finite(lo), _finite(hi)],
-                        "p": _finite(vs.p),
-                        "p_holm": _finite(vs.p_holm),
+                        "diff": vs.diff,
+                        "diff_ci": [lo, hi],
+                        "p": vs.p,
+                        "p_holm": vs.p_holm,
                         "verdict": vs.verdict,
                         "note": vs.note,
                     },
-                    "per_run": {
-                        str(k): {m: _finite(v) for m, v in d.items()} for k, d in row.per_run.items()
-                    },
+                    "per_run": {str(k): dict(d) for k, d in row.per_run.items()},
                 }
             )
         out[dataset] = {
@@ -513,7 +509,7 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
                 for r in grouping.excluded
             ],
         }
-    return out
+    return json_ready(out)  # NaN and inf as null
 
 
 # --------------------------------------------------------------------------- output
@@ -638,29 +634,15 @@ def markdown(doc: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
-
-
 def machine() -> str:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+    from store_common import cpu_model
+
     try:
         torch = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:
         torch = "?"
     return (
-        f"{os.cpu_count()} cores ({model or platform.machine()}), no GPU used (workers run with "
+        f"{os.cpu_count()} cores ({cpu_model()}), no GPU used (workers run with "
         f"CUDA_VISIBLE_DEVICES empty), Python {platform.python_version()}, torch {torch}"
     )
 
@@ -715,7 +697,7 @@ def run_grid(opts: Options, argv: Sequence[str]) -> tuple[dict[str, Any], bool]:
             {"dataset": p.dataset, "strategy": p.strategy, "error": p.error} for p in plans if p.error
         ],
     }
-    return _clean(doc), finished
+    return doc, finished
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,14 +43,14 @@ PUBLISHED_NOTE = (
 )
 
 
-def _finite(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
     """JSON-ready copy: NaN/inf become None, tuples lists, keys strings."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
-        return {str(k): _finite(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
@@ -145,7 +145,7 @@ def build_report(
         },
         "published": _published(res, datasets),
     }
-    return _finite(doc)
+    return json_ready(doc)
 
 
 # --------------------------------------------------------------------------- text formats
@@ -330,7 +330,7 @@ def _run_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def render_json(doc: Mapping[str, Any]) -> str:
-    return json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n"
+    return json.dumps(json_ready(doc), indent=2, allow_nan=False) + "\n"
 
 
 def render_markdown(doc: Mapping[str, Any]) -> str:
@@ -505,7 +505,7 @@ def _verdict_class(g: Mapping[str, Any]) -> str:
 
 def _js(value: Any) -> str:
     """JSON for inside a <script> element (no `</` that could close it)."""
-    return json.dumps(_finite(value)).replace("</", "<\\/")
+    return json.dumps(json_ready(value)).replace("</", "<\\/")
 
 
 def plotly_js() -> str:
