@@ -1,0 +1,373 @@
+"""`bml_core.init(...)` -> `Run`: the paper's per-step imbalance telemetry from anyone's loop.
+
+    with bml_core.init(name="mine", group="own", config={...}, modalities=["audio", "visual"],
+                       num_classes=6) as run:
+        for x, y in loader:
+            ...
+            run.log_step(logits=out, unimodal_logits={"audio": ua, "visual": uv}, y=y)
+        run.log_eval("val", acc=0.61, acc_per_modality={"audio": 0.55, "visual": 0.31})
+
+The run is a row of the same store the dashboard reads (status `running`, tag `own-loop`),
+its metrics go through the store's DbMetricSink (batched by a writer thread; the training
+thread only appends to a bounded queue, so a slow or absent store never blocks or stops the
+loop; points beyond the bound are counted and reported as an event), the sink's heartbeat
+keeps it alive, and a process that dies stops the heartbeat: the run is failed by the reaper.
+An exception inside the `with` fails the run with the error, Ctrl-C cancels it."""
+
+from __future__ import annotations
+
+import atexit
+import math
+import sys
+import time
+import traceback
+import weakref
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from bml_core.alerts import AlertMonitor
+from bml_core.alerts.config import AlertsConfig
+from bml_core.compare.grouping import strategy_label
+from bml_core.tracking.scores import StepScorer, TrackingInputError, _check_keys
+from bml_core.tracking.store import create_run_and_sink, open_store
+
+STEPS_PER_EPOCH_DEFAULT = 100  # the alerts' windows when the loop does not say
+
+
+def _json_ready(value: Any, path: str) -> Any:
+    """The config as JSON (the store's config column); a value that is not is refused."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_ready(v, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v, f"{path}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    raise TrackingInputError(
+        f"{path} is a {type(value).__name__}, which the store cannot keep: pass numbers, strings, "
+        "lists or dicts in config=..."
+    )
+
+
+class Run:
+    """An own-loop run. Create it with `bml_core.init`; use it as a context manager or call
+    `finish()`. `step` is the last step recorded (log_step counts from 1, like native runs)."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        group: str,
+        config: Mapping[str, Any] | None,
+        modalities: Sequence[str],
+        num_classes: int,
+        store: Any = None,
+        tags: Sequence[str] = (),
+        ratio: str = "pairwise_mean",
+        head: nn.Module | None = None,
+        alerts: Mapping[str, Any] | AlertsConfig | None = None,
+        steps_per_epoch: int | None = None,
+        sink_options: Mapping[str, Any] | None = None,
+    ):
+        mods = list(modalities) if not isinstance(modalities, str) else []
+        if len(mods) < 2 or len(set(mods)) != len(mods) or not all(isinstance(m, str) and m for m in mods):
+            raise TrackingInputError(
+                f"modalities must list at least two distinct modality names, got {modalities!r}"
+            )
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise TrackingInputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if ratio not in ("pairwise_mean", "vs_rest", "vs_min"):
+            raise TrackingInputError(f"ratio must be pairwise_mean, vs_rest or vs_min, got {ratio!r}")
+        user = _json_ready(dict(config or {}), "config")
+        cfg_alerts = alerts if isinstance(alerts, AlertsConfig) else AlertsConfig.model_validate(alerts or {})
+        self.modalities = mods
+        self.num_classes = num_classes
+        self.head = head
+        self.scorer = StepScorer(mods, num_classes, ratio)
+        strategies = user.get("strategies") if isinstance(user.get("strategies"), list) else []
+        dataset = user.get("dataset")
+        dataset_name = dataset if isinstance(dataset, str) else (dataset or {}).get("name", "own")
+        seed = user.get("seed", 0)
+        self.doc: dict[str, Any] = {
+            "name": name,
+            "group": group,
+            "tags": list(tags),
+            "source": "own_loop",
+            "seed": int(seed) if isinstance(seed, int) and not isinstance(seed, bool) else 0,
+            "strategies": strategies,
+            "dataset": {"name": str(dataset_name or "own")},
+            "modalities": mods,
+            "num_classes": num_classes,
+            "ratio": ratio,
+            "config": user,
+        }
+        self.alerts = AlertMonitor(
+            cfg_alerts,
+            mods,
+            int(steps_per_epoch or STEPS_PER_EPOCH_DEFAULT),
+            [s if isinstance(s, dict) else {"name": str(s)} for s in strategies],
+            None,
+        )
+        self.engine = open_store(store)
+        self.id, self.sink = create_run_and_sink(
+            self.engine, self.doc, strategy_label(strategies), dict(sink_options or {})
+        )
+        self.step = 0
+        self.epoch = 0
+        self.status = "running"
+        self.summary: dict[str, Any] | None = None
+        self._t0 = time.perf_counter()
+        self._last_step_t: float | None = None
+        self._samples = 0
+        self._evals: dict[str, list[dict[str, Any]]] = {}
+        self.sink.on_start({"total_steps": None, "device": "own loop", "start_step": 0})
+        ref = weakref.ref(self)
+        self._atexit = lambda: (r := ref()) is not None and r._at_exit()
+        atexit.register(self._atexit)
+
+    # ------------------------------------------------------------------ logging
+
+    def _check_open(self, what: str) -> None:
+        if self.status != "running":
+            raise RuntimeError(f"run {self.id} is {self.status}: {what} after finish() is refused")
+
+    def _next_step(self, step: int | None, advance: bool) -> int:
+        if step is None:
+            return self.step + 1 if advance else self.step
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise TrackingInputError(f"step must be an integer >= 0, got {step!r}")
+        return step
+
+    def _emit_alerts(self, alerts: list[dict[str, Any]]) -> None:
+        for alert in alerts:
+            self.sink.on_alert(alert)
+
+    def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Record any metrics at `step` (default: the current step). Values are numbers or
+        one-element tensors; a step lower than an earlier one is stored too (never dropped)."""
+        self._check_open("log()")
+        if not isinstance(metrics, Mapping):
+            raise TrackingInputError(f"metrics must be a dict {{key: number}}, got {type(metrics).__name__}")
+        at = self._next_step(step, advance=False)
+        values: dict[str, float] = {}
+        tensors = {k: v for k, v in metrics.items() if isinstance(v, torch.Tensor)}
+        if tensors:
+            bad = [k for k, v in tensors.items() if v.numel() != 1]
+            if bad:
+                raise TrackingInputError(f"metrics[{bad[0]!r}] is a tensor of {tensors[bad[0]].numel()} values")
+            flat = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist()
+            values.update(zip(tensors, flat, strict=True))
+        for key, value in metrics.items():
+            if not isinstance(key, str) or not key:
+                raise TrackingInputError(f"metric key {key!r} must be a non-empty string")
+            if key in values:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TrackingInputError(f"metrics[{key!r}] = {value!r} is not a number")
+            values[key] = float(value)
+        values = {k: values[k] for k in metrics}
+        self.sink.on_step(at, self.epoch, values)
+        self.step = max(self.step, at)
+        self._emit_alerts(self.alerts.on_step(at, self.epoch, values))
+
+    def log_step(
+        self,
+        *,
+        logits: torch.Tensor,
+        y: torch.Tensor,
+        unimodal_logits: Mapping[str, torch.Tensor] | None = None,
+        features: Mapping[str, torch.Tensor] | None = None,
+        head: nn.Module | None = None,
+        loss: torch.Tensor | float | None = None,
+        step: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, float]:
+        """One training step's metrics (the native run's keys) from the fused logits, the
+        labels and either the uni-modal logits or the features (decomposed through `head`, the
+        nn.Linear over their concatenation in modality order). Returns what was recorded."""
+        self._check_open("log_step()")
+        now = time.perf_counter()
+        if (unimodal_logits is None) == (features is None):
+            raise TrackingInputError("log_step needs exactly one of unimodal_logits={m: ...} or features={m: ...}")
+        if unimodal_logits is not None:
+            _check_keys("unimodal_logits", unimodal_logits, self.modalities)
+            u = unimodal_logits
+        else:
+            assert features is not None
+            _check_keys("features", features, self.modalities)
+            layer = head if head is not None else self.head
+            if layer is None:
+                raise TrackingInputError(
+                    "log_step(features=...) needs head=<the nn.Linear over the concatenated features> "
+                    "(here or in bml_core.init(head=...)), or pass unimodal_logits=... instead"
+                )
+            u = self.scorer.decompose(layer, features)
+        at = self._next_step(step, advance=True)
+        metrics = self.scorer.compute(logits, u, y, loss)
+        if self._last_step_t is not None:
+            metrics["time/step_ms"] = (now - self._last_step_t) * 1000.0
+        self._last_step_t = now
+        self._samples += int(y.shape[0])
+        if extra:
+            metrics.update({k: float(v) for k, v in extra.items()})
+        self.sink.on_step(at, self.epoch, metrics)
+        self.step = max(self.step, at)
+        self._emit_alerts(self.alerts.on_step(at, self.epoch, metrics))
+        return metrics
+
+    def log_eval(
+        self,
+        split: str,
+        *,
+        acc: float,
+        acc_per_modality: Mapping[str, float] | None = None,
+        f1: float | None = None,
+        map: float | None = None,
+        loss: float | None = None,
+        imbalance_degree: float | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+    ) -> dict[str, float]:
+        """An evaluation on `split` (`val`, `test`, ...): `<split>/acc`, `<split>/acc/<m>`,
+        `<split>/f1`, `<split>/map`, `<split>/loss`, `<split>/imbalance_degree` at `step`; the
+        summary's `val` is the evaluation with the best validation accuracy, `test` the last."""
+        self._check_open("log_eval()")
+        if not isinstance(split, str) or not split or "/" in split:
+            raise TrackingInputError(f"split must be a name such as 'val' or 'test', got {split!r}")
+        if acc_per_modality is not None:
+            _check_keys("acc_per_modality", acc_per_modality, self.modalities)
+        at = self._next_step(step, advance=False)
+        if epoch is not None:
+            self.epoch = int(epoch)
+        fields = {"acc": acc, "f1": f1, "map": map, "loss": loss, "imbalance_degree": imbalance_degree}
+        metrics: dict[str, float] = {}
+        for key, value in fields.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TrackingInputError(f"log_eval({key}={value!r}): not a number")
+            metrics[f"{split}/{key}"] = float(value)
+        for m, a in (acc_per_modality or {}).items():
+            metrics[f"{split}/acc/{m}"] = float(a)
+        self.sink.on_eval(at, self.epoch, metrics)
+        record = {k: float(v) for k, v in fields.items() if v is not None}
+        record["acc_per_modality"] = {m: float(a) for m, a in (acc_per_modality or {}).items()}
+        record["epoch"] = self.epoch
+        self._evals.setdefault(split, []).append(record)
+        if split == "val":
+            self._emit_alerts(self.alerts.on_eval(at, self.epoch, metrics))
+            self.epoch += 0 if epoch is not None else 1
+        return metrics
+
+    def event(self, level: str, message: str) -> None:
+        """A line in the run's events (`debug`, `info`, `warning`, `error`)."""
+        self.sink.on_event(level, str(message))
+
+    # ------------------------------------------------------------------ the end
+
+    def build_summary(self, status: str) -> dict[str, Any]:
+        """CONTRACT.md's summary from what was logged."""
+        seconds = time.perf_counter() - self._t0
+        out: dict[str, Any] = {
+            "run": {
+                "name": self.doc["name"],
+                "seed": self.doc["seed"],
+                "strategies": self.doc["strategies"],
+                "dataset": self.doc["dataset"]["name"],
+                "status": status,
+                "source": "own_loop",
+            },
+            "train": {
+                "steps": self.step,
+                "seconds": seconds,
+                "samples_per_second": self._samples / seconds if seconds > 0 else 0.0,
+            },
+        }
+        vals = self._evals.get("val") or []
+        if vals:
+            best = max(vals, key=lambda r: r["acc"])
+            out["best_epoch"] = best["epoch"]
+            out["val"] = {k: v for k, v in best.items() if k != "epoch"}
+        for split, records in self._evals.items():
+            if split != "val":
+                out[split] = {k: v for k, v in records[-1].items() if k != "epoch"}
+        out["alerts"] = list(self.alerts.alerts)
+        return out
+
+    def finish(self, summary: Mapping[str, Any] | None = None, status: str = "succeeded") -> None:
+        """End the run: `status` (succeeded | failed | cancelled) and the summary (the one
+        built from log_eval, updated with `summary`). Waits for the store to take what is queued."""
+        if self.status != "running":
+            return
+        if status not in ("succeeded", "failed", "cancelled"):
+            raise TrackingInputError(f"status must be succeeded, failed or cancelled, got {status!r}")
+        doc = self.build_summary(status)
+        if summary:
+            doc.update(_json_ready(dict(summary), "summary"))
+        self.summary = doc
+        self.status = status
+        self.sink.on_end(status, doc)
+        self.sink.close()
+        atexit.unregister(self._atexit)
+
+    def _at_exit(self) -> None:
+        """The interpreter exits with the run still open: failed after an uncaught exception,
+        else succeeded."""
+        if self.status != "running":
+            return
+        exc = getattr(sys, "last_value", None)
+        if exc is not None:
+            self.event("error", f"{type(exc).__name__}: {exc}")
+            self.finish(status="failed")
+        else:
+            self.finish()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        if exc is None:
+            self.finish()
+        elif isinstance(exc, KeyboardInterrupt):
+            self.event("warning", "interrupted (KeyboardInterrupt): cancelled")
+            self.finish(status="cancelled")
+        else:
+            tail = "".join(traceback.format_exception(exc_type, exc, tb))[-3000:]
+            self.event("debug", f"traceback:\n{tail}")
+            self.event("error", f"{type(exc).__name__}: {exc}")
+            self.finish(status="failed")
+
+    def __repr__(self) -> str:
+        return f"<bml_core Run {self.id} {self.doc['name']!r} {self.status} step {self.step}>"
+
+
+def init(
+    name: str,
+    group: str = "own",
+    config: Mapping[str, Any] | None = None,
+    modalities: Sequence[str] = (),
+    num_classes: int = 0,
+    store: Any = None,
+    tags: Sequence[str] = (),
+    **options: Any,
+) -> Run:
+    """Start an own-loop run in the store (`store`: an Engine or URL; else BML_DATABASE_URL,
+    else the SQLite store under BML_HOME). Options: ratio (pairwise_mean | vs_rest | vs_min),
+    head (the nn.Linear for log_step(features=...)), alerts (the `alerts:` config),
+    steps_per_epoch (the alerts' windows), sink_options (DbMetricSink keywords)."""
+    return Run(
+        name=name,
+        group=group,
+        config=config,
+        modalities=modalities,
+        num_classes=num_classes,
+        store=store,
+        tags=tags,
+        **options,
+    )

@@ -1,0 +1,147 @@
+"""The per-step numbers of an own-loop run, computed by the code a native run uses: the probe
+(`bml_core.imbalance.UnimodalProbe`: s_m, uni-modal loss and accuracy), the discrepancy ratio
+(`discrepancy_ratio`), the fused batch accuracy (`Trainer._batch_acc`) and, for features, the
+concat head's decomposition (`ConcatFusion.unimodal_logits`, u_m = W_m h_m + b / M). Keys are
+CONTRACT.md's: train/loss, train/acc, train/loss/<m>, train/acc/<m>, imbalance/score/<m>,
+imbalance/ratio/<m>. Everything goes to the host in one transfer; bad input is refused with the
+name of the argument at fault before anything of the step is recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bml_core.imbalance import UnimodalProbe, discrepancy_ratio
+from bml_core.models.fusion import ConcatFusion
+from bml_core.trainer import Trainer
+
+
+class TrackingInputError(ValueError):
+    """An own-loop call got input it cannot use; the message names the argument and the fix."""
+
+
+def _check_keys(arg: str, given: Mapping[str, Any], modalities: Sequence[str]) -> None:
+    if not isinstance(given, Mapping):
+        raise TrackingInputError(f"{arg} must be a dict {{modality: tensor}}, got {type(given).__name__}")
+    if set(given) != set(modalities):
+        missing = [m for m in modalities if m not in given]
+        extra = [k for k in given if k not in modalities]
+        raise TrackingInputError(
+            f"{arg} keys {list(given)} differ from the run's modalities {list(modalities)}"
+            + (f" (missing: {missing})" if missing else "")
+            + (f" (not declared: {extra})" if extra else "")
+            + ": pass one tensor per modality given to bml_core.init(modalities=...)"
+        )
+
+
+def _check_tensor(arg: str, t: Any, rank: int) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TrackingInputError(f"{arg} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() != rank:
+        raise TrackingInputError(f"{arg} must have {rank} dimensions, got shape {list(t.shape)}")
+    return t
+
+
+class StepScorer:
+    """Computes one step's metrics for the run's modalities and class count."""
+
+    def __init__(self, modalities: Sequence[str], num_classes: int, ratio: str = "pairwise_mean"):
+        self.modalities = list(modalities)
+        self.num_classes = int(num_classes)
+        self.ratio = ratio
+        mods = self.modalities
+        self.names = ["train/loss", "train/acc"] + [
+            f"{family}/{m}"
+            for family in ("train/loss", "train/acc", "imbalance/score", "imbalance/ratio")
+            for m in mods
+        ]
+        self._heads: dict[int, ConcatFusion] = {}
+
+    def decompose(self, head: nn.Module, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """u_m from features through an nn.Linear over the concatenation in modality order."""
+        if not isinstance(head, nn.Linear):
+            raise TrackingInputError(
+                f"head must be the nn.Linear over the features concatenated in modality order "
+                f"{self.modalities}, got {type(head).__name__}; pass unimodal_logits={{m: ...}} instead"
+            )
+        dims = {m: int(_check_tensor(f"features[{m!r}]", features[m], 2).shape[1]) for m in self.modalities}
+        if sum(dims.values()) != head.in_features or head.out_features != self.num_classes:
+            raise TrackingInputError(
+                f"head is Linear({head.in_features}, {head.out_features}) but the features give "
+                f"{sum(dims.values())} inputs ({dims}) and the run has num_classes={self.num_classes}"
+            )
+        fusion = self._heads.get(id(head))
+        if fusion is None or fusion.fc is not head or fusion.dims != dims:
+            fusion = ConcatFusion(dims, self.num_classes)
+            fusion.fc = head  # the user's layer itself: its weights, not a copy
+            self._heads[id(head)] = fusion
+        with torch.no_grad():
+            return fusion.unimodal_logits({m: features[m].detach() for m in self.modalities})
+
+    def compute(
+        self,
+        logits: torch.Tensor,
+        unimodal: Mapping[str, torch.Tensor],
+        y: torch.Tensor,
+        loss: torch.Tensor | float | None = None,
+    ) -> dict[str, float]:
+        """The step's metrics as floats (one host sync). TrackingInputError on shapes or on
+        non-finite logits / loss, naming the argument."""
+        logits = _check_tensor("logits", logits, 2)
+        y = _check_tensor("y", y, 1)
+        if y.dtype.is_floating_point or y.dtype == torch.bool:
+            raise TrackingInputError(f"y must hold integer class labels, got dtype {y.dtype}")
+        batch = y.shape[0]
+        if logits.shape != (batch, self.num_classes):
+            raise TrackingInputError(
+                f"logits has shape {list(logits.shape)}; expected [batch={batch}, num_classes={self.num_classes}]"
+            )
+        u = {}
+        for m in self.modalities:
+            t = _check_tensor(f"unimodal_logits[{m!r}]", unimodal[m], 2)
+            if t.shape != logits.shape:
+                raise TrackingInputError(
+                    f"unimodal_logits[{m!r}] has shape {list(t.shape)}; expected {list(logits.shape)}"
+                )
+            u[m] = t.detach().float()
+        logits = logits.detach()
+        y = y.to(logits.device)
+        probe = UnimodalProbe(u, y)
+        if loss is None:
+            loss_t = F.cross_entropy(logits.float(), y)
+        elif isinstance(loss, torch.Tensor):
+            if loss.numel() != 1:
+                raise TrackingInputError(f"loss must be a scalar, got shape {list(loss.shape)}")
+            loss_t = loss.detach().float().reshape(())
+        else:
+            loss_t = torch.tensor(float(loss), device=logits.device)
+        finite = torch.stack(
+            [
+                torch.isfinite(logits).all(),
+                torch.isfinite(loss_t).all(),
+                *(torch.isfinite(u[m]).all() for m in self.modalities),
+            ]
+        ).float()
+        values = [
+            loss_t.reshape(1),
+            Trainer._batch_acc(logits, y, None).reshape(1),
+            probe.loss,
+            probe.accuracy,
+            probe.scores / batch,
+            discrepancy_ratio(probe.scores, self.ratio),
+            finite,
+        ]
+        host = torch.cat([v.float().reshape(-1) for v in values]).tolist()
+        ok = host[-len(finite) :]
+        if not all(ok):
+            fields = ["logits", "loss", *(f"unimodal_logits[{m!r}]" for m in self.modalities)]
+            bad = [f for f, good in zip(fields, ok, strict=True) if not good]
+            raise TrackingInputError(
+                f"{', '.join(bad)} holds NaN or inf: this step was not recorded (the steps already "
+                "stored are kept); check the learning rate and the inputs"
+            )
+        return dict(zip(self.names, host[: len(self.names)], strict=True))
