@@ -127,8 +127,7 @@ class Run:
         self._samples = 0
         self._evals: dict[str, list[dict[str, Any]]] = {}
         self.sink.on_start({"total_steps": None, "device": "own loop", "start_step": 0})
-        ref = weakref.ref(self)
-        self._atexit = lambda: (r := ref()) is not None and r._at_exit()
+        self._atexit = _exit_hook(weakref.ref(self))
         atexit.register(self._atexit)
 
     # ------------------------------------------------------------------ logging
@@ -160,7 +159,9 @@ class Run:
         if tensors:
             bad = [k for k, v in tensors.items() if v.numel() != 1]
             if bad:
-                raise TrackingInputError(f"metrics[{bad[0]!r}] is a tensor of {tensors[bad[0]].numel()} values")
+                raise TrackingInputError(
+                    f"metrics[{bad[0]!r}] is a tensor of {tensors[bad[0]].numel()} values"
+                )
             flat = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist()
             values.update(zip(tensors, flat, strict=True))
         for key, value in metrics.items():
@@ -194,7 +195,9 @@ class Run:
         self._check_open("log_step()")
         now = time.perf_counter()
         if (unimodal_logits is None) == (features is None):
-            raise TrackingInputError("log_step needs exactly one of unimodal_logits={m: ...} or features={m: ...}")
+            raise TrackingInputError(
+                "log_step needs exactly one of unimodal_logits={m: ...} or features={m: ...}"
+            )
         if unimodal_logits is not None:
             _check_keys("unimodal_logits", unimodal_logits, self.modalities)
             u = unimodal_logits
@@ -256,7 +259,7 @@ class Run:
         for m, a in (acc_per_modality or {}).items():
             metrics[f"{split}/acc/{m}"] = float(a)
         self.sink.on_eval(at, self.epoch, metrics)
-        record = {k: float(v) for k, v in fields.items() if v is not None}
+        record: dict[str, Any] = {k: float(v) for k, v in fields.items() if v is not None}
         record["acc_per_modality"] = {m: float(a) for m, a in (acc_per_modality or {}).items()}
         record["epoch"] = self.epoch
         self._evals.setdefault(split, []).append(record)
@@ -345,6 +348,15 @@ class Run:
 
     def __repr__(self) -> str:
         return f"<bml_core Run {self.id} {self.doc['name']!r} {self.status} step {self.step}>"
+
+
+def _exit_hook(ref: weakref.ReferenceType[Run]) -> Any:
+    def hook() -> None:
+        run = ref()
+        if run is not None:
+            run._at_exit()
+
+    return hook
 
 
 def init(

@@ -5,6 +5,7 @@ and lazily: `import bml_core` stays free of the store."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -20,8 +21,9 @@ def _float_env(name: str, default: float) -> float:
 def open_store(store: Any) -> Any:
     """An Engine for `store` (an Engine, a URL or None). A fresh SQLite store is migrated
     (as `bml up` does); another un-migrated store is refused with the command that fixes it."""
-    import db
     from sqlalchemy import Engine
+
+    import db
 
     engine = store if isinstance(store, Engine) else db.make_engine(store)
     try:
@@ -42,13 +44,13 @@ def create_run_and_sink(
     engine: Any, doc: dict[str, Any], strategy: str, sink_options: dict[str, Any]
 ) -> tuple[int, Any]:
     """(run id, DbMetricSink) for a new own-loop run described by `doc` (the config JSON)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     import db
     from db.own_runs import create_own_run, reap_own_runs
 
-    try:
+    with contextlib.suppress(SQLAlchemyError, db.StoreError):
         reap_own_runs(engine)  # the runs of earlier processes that died
-    except db.StoreError:
-        pass
     run_id = create_own_run(
         engine,
         name=doc["name"],
