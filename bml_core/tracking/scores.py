@@ -119,13 +119,9 @@ class StepScorer:
             loss_t = loss.detach().float().reshape(())
         else:
             loss_t = torch.tensor(float(loss), device=logits.device)
-        finite = torch.stack(
-            [
-                torch.isfinite(logits).all(),
-                torch.isfinite(loss_t).all(),
-                *(torch.isfinite(u[m]).all() for m in self.modalities),
-            ]
-        ).float()
+        checked = {"logits": logits, **({"loss": loss_t} if loss is not None else {})}
+        checked.update({f"unimodal_logits[{m!r}]": u[m] for m in self.modalities})
+        finite = torch.stack([torch.isfinite(t).all() for t in checked.values()]).float()
         values = [
             loss_t.reshape(1),
             Trainer._batch_acc(logits, y, None).reshape(1),
@@ -138,10 +134,9 @@ class StepScorer:
         host = torch.cat([v.float().reshape(-1) for v in values]).tolist()
         ok = host[-len(finite) :]
         if not all(ok):
-            fields = ["logits", "loss", *(f"unimodal_logits[{m!r}]" for m in self.modalities)]
-            bad = [f for f, good in zip(fields, ok, strict=True) if not good]
+            bad = [f for f, good in zip(checked, ok, strict=True) if not good]
             raise TrackingInputError(
-                f"{', '.join(bad)} holds NaN or inf: this step was not recorded (the steps already "
+                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf: this step was not recorded (the steps already "
                 "stored are kept); check the learning rate and the inputs"
             )
         return dict(zip(self.names, host[: len(self.names)], strict=True))

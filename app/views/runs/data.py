@@ -5,6 +5,7 @@ as the logged-in actor."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 
 import db
 from app.alerts import counts_text
+from db.own_runs import is_own_loop, reap_own_runs
 
 page_size_runs = 25
 ACTIVE_STATUSES = ("queued", "running", "requeued")
@@ -91,7 +93,10 @@ def page_count(total: int, page_size: int = page_size_runs) -> int:
 
 
 def runs_page(engine: Engine, flt: RunFilter, page: int, page_size: int = page_size_runs) -> db.RunPage:
-    """Page `page` (1-based) of the runs matching the filter, newest first."""
+    """Page `page` (1-based) of the runs matching the filter, newest first. Own-loop runs
+    whose process died (no heartbeat) are failed first: no worker watches them."""
+    with contextlib.suppress(Exception):  # a read-only or busy store: the next refresh tries again
+        reap_own_runs(engine)
     return db.list_runs(
         engine,
         status=list(flt.statuses) or None,
@@ -114,7 +119,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
         rows.append(
             {
                 "id": r.id,
-                "name": r.name,
+                "name": r.name + (" [own loop]" if is_own_loop(r.worker) else ""),
                 "status": r.status
                 + (" (cancelling)" if r.cancel_requested and r.status == "running" else ""),
                 "progress": round(r.progress * 100.0, 1),
