@@ -127,3 +127,9 @@ def reap_own_runs(engine: Engine, stale_after_s: float | None = None) -> list[in
                 )
                 failed.append(int(run_id))
     return failed
+
+
+def update_own_config(engine: Engine, run_id: int, config: Mapping[str, Any]) -> None:
+    """Replace an own-loop run's config document (its hyperparameters arrived after it started)."""
+    with write_tx(engine) as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(config=dict(config)))

@@ -32,7 +32,7 @@ from bml_core.alerts import AlertMonitor
 from bml_core.alerts.config import AlertsConfig
 from bml_core.compare.grouping import strategy_label
 from bml_core.tracking.scores import StepScorer, TrackingInputError, _check_keys
-from bml_core.tracking.store import create_run_and_sink, open_store
+from bml_core.tracking.store import create_run_and_sink, open_store, update_config_in_store
 
 STEPS_PER_EPOCH_DEFAULT = 100  # the alerts' windows when the loop does not say
 
@@ -267,6 +267,16 @@ class Run:
             self._emit_alerts(self.alerts.on_eval(at, self.epoch, metrics))
             self.epoch += 0 if epoch is not None else 1
         return metrics
+
+    def update_config(self, values: Mapping[str, Any]) -> None:
+        """Add `values` to the run's stored config (e.g. hyperparameters known only after
+        init). Written at once; when the store is away, recorded as an event instead."""
+        self._check_open("update_config()")
+        self.doc["config"].update(_json_ready(dict(values), "config"))
+        try:
+            update_config_in_store(self.engine, self.id, self.doc)
+        except Exception as exc:  # noqa: BLE001 - the store may be away: never stop the loop
+            self.event("warning", f"config not updated ({type(exc).__name__}: {exc}); values: {dict(values)}")
 
     def event(self, level: str, message: str) -> None:
         """A line in the run's events (`debug`, `info`, `warning`, `error`)."""

@@ -67,3 +67,9 @@ def create_run_and_sink(
         **sink_options,
     }
     return run_id, db.DbMetricSink(engine, run_id, **options)
+
+
+def update_config_in_store(engine: Any, run_id: int, doc: dict[str, Any]) -> None:
+    from db.own_runs import update_own_config
+
+    update_own_config(engine, run_id, {**doc, "tags": list(dict.fromkeys([*doc["tags"], "own-loop"]))})
