@@ -1,6 +1,6 @@
 """The per-step numbers of an own-loop run, computed by the code a native run uses: the probe
 (`bml_core.imbalance.UnimodalProbe`: s_m, uni-modal loss and accuracy), the discrepancy ratio
-(`discrepancy_ratio`), the fused batch accuracy (`Trainer._batch_acc`) and, for features, the
+(`discrepancy_ratio_host`, on the scores once they are on the host), the fused batch accuracy (`Trainer._batch_acc`) and, for features, the
 concat head's decomposition (`ConcatFusion.unimodal_logits`, u_m = W_m h_m + b / M). Keys are
 CONTRACT.md's: train/loss, train/acc, train/loss/<m>, train/acc/<m>, imbalance/score/<m>,
 imbalance/ratio/<m>. Everything goes to the host in one transfer; bad input is refused with the
@@ -8,6 +8,7 @@ name of the argument at fault before anything of the step is recorded."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bml_core.imbalance import UnimodalProbe, discrepancy_ratio
+from bml_core.imbalance import UnimodalProbe, discrepancy_ratio_host
 from bml_core.models.fusion import ConcatFusion
 from bml_core.trainer import Trainer
 
@@ -119,24 +120,27 @@ class StepScorer:
             loss_t = loss.detach().float().reshape(())
         else:
             loss_t = torch.tensor(float(loss), device=logits.device)
-        checked = {"logits": logits, **({"loss": loss_t} if loss is not None else {})}
-        checked.update({f"unimodal_logits[{m!r}]": u[m] for m in self.modalities})
-        finite = torch.stack([torch.isfinite(t).all() for t in checked.values()]).float()
+        m_count = len(self.modalities)
         values = [
             loss_t.reshape(1),
             Trainer._batch_acc(logits, y, None).reshape(1),
             probe.loss,
             probe.accuracy,
-            probe.scores / batch,
-            discrepancy_ratio(probe.scores, self.ratio),
-            finite,
+            probe.scores,
+            logits.sum().reshape(1),  # NaN / inf anywhere in the logits shows here
         ]
-        host = torch.cat([v.float().reshape(-1) for v in values]).tolist()
-        ok = host[-len(finite) :]
-        if not all(ok):
-            bad = [f for f, good in zip(checked, ok, strict=True) if not good]
+        host = torch.cat([v.float() for v in values]).tolist()
+        scores = host[2 + 2 * m_count : 2 + 3 * m_count]
+        # NaN / inf in u_m makes s_m non-finite; the loss and the logits' sum are checked here too
+        checked = {"logits": host[-1], **({"loss": host[0]} if loss is not None else {})}
+        checked.update({f"unimodal_logits[{m!r}]": sc for m, sc in zip(self.modalities, scores, strict=True)})
+        bad = [f for f, v in checked.items() if not math.isfinite(v)]
+        if bad:
             raise TrackingInputError(
-                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf: this step was not recorded (the steps already "
-                "stored are kept); check the learning rate and the inputs"
+                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf: this step was not "
+                "recorded (the steps already stored are kept); check the learning rate and the inputs"
             )
+        # rho from the scores already on the host: the same formulas (discrepancy_ratio_host)
+        host[2 + 2 * m_count : 2 + 3 * m_count] = [sc / batch for sc in scores]
+        host[-1:] = discrepancy_ratio_host(scores, self.ratio)
         return dict(zip(self.names, host[: len(self.names)], strict=True))
