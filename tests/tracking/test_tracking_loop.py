@@ -167,3 +167,12 @@ def test_log_keeps_out_of_order_steps(engine: Engine) -> None:
         run.event("info", "hello from my loop")
     assert _points(engine, run.id, "custom/x") == {4: 2.0, 10: 3.0}
     assert any(e.message == "hello from my loop" for e in db.run_events(engine, run.id))
+
+
+def test_runs_page_marks_own_loop_runs(engine: Engine) -> None:
+    from app.views.runs import data as rv
+
+    with bml_core.init(name="marked", modalities=MODS, num_classes=3, store=engine):
+        pass
+    rows = rv.table_rows(engine, rv.runs_page(engine, rv.RunFilter(), 1).runs)
+    assert list(rows["name"]) == ["marked [own loop]"]
