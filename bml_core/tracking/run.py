@@ -73,6 +73,7 @@ class Run:
         head: nn.Module | None = None,
         alerts: Mapping[str, Any] | AlertsConfig | None = None,
         steps_per_epoch: int | None = None,
+        total_steps: int | None = None,
         sink_options: Mapping[str, Any] | None = None,
     ):
         mods = list(modalities) if not isinstance(modalities, str) else []
@@ -126,7 +127,13 @@ class Run:
         self._last_step_t: float | None = None
         self._samples = 0
         self._evals: dict[str, list[dict[str, Any]]] = {}
-        self.sink.on_start({"total_steps": None, "device": "own loop", "start_step": 0})
+        if total_steps is not None and (
+            isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1
+        ):
+            raise TrackingInputError(
+                f"total_steps must be a positive integer (for the progress), got {total_steps!r}"
+            )
+        self.sink.on_start({"total_steps": total_steps, "device": "own loop", "start_step": 0})
         self._atexit = _exit_hook(weakref.ref(self))
         atexit.register(self._atexit)
 
@@ -382,7 +389,8 @@ def init(
     """Start an own-loop run in the store (`store`: an Engine or URL; else BML_DATABASE_URL,
     else the SQLite store under BML_HOME). Options: ratio (pairwise_mean | vs_rest | vs_min),
     head (the nn.Linear for log_step(features=...)), alerts (the `alerts:` config),
-    steps_per_epoch (the alerts' windows), sink_options (DbMetricSink keywords)."""
+    steps_per_epoch (the alerts' windows), total_steps (progress and ETA on /runs),
+    sink_options (DbMetricSink keywords)."""
     return Run(
         name=name,
         group=group,

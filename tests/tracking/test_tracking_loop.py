@@ -176,3 +176,23 @@ def test_runs_page_marks_own_loop_runs(engine: Engine) -> None:
         pass
     rows = rv.table_rows(engine, rv.runs_page(engine, rv.RunFilter(), 1).runs)
     assert list(rows["name"]) == ["marked [own loop]"]
+
+
+def test_progress_from_total_steps(engine: Engine) -> None:
+    with bml_core.init(name="p", modalities=MODS, num_classes=3, store=engine, total_steps=8) as run:
+        _train(run, 2)
+        run.sink.flush(10)
+        info = db.get_run(engine, run.id)
+        assert info.total_steps == 8 and info.progress == pytest.approx(0.25)
+
+
+def test_an_unreachable_store_is_refused_at_init_with_the_fix() -> None:
+    with pytest.raises(
+        db.StoreUnreachable, match=r"(?s)bml_core.init: the store .* is unreachable.*BML_DATABASE_URL"
+    ):
+        bml_core.init(
+            name="x",
+            modalities=MODS,
+            num_classes=3,
+            store="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
+        )
