@@ -196,3 +196,16 @@ def test_an_unreachable_store_is_refused_at_init_with_the_fix() -> None:
             num_classes=3,
             store="postgresql+psycopg://postgres@127.0.0.1:1/nowhere",
         )
+
+
+def test_runs_page_offers_no_cancel_or_retry_for_own_loop_runs(engine: Engine) -> None:
+    from app.views.runs import data as rv
+
+    run = bml_core.init(name="mine", modalities=MODS, num_classes=3, store=engine)
+    assert rv.allowed_actions(db.get_run(engine, run.id)) == {
+        "cancel": False,
+        "retry": False,
+        "delete": False,
+    }
+    run.finish()
+    assert rv.allowed_actions(db.get_run(engine, run.id)) == {"cancel": False, "retry": False, "delete": True}

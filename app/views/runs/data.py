@@ -158,10 +158,12 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
 
 def allowed_actions(run: db.RunInfo) -> dict[str, bool]:
     """Which actions make sense for the run: cancel while it can still run, retry once it
-    ended, delete unless it is running (cancel it first)."""
+    ended, delete unless it is running (cancel it first). An own-loop run's training is the
+    user's process: no worker can stop it or train a clone of it."""
+    own = is_own_loop(run.worker)
     return {
-        "cancel": run.status in ACTIVE_STATUSES and not run.cancel_requested,
-        "retry": run.status in db.TERMINAL_STATUSES,
+        "cancel": run.status in ACTIVE_STATUSES and not run.cancel_requested and not own,
+        "retry": run.status in db.TERMINAL_STATUSES and not own,
         "delete": run.status != "running",
     }
 
