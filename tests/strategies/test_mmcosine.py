@@ -81,7 +81,8 @@ def _by_hand(trainer: Trainer, h: dict[str, torch.Tensor], scale: float) -> torc
 
 
 def test_training_and_evaluation_use_the_cosine_head() -> None:
-    trainer = Trainer(load_config(small(strategies=[{"name": "mmcosine", "scale": 5.0}])))
+    # eval_logits: cosine, our earlier reading (issue 21: the authors score the linear logits)
+    trainer = Trainer(load_config(small(strategies=[{"name": "mmcosine", "scale": 5.0, "eval_logits": "cosine"}])))
     x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
     with torch.no_grad():
         h = trainer.model.encode(x)
@@ -107,6 +108,20 @@ def test_training_and_evaluation_use_the_cosine_head() -> None:
     feats, yv = trainer.encode_split(trainer.bundle.val, "val")
     expected = float((_by_hand(trainer, feats, 5.0).argmax(1) == yv).float().mean())
     assert result.acc == pytest.approx(expected)
+
+
+def test_evaluation_scores_the_plain_linear_logits_by_default() -> None:
+    """The authors' main_CD.py (GeWu-Lab/MMCosine_ICASSP23@00ba0a9) L181, L196: the fused
+    prediction is softmax(out), out the model's plain concat head W h + b."""
+    trainer = Trainer(load_config(small(strategies=[{"name": "mmcosine", "scale": 5.0}])))
+    x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
+    assert trainer.train_step(x, y, 0) is not None
+    result = trainer.evaluate(trainer.bundle.val, "val")
+    feats, yv = trainer.encode_split(trainer.bundle.val, "val")
+    with torch.no_grad():
+        linear = trainer.model.fusion(feats)
+    assert result.acc == pytest.approx(float((linear.argmax(1) == yv).float().mean()))
+    assert not torch.equal(linear.argmax(1), _by_hand(trainer, feats, 5.0).argmax(1))
 
 
 def _by_hand_one(trainer: Trainer, h: dict[str, torch.Tensor], m: str) -> torch.Tensor:

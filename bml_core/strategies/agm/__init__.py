@@ -23,10 +23,22 @@ class AGMParams(StrategyParams):
     end_epoch: int | None = Field(
         20, ge=0, description="last epoch with modulation (inclusive; official 0..20); null = the end"
     )
-    empty_set: Literal["zero_input", "zero"] = Field(
-        "zero_input",
-        description="value of the empty coalition: zero_input = f(0, .., 0), the Shapley formula of "
-        "STRATEGIES.md (sum of phi = f - f(0)); zero = the official code's M = 2 form (sum of phi = f)",
+    empty_set: Literal["zero", "zero_input"] = Field(
+        "zero",
+        description="value of the empty coalition: zero = the authors' code (v(empty) = 0, so the "
+        "Shapley logits sum to z, the logits evaluation scores; lihong2303/AGM model/CREMAD_net.py "
+        "L10-17); zero_input = f(0, .., 0), the Shapley formula of STRATEGIES.md (sum of phi = f - f(0))",
+    )
+    masked_mode: Literal["eval", "train"] = Field(
+        "eval",
+        description="mode of the masked forwards: eval = the authors' code (BatchNorm statistics "
+        "untouched by zeroed inputs; model/CREMAD_net.py L61-66); train = our earlier reading",
+    )
+    grad_clip: float | None = Field(
+        1.0,
+        gt=0.0,
+        description="when an entry of the fusion head's weight gradient leaves [-1, 1], clip the "
+        "model's gradient norm to this (the authors' loop, run/CREMAD_main.py L233-238); null = off",
     )
     summary: ClassVar[str] = "Shapley mono-modal logits with per-modality gradient scaling (ICCV 2023)."
 

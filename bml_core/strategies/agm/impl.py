@@ -121,7 +121,9 @@ class AGM(Strategy):
 
     The Shapley values need v(S) for every subset S of modalities: v(full) is the trainer's
     own forward (its fused logits z), the other 2^M - 1 come from forwards with the absent
-    modalities' inputs zeroed, with gradient, in train mode. State (checkpointed): the
+    modalities' inputs zeroed, with gradient, in eval mode (the authors' `GradMod.forward`,
+    lihong2303/AGM@5a65542 model/CREMAD_net.py L61-66: `self.net.eval()` around the padded
+    forwards, so their BatchNorm layers use and keep the running statistics). State (checkpointed): the
     running means of the scores and the number of steps they cover."""
 
     params: AGMParams
@@ -149,13 +151,32 @@ class AGM(Strategy):
         mods = self.modalities
         full = (1 << len(mods)) - 1
         values: dict[int, torch.Tensor] = {full: z}
-        for mask in range(full):
-            if mask == 0 and self.params.empty_set == "zero":
-                values[0] = torch.zeros_like(z)
-                continue
-            present = {m for i, m in enumerate(mods) if mask >> i & 1}
-            values[mask] = ctx.forward(x, present=present, zero="input")[1]
+        model = ctx.model
+        was_training = model.training
+        if self.params.masked_mode == "eval":
+            model.eval()  # official CREMAD_net.py L61: self.net.eval() (with gradient)
+        try:
+            for mask in range(full):
+                if mask == 0 and self.params.empty_set == "zero":
+                    values[0] = torch.zeros_like(z)  # official Modality_Audio/Visual: v(empty) = 0
+                    continue
+                present = {m for i, m in enumerate(mods) if mask >> i & 1}
+                values[mask] = ctx.forward(x, present=present, zero="input")[1]
+        finally:
+            model.train(was_training)  # official L64-65: back to train mode
         return values
+
+    def before_optimizer_step(self, ctx: StepContext) -> None:
+        """The authors' clip (run/CREMAD_main.py L233-238): when the fusion head's weight
+        gradient has an entry outside [-1, 1], clip_grad_norm_(model.parameters(), 1.0).
+        Our heads may hold several weight matrices: the test runs over all of them."""
+        clip = self.params.grad_clip
+        if clip is None or not self.active(ctx.epoch):
+            return
+        model = ctx.model
+        weights = [p.grad for p in model.fusion.parameters() if p.ndim >= 2 and p.grad is not None]
+        if weights and bool(torch.stack([g.abs().max() for g in weights]).max() > 1):
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
 
     def compute_loss(
         self,

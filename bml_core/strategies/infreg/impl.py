@@ -7,8 +7,10 @@ proximal gradient term and the Fisher accumulation `fim_audio`).
 
 Decisions (STRATEGIES.md): generalised to M modalities, every modality scoring above the
 mean score gets beta_m = beta0 * exp(tanh((s_m - mean_k s_k) / B)) (the official code has
-two hand-tuned constants 0.95 / 0.1 for M = 2, works on batch sums without / B, and its
-second branch can never fire); the window compares the mean of the last `window` epoch
+two hand-tuned constants 0.95 / 0.1 for M = 2 and works on batch sums without / B; both
+of its branches can fire: GeWu-Lab/InfoReg_CVPR2025@939b2ed main.py L465-476, audio ahead
+-> beta = 0.95 exp(tanh(s_a - s_v)), visual ahead -> beta2 = 0.1 exp(tanh(s_v - s_a)), each
+only while k > 0.05; issue 21 asks for that as an `official` preset, not yet built); the window compares the mean of the last `window` epoch
 traces with the mean of the `window` before them (official: the window ending one epoch
 earlier, kept as the `shifted` option), growth relative to the newer mean as
 `(tr1 - tr2) / tr1` in the official code.

@@ -23,6 +23,16 @@ class MLAParams(StrategyParams):
         description="project the shared head's weight gradient (the paper); false reproduces the "
         "released code, which never applies it",
     )
+    normalize: bool = Field(
+        True,
+        description="rescale P to unit Frobenius norm after each update (the authors' GSPlugin, "
+        "utils/utils.py L38-40); false = our earlier reading, under which P collapses",
+    )
+    skip_first: bool = Field(
+        True,
+        description="no projection on the run's first uni-modal update (the authors' GSPlugin, "
+        "utils/utils.py L29: train_exp_counter != 0)",
+    )
     fusion_eval: Literal["dynamic", "equal"] = Field(
         "dynamic",
         description="evaluation fusion: dynamic = per-sample softmax of -entropy over modalities; equal = mean",

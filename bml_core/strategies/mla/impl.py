@@ -31,10 +31,14 @@ def projection_alpha(batch_idx: int, batches: int) -> float:
     return 0.1 ** (1 + batch_idx / batches)
 
 
-def update_projection(p: torch.Tensor, r: torch.Tensor, alpha: float) -> torch.Tensor:
-    """P - (P r)(P r)^T / (alpha + r^T P r) (a new tensor; P symmetric)."""
+def update_projection(p: torch.Tensor, r: torch.Tensor, alpha: float, normalize: bool = True) -> torch.Tensor:
+    """P - (P r)(P r)^T / (alpha + r^T P r) (a new tensor; P symmetric), then rescaled to
+    ||P||_F = 1 as the authors' GSPlugin does (Cecile-hi/Multimodal-Learning-with-Alternating-
+    Unimodal-Adaptation@ab6c184 utils/utils.py L38-40: `self.Pl.data / torch.norm(.., 'fro')`).
+    Without the rescale P collapses towards 0 and with it the head's gradient (issue 21)."""
     k = p @ r
-    return p - torch.outer(k, k) / (alpha + r.dot(k))
+    out = p - torch.outer(k, k) / (alpha + r.dot(k))
+    return out / torch.linalg.matrix_norm(out) if normalize else out
 
 
 def project_gradient(grad: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -87,10 +91,14 @@ class MLA(Strategy):
             loss = F.cross_entropy(logits.float(), y)
             ctx.optimizer.zero_grad(set_to_none=True)
             ctx.backward(loss)
-            if project and fc.weight.grad is not None:
+            count = int(self.state.get("count", 0))
+            if project:
+                self.state["count"] = count + 1  # official gs_plugin.exp_count (main.py L442)
+            if project and fc.weight.grad is not None and (count > 0 or not self.params.skip_first):
+                # official utils.py L29: no projection while train_exp_counter == 0
                 r = h.detach().float().mean(0)
                 alpha = projection_alpha(ctx.batch_idx, ctx.steps_per_epoch)
-                self.state["P"] = update_projection(self.state["P"], r, alpha)
+                self.state["P"] = update_projection(self.state["P"], r, alpha, self.params.normalize)
                 fc.weight.grad = project_gradient(fc.weight.grad, self.state["P"].to(fc.weight.grad.dtype))
             grads = [p.grad for p in ctx.encoder_params(m) if p.grad is not None]
             norms.append(

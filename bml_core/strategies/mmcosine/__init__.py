@@ -20,6 +20,12 @@ class MMCosineParams(StrategyParams):
 
     name: Literal["mmcosine"] = "mmcosine"
     scale: float = Field(10.0, gt=0.0, description="s: the cosine logits are s * cos(h_m, W_m[k])")
+    eval_logits: Literal["linear", "cosine"] = Field(
+        "linear",
+        description="fused logits scored at evaluation: linear = the plain concat head W h + b, "
+        "as the authors' code (GeWu-Lab/MMCosine_ICASSP23 main_CD.py L181, L196: prediction = "
+        "softmax(out)); cosine = the cosine head trained on (our earlier reading)",
+    )
     summary: ClassVar[str] = (
         "Cosine logits per modality with normalised features and class weights (ICASSP 2023)."
     )

@@ -63,6 +63,8 @@ class MMCosine(Strategy):
     def on_logits(
         self, ctx: StepContext, h: dict[str, torch.Tensor], z: torch.Tensor, training: bool
     ) -> torch.Tensor:
+        if not training and self.params.eval_logits == "linear":
+            return z  # official main_CD.py L181/L196: the plain linear logits are scored
         scale = self.params.scale
         fused, u = mmcosine_logits(h, self.fusion.fc.weight, self.fusion.offsets, scale)
         if training and ctx.y is not None:

@@ -22,6 +22,11 @@ class MMParetoParams(StrategyParams):
     gamma: float = Field(
         1.5, gt=0.0, description="multiplies each encoder's combined gradient (official 1.5)"
     )
+    restore: Literal["per_tensor", "per_encoder"] = Field(
+        "per_tensor",
+        description="norm restore: per_tensor = the authors' code (GeWu-Lab/MMPareto_ICML2024 "
+        "code/MMPareto.py L184-207); per_encoder = our earlier reading (one factor per encoder)",
+    )
     summary: ClassVar[str] = (
         "Uni-modal aux losses whose encoder gradients are MGDA-combined on conflict (ICML 2024)."
     )

@@ -5,8 +5,11 @@ backward); weights (1/2, 1/2) when cos(g_mm, g_m) > 0, else the two-vector min-n
 weights; new gradient 2 (w1 g_mm + w2 g_m), rescaled up to ||g_mm + g_m|| when that is
 larger, times gamma. Heads get the plain gradient of the summed loss.
 
-Decisions: cosine, MGDA weights and norm restore are per encoder (the whole flattened
-gradient of theta_m; the official code restores norms per tensor); the MGDA weight is the
+Decisions: cosine and MGDA weights are per encoder (the whole flattened gradient of
+theta_m, as the official `concat`); the norm restore is per tensor by default, as the
+official code (GeWu-Lab/MMPareto_ICML2024@a339db3 code/MMPareto.py L184-207: per parameter,
+diff = ||grad of the summed loss|| / ||new||, new * diff * gamma when diff > 1), or per
+encoder (`restore: per_encoder`, our earlier reading); the MGDA weight is the
 exact clipped closed form (MinNormSolver clips at 0.001/0.999, which can only matter when
 cos > 0, where the equal weights are used anyway)."""
 
@@ -30,16 +33,24 @@ def mgda_two(g1: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
 
 
 def pareto_combine(
-    g_mm: torch.Tensor, g_uni: torch.Tensor, gamma: float
+    g_mm: torch.Tensor, g_uni: torch.Tensor, gamma: float, sizes: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(new gradient, cos, weight on g_uni) for one encoder's flattened gradients."""
+    """(new gradient, cos, weight on g_uni) for one encoder's flattened gradients. The norm
+    restore runs per chunk of `sizes` (one per tensor, official L190-197) or, sizes None,
+    over the whole vector."""
     cos = F.cosine_similarity(g_mm, g_uni, dim=0, eps=1e-12)
     w_mm = torch.where(cos > 0, torch.full_like(cos, 0.5), mgda_two(g_mm, g_uni))
     new = 2 * (w_mm * g_mm + (1 - w_mm) * g_uni)
-    target = (g_mm + g_uni).norm()
-    norm = new.norm()
+    if sizes is None:
+        target = (g_mm + g_uni).norm()
+        norm = new.norm()
+        restore = torch.where(target > norm, target / norm.clamp_min(1e-20), torch.ones_like(norm))
+        return new * (restore * gamma), cos, 1 - w_mm
+    target = torch.stack([c.norm() for c in (g_mm + g_uni).split(sizes)])
+    norm = torch.stack([c.norm() for c in new.split(sizes)])
     restore = torch.where(target > norm, target / norm.clamp_min(1e-20), torch.ones_like(norm))
-    return new * (restore * gamma), cos, 1 - w_mm
+    factor = torch.repeat_interleave(restore, torch.tensor(sizes, device=new.device))
+    return new * (factor * gamma), cos, 1 - w_mm
 
 
 class MMPareto(Strategy):
@@ -97,7 +108,8 @@ class MMPareto(Strategy):
             mm = _flat(g_mm_enc[start : start + len(params)], params)
             uni = _flat(g_uni[: len(params)], params)
             start += len(params)
-            new, cos, w = pareto_combine(mm, uni, self.params.gamma)
+            sizes = [p.numel() for p in params] if self.params.restore == "per_tensor" else None
+            new, cos, w = pareto_combine(mm, uni, self.params.gamma, sizes)
             cos_w.append(cos)
             ws.append(w)
             offset = 0

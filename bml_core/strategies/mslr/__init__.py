@@ -36,6 +36,12 @@ class MSLRParams(_StartMults):
 
     name: Literal["mslr"] = "mslr"
     window: int = Field(5, ge=1, description="epochs of validation accuracy averaged in the update")
+    form: Literal["official", "compound"] = Field(
+        "official",
+        description="official = the only released code (lihong2303/AGM run/CREMAD_main.py L195-198, "
+        "L671-684): mult = start * acc_t / mean(previous window epochs), from the epoch the window "
+        "is full, bounded; compound = our earlier reading, mult *= acc_t / mean(window incl. t)",
+    )
     summary: ClassVar[str] = (
         "Per-modality learning rates that follow validation accuracy (ACL Findings 2022)."
     )
@@ -46,10 +52,20 @@ class MSESParams(_StartMults):
 
     name: Literal["mses"] = "mses"
     patience: int = Field(
-        5, ge=1, description="epochs without a better smoothed val loss before a modality is frozen"
+        80,
+        ge=1,
+        description="epochs without a better smoothed val loss before a modality is frozen "
+        "(official 80: run/CREMAD_main.py L722, epoch - best_epoch > 80)",
     )
     smoothing: float = Field(
-        0.6, ge=0.0, lt=1.0, description="weight of the previous smoothed val loss (0.6 prev + 0.4 current)"
+        0.6, ge=0.0, lt=1.0, description="weight of the previous val loss (0.6 prev + 0.4 current)"
+    )
+    form: Literal["official", "ours"] = Field(
+        "official",
+        description="official (lihong2303/AGM run/CREMAD_main.py L686-729): smoothing over the "
+        "previous RAW loss, frozen once epochs since the best > patience, and the whole model and "
+        "optimizer reloaded from the best epoch; ours = our earlier reading (previous smoothed "
+        "loss, >= patience, only the stopped encoder restored)",
     )
     stop_when_all_frozen: bool = Field(
         True, description="end the run (cleanly, checkpointed) once every encoder is frozen"

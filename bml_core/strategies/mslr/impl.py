@@ -21,6 +21,7 @@ at its best smoothed loss."""
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -39,6 +40,16 @@ def mslr_ratio(acc_history: torch.Tensor, window: int) -> torch.Tensor:
     first, the current epoch last; T < window uses what there is. A zero mean gives 1."""
     recent = acc_history[-window:].mean(0)
     current = acc_history[-1]
+    return torch.where(recent > 0, current / torch.where(recent > 0, recent, 1.0), 1.0)
+
+
+def mslr_official_ratio(previous: torch.Tensor, current: torch.Tensor, window: int) -> torch.Tensor:
+    """The authors' ratio (lihong2303/AGM@5a65542 run/CREMAD_main.py L671-684): with fewer than
+    `window` previous accuracies, 1 (the initial `audio_lr_ratio = 1.0`, L627); else
+    acc_t / mean(the previous `window` accuracies), the current epoch NOT in the window."""
+    if previous.shape[0] < window:
+        return torch.ones_like(current)
+    recent = previous[-window:].mean(0)
     return torch.where(recent > 0, current / torch.where(recent > 0, recent, 1.0), 1.0)
 
 
@@ -130,10 +141,17 @@ class MSLR(Strategy):
             [val_metrics[f"val/acc/{m}"] for m in self.modalities], dtype=torch.float64, device=self.device
         )
         window = self.params.window
-        history = torch.cat([self.state["acc_history"], acc[None]])[-window:]
+        previous = self.state["acc_history"]
+        history = torch.cat([previous, acc[None]])[-window:]
         self.state["acc_history"] = history
         if not self.active(ctx.epoch):
             ratio = torch.ones_like(acc)
+        elif self.params.form == "official":
+            # official L197-198: coeff = init_coeff * ratio (not compounded)
+            ratio = mslr_official_ratio(previous, acc, window)
+            start = start_multipliers(self.params, self.modalities).to(self.device)
+            self.state["mult"] = start * ratio
+            self._apply(ctx)
         else:
             ratio = mslr_ratio(history, window)
             self.state["mult"] = mslr_update(self.state["mult"], history, window)
@@ -161,6 +179,7 @@ class MSES(Strategy):
             "since_best": torch.zeros(m, dtype=torch.long, device=self.device),
             "frozen": torch.zeros(m, dtype=torch.bool, device=self.device),
             "best_weights": {},
+            "raw": None,
         }
         self._mult_host: list[float] = self.state["mult"].tolist()  # applied in on_fit_start
         self._frozen: list[str] = []
@@ -202,15 +221,34 @@ class MSES(Strategy):
         if val_metrics is None:
             return
         st = self.state
-        st["smoothed"] = smoothed_loss(st["smoothed"], self.val_losses(ctx), self.params.smoothing)
+        official = self.params.form == "official"
+        raw = self.val_losses(ctx)
+        if official:  # official L694-697: 0.6 * previous RAW loss + 0.4 * current
+            st["smoothed"] = smoothed_loss(st.get("raw"), raw, self.params.smoothing)
+            st["raw"] = raw
+        else:
+            st["smoothed"] = smoothed_loss(st["smoothed"], raw, self.params.smoothing)
         ctx.log_host(self._loss_names, st["smoothed"].tolist())
         if not self.active(ctx.epoch):
             return
+        # official L722: frozen once epoch - best_epoch > 80, i.e. since_best >= patience + 1
+        patience = self.params.patience + 1 if official else self.params.patience
         st["best"], st["since_best"], st["frozen"], improved, newly = mses_update(
-            st["smoothed"], st["best"], st["since_best"], st["frozen"], self.params.patience
+            st["smoothed"], st["best"], st["since_best"], st["frozen"], patience
         )
         improved_host, newly_host = improved.tolist(), newly.tolist()  # one read per epoch
         for m, better, freeze in zip(self.modalities, improved_host, newly_host, strict=True):
+            if official:  # official L699-720: a full checkpoint (model + optimizer) at each best
+                if better:
+                    st["best_weights"][m] = {
+                        "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+                        "optimizer": copy.deepcopy(ctx.optimizer.state_dict()),
+                    }
+                if freeze and m in st["best_weights"]:  # official L723-729: reload both
+                    self.model.load_state_dict(st["best_weights"][m]["model"])
+                    # a copy: load_state_dict adopts the tensors, later steps would change ours
+                    ctx.optimizer.load_state_dict(copy.deepcopy(st["best_weights"][m]["optimizer"]))
+                continue
             encoder = self.model.encoders[m]
             if better:
                 st["best_weights"][m] = {k: v.detach().clone() for k, v in encoder.state_dict().items()}

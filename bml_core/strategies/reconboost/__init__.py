@@ -22,6 +22,12 @@ class ReconBoostParams(StrategyParams):
     correct_epochs: int = Field(4, ge=0, description="phase 2 epochs per stage (everything, on CE(F))")
     w1: float = Field(5.0, gt=0.0, description="per-sample weight w1 - w2 q_{-m}(y)")
     w2: float = Field(1.0, ge=0.0, description="per-sample weight w1 - w2 q_{-m}(y)")
+    class_mean: bool = Field(
+        True,
+        description="phase-1 loss averaged over the C classes as well (the authors' code, "
+        "huacong/ReconBoost train.py L339-340: `(target * log_softmax).mean(-1)`, i.e. CE / C); "
+        "false = our earlier reading (C times larger)",
+    )
     summary: ClassVar[str] = "Alternating boosting stages per modality with global correction (ICML 2024)."
 
 

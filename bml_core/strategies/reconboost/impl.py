@@ -100,6 +100,8 @@ class ReconBoost(Strategy):
             others = beta.detach() * sum((f[k] for k in self.modalities if k != m), torch.zeros_like(f[m]))
             w = sample_weights(others, y, self.params.w1, self.params.w2)
             loss = (w * F.cross_entropy(f[m], y, reduction="none")).mean()
+            if self.params.class_mean:  # official train.py L339-340: .mean(-1) over the C classes
+                loss = loss / f[m].shape[1]
             weight_mean = w.mean()
             ensemble = beta.detach() * sum(f.values(), torch.zeros_like(f[m]))
         else:
