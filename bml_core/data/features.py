@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from bml_core.config import MAX_CLASSES, DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
+from bml_core.schema import MAX_CLASSES, DatasetConfig
 
 SPLIT_NAMES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 

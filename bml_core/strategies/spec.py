@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
+from bml_core import implref
+from bml_core.schema import StrategyParams, describe_parameters
+
 if TYPE_CHECKING:
-    from bml_core.config import RunConfig, StrategyParams
+    from bml_core.config import RunConfig
 
 COST_CLASSES: dict[str, str] = {
     "none": "no per-step work beyond joint training",
@@ -111,8 +114,13 @@ class StrategySpec:
     capabilities: frozenset[str] = frozenset()
     listed: bool = True  # the Launch form and /methods show it
     source: str = field(default="", compare=False)  # set by discovery: where it came from
+    # the module that declared the spec (found on construction): a relative `impl`
+    # (".impl:Class", ":Class") is resolved against it
+    module: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", implref.declaring_module(__name__))
         problems = []
         if self.cost not in COST_CLASSES:
             problems.append(f"cost {self.cost!r} is not one of {', '.join(COST_CLASSES)}")
@@ -131,12 +139,10 @@ class StrategySpec:
         return capability in self.capabilities
 
     def load_impl(self) -> type[Any]:
-        """The implementation class (imports its module, which may import torch)."""
-        module, _, attr = self.impl.partition(":")
-        cls = getattr(importlib.import_module(module), attr, None)
-        if cls is None:
-            raise ImportError(f"strategy {self.name!r}: {module} has no {attr!r} (impl = {self.impl!r})")
-        return cls
+        """The implementation class (imports its module, which may import torch); `impl` may be
+        relative to the declaring module. A module this process lacks is an ImportError naming
+        the strategy and the package to install."""
+        return implref.load("strategy", self.name, self.impl, self.module)  # type: ignore[no-any-return]
 
     def parameters(self) -> list[dict[str, Any]]:
         """The parameters as plain data (name, type, default, bounds, description, choices)."""
@@ -156,40 +162,6 @@ class StrategySpec:
             "source": self.source,
             "listed": self.listed,
         }
-
-
-def describe_parameters(model: type[StrategyParams]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for name, info in model.model_fields.items():
-        if name == "name":
-            continue
-        bounds: dict[str, Any] = {}
-        for meta in info.metadata:
-            for key in ("ge", "gt", "le", "lt", "min_length", "max_length"):
-                if getattr(meta, key, None) is not None:
-                    bounds[key] = getattr(meta, key)
-        ann = info.annotation
-        choices = list(getattr(ann, "__args__", ())) if getattr(ann, "__origin__", None) is Literal else None
-        out.append(
-            {
-                "name": name,
-                "type": _type_name(ann),
-                "default": info.default if not info.is_required() else None,
-                "required": info.is_required(),
-                "bounds": bounds,
-                "choices": choices,
-                "description": info.description or "",
-            }
-        )
-    return out
-
-
-def _type_name(ann: Any) -> str:
-    if getattr(ann, "__origin__", None) is Literal:
-        return "choice"
-    if isinstance(ann, type):
-        return ann.__name__
-    return str(ann).replace("typing.", "")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -289,22 +261,15 @@ def discover(refresh: bool = False) -> dict[str, StrategySpec]:
 
 def _discover(refresh: bool) -> dict[str, StrategySpec]:
     plugins = os.environ.get(PLUGIN_ENV, "")
-    changed = False
     if not _state["builtin"]:
         _state["builtin"] = True
         _discover_builtin()
-        changed = True
     if refresh or _state["plugins"] != plugins:
         for name in [n for n, s in _SPECS.items() if s.source != "built-in"]:
             del _SPECS[name]
         _ERRORS.clear()
         _state["plugins"] = plugins
         _discover_plugins(plugins)
-        changed = True
-    if changed:
-        from bml_core.config import sync_strategy_params
-
-        sync_strategy_params({name: spec.params for name, spec in _SPECS.items()})
     return _SPECS
 
 

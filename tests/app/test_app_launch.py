@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 import db
 from app import catalog
 from app.views.launch import logic as ll
-from bml_core.config import PRESETS, STRATEGY_PARAMS
+from bml_core.config import PRESETS, strategy_params
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def _key(path: str) -> str:
 
 def test_fields_come_from_the_models() -> None:
     names = {s.name for s in ll.strategy_fields("opm")}
-    assert names == set(STRATEGY_PARAMS["opm"].model_fields) - {"name"}
+    assert names == set(strategy_params()["opm"].model_fields) - {"name"}
     rescale = next(s for s in ll.strategy_fields("opm") if s.name == "rescale")
     assert rescale.kind == "choice" and rescale.options == ("global", "per_modality", "none")
     q_base = next(s for s in ll.strategy_fields("opm") if s.name == "q_base")

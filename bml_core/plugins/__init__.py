@@ -1,0 +1,94 @@
+"""Plug-ins of the model and data: encoders, fusion heads and datasets, in the strategies'
+pattern (a torch-free spec with a pydantic parameter model and a lazily imported
+implementation; docs/PLUGINS.md). `check_plugins(cfg)` is the config's check of the names and
+parameters; `catalogue()` lists all four kinds (`bml plugins`, /methods). Torch-free."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bml_core.plugins.discovery import (
+    GROUPS,
+    dataset_specs,
+    discover,
+    encoder_specs,
+    fusion_specs,
+    get_dataset,
+    get_encoder,
+    get_fusion,
+    plugin_errors,
+)
+from bml_core.plugins.specs import EncoderSpec, FusionSpec, NoParams, params_errors
+from bml_core.strategies import spec as strategy_spec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
+
+__all__ = [
+    "GROUPS",
+    "EncoderSpec",
+    "FusionSpec",
+    "NoParams",
+    "catalogue",
+    "check_plugins",
+    "dataset_specs",
+    "discover",
+    "encoder_specs",
+    "fusion_specs",
+    "get_dataset",
+    "get_encoder",
+    "get_fusion",
+    "plugin_errors",
+    "unknown_message",
+]
+
+HOW_TO_INSTALL = (
+    "if it is a plug-in, install the package that provides it on this machine (and on the "
+    "workers), or name its module in BML_PLUGINS"
+)
+
+
+def unknown_message(kind: str, name: str, known: list[str]) -> str:
+    msg = f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}; {HOW_TO_INSTALL}"
+    broken = "; ".join(str(e) for e in plugin_errors())
+    return f"{msg} (plug-ins that failed to load: {broken})" if broken else msg
+
+
+def check_plugins(cfg: RunConfig) -> list[tuple[str, str]]:
+    """The model's plug-ins of a parsed config: known names, valid parameters."""
+    discover()
+    errors: list[tuple[str, str]] = []
+    fusions = fusion_specs()
+    fusion = fusions.get(cfg.model.fusion)
+    if fusion is None:
+        errors.append(("model.fusion", unknown_message("fusion head", cfg.model.fusion, list(fusions))))
+    elif fusion.selected_by != "model.fusion":
+        errors.append(("model.fusion", f"{fusion.name} is not set here: use {fusion.selected_by}"))
+    else:
+        errors += params_errors(fusion.params, cfg.model.fusion_params, "model.fusion_params")
+    encoders = encoder_specs()
+    for modality, enc in cfg.model.encoders.items():
+        spec = encoders.get(enc.name)
+        where = f"model.encoders.{modality}"
+        if spec is None:
+            errors.append((f"{where}.name", unknown_message("encoder", enc.name, list(encoders))))
+            continue
+        errors += params_errors(spec.params, enc.params, f"{where}.params")
+    return errors
+
+
+def catalogue(listed_only: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Every strategy, encoder, fusion head and dataset (built-in and plug-ins) as plain data."""
+    strategies = strategy_spec.all_specs()
+    out: dict[str, list[dict[str, Any]]] = {
+        "strategies": [{"kind": "strategy", **s.as_dict()} for s in strategies],
+        "encoders": [s.as_dict() for s in encoder_specs().values()],
+        "fusions": [s.as_dict() for s in fusion_specs().values()],
+        "datasets": [s.as_dict() for s in dataset_specs().values()],
+    }
+    if listed_only:
+        out = {k: [d for d in v if d.get("listed", True)] for k, v in out.items()}
+    out["errors"] = [
+        {"source": e.source, "message": e.message} for e in (*strategy_spec.plugin_errors(), *plugin_errors())
+    ]
+    return out
