@@ -15,15 +15,18 @@ import yaml
 from pydantic import (
     Field,
     SerializeAsAny,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError
 
+from bml_core import implref
 from bml_core.alerts.config import AlertsConfig
 from bml_core.dataspecs import check_dataset
-from bml_core.plugins import check_plugins
+from bml_core.plugins import check_plugins, required_packages
 from bml_core.plugins import discover as discover_plugins
 from bml_core.schema import (
     MAX_INT64,
@@ -73,20 +76,23 @@ def strategy_params() -> dict[str, type[StrategyParams]]:
     return {name: spec.params for name, spec in discover().items()}
 
 
-def _strategy_item(item: Any) -> Any:
+def _strategy_item(item: Any, requires: Mapping[str, str] | None = None) -> Any:
     """A strategy entry parsed by its own spec's parameter model (the name picks the model)."""
     if not isinstance(item, Mapping):
         return item
     name = item.get("name")
     if not isinstance(name, str):
         raise PydanticCustomError("strategy_name", "each strategy needs a `name`")
+    package = str((requires or {}).get(f"strategy/{name}", "")) if isinstance(requires, Mapping) else ""
     models = strategy_params()
     if name not in models:
-        raise PydanticCustomError("strategy_unknown", _unknown_strategy(name, models))
+        raise PydanticCustomError("strategy_unknown", _unknown_strategy(name, models, package))
     return models[name].model_validate(dict(item))
 
 
-def _unknown_strategy(name: str, models: Mapping[str, Any]) -> str:
+def _unknown_strategy(name: str, models: Mapping[str, Any], package: str = "") -> str:
+    if package:
+        return implref.unknown_plugin("strategy", name, list(models), package)
     msg = f"unknown strategy {name!r}; known: {', '.join(sorted(models))}"
     broken = "; ".join(str(e) for e in plugin_errors())
     return f"{msg} (plug-ins that failed to load: {broken})" if broken else msg
@@ -125,6 +131,20 @@ class RunConfig(StrictModel):
     alerts: AlertsConfig = Field(
         default_factory=AlertsConfig, description="imbalance alerts: detector switches and thresholds"
     )
+    requires: dict[Annotated[str, Field(max_length=300)], Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="the plug-ins this run uses and the packages that provide them (`<kind>/<name>: "
+        "package`); filled in on validation, so that a worker without one names the package",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_requires(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # a run of built-ins only dumps exactly as before the key existed
+        out = handler(self)
+        if isinstance(out, dict) and not self.requires:
+            out.pop("requires", None)
+        return out
 
     @field_validator("strategies", mode="before")
     @classmethod
@@ -186,7 +206,9 @@ def validate_config(raw: Mapping[str, Any], *, path_rules: bool = True) -> RunCo
         parsed = []
         for i, item in enumerate(strategies):
             try:
-                parsed.append(_strategy_item({"name": item} if isinstance(item, str) else item))
+                parsed.append(
+                    _strategy_item({"name": item} if isinstance(item, str) else item, raw.get("requires"))
+                )
             except ValidationError as exc:
                 errors += [(_format_loc(["strategies", i, *e["loc"]]), _format_msg(e)) for e in exc.errors()]
             except PydanticCustomError as exc:
@@ -198,9 +220,16 @@ def validate_config(raw: Mapping[str, Any], *, path_rules: bool = True) -> RunCo
         errors += [(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]
     if errors:
         raise ConfigError(errors)
-    errors = check_dataset(cfg.dataset, path_rules=path_rules) + check_plugins(cfg) + check_rules(cfg)
+    errors = (
+        check_dataset(cfg.dataset, path_rules=path_rules, requires=cfg.requires)
+        + check_plugins(cfg)
+        + check_rules(cfg)
+    )
     if errors:
         raise ConfigError(errors)
+    needed = required_packages(cfg)
+    if needed:
+        cfg.requires = {**cfg.requires, **needed}
     return cfg
 
 

@@ -200,6 +200,7 @@ class DatasetSpec:
     listed: bool = True
     source: str = field(default="", compare=False)  # set by discovery
     module: str = field(default="", compare=False)  # the declaring module (found on construction)
+    package: str = field(default="", compare=False)  # set by discovery: the distribution of a plug-in
 
     kind = "dataset"
 
@@ -425,7 +426,9 @@ def params_errors(
     return out
 
 
-def check_dataset(dataset: Any, *, path_rules: bool = True) -> list[tuple[str, str]]:
+def check_dataset(
+    dataset: Any, *, path_rules: bool = True, requires: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """Problems of a DatasetConfig that need no data: an unknown name, bad parameters (and,
     with `path_rules`, relative path parameters that leave dataset.path). A dataset
     registered only with `bml_core.data.register_dataset` (no spec) is checked by its
@@ -435,8 +438,10 @@ def check_dataset(dataset: Any, *, path_rules: bool = True) -> list[tuple[str, s
         base = sys.modules.get("bml_core.data.base")
         if base is not None and dataset.name in getattr(base, "DATASETS", {}):
             return []
-        known = ", ".join(sorted(DATASET_SPECS))
-        return [("dataset.name", f"unknown dataset {dataset.name!r}; known: {known}")]
+        package = (requires or {}).get(f"dataset/{dataset.name}", "")
+        return [
+            ("dataset.name", implref.unknown_plugin("dataset", dataset.name, list(DATASET_SPECS), package))
+        ]
     return params_errors(spec, dataset.params or {}, path_rules=path_rules)
 
 

@@ -57,6 +57,12 @@ def package_of(module: str) -> str:
     return dists[0] if dists else top
 
 
+def dist_of(entry_point: Any) -> str:
+    """The distribution that declares an entry point ("" when unknown)."""
+    dist = getattr(entry_point, "dist", None)
+    return str(getattr(dist, "name", "") or "")
+
+
 def load(kind: str, name: str, impl: str, module: str) -> Any:
     """Import the implementation `impl` of the `kind` plug-in `name`, declared in `module`."""
     target, attr = resolve(impl, module)
@@ -74,3 +80,21 @@ def load(kind: str, name: str, impl: str, module: str) -> Any:
     if obj is None:
         raise ImportError(f"{kind} {name!r}: {target} has no {attr!r} (impl = {impl!r})")
     return obj
+
+
+INSTALL_HINT = (
+    "if it is a plug-in, install the package that provides it on this machine (and on the "
+    "workers), or name its module in BML_PLUGINS"
+)
+
+
+def unknown_plugin(kind: str, name: str, known: list[str], package: str = "") -> str:
+    """The message for a plug-in name nothing declares here: with `package` (the run's
+    `requires`, recorded where it was validated), the package to install."""
+    if package:
+        return (
+            f"{kind} {name!r} is a plug-in from the package {package!r}, which this process lacks: "
+            f"pip install {package} here (every worker that runs it needs it), or name its module in "
+            f"BML_PLUGINS; known: {', '.join(sorted(known))}"
+        )
+    return f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}; {INSTALL_HINT}"

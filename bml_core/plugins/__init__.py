@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bml_core import implref
 from bml_core.plugins.discovery import (
     GROUPS,
     dataset_specs,
@@ -39,19 +40,34 @@ __all__ = [
     "get_encoder",
     "get_fusion",
     "plugin_errors",
+    "required_packages",
     "unknown_message",
 ]
 
-HOW_TO_INSTALL = (
-    "if it is a plug-in, install the package that provides it on this machine (and on the "
-    "workers), or name its module in BML_PLUGINS"
-)
 
-
-def unknown_message(kind: str, name: str, known: list[str]) -> str:
-    msg = f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}; {HOW_TO_INSTALL}"
+def unknown_message(kind: str, name: str, known: list[str], package: str = "") -> str:
+    msg = implref.unknown_plugin(kind, name, known, package)
     broken = "; ".join(str(e) for e in plugin_errors())
     return f"{msg} (plug-ins that failed to load: {broken})" if broken else msg
+
+
+def required_packages(cfg: RunConfig) -> dict[str, str]:
+    """`<kind>/<name>: package` for each plug-in of the config that an installed package
+    provides (the run records it in `requires`, so a worker without it names the package)."""
+    out: dict[str, str] = {}
+    for params in cfg.strategies:
+        spec = strategy_spec.get_spec(params.name)
+        if spec is not None and spec.package:
+            out[f"strategy/{spec.name}"] = spec.package
+    used: list[Any] = [get_fusion(cfg.model.fusion), get_dataset(cfg.dataset.name)]
+    used += [get_encoder(e.name) for e in cfg.model.encoders.values()]
+    for spec in used:
+        if spec is not None and spec.package:
+            out[f"{_KEY[spec.kind]}/{spec.name}"] = spec.package
+    return dict(sorted(out.items()))
+
+
+_KEY = {"encoder": "encoder", "fusion head": "fusion", "dataset": "dataset"}
 
 
 def check_plugins(cfg: RunConfig) -> list[tuple[str, str]]:
@@ -61,7 +77,10 @@ def check_plugins(cfg: RunConfig) -> list[tuple[str, str]]:
     fusions = fusion_specs()
     fusion = fusions.get(cfg.model.fusion)
     if fusion is None:
-        errors.append(("model.fusion", unknown_message("fusion head", cfg.model.fusion, list(fusions))))
+        package = cfg.requires.get(f"fusion/{cfg.model.fusion}", "")
+        errors.append(
+            ("model.fusion", unknown_message("fusion head", cfg.model.fusion, list(fusions), package))
+        )
     elif fusion.selected_by != "model.fusion":
         errors.append(("model.fusion", f"{fusion.name} is not set here: use {fusion.selected_by}"))
     else:
@@ -71,7 +90,8 @@ def check_plugins(cfg: RunConfig) -> list[tuple[str, str]]:
         spec = encoders.get(enc.name)
         where = f"model.encoders.{modality}"
         if spec is None:
-            errors.append((f"{where}.name", unknown_message("encoder", enc.name, list(encoders))))
+            package = cfg.requires.get(f"encoder/{enc.name}", "")
+            errors.append((f"{where}.name", unknown_message("encoder", enc.name, list(encoders), package)))
             continue
         errors += params_errors(spec.params, enc.params, f"{where}.params")
     return errors

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from bml_core import dataspecs
+from bml_core import dataspecs, implref
 from bml_core.dataspecs import DatasetSpec
 from bml_core.plugins import builtin
 from bml_core.plugins.specs import EncoderSpec, FusionSpec
@@ -50,12 +50,13 @@ def _table(spec: Any) -> dict[str, Any]:
     return dataspecs.DATASET_SPECS
 
 
-def _register(spec: Any, source: str) -> str | None:
+def _register(spec: Any, source: str, package: str = "") -> str | None:
     table = _table(spec)
     known = table.get(spec.name)
     if known is not None and (getattr(known, "source", "") or "built-in") != source:
         return f"{type(spec).__name__} {spec.name!r} is already defined by {known.source or 'built-in'}"
     object.__setattr__(spec, "source", source)
+    object.__setattr__(spec, "package", package)
     if isinstance(spec, DatasetSpec):
         dataspecs.register_dataset_spec(spec)
     else:
@@ -63,7 +64,9 @@ def _register(spec: Any, source: str) -> str | None:
     return None
 
 
-def _load(source: str, load: Callable[[], Any], kinds: tuple[type, ...], quiet_if_empty: bool) -> None:
+def _load(
+    source: str, load: Callable[[], Any], kinds: tuple[type, ...], quiet_if_empty: bool, package: str
+) -> None:
     try:
         specs = specs_of(load(), kinds)
     except Exception as exc:  # a broken plug-in must not take the built-ins down
@@ -76,7 +79,7 @@ def _load(source: str, load: Callable[[], Any], kinds: tuple[type, ...], quiet_i
     if not specs and not quiet_if_empty:
         _ERRORS.append(PluginError(source, f"defines no {kinds[0].__name__} (set SPEC = ... or SPECS)"))
     for spec in specs:
-        problem = _register(spec, source)
+        problem = _register(spec, source, package)
         if problem:
             _ERRORS.append(PluginError(source, problem))
 
@@ -107,8 +110,12 @@ def discover(refresh: bool = False) -> None:
         for name in [p.strip() for p in plugins.split(",") if p.strip()]:
             # a BML_PLUGINS module may hold strategies only: no error for no model plug-ins
             _load(
-                f"{PLUGIN_ENV} module {name!r}", lambda name=name: importlib.import_module(name), KINDS, True
-            )  # type: ignore[misc]
+                f"{PLUGIN_ENV} module {name!r}",
+                lambda name=name: importlib.import_module(name),  # type: ignore[misc]
+                KINDS,
+                True,
+                implref.package_of(name),
+            )
         for group, kind in GROUPS.items():
             try:
                 points = list(importlib.metadata.entry_points(group=group))
@@ -116,7 +123,13 @@ def discover(refresh: bool = False) -> None:
                 _ERRORS.append(PluginError(f"entry points {group}", str(exc)))
                 continue
             for ep in points:
-                _load(f"entry point {ep.name!r} ({ep.value}, group {group})", ep.load, (kind,), False)
+                _load(
+                    f"entry point {ep.name!r} ({ep.value}, group {group})",
+                    ep.load,
+                    (kind,),
+                    False,
+                    implref.dist_of(ep),
+                )
 
 
 def encoder_specs() -> dict[str, EncoderSpec]:

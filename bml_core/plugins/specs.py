@@ -49,6 +49,7 @@ class _PluginSpec:
     listed: bool = True
     source: str = field(default="", compare=False)  # set by discovery
     module: str = field(default="", compare=False)  # the declaring module (found on construction)
+    package: str = field(default="", compare=False)  # set by discovery: the distribution of a plug-in
 
     kind = "plug-in"
 

@@ -117,6 +117,7 @@ class StrategySpec:
     # the module that declared the spec (found on construction): a relative `impl`
     # (".impl:Class", ":Class") is resolved against it
     module: str = field(default="", compare=False)
+    package: str = field(default="", compare=False)  # set by discovery: the distribution of a plug-in
 
     def __post_init__(self) -> None:
         if not self.module:
@@ -199,7 +200,7 @@ def _specs_of(obj: Any) -> list[StrategySpec]:
     return []
 
 
-def _register(specs: list[StrategySpec], source: str) -> list[str]:
+def _register(specs: list[StrategySpec], source: str, package: str = "") -> list[str]:
     problems = []
     for spec in specs:
         known = _SPECS.get(spec.name)
@@ -207,13 +208,21 @@ def _register(specs: list[StrategySpec], source: str) -> list[str]:
             problems.append(f"strategy {spec.name!r} is already defined by {known.source}")
             continue
         object.__setattr__(spec, "source", source)
+        object.__setattr__(spec, "package", package)
         _SPECS[spec.name] = spec
     return problems
 
 
-def _load(source: str, load: Callable[[], Any]) -> None:
+def _other_plugin_specs(obj: Any) -> bool:
+    """Whether a module holds plug-in specs of another kind (SPEC / SPECS with load_impl)."""
+    items = [getattr(obj, "SPEC", None), *getattr(obj, "SPECS", ())] if isinstance(obj, ModuleType) else []
+    return any(hasattr(item, "load_impl") and hasattr(item, "kind") for item in items)
+
+
+def _load(source: str, load: Callable[[], Any], package: str = "") -> None:
     try:
-        specs = _specs_of(load())
+        loaded = load()
+        specs = _specs_of(loaded)
     except Exception as exc:  # a broken plug-in must not take the built-ins down
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         where = (
@@ -222,9 +231,11 @@ def _load(source: str, load: Callable[[], Any]) -> None:
         _ERRORS.append(PluginError(source, f"{type(exc).__name__}: {exc}{where}"))
         return
     if not specs:
+        if _other_plugin_specs(loaded):
+            return  # a module of encoders, fusion heads or datasets only (bml_core.plugins)
         _ERRORS.append(PluginError(source, "defines no StrategySpec (set SPEC = StrategySpec(...) or SPECS)"))
         return
-    for problem in _register(specs, source):
+    for problem in _register(specs, source, package):
         _ERRORS.append(PluginError(source, problem))
 
 
@@ -242,14 +253,18 @@ def _discover_builtin() -> None:
 
 def _discover_plugins(plugins: str) -> None:
     for name in [p.strip() for p in plugins.split(",") if p.strip()]:
-        _load(f"{PLUGIN_ENV} module {name!r}", lambda name=name: importlib.import_module(name))  # type: ignore[misc]
+        _load(
+            f"{PLUGIN_ENV} module {name!r}",
+            lambda name=name: importlib.import_module(name),  # type: ignore[misc]
+            implref.package_of(name),
+        )
     try:
         points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
     except Exception as exc:  # pragma: no cover - a broken installation's metadata
         _ERRORS.append(PluginError(f"entry points {ENTRY_POINT_GROUP}", str(exc)))
         points = []
     for ep in points:
-        _load(f"entry point {ep.name!r} ({ep.value})", ep.load)
+        _load(f"entry point {ep.name!r} ({ep.value})", ep.load, implref.dist_of(ep))
 
 
 def discover(refresh: bool = False) -> dict[str, StrategySpec]:
