@@ -224,6 +224,7 @@ class DatasetSpec:
             "needs_path": self.needs_path,
             "layout": self.layout,
             "source": self.source,
+            "package": self.package,
             "listed": self.listed,
         }
 

@@ -101,7 +101,7 @@ def catalogue(listed_only: bool = False) -> dict[str, list[dict[str, Any]]]:
     """Every strategy, encoder, fusion head and dataset (built-in and plug-ins) as plain data."""
     strategies = strategy_spec.all_specs()
     out: dict[str, list[dict[str, Any]]] = {
-        "strategies": [{"kind": "strategy", **s.as_dict()} for s in strategies],
+        "strategies": [{"kind": "strategy", **s.as_dict(), "package": s.package} for s in strategies],
         "encoders": [s.as_dict() for s in encoder_specs().values()],
         "fusions": [s.as_dict() for s in fusion_specs().values()],
         "datasets": [s.as_dict() for s in dataset_specs().values()],

@@ -77,6 +77,7 @@ class _PluginSpec:
             "description": self.description,
             "parameters": self.parameters(),
             "source": self.source,
+            "package": self.package,
             "listed": self.listed,
         }
 
