@@ -199,4 +199,6 @@ def build_encoder(
         builder = spec.load_impl()
     except ImportError as exc:
         raise ConfigError([(f"{where}.name", str(exc))]) from None
-    return builder(shape, cfg, feature_dim)
+    if sequence and spec.sequence:
+        return builder(shape, cfg, feature_dim, masked=True)  # type: ignore[no-any-return]
+    return builder(shape, cfg, feature_dim)  # type: ignore[no-any-return]

@@ -17,7 +17,7 @@ from typing import Any
 
 from bml_core import dataspecs, implref
 from bml_core.dataspecs import DatasetSpec
-from bml_core.plugins import builtin
+from bml_core.plugins import builtin, seqdata
 from bml_core.plugins.specs import EncoderSpec, FusionSpec
 from bml_core.strategies.spec import PLUGIN_ENV, PluginError
 
@@ -97,7 +97,7 @@ def discover(refresh: bool = False) -> None:
     with _LOCK:
         if not _state["builtin"]:
             _state["builtin"] = True
-            for spec in (*builtin.ENCODERS, *builtin.FUSIONS):
+            for spec in (*builtin.ENCODERS, *builtin.FUSIONS, seqdata.SPEC):
                 _register(spec, "built-in")
             for spec in dataspecs.DATASET_SPECS.values():
                 object.__setattr__(spec, "source", spec.source or "built-in")
