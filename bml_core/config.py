@@ -26,7 +26,7 @@ from pydantic_core import PydanticCustomError
 from bml_core import implref
 from bml_core.alerts.config import AlertsConfig
 from bml_core.dataspecs import check_dataset
-from bml_core.plugins import check_plugins, required_packages
+from bml_core.plugins import check_plugins, required_packages, resolve_params
 from bml_core.plugins import discover as discover_plugins
 from bml_core.schema import (
     MAX_INT64,
@@ -227,6 +227,7 @@ def validate_config(raw: Mapping[str, Any], *, path_rules: bool = True) -> RunCo
     )
     if errors:
         raise ConfigError(errors)
+    resolve_params(cfg)
     needed = required_packages(cfg)
     if needed:
         cfg.requires = {**cfg.requires, **needed}

@@ -41,6 +41,7 @@ __all__ = [
     "get_fusion",
     "plugin_errors",
     "required_packages",
+    "resolve_params",
     "unknown_message",
 ]
 
@@ -95,6 +96,22 @@ def check_plugins(cfg: RunConfig) -> list[tuple[str, str]]:
             continue
         errors += params_errors(spec.params, enc.params, f"{where}.params")
     return errors
+
+
+def resolve_params(cfg: RunConfig) -> None:
+    """Write each plug-in's parameters as its model parsed them (defaults filled in), so the
+    stored config is the resolved one, as for strategies. Call after `check_plugins`."""
+    fusion = get_fusion(cfg.model.fusion)
+    if fusion is not None:
+        resolved = fusion.parse(cfg.model.fusion_params).model_dump(mode="json")
+        if resolved != cfg.model.fusion_params:
+            cfg.model.fusion_params = resolved
+    for enc in cfg.model.encoders.values():
+        spec = get_encoder(enc.name)
+        if spec is not None:
+            resolved = spec.parse(enc.params).model_dump(mode="json")
+            if resolved != enc.params:
+                enc.params = resolved
 
 
 def catalogue(listed_only: bool = False) -> dict[str, list[dict[str, Any]]]:
