@@ -63,6 +63,11 @@ def fusions() -> dict[str, FusionSpec]:
     return {n: s for n, s in fusion_specs().items() if s.listed and s.selected_by == "model.fusion"}
 
 
+def all_fusions() -> dict[str, FusionSpec]:
+    """Every listed fusion head, those chosen otherwise (`model.head: shared`) too."""
+    return {n: s for n, s in fusion_specs().items() if s.listed}
+
+
 def broken_plugins() -> list[PluginError]:
     """Plug-ins named in BML_PLUGINS or by entry points that failed to load (every kind)."""
     return plugin_errors() + model_plugin_errors()

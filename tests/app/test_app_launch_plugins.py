@@ -40,7 +40,13 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
     fusion = next(s for s in ll.model_fields() if s.path == "model.fusion")
-    assert fusion.kind == "choice" and set(fusion.options) == {"concat", "sum", "film", "gated", "weighted_sum"}
+    assert fusion.kind == "choice" and set(fusion.options) == {
+        "concat",
+        "sum",
+        "film",
+        "gated",
+        "weighted_sum",
+    }
     (temperature,) = ll.fusion_param_fields("weighted_sum")
     assert temperature.path == "fusion.weighted_sum.temperature" and temperature.kind == "float"
     assert "> 0" in temperature.help and temperature.default == 1.0
@@ -71,7 +77,9 @@ def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
     assert back["fusion.weighted_sum.temperature"] == 2.0 and back["encoder.ring.residual_mlp.width"] == 16
 
 
-def test_the_launch_page_offers_and_launches_the_plugins(installed: Path, engine: Engine, sent: list[int]) -> None:
+def test_the_launch_page_offers_and_launches_the_plugins(
+    installed: Path, engine: Engine, sent: list[int]
+) -> None:
     at = open_page("launch")
     at.selectbox(key="f:dataset.name").set_value("two_rings").run()
     at.selectbox(key="f:model.fusion").set_value("weighted_sum").run()
@@ -84,7 +92,9 @@ def test_the_launch_page_offers_and_launches_the_plugins(installed: Path, engine
     runs = db.list_runs(engine, limit=None).runs
     config = db.get_run(engine, max(r.id for r in runs)).config
     assert config["dataset"]["name"] == "two_rings"
-    assert config["model"]["fusion"] == "weighted_sum" and config["model"]["fusion_params"] == {"temperature": 0.5}
+    assert config["model"]["fusion"] == "weighted_sum" and config["model"]["fusion_params"] == {
+        "temperature": 0.5
+    }
     assert config["model"]["encoders"]["ring"]["params"] == {"width": 8, "blocks": 2}
     assert config["requires"] == {
         "dataset/two_rings": DIST,
@@ -92,3 +102,28 @@ def test_the_launch_page_offers_and_launches_the_plugins(installed: Path, engine
         "fusion/weighted_sum": DIST,
     }
     assert len(sent) == 1
+
+
+def test_methods_lists_the_plugin_kinds_with_the_package(installed: Path, engine: Engine) -> None:
+    at = open_page("methods")
+    assert not at.exception
+    frames = [df.value for df in at.dataframe if "name" in df.value.columns]
+    by_name = {row["name"]: row for df in frames for row in df.to_dict("records")}
+    assert {
+        "mlp",
+        "transformer",
+        "gru",
+        "residual_mlp",
+        "concat",
+        "weighted_sum",
+        "synthetic_seq",
+        "two_rings",
+    } <= set(by_name)
+    assert by_name["residual_mlp"]["accepts"] == "rank 1"
+    assert by_name["transformer"]["accepts"] == "rank 2 + lengths"
+    assert by_name["residual_mlp"]["parameters"] == "width int = 64; blocks int = 2"
+    assert f"package {DIST}" in by_name["weighted_sum"]["from"]
+    assert by_name["two_rings"]["modalities"] == "ring, blob"
+    assert by_name["mlp"]["from"] == "built-in"
+    headings = [m.value for m in at.markdown if m.value.startswith("#### ")]
+    assert headings == ["#### Encoders", "#### Fusion heads", "#### Datasets"]
