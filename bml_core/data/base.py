@@ -128,7 +128,7 @@ def build_dataset(cfg: DatasetConfig) -> DatasetBundle:
         builder = spec.load_impl()
     except ImportError as exc:
         raise DatasetError(str(exc), field="dataset.name") from None
-    return builder(cfg)  # type: ignore[no-any-return]
+    return builder(cfg)
 
 
 def stratified_split(

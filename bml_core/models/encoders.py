@@ -200,5 +200,5 @@ def build_encoder(
     except ImportError as exc:
         raise ConfigError([(f"{where}.name", str(exc))]) from None
     if sequence and spec.sequence:
-        return builder(shape, cfg, feature_dim, masked=True)  # type: ignore[no-any-return]
-    return builder(shape, cfg, feature_dim)  # type: ignore[no-any-return]
+        return builder(shape, cfg, feature_dim, masked=True)
+    return builder(shape, cfg, feature_dim)

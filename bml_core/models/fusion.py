@@ -143,4 +143,4 @@ def build_fusion(
         cls = spec.load_impl()
     except ImportError as exc:
         raise ConfigError([("model.fusion", str(exc))]) from None
-    return cls(dims, num_classes, **spec.parse(params).model_dump())  # type: ignore[no-any-return]
+    return cls(dims, num_classes, **spec.parse(params).model_dump())

@@ -143,7 +143,7 @@ class StrategySpec:
         """The implementation class (imports its module, which may import torch); `impl` may be
         relative to the declaring module. A module this process lacks is an ImportError naming
         the strategy and the package to install."""
-        return implref.load("strategy", self.name, self.impl, self.module)  # type: ignore[no-any-return]
+        return implref.load("strategy", self.name, self.impl, self.module)
 
     def parameters(self) -> list[dict[str, Any]]:
         """The parameters as plain data (name, type, default, bounds, description, choices)."""

@@ -3,10 +3,12 @@ plain rows for the page: what it does, its parameters, cost class, metrics and r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app import catalog
+from bml_core.plugins import EncoderSpec, FusionSpec
 from bml_core.strategies.spec import COST_CLASSES, StrategySpec
 
 
@@ -73,6 +75,7 @@ def model_catalogue() -> dict[str, list[dict[str, Any]]]:
     plug-in, as table rows: name, what it is, what it accepts, where it comes from, its
     parameters (`name type = default`)."""
     out: dict[str, list[dict[str, Any]]] = {}
+    specs: Mapping[str, Any]
     for kind, specs in (
         ("encoders", catalog.encoders()),
         ("fusions", catalog.all_fusions()),
@@ -80,9 +83,9 @@ def model_catalogue() -> dict[str, list[dict[str, Any]]]:
     ):
         rows = []
         for name, spec in specs.items():
-            if kind == "encoders":
+            if isinstance(spec, EncoderSpec):
                 accepts = f"rank {', '.join(map(str, spec.ranks))}" + (" + lengths" if spec.sequence else "")
-            elif kind == "fusions":
+            elif isinstance(spec, FusionSpec):
                 accepts = spec.selected_by + ("" if spec.per_modality_blocks else "; no per-modality blocks")
             else:
                 accepts = ", ".join(spec.default_modalities()) or "from the data file"
