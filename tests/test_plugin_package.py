@@ -77,6 +77,22 @@ def test_bml_plugins_lists_all_four_kinds_with_the_package(package_dir: Path, tm
     assert "residual_mlp" not in bare.stdout and json.loads(bare.stdout)["encoders"]
 
 
+def test_specs_and_catalogue_never_import_torch(package_dir: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from bml_core.plugins import catalogue\n"
+        "from bml_core.config import load_config\n"
+        "cat = catalogue()\n"
+        f"load_config({str(CONFIG)!r})\n"
+        "print(sorted(e['name'] for e in cat['encoders']), 'torch' in sys.modules)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=env(package_dir, tmp_path), capture_output=True, text=True
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split("] ")[1].strip() == "False" and "residual_mlp" in r.stdout
+
+
 def test_the_config_validates_plugin_parameters(installed: Path) -> None:
     cfg = load_config(CONFIG)
     assert cfg.model.encoders["ring"].params == {"width": 32, "blocks": 2}
