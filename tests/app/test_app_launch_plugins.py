@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 import db
 from app import catalog
 from app.views.launch import logic as ll
+from app.views.launch import plugin_fields as pf
 from bml_core import plugins
 from tests.plugin_package import DIST, install
 
@@ -47,12 +48,12 @@ def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
         "gated",
         "weighted_sum",
     }
-    (temperature,) = ll.fusion_param_fields("weighted_sum")
+    (temperature,) = pf.fusion_param_fields("weighted_sum")
     assert temperature.path == "fusion.weighted_sum.temperature" and temperature.kind == "float"
     assert "> 0" in temperature.help and temperature.default == 1.0
     name = next(s for s in ll.encoder_fields("ring") if s.name == "name")
     assert name.kind == "choice" and "residual_mlp" in name.options and "transformer" in name.options
-    width, blocks = ll.encoder_param_fields("ring", "residual_mlp")
+    width, blocks = pf.encoder_param_fields("ring", "residual_mlp")
     assert (width.path, width.kind, width.default) == ("encoder.ring.residual_mlp.width", "int", 64)
     assert blocks.name == "blocks"
     assert "two_rings" in catalog.datasets()

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from app import catalog
 from app.form_fields import FieldSpec, config_value, field_spec, model_field_specs, walk, widget_value
+from app.views.launch import plugin_fields as pf
 from bml_core.config import (
     PRESETS,
     ConfigError,
@@ -65,10 +66,6 @@ def dataset_fields() -> list[FieldSpec]:
     ]
 
 
-def _as_choice(spec: FieldSpec, options: Sequence[str]) -> FieldSpec:
-    return FieldSpec(**{**spec.__dict__, "kind": "choice", "options": tuple(options)})
-
-
 def model_fields() -> list[FieldSpec]:
     """Fusion (a choice among the registered fusion heads) and feature width; the chosen
     fusion head's own parameters are `fusion_param_fields`, encoders per-modality sections
@@ -77,19 +74,8 @@ def model_fields() -> list[FieldSpec]:
     for s in walk([section_spec("model")]):
         if s.path in ("model.encoders", "model.fusion_params"):
             continue
-        out.append(_as_choice(s, list(catalog.fusions())) if s.path == "model.fusion" else s)
+        out.append(pf.as_choice(s, list(catalog.fusions())) if s.path == "model.fusion" else s)
     return out
-
-
-def fusion_param_fields(fusion: str) -> list[FieldSpec]:
-    """A fusion head's parameter fields from its spec's model (`fusion.<name>.<field>`; they
-    become `model.fusion_params` of the chosen one)."""
-    spec = catalog.fusions().get(fusion)
-    return model_field_specs(spec.params, f"fusion.{fusion}") if spec is not None else []
-
-
-def all_fusion_param_fields() -> list[FieldSpec]:
-    return [f for name in catalog.fusions() for f in fusion_param_fields(name)]
 
 
 def encoder_fields(modality: str) -> list[FieldSpec]:
@@ -97,18 +83,7 @@ def encoder_fields(modality: str) -> list[FieldSpec]:
     its own parameters are `encoder_param_fields`."""
     specs = model_field_specs(EncoderConfig, f"model.encoders.{modality}", exclude=("params",))
     names = list(catalog.encoders())
-    return [_as_choice(s, names) if s.name == "name" else s for s in specs]
-
-
-def encoder_param_fields(modality: str, encoder: str) -> list[FieldSpec]:
-    """An encoder's parameter fields from its spec's model (`encoder.<m>.<name>.<field>`;
-    they become `model.encoders.<m>.params` of the chosen encoder)."""
-    spec = catalog.encoders().get(encoder)
-    return model_field_specs(spec.params, f"encoder.{modality}.{encoder}") if spec is not None else []
-
-
-def all_encoder_param_fields(modality: str) -> list[FieldSpec]:
-    return [f for name in catalog.encoders() for f in encoder_param_fields(modality, name)]
+    return [pf.as_choice(s, names) if s.name == "name" else s for s in specs]
 
 
 def short_description(spec: StrategySpec) -> str:
@@ -140,9 +115,9 @@ def section_fields(name: str) -> list[FieldSpec]:
 
 
 def all_fields(strategy_names: Sequence[str], encoder_modalities: Sequence[str]) -> list[FieldSpec]:
-    specs = run_fields() + dataset_fields() + model_fields() + all_fusion_param_fields()
+    specs = run_fields() + dataset_fields() + model_fields() + pf.all_fusion_param_fields()
     for m in encoder_modalities:
-        specs += encoder_fields(m) + all_encoder_param_fields(m)
+        specs += encoder_fields(m) + pf.all_encoder_param_fields(m)
     for s in strategy_names:
         specs += strategy_fields(s)
     for _, section in SECTIONS:
@@ -153,7 +128,7 @@ def all_fields(strategy_names: Sequence[str], encoder_modalities: Sequence[str])
 def default_values() -> dict[str, Any]:
     """Widget path -> initial widget value: the models' defaults (every strategy's too),
     with the default dataset's recommended settings on top (`dataset_default_values`)."""
-    specs = run_fields() + dataset_fields() + model_fields() + all_fusion_param_fields()
+    specs = run_fields() + dataset_fields() + model_fields() + pf.all_fusion_param_fields()
     for name in catalog.strategies():
         specs += strategy_fields(name)
     for _, section in SECTIONS:
@@ -187,17 +162,17 @@ def values_from_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         specs += section_fields(section)
     for spec in specs:
         values[spec.path] = widget_value(spec, _at(doc, spec.path))
-    for spec in all_fusion_param_fields():
+    for spec in pf.all_fusion_param_fields():
         values[spec.path] = widget_value(spec, spec.default)
-    for spec in fusion_param_fields(str(doc["model"]["fusion"])):
+    for spec in pf.fusion_param_fields(str(doc["model"]["fusion"])):
         values[spec.path] = widget_value(spec, doc["model"]["fusion_params"].get(spec.name, spec.default))
     encoders: dict[str, Any] = doc["model"]["encoders"]
     for modality, encoder in encoders.items():
         for spec in encoder_fields(modality):
             values[spec.path] = widget_value(spec, encoder.get(spec.name))
-        for spec in all_encoder_param_fields(modality):
+        for spec in pf.all_encoder_param_fields(modality):
             values[spec.path] = widget_value(spec, spec.default)
-        for spec in encoder_param_fields(modality, str(encoder["name"])):
+        for spec in pf.encoder_param_fields(modality, str(encoder["name"])):
             values[spec.path] = widget_value(spec, (encoder.get("params") or {}).get(spec.name, spec.default))
     names = [str(s["name"]) for s in doc["strategies"]]
     for entry in doc["strategies"]:
@@ -387,12 +362,12 @@ def assemble_config(
             errors[spec.path] = str(exc)
     model = raw.setdefault("model", {})
     model.setdefault("encoders", {})
-    fusion_params = _param_values(fusion_param_fields(str(model.get("fusion"))), values, errors)
+    fusion_params = pf.param_values(pf.fusion_param_fields(str(model.get("fusion"))), values, errors)
     if fusion_params:
         model["fusion_params"] = fusion_params
     for m in encoder_modalities:
         encoder = model["encoders"].setdefault(m, {})
-        params = _param_values(encoder_param_fields(m, str(encoder.get("name"))), values, errors)
+        params = pf.param_values(pf.encoder_param_fields(m, str(encoder.get("name"))), values, errors)
         if params:
             encoder["params"] = params
     strategies: list[dict[str, Any]] = []
@@ -403,31 +378,6 @@ def assemble_config(
         strategies.append(entry)
     raw["strategies"] = strategies
     return raw, errors
-
-
-def _param_values(
-    specs: Sequence[FieldSpec], values: Mapping[str, Any], errors: dict[str, str]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for spec in specs:
-        try:
-            out[spec.name] = config_value(spec, values.get(spec.path, spec.default))
-        except ValueError as exc:
-            errors[spec.path] = str(exc)
-    return out
-
-
-def _route_plugin_param(path: str, raw: Mapping[str, Any]) -> str:
-    """`model.fusion_params.x` -> `fusion.<chosen>.x`; `model.encoders.<m>.params.x` ->
-    `encoder.<m>.<chosen>.x` (the widgets of the chosen plug-in's parameters)."""
-    parts = path.split(".")
-    model = raw.get("model") or {}
-    if parts[:2] == ["model", "fusion_params"] and len(parts) > 2:
-        return ".".join(["fusion", str(model.get("fusion")), *parts[2:]])
-    if parts[:2] == ["model", "encoders"] and len(parts) > 4 and parts[3] == "params":
-        name = ((model.get("encoders") or {}).get(parts[2]) or {}).get("name")
-        return ".".join(["encoder", parts[2], str(name), *parts[4:]])
-    return path
 
 
 def route_error(path: str, strategy_names: Sequence[str]) -> str:
@@ -540,7 +490,7 @@ def check_form(
         check.config = validate_config(raw_for_validation)
     except ConfigError as exc:
         for path, msg in exc.errors:
-            check.errors.setdefault(_route_plugin_param(route_error(path, strategy_names), raw), msg)
+            check.errors.setdefault(pf.route_plugin_param(route_error(path, strategy_names), raw), msg)
     if check.config is not None:
         check.advisories = advisories(check.config)
     if path:

@@ -17,6 +17,7 @@ from app.form_fields import coerce
 from app.text import md
 from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
+from app.views.launch import plugin_fields as pf
 from app.widgets import (
     ensure_defaults,
     field_widget,
@@ -279,7 +280,7 @@ with st.container(border=True):
     st.subheader("Model")
     fields_grid(ll.model_fields(), errors, shown, columns=2)
     fusion_params = _seed_defaults(
-        ll.fusion_param_fields(str(st.session_state.get(widget_key("model.fusion"))))
+        pf.fusion_param_fields(str(st.session_state.get(widget_key("model.fusion"))))
     )
     if fusion_params:
         fields_grid(fusion_params, errors, shown, columns=4)
@@ -297,7 +298,7 @@ with st.container(border=True):
             show_error(f"model.encoders.{m}", errors, shown)
             fields_grid(_seed_defaults(ll.encoder_fields(m)), errors, shown, columns=5)
             chosen_encoder = str(st.session_state.get(widget_key(f"model.encoders.{m}.name")))
-            encoder_params = _seed_defaults(ll.encoder_param_fields(m, chosen_encoder))
+            encoder_params = _seed_defaults(pf.encoder_param_fields(m, chosen_encoder))
             if encoder_params:
                 st.caption(f"{chosen_encoder}'s own parameters")
                 fields_grid(encoder_params, errors, shown, columns=4)
