@@ -11,7 +11,9 @@ from typing import Any
 import yaml
 
 from bml_core.config import PRESET_NOTES, PRESETS, StrategyParams
-from bml_core.dataspecs import DatasetSpec, dataset_specs
+from bml_core.dataspecs import DatasetSpec
+from bml_core.plugins import EncoderSpec, FusionSpec, dataset_specs, encoder_specs, fusion_specs
+from bml_core.plugins import plugin_errors as model_plugin_errors
 from bml_core.strategies.spec import PluginError, StrategySpec, listed_specs, plugin_errors
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "examples"
@@ -27,7 +29,7 @@ class DatasetEntry:
 
 
 def datasets() -> dict[str, DatasetEntry]:
-    """The datasets by name (as `bml_core.data.DATASETS` has them), sorted."""
+    """The datasets by name (built-ins and plug-ins, from their specs), sorted."""
     return {
         name: DatasetEntry(
             name=name,
@@ -37,6 +39,7 @@ def datasets() -> dict[str, DatasetEntry]:
             spec=spec,
         )
         for name, spec in dataset_specs().items()
+        if spec.listed
     }
 
 
@@ -50,9 +53,24 @@ def strategies() -> dict[str, type[StrategyParams]]:
     return {name: spec.params for name, spec in strategy_specs().items()}
 
 
+def encoders() -> dict[str, EncoderSpec]:
+    """The listed encoders (built-ins and plug-ins) by name."""
+    return {name: spec for name, spec in encoder_specs().items() if spec.listed}
+
+
+def fusions() -> dict[str, FusionSpec]:
+    """The fusion heads chosen by `model.fusion` (built-ins and plug-ins) by name."""
+    return {n: s for n, s in fusion_specs().items() if s.listed and s.selected_by == "model.fusion"}
+
+
+def all_fusions() -> dict[str, FusionSpec]:
+    """Every listed fusion head, those chosen otherwise (`model.head: shared`) too."""
+    return {n: s for n, s in fusion_specs().items() if s.listed}
+
+
 def broken_plugins() -> list[PluginError]:
-    """Plug-ins named in BML_PLUGINS or by entry points that failed to load."""
-    return plugin_errors()
+    """Plug-ins named in BML_PLUGINS or by entry points that failed to load (every kind)."""
+    return plugin_errors() + model_plugin_errors()
 
 
 def presets() -> dict[str, str]:

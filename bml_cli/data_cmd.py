@@ -125,8 +125,8 @@ def register(app: typer.Typer) -> None:
 
     @data_app.command("list")
     def list_datasets() -> None:
-        """Registered dataset names and what they are."""
-        from bml_core.data import DATASET_NOTES
+        """Registered dataset names (built-ins and plug-ins) and what they are."""
+        from bml_core.plugins import dataset_specs
 
-        for name in sorted(DATASET_NOTES):
-            typer.echo(f"{name:16s} {DATASET_NOTES[name]}")
+        for name, spec in dataset_specs().items():
+            typer.echo(f"{name:16s} {spec.description}")

@@ -9,6 +9,7 @@ import typer
 from bml_cli import (
     dashboard_cmd,
     data_cmd,
+    plugins_cmd,
     report_cmd,
     store_cmd,
     strategies_cmd,
@@ -41,6 +42,7 @@ worker_cmd.register(app)
 dashboard_cmd.register(app)
 report_cmd.register(app)
 strategies_cmd.register(app)
+plugins_cmd.register(app)
 user_cmd.register(app)
 
 

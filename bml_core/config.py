@@ -1,338 +1,101 @@
-"""The run configuration: pydantic models for every key of a run (CONTRACT.md), presets,
-dotted overrides and advisories. Torch-free, so the dashboard can import it."""
+"""The run configuration: `RunConfig` (the schema's sections from `bml_core.schema`, with each
+strategy parsed by its discovered spec's parameter model), validation (dataset, plug-ins,
+strategy rules), presets, dotted overrides and advisories. Torch-free, so the dashboard can
+import it. Floors: schema < specs (strategies, datasets, encoders, fusions) < config."""
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     SerializeAsAny,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
+    model_serializer,
 )
+from pydantic_core import PydanticCustomError
 
+from bml_core import implref
 from bml_core.alerts.config import AlertsConfig
+from bml_core.dataspecs import check_dataset
+from bml_core.plugins import check_plugins, required_packages, resolve_params
+from bml_core.plugins import discover as discover_plugins
+from bml_core.schema import (
+    MAX_INT64,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    ConfigError,
+    DatasetConfig,
+    EncoderConfig,
+    Int,
+    ModelConfig,
+    OptimConfig,
+    SchedulerConfig,
+    StrategyParams,
+    StrictModel,
+    TrainConfig,
+    no_control_chars,
+)
+from bml_core.strategies.spec import check_rules, discover, plugin_errors, spec_advisories
 
-# --------------------------------------------------------------------------- errors
-
-
-class ConfigError(ValueError):
-    """An invalid run configuration: a list of (field path, message) pairs."""
-
-    def __init__(self, errors: list[tuple[str, str]]):
-        self.errors = errors
-        super().__init__("\n".join(f"{path}: {msg}" for path, msg in errors))
-
-    def as_dict(self) -> dict[str, str]:
-        return {path: msg for path, msg in self.errors}
-
-
-# Bounds on what can exhaust memory, disk or time, and on what the store can hold.
-MAX_INT64 = 2**63 - 1  # seeds and step counts are BIGINT columns
-MAX_EPOCHS = 100_000
-MAX_BATCH_SIZE = 1 << 20
-MAX_WIDTH = 1 << 16  # encoder widths and channels
-MAX_TAGS = 64
-MAX_TAG_LENGTH = 100  # db.models.MAX_TAG_LENGTH
-MAX_SEEDS_PER_LAUNCH = 1000
-MAX_CLASSES = 100_000  # a dataset's classes (the label of 1e9 must not build 1e9 names)
-MAX_PATH_LENGTH = 4096
-
-
-def _whole_number(v: Any) -> Any:
-    if isinstance(v, bool | float):
-        raise ValueError(f"must be a whole number (an integer), not {v!r}")
-    return v
-
-
-# An integer field that takes integers only: `true` is not 1 and 1e21 is not an epoch count.
-Int = Annotated[int, BeforeValidator(_whole_number)]
-
-
-def no_control_chars(value: str, what: str = "text") -> str:
-    """Refuse NUL and other control characters in names, groups and tags (PostgreSQL refuses
-    NUL, terminals interpret escape codes)."""
-    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or 127 <= ord(c) < 160})
-    if bad:
-        raise ValueError(f"{what} must not contain control characters (found {', '.join(bad)})")
-    return value
-
-
-def _non_finite(value: Any, where: str = "") -> tuple[str, float] | None:
-    """The first NaN/inf inside nested dicts and lists, with its dotted path."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return where, value
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = _non_finite(item, f"{where}.{key}" if where else str(key))
-        if found is not None:
-            return found
-    return None
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors; floats must be finite (integer fields use `Int`: whole numbers
-    only, never `true`/`false` or a float such as 1e21)."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-# --------------------------------------------------------------------------- sections
-
-
-class DatasetConfig(StrictModel):
-    """Which data to train on. `name` is a registered dataset (`synthetic`, `features`, ...)."""
-
-    name: str = Field("synthetic", max_length=200, description="registered dataset name")
-    path: str | None = Field(
-        None, max_length=MAX_PATH_LENGTH, description="file or directory for datasets read from disk"
-    )
-    val_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="validation share when no split is given")
-    test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="test share when no split is given")
-    params: dict[str, Any] = Field(default_factory=dict, description="dataset-specific parameters")
-
-    @field_validator("params")
-    @classmethod
-    def _finite_params(cls, v: dict[str, Any]) -> dict[str, Any]:
-        # free-form, but stored as strict JSON: a NaN/inf would come back as null
-        bad = _non_finite(v)
-        if bad is not None:
-            where, value = bad
-            raise ValueError(f"{where}: must be a finite number, not {value!r}")
-        return v
-
-    @model_validator(mode="after")
-    def _fractions(self) -> DatasetConfig:
-        if self.val_fraction + self.test_fraction >= 1.0:
-            raise ValueError("val_fraction + test_fraction must be < 1 (leave samples to train on)")
-        return self
-
-
-class EncoderConfig(StrictModel):
-    """One modality's encoder. `mlp` for vectors, `cnn` for [C,H,W] / [F,T], `resnet18` as in the papers."""
-
-    name: Literal["mlp", "cnn", "resnet18"] = "mlp"
-    hidden_dim: Int = Field(256, gt=0, le=MAX_WIDTH, description="MLP hidden width")
-    layers: Int = Field(2, ge=1, le=8, description="MLP hidden layers")
-    channels: Int = Field(32, gt=0, le=MAX_WIDTH // 4, description="CNN base channels")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-
-
-class ModelConfig(StrictModel):
-    fusion: Literal["concat", "sum", "film", "gated"] = "concat"
-    heads: Literal["split", "aux"] = Field(
-        "split",
-        description="uni-modal logits: split = the fusion head's per-modality blocks; "
-        "aux = one extra linear head per modality on h_m",
-    )
-    head: Literal["concat", "shared"] = Field(
-        "concat",
-        description="concat = the fusion head of `fusion`; shared = every modality's feature "
-        "projected to feature_dim and one Linear head applied to each (u_m = head(h_m), fused "
-        "z = sum_m u_m unless a strategy fuses otherwise; MLA, ReconBoost)",
-    )
-    feature_dim: Int = Field(
-        128, gt=0, le=MAX_WIDTH, description="encoder output width (ResNet-18 keeps 512)"
-    )
-    encoders: dict[str, EncoderConfig] = Field(
-        default_factory=dict, description="per modality; missing ones are chosen from the input rank"
-    )
-    init: Literal["torch", "official"] = Field(
-        "torch",
-        description=(
-            "weight initialisation: torch = PyTorch's defaults; official = both official codes' "
-            "weight_init (Linear: Xavier-normal weights, zero bias; Conv2d: Kaiming-normal fan_out; "
-            "BatchNorm: 1 and 0)"
-        ),
-    )
-
-    @model_validator(mode="after")
-    def _shared_head(self) -> ModelConfig:
-        if self.head == "shared" and self.fusion != "concat":
-            raise ValueError(
-                f"head: shared replaces the fusion head, so fusion: {self.fusion} would be ignored; "
-                "set fusion: concat (the default) or head: concat"
-            )
-        return self
-
-
-class SchedulerConfig(StrictModel):
-    name: Literal["none", "step", "cosine"] = "step"
-    step_size: Int = Field(70, gt=0, le=MAX_EPOCHS, description="epochs between decays (step)")
-    gamma: float = Field(0.1, gt=0.0, le=1.0, description="decay factor (step)")
-
-
-class OptimConfig(StrictModel):
-    name: Literal["sgd", "adam", "adamw"] = "sgd"
-    lr: float = Field(1e-3, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
-    weight_decay: float = Field(1e-4, ge=0.0)
-    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
-
-
-class TrainConfig(StrictModel):
-    epochs: Int = Field(100, ge=1, le=MAX_EPOCHS)
-    batch_size: Int = Field(64, ge=1, le=MAX_BATCH_SIZE)
-    eval_every: Int = Field(
-        1, ge=1, le=MAX_EPOCHS, description="evaluate on val every N epochs (and at the last)"
-    )
-    device: str = Field("auto", max_length=20, description="auto | cpu | cuda | cuda:N")
-    num_workers: Int = Field(0, ge=0, le=256, description="DataLoader workers for datasets read from disk")
-    amp: Literal["off", "bf16", "fp16"] = "off"
-    threads: Int = Field(0, ge=0, le=4096, description="torch CPU threads; 0 keeps torch's default")
-    linear_probe: bool = Field(
-        False, description="at the end, fit a linear classifier on each frozen encoder (CVPR definition)"
-    )
-    map_absent: Literal["zero", "skip"] = Field(
-        "zero",
-        description=(
-            "mAP: a class with no positives in the split counts as AP 0 (zero, the official code's "
-            "sklearn average_precision_score) or is left out of the mean (skip)"
-        ),
-    )
-    shapley_absent: Literal["input", "feature"] = Field(
-        "input",
-        description=(
-            "imbalance degree: a modality outside the Shapley subset has its input zeroed and "
-            "encoded again (input, as BalanceBenchmark) or its pooled feature zeroed (feature)"
-        ),
-    )
-    test_selected: bool = Field(
-        True,
-        description=(
-            "also record the official protocol's number: the best test accuracy over the evaluated "
-            "epochs (selected on test, reported apart, never used to select the model)"
-        ),
-    )
-    deterministic: bool = Field(
-        False,
-        description="use PyTorch's deterministic algorithms (and CUBLAS_WORKSPACE_CONFIG) so that a GPU "
-        "rerun repeats the run exactly; slower, and ops without a deterministic version fail",
-    )
-
-    @field_validator("device")
-    @classmethod
-    def _device(cls, v: str) -> str:
-        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
-            return v
-        raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
-
-    @field_validator("amp", mode="before")
-    @classmethod
-    def _amp_bool(cls, v: Any) -> Any:
-        # YAML reads a bare `off` as False.
-        return "off" if v is False else v
-
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "DatasetConfig",
+    "EncoderConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "SchedulerConfig",
+    "StrategyParams",
+    "TrainConfig",
+    "advisories",
+    "apply_override",
+    "apply_preset",
+    "config_schema",
+    "load_config",
+    "parse_override",
+    "read_config_file",
+    "strategy_params",
+    "validate_config",
+]
 
 # --------------------------------------------------------------------------- strategies
 
-ScheduleT = TypeVar("ScheduleT", bound="StrategyParams")
+
+def strategy_params() -> dict[str, type[StrategyParams]]:
+    """Every discovered strategy's parameter model by name (built-ins and plug-ins)."""
+    return {name: spec.params for name, spec in discover().items()}
 
 
-class StrategyParams(StrictModel):
-    """Parameters common to every strategy: when it is active (METHODS.md section 6)."""
-
-    name: str
-    start_epoch: Int = Field(
-        0, ge=0, le=MAX_EPOCHS, description="first epoch with modulation (0-based, inclusive)"
-    )
-    end_epoch: Int | None = Field(
-        None, ge=0, le=MAX_EPOCHS, description="last epoch with modulation (inclusive); null = the end"
-    )
-    warmup_epochs: Int = Field(0, ge=0, le=MAX_EPOCHS, description="no modulation for epochs < warmup_epochs")
-
-    # Whether the launch form lists it; hidden ones are internal.
-    listed: ClassVar[bool] = True
-    summary: ClassVar[str] = ""
-
-    @model_validator(mode="after")
-    def _schedule(self: ScheduleT) -> ScheduleT:
-        if self.end_epoch is not None and self.end_epoch < self.start_epoch:
-            raise ValueError(f"end_epoch ({self.end_epoch}) must be >= start_epoch ({self.start_epoch})")
-        return self
-
-    def active(self, epoch: int) -> bool:
-        if epoch < self.warmup_epochs or epoch < self.start_epoch:
-            return False
-        return self.end_epoch is None or epoch <= self.end_epoch
-
-
-RatioName = Literal["pairwise_mean", "vs_rest", "vs_min"]
-
-
-_STRATEGY_PARAMS: dict[str, type[StrategyParams]] = {}
-_SYNCED: set[str] = set()  # names that came from discovered specs
-
-
-def register_strategy_params(cls: type[StrategyParams], rebuild: bool = True) -> type[StrategyParams]:
-    """Register a strategy's parameter model; the run config and the launch form pick it up.
-    (Specs found by `bml_core.strategies.spec.discover` are registered automatically.)"""
-    name = cls.model_fields["name"].default
+def _strategy_item(item: Any, requires: Mapping[str, str] | None = None) -> Any:
+    """A strategy entry parsed by its own spec's parameter model (the name picks the model)."""
+    if not isinstance(item, Mapping):
+        return item
+    name = item.get("name")
     if not isinstance(name, str):
-        raise TypeError(f"{cls.__name__}.name needs a string default")
-    _STRATEGY_PARAMS[name] = cls
-    if rebuild and "RunConfig" in globals():
-        _rebuild_run_config()
-    return cls
+        raise PydanticCustomError("strategy_name", "each strategy needs a `name`")
+    package = str((requires or {}).get(f"strategy/{name}", "")) if isinstance(requires, Mapping) else ""
+    models = strategy_params()
+    if name not in models:
+        raise PydanticCustomError("strategy_unknown", _unknown_strategy(name, models, package))
+    return models[name].model_validate(dict(item))
 
 
-def sync_strategy_params(models: Mapping[str, type[StrategyParams]]) -> None:
-    """Make the discovered specs' parameter models the config's (one rebuild)."""
-    for name in _SYNCED - set(models):
-        _STRATEGY_PARAMS.pop(name, None)
-    _SYNCED.clear()
-    for cls in models.values():
-        register_strategy_params(cls, rebuild=False)
-    _SYNCED.update(models)
-    _rebuild_run_config()
-
-
-def _ensure_strategies() -> dict[str, type[StrategyParams]]:
-    """Discover the strategy specs (once; again when BML_PLUGINS changed)."""
-    from bml_core.strategies.spec import discover
-
-    discover()
-    return _STRATEGY_PARAMS
-
-
-# moved into their method packages (bml_core/strategies/<name>/); importable here as before
-_MOVED = {
-    "JointParams": "bml_core.strategies.joint",
-    "OGMParams": "bml_core.strategies.ogm",
-    "OGMGEParams": "bml_core.strategies.ogm",
-    "OPMParams": "bml_core.strategies.opm",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "STRATEGY_PARAMS":
-        return _ensure_strategies()
-    if name in _MOVED:
-        import importlib
-
-        return getattr(importlib.import_module(_MOVED[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _strategy_union() -> Any:
-    classes = tuple(_STRATEGY_PARAMS.values())
-    if not classes:
-        return StrategyParams
-    if len(classes) == 1:
-        return classes[0]
-    return Annotated[Union[classes], Field(discriminator="name")]  # noqa: UP007
+def _unknown_strategy(name: str, models: Mapping[str, Any], package: str = "") -> str:
+    if package:
+        return implref.unknown_plugin("strategy", name, list(models), package)
+    msg = f"unknown strategy {name!r}; known: {', '.join(sorted(models))}"
+    broken = "; ".join(str(e) for e in plugin_errors())
+    return f"{msg} (plug-ins that failed to load: {broken})" if broken else msg
 
 
 # --------------------------------------------------------------------------- the run
@@ -368,15 +131,30 @@ class RunConfig(StrictModel):
     alerts: AlertsConfig = Field(
         default_factory=AlertsConfig, description="imbalance alerts: detector switches and thresholds"
     )
+    requires: dict[Annotated[str, Field(max_length=300)], Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="the plug-ins this run uses and the packages that provide them (`<kind>/<name>: "
+        "package`); filled in on validation, so that a worker without one names the package",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_empty_requires(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # a run of built-ins only dumps exactly as before the key existed
+        out = handler(self)
+        if isinstance(out, dict) and not self.requires:
+            out.pop("requires", None)
+        return out
 
     @field_validator("strategies", mode="before")
     @classmethod
     def _strategy_shorthand(cls, v: Any) -> Any:
-        # Accept `strategies: [opm, ogm_ge]` and `strategies: ogm_ge` as shorthands.
+        # Accept `strategies: [opm, ogm_ge]` and `strategies: ogm_ge` as shorthands; each
+        # entry is parsed by the parameter model of the strategy it names.
         if isinstance(v, str):
             v = [v]
         if isinstance(v, list):
-            return [{"name": s} if isinstance(s, str) else s for s in v]
+            return [_strategy_item({"name": s} if isinstance(s, str) else s) for s in v]
         return v
 
     @field_validator("strategies", mode="after")
@@ -397,51 +175,17 @@ class RunConfig(StrictModel):
         return self.model_dump(mode="json")
 
 
-def _rebuild_run_config() -> None:
-    RunConfig.model_fields["strategies"].annotation = list[SerializeAsAny[_strategy_union()]]  # type: ignore[misc,assignment]
-    RunConfig.model_rebuild(force=True)
-
-
-_rebuild_run_config()
-
-
 # --------------------------------------------------------------------------- loading
 
 
 def _format_loc(loc: Iterable[Any]) -> str:
-    parts: list[str] = []
-    loc = list(loc)
-    i = 0
-    while i < len(loc):
-        part = loc[i]
-        parts.append(str(part))
-        # discriminated unions add the tag (`strategies.0.ogm_ge.alpha`): drop it
-        if (
-            len(parts) >= 2
-            and parts[-2] == "strategies"
-            and isinstance(part, int)
-            and i + 1 < len(loc)
-            and loc[i + 1] in _STRATEGY_PARAMS
-        ):
-            i += 1
-        i += 1
-    return ".".join(parts) or "config"
+    return ".".join(str(part) for part in loc) or "config"
 
 
 def _format_msg(err: Mapping[str, Any]) -> str:
     msg = str(err["msg"])
     if err["type"] == "extra_forbidden":
         return "unknown key (remove it or check its spelling against the documented keys)"
-    if err["type"] == "union_tag_invalid":
-        from bml_core.strategies.spec import plugin_errors
-
-        known = ", ".join(sorted(_STRATEGY_PARAMS))
-        name = err["input"].get("name") if isinstance(err.get("input"), dict) else None
-        msg = f"unknown strategy {name!r}; known: {known}" if name else f"unknown strategy; known: {known}"
-        broken = "; ".join(str(e) for e in plugin_errors())
-        return f"{msg} (plug-ins that failed to load: {broken})" if broken else msg
-    if err["type"] == "union_tag_not_found":
-        return "each strategy needs a `name`"
     return msg.removeprefix("Value error, ")
 
 
@@ -453,17 +197,40 @@ def validate_config(raw: Mapping[str, Any], *, path_rules: bool = True) -> RunCo
     resolved under BML_DATA_ROOTS), which the worker applies before it opens any file."""
     if not isinstance(raw, Mapping):
         raise ConfigError([("config", "must be a mapping of keys to values")])
-    _ensure_strategies()
+    raw = dict(raw)
+    discover_plugins()
+    errors: list[tuple[str, str]] = []
+    strategies = raw.get("strategies")
+    if isinstance(strategies, list):
+        # each entry by its own model, so that an error names `strategies.N.<field>`
+        parsed = []
+        for i, item in enumerate(strategies):
+            try:
+                parsed.append(
+                    _strategy_item({"name": item} if isinstance(item, str) else item, raw.get("requires"))
+                )
+            except ValidationError as exc:
+                errors += [(_format_loc(["strategies", i, *e["loc"]]), _format_msg(e)) for e in exc.errors()]
+            except PydanticCustomError as exc:
+                errors.append((f"strategies.{i}", str(exc)))
+        raw["strategies"] = parsed if not errors else []
     try:
-        cfg = RunConfig.model_validate(dict(raw))
+        cfg = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]) from None
-    from bml_core.dataspecs import check_dataset
-    from bml_core.strategies.spec import check_rules
-
-    errors = check_dataset(cfg.dataset, path_rules=path_rules) + check_rules(cfg)
+        errors += [(_format_loc(e["loc"]), _format_msg(e)) for e in exc.errors()]
     if errors:
         raise ConfigError(errors)
+    errors = (
+        check_dataset(cfg.dataset, path_rules=path_rules, requires=cfg.requires)
+        + check_plugins(cfg)
+        + check_rules(cfg)
+    )
+    if errors:
+        raise ConfigError(errors)
+    resolve_params(cfg)
+    needed = required_packages(cfg)
+    if needed:
+        cfg.requires = {**cfg.requires, **needed}
     return cfg
 
 
@@ -674,12 +441,19 @@ def _fp16_on_cpu(cfg: RunConfig) -> str | None:
 
 def advisories(cfg: RunConfig) -> list[str]:
     """Warnings about valid but questionable settings (not errors)."""
-    from bml_core.strategies.spec import spec_advisories
-
     return spec_advisories(cfg) + [msg for fn in _ADVISORIES if (msg := fn(cfg))]
 
 
 def config_schema() -> dict[str, Any]:
-    """JSON schema of the run config (for the launch form and docs)."""
-    _ensure_strategies()
-    return RunConfig.model_json_schema()
+    """JSON schema of the run config (for the launch form and docs): each strategy entry is
+    one of the discovered strategies' parameter models."""
+    schema = RunConfig.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    variants = []
+    for _name, model in sorted(strategy_params().items()):
+        sub = model.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[model.__name__] = sub
+        variants.append({"$ref": f"#/$defs/{model.__name__}"})
+    schema["properties"]["strategies"]["items"] = {"oneOf": variants}
+    return schema

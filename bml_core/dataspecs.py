@@ -22,9 +22,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bml_core.config import MAX_CLASSES, DatasetConfig
+from bml_core import implref
 from bml_core.dataroots import check_data_path
 from bml_core.errors import DatasetError
+from bml_core.schema import MAX_CLASSES, DatasetConfig, describe_parameters
 
 MFEAT_VIEWS = ("fou", "fac", "kar", "pix", "zer", "mor")
 DEFAULT_VIEWS = ["pix", "zer"]
@@ -193,6 +194,39 @@ class DatasetSpec:
     recommended: Mapping[str, Any] = field(default_factory=dict)
     needs_path: bool = False
     layout: str = ""
+    # "module:builder" (relative to the declaring module when it starts with `.` or `:`):
+    # builder(DatasetConfig) -> DatasetBundle, imported when a run is built
+    impl: str = ""
+    listed: bool = True
+    source: str = field(default="", compare=False)  # set by discovery
+    module: str = field(default="", compare=False)  # the declaring module (found on construction)
+    package: str = field(default="", compare=False)  # set by discovery: the distribution of a plug-in
+
+    kind = "dataset"
+
+    def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", implref.declaring_module(__name__))
+
+    def load_impl(self) -> Any:
+        """The builder (imports its module, which may import torch)."""
+        if not self.impl:
+            raise ImportError(f"dataset {self.name!r} names no implementation (impl = 'module:builder')")
+        return implref.load("dataset", self.name, self.impl, self.module)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters(),
+            "modalities": self.default_modalities(),
+            "needs_path": self.needs_path,
+            "layout": self.layout,
+            "source": self.source,
+            "package": self.package,
+            "listed": self.listed,
+        }
 
     @property
     def path_kinds(self) -> dict[str, PathKind]:
@@ -206,9 +240,7 @@ class DatasetSpec:
         return self.modalities(self.params())
 
     def parameters(self) -> list[dict[str, Any]]:
-        from bml_core.strategies.spec import describe_parameters
-
-        out = describe_parameters(self.params)  # type: ignore[arg-type]
+        out = describe_parameters(self.params)
         for p in out:
             p["path"] = p["name"] in self.path_params
         return out
@@ -257,6 +289,7 @@ def register_dataset_params(name: str, model: type[BaseModel]) -> None:
 for _spec in (
     DatasetSpec(
         name="synthetic",
+        impl="bml_core.data.synthetic:build_synthetic",
         description="Seeded synthetic set with one dominant and one weaker modality.",
         params=SyntheticParams,
         modalities=lambda p: [m.name for m in p.modalities],
@@ -265,6 +298,7 @@ for _spec in (
     ),
     DatasetSpec(
         name="mfeat",
+        impl="bml_core.data.mfeat:build_mfeat",
         description="UCI Multiple Features digits (bundled, real): 6 views, 10 classes.",
         params=MfeatParams,
         modalities=lambda p: list(p.views),
@@ -278,6 +312,7 @@ for _spec in (
     ),
     DatasetSpec(
         name="features",
+        impl="bml_core.data.features:build_features",
         description="Your own per-modality arrays in one .npz or .h5 file (CONTRACT.md).",
         params=FeaturesParams,
         needs_path=True,
@@ -285,6 +320,7 @@ for _spec in (
     ),
     DatasetSpec(
         name="cremad",
+        impl="bml_core.data.cremad:build_cremad",
         description="CREMA-D audio + face frames, 6 emotions (OGM-GE layout under dataset.path).",
         params=CremadParams,
         modalities=lambda _p: ["audio", "visual"],
@@ -299,6 +335,7 @@ for _spec in (
     ),
     DatasetSpec(
         name="kinetics_sounds",
+        impl="bml_core.data.kinetics_sounds:build_kinetics_sounds",
         description="Kinetics-Sounds audio spectrograms + HDF5 frames, 31 classes (T-PAMI layout).",
         params=KineticsSoundsParams,
         modalities=lambda _p: ["audio", "visual"],
@@ -318,6 +355,7 @@ for _spec in (
     ),
     DatasetSpec(
         name="ucf101",
+        impl="bml_core.data.ucf101:build_ucf101",
         description="UCF-101 RGB + optical-flow frame folders, 101 actions (BalanceBenchmark layout).",
         params=UCF101Params,
         modalities=lambda _p: ["rgb", "flow"],
@@ -389,7 +427,9 @@ def params_errors(
     return out
 
 
-def check_dataset(dataset: Any, *, path_rules: bool = True) -> list[tuple[str, str]]:
+def check_dataset(
+    dataset: Any, *, path_rules: bool = True, requires: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
     """Problems of a DatasetConfig that need no data: an unknown name, bad parameters (and,
     with `path_rules`, relative path parameters that leave dataset.path). A dataset
     registered only with `bml_core.data.register_dataset` (no spec) is checked by its
@@ -399,8 +439,10 @@ def check_dataset(dataset: Any, *, path_rules: bool = True) -> list[tuple[str, s
         base = sys.modules.get("bml_core.data.base")
         if base is not None and dataset.name in getattr(base, "DATASETS", {}):
             return []
-        known = ", ".join(sorted(DATASET_SPECS))
-        return [("dataset.name", f"unknown dataset {dataset.name!r}; known: {known}")]
+        package = (requires or {}).get(f"dataset/{dataset.name}", "")
+        return [
+            ("dataset.name", implref.unknown_plugin("dataset", dataset.name, list(DATASET_SPECS), package))
+        ]
     return params_errors(spec, dataset.params or {}, path_rules=path_rules)
 
 

@@ -235,7 +235,11 @@ class Trainer:
 
         seed_everything(cfg.seed)
         self.model = build_model(
-            cfg.model, self.bundle.input_shapes, self.bundle.num_classes, aux_heads=wants_aux_heads(cfg)
+            cfg.model,
+            self.bundle.input_shapes,
+            self.bundle.num_classes,
+            aux_heads=wants_aux_heads(cfg),
+            sequences=self.bundle.info.get("sequences", ()),
         ).to(self.device)
         self.strategies = build_strategies(cfg.strategies, self.model, self.device, cfg.seed)
         # the strategies implementing each event, in config order (the loop skips no-ops)

@@ -7,15 +7,13 @@ import pytest
 from bml_core.config import (
     PRESETS,
     ConfigError,
-    OGMGEParams,
-    OPMParams,
     RunConfig,
-    StrategyParams,
     advisories,
     load_config,
-    register_strategy_params,
     validate_config,
 )
+from bml_core.strategies.ogm import OGMGEParams
+from bml_core.strategies.opm import OPMParams
 
 
 def errors_of(raw: dict) -> dict[str, str]:
@@ -186,17 +184,22 @@ def test_schedule_activity() -> None:
     assert OPMParams().active(1000)
 
 
-def test_registering_a_new_strategy_extends_the_config() -> None:
-    from typing import Literal
-
-    class ToyParams(StrategyParams):
-        name: Literal["toy_for_test"] = "toy_for_test"
-        strength: float = 1.0
-
-    register_strategy_params(ToyParams)
+def test_a_discovered_strategy_extends_the_config(tmp_path, monkeypatch) -> None:
+    # a strategy enters the config through its spec alone (BML_PLUGINS here), no registration
+    (tmp_path / "toy_for_test_mod.py").write_text(
+        "from typing import Literal\n"
+        "from bml_core.schema import StrategyParams\n"
+        "from bml_core.strategies.spec import StrategySpec\n"
+        "class ToyParams(StrategyParams):\n"
+        "    name: Literal['toy_for_test'] = 'toy_for_test'\n"
+        "    strength: float = 1.0\n"
+        "SPEC = StrategySpec(name='toy_for_test', description='toy', params=ToyParams, impl=':Toy')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BML_PLUGINS", "toy_for_test_mod")
     try:
         cfg = load_config({"strategies": [{"name": "toy_for_test", "strength": 2}]})
-        assert isinstance(cfg.strategies[0], ToyParams)
+        assert type(cfg.strategies[0]).__name__ == "ToyParams"
         assert cfg.to_dict()["strategies"][0] == {
             "name": "toy_for_test",
             "start_epoch": 0,
@@ -204,11 +207,12 @@ def test_registering_a_new_strategy_extends_the_config() -> None:
             "warmup_epochs": 0,
             "strength": 2.0,
         }
+        assert errors_of({"strategies": [{"name": "toy_for_test", "strength": "x"}]}) == {
+            "strategies.0.strength": "Input should be a valid number, unable to parse string as a number"
+        }
     finally:
-        from bml_core import config
-
-        config.STRATEGY_PARAMS.pop("toy_for_test")
-        config._rebuild_run_config()
+        monkeypatch.delenv("BML_PLUGINS")
+    assert "toy_for_test" in errors_of({"strategies": ["toy_for_test"]})["strategies.0"]
 
 
 def test_yaml_off_is_amp_off(tmp_path) -> None:

@@ -21,10 +21,7 @@ from hypothesis import strategies as st
 
 from bml_cli.common import read_run_config
 from bml_core.config import (
-    MAX_EPOCHS,
-    MAX_INT64,
     PRESETS,
-    STRATEGY_PARAMS,
     ConfigError,
     DatasetConfig,
     EncoderConfig,
@@ -34,8 +31,10 @@ from bml_core.config import (
     SchedulerConfig,
     TrainConfig,
     load_config,
+    strategy_params,
     validate_config,
 )
+from bml_core.schema import MAX_EPOCHS, MAX_INT64
 
 PROFILE = settings(
     max_examples=300,
@@ -176,7 +175,7 @@ def section(draw: st.DrawFn, model: type) -> Any:
 
 
 def _strategy_names() -> list[str]:
-    return sorted(STRATEGY_PARAMS)
+    return sorted(strategy_params())
 
 
 @st.composite
@@ -187,7 +186,8 @@ def strategy_entry(draw: st.DrawFn) -> Any:
         return name  # the shorthand `strategies: [opm]`
     if pick == 1:
         return draw(wild)
-    params = _keys(STRATEGY_PARAMS[name]) if isinstance(name, str) and name in STRATEGY_PARAMS else []
+    models = strategy_params()
+    params = _keys(models[name]) if isinstance(name, str) and name in models else []
     keys = draw(st.lists(st.sampled_from([*params, "bogus"]), max_size=4, unique=True)) if params else []
     entry: dict[str, Any] = {k: draw(wild) for k in keys}
     if draw(st.integers(0, 9)):

@@ -11,7 +11,7 @@ import pytest
 
 import db
 from bml_core.config import ConfigError
-from bml_core.dataparams import DATASET_PARAMS, check_dataset_paths, path_params
+from bml_core.dataspecs import DATASET_PARAMS, check_dataset_paths, path_params
 from bml_core.errors import DatasetError
 from worker.client import prepare
 from worker.run_process import _train

@@ -371,7 +371,7 @@ def test_the_dashboard_never_shows_error_details_to_visitors() -> None:
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"
 
 
-@pytest.mark.parametrize("strategy", sorted(__import__("bml_core.config", fromlist=["x"]).STRATEGY_PARAMS))
+@pytest.mark.parametrize("strategy", sorted(__import__("bml_core.config", fromlist=["x"]).strategy_params()))
 def test_every_strategys_checkpoint_loads_with_weights_only(strategy: str, tmp_path: Path) -> None:
     """What each built-in strategy keeps in its state is a tensor or a plain value, so the
     safe loader reads it back and the run resumes."""

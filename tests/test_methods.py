@@ -8,14 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from bml_core.config import OGMGEParams, OGMParams, OPMParams
 from bml_core.imbalance import discrepancy_ratio, modality_scores, official_loop_score, probe_unimodal_logits
 from bml_core.models import MultimodalModel
 from bml_core.models.encoders import MLPEncoder, SmallCNN
 from bml_core.models.fusion import ConcatFusion, FiLMFusion, GatedFusion, SumFusion
 from bml_core.strategies import StepContext
-from bml_core.strategies.ogm import OGM, OGMGE, ogm_coefficient
-from bml_core.strategies.opm import OPM, opm_drop, opm_drop_probability, opm_rescale_factors
+from bml_core.strategies.ogm import OGMGEParams, OGMParams
+from bml_core.strategies.ogm.impl import OGM, OGMGE, ogm_coefficient
+from bml_core.strategies.opm import OPMParams
+from bml_core.strategies.opm.impl import OPM, opm_drop, opm_drop_probability, opm_rescale_factors
 
 LN3 = math.log(3.0)
 
@@ -373,8 +374,8 @@ def test_opm_gate_and_drop_frequencies_through_the_strategy(host_math: bool) -> 
 
 def test_host_formulas_equal_tensor_formulas() -> None:
     from bml_core.imbalance import discrepancy_ratio_host
-    from bml_core.strategies.ogm import ogm_coefficient_host
-    from bml_core.strategies.opm import opm_drop_probability_host, opm_rescale_factors_host
+    from bml_core.strategies.ogm.impl import ogm_coefficient_host
+    from bml_core.strategies.opm.impl import opm_drop_probability_host, opm_rescale_factors_host
 
     g = torch.Generator().manual_seed(4)
     for m in (2, 3, 4):

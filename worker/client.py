@@ -20,9 +20,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_override, validate_config
+from bml_core.config import ConfigError, RunConfig, apply_override, validate_config
 from bml_core.dataspecs import check_dataset_paths
 from bml_core.errors import DatasetError
+from bml_core.schema import MAX_SEEDS_PER_LAUNCH
 from db import (
     Actor,
     authorize,

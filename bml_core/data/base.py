@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from bml_core.config import DatasetConfig
 from bml_core.dataspecs import get_dataset_spec
 from bml_core.errors import DatasetError
+from bml_core.plugins import get_dataset
 
 
 class MultimodalDataset(Dataset):
@@ -111,11 +112,23 @@ def register_dataset(name: str, note: str = "") -> Callable[[DatasetBuilder], Da
 
 
 def build_dataset(cfg: DatasetConfig) -> DatasetBundle:
-    if cfg.name not in DATASETS:
+    """The dataset's splits: its builder registered here, else its spec's lazily imported
+    implementation (a plug-in dataset); a missing one is an error naming the dataset."""
+    if cfg.name in DATASETS:
+        return DATASETS[cfg.name](cfg)
+    spec = get_dataset(cfg.name)
+    if spec is None or not spec.impl:
         raise DatasetError(
-            f"unknown dataset {cfg.name!r}; known: {', '.join(sorted(DATASETS))}", field="dataset.name"
+            f"unknown dataset {cfg.name!r}; known: {', '.join(sorted(DATASETS))}; if it is a plug-in, "
+            "install the package that provides it on this machine (and on the workers), or name its "
+            "module in BML_PLUGINS",
+            field="dataset.name",
         )
-    return DATASETS[cfg.name](cfg)
+    try:
+        builder = spec.load_impl()
+    except ImportError as exc:
+        raise DatasetError(str(exc), field="dataset.name") from None
+    return builder(cfg)
 
 
 def stratified_split(

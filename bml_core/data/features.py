@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from bml_core.config import MAX_CLASSES, DatasetConfig
 from bml_core.data.base import DatasetBundle, DatasetError, register_dataset, split_tensor_dataset
+from bml_core.data.sequences import check_lengths, with_mask
+from bml_core.schema import MAX_CLASSES, DatasetConfig
 
 SPLIT_NAMES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "test": 2}
 
@@ -149,6 +150,16 @@ def load_features(path: str | Path) -> dict[str, Any]:
             field="y",
             path=str(p),
         )
+    lengths: dict[str, np.ndarray] = {}
+    for key in sorted(k for k in arrays if k.startswith("len_")):
+        m = key[4:]
+        if m not in xs:
+            raise DatasetError(
+                f"{p}: {key} names no modality (no x_{m}); lengths go with a sequence array x_{m} [N, T, D]",
+                field=key,
+                path=str(p),
+            )
+        lengths[m] = check_lengths(xs[m], arrays[key], m, str(p))
     split = arrays.get("split")
     if split is not None:
         if len(split) != n:
@@ -161,6 +172,7 @@ def load_features(path: str | Path) -> dict[str, Any]:
         "y": y,
         "split": split,
         "classes": class_names or [str(i) for i in range(num_classes)],
+        "lengths": lengths,
     }
 
 
@@ -170,6 +182,7 @@ def save_features(
     y: np.ndarray,
     split: np.ndarray | None = None,
     classes: list[str] | None = None,
+    lengths: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Write the features format atomically (a temporary file renamed on success)."""
     p = Path(path)
@@ -180,6 +193,8 @@ def save_features(
         arrays["split"] = np.asarray(split)
     if classes is not None:
         arrays["classes"] = np.asarray(classes, dtype=str)
+    for m, lens in (lengths or {}).items():
+        arrays[f"len_{m}"] = np.asarray(lens)  # checked when read
     tmp = p.with_name(p.name + ".partial")
     if p.suffix.lower() in (".h5", ".hdf5"):
         import h5py
@@ -205,7 +220,13 @@ def build_features(cfg: DatasetConfig) -> DatasetBundle:
             "the features dataset needs dataset.path (a .npz or .h5 file)", field="dataset.path"
         )
     data = load_features(cfg.path)
-    x = {m: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for m, a in data["x"].items()}
+    lengths = data["lengths"]
+    x = {
+        m: torch.from_numpy(
+            with_mask(a, lengths[m]) if m in lengths else np.ascontiguousarray(a, dtype=np.float32)
+        )
+        for m, a in data["x"].items()
+    }
     y = torch.from_numpy(data["y"])
     seed = int(cfg.params.get("split_seed", 0))
     train, val, test = split_tensor_dataset(x, y, data["split"], cfg, seed, str(cfg.path))
@@ -217,5 +238,5 @@ def build_features(cfg: DatasetConfig) -> DatasetBundle:
         input_shapes={m: tuple(a.shape[1:]) for m, a in x.items()},
         num_classes=len(data["classes"]),
         class_names=list(data["classes"]),
-        info={"path": str(cfg.path)},
+        info={"path": str(cfg.path), **({"sequences": sorted(lengths)} if lengths else {})},
     )

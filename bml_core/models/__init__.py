@@ -6,12 +6,10 @@ import torch
 from torch import nn
 
 from bml_core.config import ConfigError, ModelConfig
-from bml_core.models.encoders import ENCODERS, build_encoder, default_encoder_name, register_encoder
-from bml_core.models.fusion import FUSIONS, FusionHead, SharedHead, build_fusion
+from bml_core.models.encoders import build_encoder, default_encoder_name
+from bml_core.models.fusion import FusionHead, SharedHead, build_fusion
 
 __all__ = [
-    "ENCODERS",
-    "FUSIONS",
     "FusionHead",
     "MultimodalModel",
     "Projected",
@@ -20,7 +18,6 @@ __all__ = [
     "build_model",
     "default_encoder_name",
     "official_init",
-    "register_encoder",
 ]
 
 
@@ -92,8 +89,14 @@ def official_init(module: nn.Module) -> None:
 
 
 def build_model(
-    cfg: ModelConfig, input_shapes: dict[str, tuple[int, ...]], num_classes: int, aux_heads: bool = False
+    cfg: ModelConfig,
+    input_shapes: dict[str, tuple[int, ...]],
+    num_classes: int,
+    aux_heads: bool = False,
+    sequences: list[str] | tuple[str, ...] = (),
 ) -> MultimodalModel:
+    """`sequences`: the modalities that come with lengths (their default encoder is the
+    transformer)."""
     unknown = sorted(set(cfg.encoders) - set(input_shapes))
     if unknown:
         raise ConfigError(
@@ -104,8 +107,10 @@ def build_model(
                 )
             ]
         )
+    seq = set(sequences or ())
     encoders = {
-        m: build_encoder(shape, cfg.encoders.get(m), cfg.feature_dim) for m, shape in input_shapes.items()
+        m: build_encoder(shape, cfg.encoders.get(m), cfg.feature_dim, modality=m, sequence=m in seq)
+        for m, shape in input_shapes.items()
     }
     if cfg.head == "shared":
         # every feature projected to feature_dim (the projection belongs to the modality's
@@ -116,7 +121,9 @@ def build_model(
         }
     dims = {m: int(e.out_dim) for m, e in encoders.items()}  # type: ignore[arg-type]
     fusion = (
-        SharedHead(dims, num_classes) if cfg.head == "shared" else build_fusion(cfg.fusion, dims, num_classes)
+        SharedHead(dims, num_classes)
+        if cfg.head == "shared"
+        else build_fusion(cfg.fusion, dims, num_classes, cfg.fusion_params)
     )
     model = MultimodalModel(encoders, fusion)
     if aux_heads or cfg.heads == "aux":

@@ -9,18 +9,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from bml_core.config import EncoderConfig
+from bml_core.plugins import encoder_specs as _encoder_specs
+from bml_core.plugins import get_encoder, unknown_message
+from bml_core.schema import ConfigError, EncoderConfig
 
 EncoderBuilder = Callable[[tuple[int, ...], EncoderConfig, int], nn.Module]
-ENCODERS: dict[str, EncoderBuilder] = {}
-
-
-def register_encoder(name: str) -> Callable[[EncoderBuilder], EncoderBuilder]:
-    def deco(fn: EncoderBuilder) -> EncoderBuilder:
-        ENCODERS[name] = fn
-        return fn
-
-    return deco
 
 
 class MLPEncoder(nn.Module):
@@ -152,7 +145,6 @@ def _maybe_frames(shape: tuple[int, ...], make: Callable[[int], nn.Module]) -> n
     raise ValueError(f"a convolutional encoder needs [F,T], [C,H,W] or [T,C,H,W] inputs, got {list(shape)}")
 
 
-@register_encoder("mlp")
 def build_mlp(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> nn.Module:
     in_dim = 1
     for s in shape:
@@ -160,24 +152,53 @@ def build_mlp(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> n
     return MLPEncoder(in_dim, cfg.hidden_dim, cfg.layers, feature_dim, cfg.dropout)
 
 
-@register_encoder("cnn")
 def build_cnn(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> nn.Module:
     return _maybe_frames(shape, lambda c: SmallCNN(c, cfg.channels, feature_dim, cfg.dropout))
 
 
-@register_encoder("resnet18")
 def build_resnet18(shape: tuple[int, ...], cfg: EncoderConfig, feature_dim: int) -> nn.Module:
     return _maybe_frames(shape, ResNet18)
 
 
-def default_encoder_name(shape: tuple[int, ...]) -> str:
-    """mlp for vectors, cnn for [F,T], [C,H,W] and frame stacks."""
+def default_encoder_name(shape: tuple[int, ...], sequence: bool = False) -> str:
+    """mlp for vectors, cnn for [F,T], [C,H,W] and frame stacks; transformer for [T, D]
+    sequences that come with lengths."""
+    if sequence and len(shape) == 2:
+        return "transformer"
     return "mlp" if len(shape) <= 1 else "cnn"
 
 
-def build_encoder(shape: tuple[int, ...], cfg: EncoderConfig | None, feature_dim: int) -> nn.Module:
+def build_encoder(
+    shape: tuple[int, ...],
+    cfg: EncoderConfig | None,
+    feature_dim: int,
+    modality: str = "",
+    sequence: bool = False,
+) -> nn.Module:
+    """The encoder of one modality from its registered spec (built-in or plug-in; the
+    implementation is imported here). A name no spec declares, an input rank the encoder
+    does not accept, or an implementation this process cannot import: ConfigError naming
+    `model.encoders.<modality>`."""
     if cfg is None:
-        cfg = EncoderConfig(name=default_encoder_name(shape))  # type: ignore[arg-type,unused-ignore]
-    if cfg.name not in ENCODERS:
-        raise ValueError(f"unknown encoder {cfg.name!r}; known: {', '.join(ENCODERS)}")
-    return ENCODERS[cfg.name](shape, cfg, feature_dim)
+        cfg = EncoderConfig(name=default_encoder_name(shape, sequence))
+    where = f"model.encoders.{modality or '<modality>'}"
+    spec = get_encoder(cfg.name)
+    if spec is None:
+        raise ConfigError([(f"{where}.name", unknown_message("encoder", cfg.name, list(_encoder_specs())))])
+    if len(shape) not in spec.ranks:
+        raise ConfigError(
+            [
+                (
+                    f"{where}.name",
+                    f"encoder {spec.name} takes per-sample inputs of rank {list(spec.ranks)}, but "
+                    f"{modality or 'this modality'} has shape {list(shape)}; choose another encoder",
+                )
+            ]
+        )
+    try:
+        builder = spec.load_impl()
+    except ImportError as exc:
+        raise ConfigError([(f"{where}.name", str(exc))]) from None
+    if sequence and spec.sequence:
+        return builder(shape, cfg, feature_dim, masked=True)
+    return builder(shape, cfg, feature_dim)

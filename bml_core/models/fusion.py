@@ -3,10 +3,14 @@ uni-modal logits u_m of METHODS.md section 2 (the imbalance probe)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
+
+from bml_core.plugins import fusion_specs, get_fusion, unknown_message
+from bml_core.schema import ConfigError
 
 Features = dict[str, torch.Tensor]
 
@@ -127,15 +131,16 @@ class SharedHead(FusionHead):
         return dict(zip(self.modalities, self.stacked(feats).unbind(0), strict=True))
 
 
-FUSIONS: dict[str, Callable[..., FusionHead]] = {
-    "concat": ConcatFusion,
-    "sum": SumFusion,
-    "film": FiLMFusion,
-    "gated": GatedFusion,
-}
-
-
-def build_fusion(name: str, dims: dict[str, int], num_classes: int) -> FusionHead:
-    if name not in FUSIONS:
-        raise ValueError(f"unknown fusion {name!r}; known: {', '.join(FUSIONS)}")
-    return FUSIONS[name](dims, num_classes)
+def build_fusion(
+    name: str, dims: dict[str, int], num_classes: int, params: Mapping[str, Any] | None = None
+) -> FusionHead:
+    """The fusion head from its registered spec (built-in or plug-in), with its parameters
+    (`model.fusion_params`, parsed by the spec's model) as keyword arguments."""
+    spec = get_fusion(name)
+    if spec is None:
+        raise ConfigError([("model.fusion", unknown_message("fusion head", name, list(fusion_specs())))])
+    try:
+        cls = spec.load_impl()
+    except ImportError as exc:
+        raise ConfigError([("model.fusion", str(exc))]) from None
+    return cls(dims, num_classes, **spec.parse(params).model_dump())

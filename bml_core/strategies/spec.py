@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
+from bml_core import implref
+from bml_core.schema import StrategyParams, describe_parameters
+
 if TYPE_CHECKING:
-    from bml_core.config import RunConfig, StrategyParams
+    from bml_core.config import RunConfig
 
 COST_CLASSES: dict[str, str] = {
     "none": "no per-step work beyond joint training",
@@ -111,8 +114,14 @@ class StrategySpec:
     capabilities: frozenset[str] = frozenset()
     listed: bool = True  # the Launch form and /methods show it
     source: str = field(default="", compare=False)  # set by discovery: where it came from
+    # the module that declared the spec (found on construction): a relative `impl`
+    # (".impl:Class", ":Class") is resolved against it
+    module: str = field(default="", compare=False)
+    package: str = field(default="", compare=False)  # set by discovery: the distribution of a plug-in
 
     def __post_init__(self) -> None:
+        if not self.module:
+            object.__setattr__(self, "module", implref.declaring_module(__name__))
         problems = []
         if self.cost not in COST_CLASSES:
             problems.append(f"cost {self.cost!r} is not one of {', '.join(COST_CLASSES)}")
@@ -131,12 +140,10 @@ class StrategySpec:
         return capability in self.capabilities
 
     def load_impl(self) -> type[Any]:
-        """The implementation class (imports its module, which may import torch)."""
-        module, _, attr = self.impl.partition(":")
-        cls = getattr(importlib.import_module(module), attr, None)
-        if cls is None:
-            raise ImportError(f"strategy {self.name!r}: {module} has no {attr!r} (impl = {self.impl!r})")
-        return cls
+        """The implementation class (imports its module, which may import torch); `impl` may be
+        relative to the declaring module. A module this process lacks is an ImportError naming
+        the strategy and the package to install."""
+        return implref.load("strategy", self.name, self.impl, self.module)
 
     def parameters(self) -> list[dict[str, Any]]:
         """The parameters as plain data (name, type, default, bounds, description, choices)."""
@@ -156,40 +163,6 @@ class StrategySpec:
             "source": self.source,
             "listed": self.listed,
         }
-
-
-def describe_parameters(model: type[StrategyParams]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for name, info in model.model_fields.items():
-        if name == "name":
-            continue
-        bounds: dict[str, Any] = {}
-        for meta in info.metadata:
-            for key in ("ge", "gt", "le", "lt", "min_length", "max_length"):
-                if getattr(meta, key, None) is not None:
-                    bounds[key] = getattr(meta, key)
-        ann = info.annotation
-        choices = list(getattr(ann, "__args__", ())) if getattr(ann, "__origin__", None) is Literal else None
-        out.append(
-            {
-                "name": name,
-                "type": _type_name(ann),
-                "default": info.default if not info.is_required() else None,
-                "required": info.is_required(),
-                "bounds": bounds,
-                "choices": choices,
-                "description": info.description or "",
-            }
-        )
-    return out
-
-
-def _type_name(ann: Any) -> str:
-    if getattr(ann, "__origin__", None) is Literal:
-        return "choice"
-    if isinstance(ann, type):
-        return ann.__name__
-    return str(ann).replace("typing.", "")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -227,7 +200,7 @@ def _specs_of(obj: Any) -> list[StrategySpec]:
     return []
 
 
-def _register(specs: list[StrategySpec], source: str) -> list[str]:
+def _register(specs: list[StrategySpec], source: str, package: str = "") -> list[str]:
     problems = []
     for spec in specs:
         known = _SPECS.get(spec.name)
@@ -235,13 +208,21 @@ def _register(specs: list[StrategySpec], source: str) -> list[str]:
             problems.append(f"strategy {spec.name!r} is already defined by {known.source}")
             continue
         object.__setattr__(spec, "source", source)
+        object.__setattr__(spec, "package", package)
         _SPECS[spec.name] = spec
     return problems
 
 
-def _load(source: str, load: Callable[[], Any]) -> None:
+def _other_plugin_specs(obj: Any) -> bool:
+    """Whether a module holds plug-in specs of another kind (SPEC / SPECS with load_impl)."""
+    items = [getattr(obj, "SPEC", None), *getattr(obj, "SPECS", ())] if isinstance(obj, ModuleType) else []
+    return any(hasattr(item, "load_impl") and hasattr(item, "kind") for item in items)
+
+
+def _load(source: str, load: Callable[[], Any], package: str = "") -> None:
     try:
-        specs = _specs_of(load())
+        loaded = load()
+        specs = _specs_of(loaded)
     except Exception as exc:  # a broken plug-in must not take the built-ins down
         last = traceback.extract_tb(exc.__traceback__)[-1:] if exc.__traceback__ else []
         where = (
@@ -250,9 +231,11 @@ def _load(source: str, load: Callable[[], Any]) -> None:
         _ERRORS.append(PluginError(source, f"{type(exc).__name__}: {exc}{where}"))
         return
     if not specs:
+        if _other_plugin_specs(loaded):
+            return  # a module of encoders, fusion heads or datasets only (bml_core.plugins)
         _ERRORS.append(PluginError(source, "defines no StrategySpec (set SPEC = StrategySpec(...) or SPECS)"))
         return
-    for problem in _register(specs, source):
+    for problem in _register(specs, source, package):
         _ERRORS.append(PluginError(source, problem))
 
 
@@ -270,14 +253,18 @@ def _discover_builtin() -> None:
 
 def _discover_plugins(plugins: str) -> None:
     for name in [p.strip() for p in plugins.split(",") if p.strip()]:
-        _load(f"{PLUGIN_ENV} module {name!r}", lambda name=name: importlib.import_module(name))  # type: ignore[misc]
+        _load(
+            f"{PLUGIN_ENV} module {name!r}",
+            lambda name=name: importlib.import_module(name),  # type: ignore[misc]
+            implref.package_of(name),
+        )
     try:
         points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
     except Exception as exc:  # pragma: no cover - a broken installation's metadata
         _ERRORS.append(PluginError(f"entry points {ENTRY_POINT_GROUP}", str(exc)))
         points = []
     for ep in points:
-        _load(f"entry point {ep.name!r} ({ep.value})", ep.load)
+        _load(f"entry point {ep.name!r} ({ep.value})", ep.load, implref.dist_of(ep))
 
 
 def discover(refresh: bool = False) -> dict[str, StrategySpec]:
@@ -289,22 +276,15 @@ def discover(refresh: bool = False) -> dict[str, StrategySpec]:
 
 def _discover(refresh: bool) -> dict[str, StrategySpec]:
     plugins = os.environ.get(PLUGIN_ENV, "")
-    changed = False
     if not _state["builtin"]:
         _state["builtin"] = True
         _discover_builtin()
-        changed = True
     if refresh or _state["plugins"] != plugins:
         for name in [n for n, s in _SPECS.items() if s.source != "built-in"]:
             del _SPECS[name]
         _ERRORS.clear()
         _state["plugins"] = plugins
         _discover_plugins(plugins)
-        changed = True
-    if changed:
-        from bml_core.config import sync_strategy_params
-
-        sync_strategy_params({name: spec.params for name, spec in _SPECS.items()})
     return _SPECS
 
 

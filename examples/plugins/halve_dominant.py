@@ -11,12 +11,15 @@ on first access of `HalveDominant` (module `__getattr__`), which only the traine
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import RatioName, RunConfig, StrategyParams
+from bml_core.schema import RatioName, StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
 
 
 class HalveDominantParams(StrategyParams):
@@ -42,7 +45,7 @@ SPEC = StrategySpec(
     name="halve_dominant",
     description="Multiplies the dominant modality's encoder gradients by `factor` (0.5) every step.",
     params=HalveDominantParams,
-    impl="halve_dominant:HalveDominant",
+    impl=":HalveDominant",  # relative: this module, whatever it is named
     reference="Example plug-in of BML Studio (docs/PLUGINS.md); a one-factor simplification of OGM.",
     metrics=(
         MetricFamily(

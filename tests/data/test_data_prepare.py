@@ -306,7 +306,7 @@ def test_train_directly_and_on_prepared_data(cremad_root: Path, tmp_path: Path) 
 def test_data_list_shows_the_registered_datasets() -> None:
     result = runner.invoke(app, ["data", "list"])
     assert result.exit_code == 0
-    for name in ("cremad", "kinetics_sounds", "ucf101", "mfeat", "features"):
+    for name in ("cremad", "kinetics_sounds", "ucf101", "mfeat", "features", "synthetic_seq"):
         assert name in result.output
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bml_core.data.base import DatasetError
-from bml_core.data.roots import check_data_path, data_roots
+from bml_core.dataroots import check_data_path, data_roots
 
 
 @pytest.fixture

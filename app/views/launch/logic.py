@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from app import catalog
 from app.form_fields import FieldSpec, config_value, field_spec, model_field_specs, walk, widget_value
+from app.views.launch import plugin_fields as pf
 from bml_core.config import (
     PRESETS,
     ConfigError,
@@ -66,12 +67,23 @@ def dataset_fields() -> list[FieldSpec]:
 
 
 def model_fields() -> list[FieldSpec]:
-    """Fusion and feature width; encoders are per-modality sections (`encoder_fields`)."""
-    return [s for s in walk([section_spec("model")]) if s.path != "model.encoders"]
+    """Fusion (a choice among the registered fusion heads) and feature width; the chosen
+    fusion head's own parameters are `fusion_param_fields`, encoders per-modality sections
+    (`encoder_fields`)."""
+    out = []
+    for s in walk([section_spec("model")]):
+        if s.path in ("model.encoders", "model.fusion_params"):
+            continue
+        out.append(pf.as_choice(s, list(catalog.fusions())) if s.path == "model.fusion" else s)
+    return out
 
 
 def encoder_fields(modality: str) -> list[FieldSpec]:
-    return model_field_specs(EncoderConfig, f"model.encoders.{modality}")
+    """The encoder's name (a choice among the registered encoders) and its common widths;
+    its own parameters are `encoder_param_fields`."""
+    specs = model_field_specs(EncoderConfig, f"model.encoders.{modality}", exclude=("params",))
+    names = list(catalog.encoders())
+    return [pf.as_choice(s, names) if s.name == "name" else s for s in specs]
 
 
 def short_description(spec: StrategySpec) -> str:
@@ -103,9 +115,9 @@ def section_fields(name: str) -> list[FieldSpec]:
 
 
 def all_fields(strategy_names: Sequence[str], encoder_modalities: Sequence[str]) -> list[FieldSpec]:
-    specs = run_fields() + dataset_fields() + model_fields()
+    specs = run_fields() + dataset_fields() + model_fields() + pf.all_fusion_param_fields()
     for m in encoder_modalities:
-        specs += encoder_fields(m)
+        specs += encoder_fields(m) + pf.all_encoder_param_fields(m)
     for s in strategy_names:
         specs += strategy_fields(s)
     for _, section in SECTIONS:
@@ -116,7 +128,7 @@ def all_fields(strategy_names: Sequence[str], encoder_modalities: Sequence[str])
 def default_values() -> dict[str, Any]:
     """Widget path -> initial widget value: the models' defaults (every strategy's too),
     with the default dataset's recommended settings on top (`dataset_default_values`)."""
-    specs = run_fields() + dataset_fields() + model_fields()
+    specs = run_fields() + dataset_fields() + model_fields() + pf.all_fusion_param_fields()
     for name in catalog.strategies():
         specs += strategy_fields(name)
     for _, section in SECTIONS:
@@ -150,10 +162,18 @@ def values_from_config(raw: Mapping[str, Any]) -> dict[str, Any]:
         specs += section_fields(section)
     for spec in specs:
         values[spec.path] = widget_value(spec, _at(doc, spec.path))
+    for spec in pf.all_fusion_param_fields():
+        values[spec.path] = widget_value(spec, spec.default)
+    for spec in pf.fusion_param_fields(str(doc["model"]["fusion"])):
+        values[spec.path] = widget_value(spec, doc["model"]["fusion_params"].get(spec.name, spec.default))
     encoders: dict[str, Any] = doc["model"]["encoders"]
     for modality, encoder in encoders.items():
         for spec in encoder_fields(modality):
             values[spec.path] = widget_value(spec, encoder.get(spec.name))
+        for spec in pf.all_encoder_param_fields(modality):
+            values[spec.path] = widget_value(spec, spec.default)
+        for spec in pf.encoder_param_fields(modality, str(encoder["name"])):
+            values[spec.path] = widget_value(spec, (encoder.get("params") or {}).get(spec.name, spec.default))
     names = [str(s["name"]) for s in doc["strategies"]]
     for entry in doc["strategies"]:
         for spec in strategy_fields(str(entry["name"])):
@@ -340,7 +360,16 @@ def assemble_config(
             _set(raw, spec.path, config_value(spec, values.get(spec.path, spec.default)))
         except ValueError as exc:
             errors[spec.path] = str(exc)
-    raw.setdefault("model", {}).setdefault("encoders", {})
+    model = raw.setdefault("model", {})
+    model.setdefault("encoders", {})
+    fusion_params = pf.param_values(pf.fusion_param_fields(str(model.get("fusion"))), values, errors)
+    if fusion_params:
+        model["fusion_params"] = fusion_params
+    for m in encoder_modalities:
+        encoder = model["encoders"].setdefault(m, {})
+        params = pf.param_values(pf.encoder_param_fields(m, str(encoder.get("name"))), values, errors)
+        if params:
+            encoder["params"] = params
     strategies: list[dict[str, Any]] = []
     for name in strategy_names:
         entry: dict[str, Any] = {"name": name}
@@ -461,7 +490,7 @@ def check_form(
         check.config = validate_config(raw_for_validation)
     except ConfigError as exc:
         for path, msg in exc.errors:
-            check.errors.setdefault(route_error(path, strategy_names), msg)
+            check.errors.setdefault(pf.route_plugin_param(route_error(path, strategy_names), raw), msg)
     if check.config is not None:
         check.advisories = advisories(check.config)
     if path:

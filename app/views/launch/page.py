@@ -17,6 +17,7 @@ from app.form_fields import coerce
 from app.text import md
 from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
+from app.views.launch import plugin_fields as pf
 from app.widgets import (
     ensure_defaults,
     field_widget,
@@ -41,6 +42,15 @@ st.session_state.setdefault(widget_key(ll.SWEEP_STRATEGIES_PATH), [])
 st.session_state.setdefault(
     "launch_baseline", {**ll.default_values(), ll.SWEEP_GRID_PATH: "", ll.SWEEP_NAME_PATH: ""}
 )
+
+
+def _seed_defaults(specs: list[Any]) -> list[Any]:
+    """Fields shown for the first time (a modality just added, a plug-in just chosen) start
+    at their model's defaults, not at the widget's empty value."""
+    for spec in specs:
+        if widget_key(spec.path) not in st.session_state:
+            st.session_state[widget_key(spec.path)] = ll.widget_value(spec, spec.default)
+    return specs
 
 
 def _fill(values: dict[str, Any]) -> None:
@@ -269,6 +279,11 @@ with st.container(border=True):
 with st.container(border=True):
     st.subheader("Model")
     fields_grid(ll.model_fields(), errors, shown, columns=2)
+    fusion_params = _seed_defaults(
+        pf.fusion_param_fields(str(st.session_state.get(widget_key("model.fusion"))))
+    )
+    if fusion_params:
+        fields_grid(fusion_params, errors, shown, columns=4)
     known = ll.dataset_modalities(chosen, values.get("dataset.params"))
     with st.container(key="field-model-encoders"):
         st.multiselect(
@@ -281,7 +296,12 @@ with st.container(border=True):
     for m in modalities:
         with st.expander(f"encoder of {m}", expanded=True):
             show_error(f"model.encoders.{m}", errors, shown)
-            fields_grid(ll.encoder_fields(m), errors, shown, columns=5)
+            fields_grid(_seed_defaults(ll.encoder_fields(m)), errors, shown, columns=5)
+            chosen_encoder = str(st.session_state.get(widget_key(f"model.encoders.{m}.name")))
+            encoder_params = _seed_defaults(pf.encoder_param_fields(m, chosen_encoder))
+            if encoder_params:
+                st.caption(f"{chosen_encoder}'s own parameters")
+                fields_grid(encoder_params, errors, shown, columns=4)
 
 with st.container(border=True):
     st.subheader("Strategies")

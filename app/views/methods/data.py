@@ -3,10 +3,12 @@ plain rows for the page: what it does, its parameters, cost class, metrics and r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app import catalog
+from bml_core.plugins import EncoderSpec, FusionSpec
 from bml_core.strategies.spec import COST_CLASSES, StrategySpec
 
 
@@ -28,7 +30,7 @@ def _bounds(bounds: dict[str, Any]) -> str:
     return ", ".join(f"{signs.get(k, k)} {v}" for k, v in bounds.items())
 
 
-def parameter_rows(spec: StrategySpec) -> list[dict[str, Any]]:
+def parameter_rows(spec: Any) -> list[dict[str, Any]]:
     rows = []
     for p in spec.parameters():
         rows.append(
@@ -63,3 +65,40 @@ def entry(spec: StrategySpec) -> MethodEntry:
 def methods() -> list[MethodEntry]:
     """Every strategy the Launch form offers, in catalogue order."""
     return [entry(spec) for spec in catalog.strategy_specs().values()]
+
+
+KIND_TITLES = {"encoders": "Encoders", "fusions": "Fusion heads", "datasets": "Datasets"}
+
+
+def model_catalogue() -> dict[str, list[dict[str, Any]]]:
+    """The other three plug-in kinds (encoders, fusion heads, datasets), built-in and
+    plug-in, as table rows: name, what it is, what it accepts, where it comes from, its
+    parameters (`name type = default`)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    specs: Mapping[str, Any]
+    for kind, specs in (
+        ("encoders", catalog.encoders()),
+        ("fusions", catalog.all_fusions()),
+        ("datasets", {n: e.spec for n, e in catalog.datasets().items() if e.spec is not None}),
+    ):
+        rows = []
+        for name, spec in specs.items():
+            if isinstance(spec, EncoderSpec):
+                accepts = f"rank {', '.join(map(str, spec.ranks))}" + (" + lengths" if spec.sequence else "")
+            elif isinstance(spec, FusionSpec):
+                accepts = spec.selected_by + ("" if spec.per_modality_blocks else "; no per-modality blocks")
+            else:
+                accepts = ", ".join(spec.default_modalities()) or "from the data file"
+            params = "; ".join(f"{r['parameter']} {r['type']} = {r['default']}" for r in parameter_rows(spec))
+            source = spec.source or "built-in"
+            rows.append(
+                {
+                    "name": name,
+                    "what it is": spec.description,
+                    "accepts" if kind != "datasets" else "modalities": accepts,
+                    "parameters": params,
+                    "from": source if not spec.package else f"{source}, package {spec.package}",
+                }
+            )
+        out[kind] = rows
+    return out

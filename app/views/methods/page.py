@@ -47,3 +47,14 @@ for e in entries:
             st.markdown("**Logs (Live panels):** " + "; ".join(e.metrics))
         if e.capabilities:
             st.caption("needs: " + ", ".join(e.capabilities))
+
+st.header("Encoders, fusion heads and datasets", anchor="plugins")
+st.caption(
+    "The other plug-in kinds (`bml plugins` lists all four): built-ins and those installed through "
+    "the `bml.encoders`, `bml.fusions` and `bml.datasets` entry points or named in BML_PLUGINS "
+    "(docs/PLUGINS.md). The Launch form offers them with their parameters."
+)
+for kind, rows in md.model_catalogue().items():
+    with st.container(key=f"catalogue-{kind}"):
+        st.markdown(f"#### {md.KIND_TITLES[kind]}")  # subheaders are the strategies' own
+        st.dataframe(rows, hide_index=True, width="stretch")

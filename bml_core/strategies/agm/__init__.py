@@ -3,12 +3,15 @@ Torch-free: parameters, rules and spec; the formulas and the implementation are 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import RunConfig, StrategyParams
+from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
 
 MAX_MODALITIES = 4  # exact Shapley logits: 2^M - 1 extra forwards per step
 

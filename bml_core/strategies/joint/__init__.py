@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from bml_core.config import StrategyParams
+from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import StrategySpec
 
 

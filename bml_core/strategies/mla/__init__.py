@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import StrategyParams
+from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 

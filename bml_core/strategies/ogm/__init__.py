@@ -1,16 +1,18 @@
 """ogm and ogm_ge: On-the-fly Gradient Modulation (with Generalisation Enhancement).
 Peng, Wei, Deng, Wang, Hu, CVPR 2022; METHODS.md section 4. Torch-free: parameters and
-specs; the formulas and the implementation are in impl.py (`OGM`, `OGMGE`,
-`ogm_coefficient`, ... stay importable from here)."""
+specs; the formulas and the implementation are in impl.py."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import RatioName, RunConfig, StrategyParams
+from bml_core.schema import RatioName, StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
 
 
 class OGMParams(StrategyParams):
@@ -94,27 +96,3 @@ SPECS = (
         cost_note="OGM plus one normal draw per selected encoder weight (prefetched on the CPU)",
     ),
 )
-
-
-# the implementation's names, importable from here as before the plug-in layout (lazily:
-# importing this package must not import torch)
-_IMPL_NAMES = frozenset(
-    [
-        "OGM",
-        "OGMGE",
-        "GE_STD_EPS",
-        "ogm_coefficient",
-        "ogm_coefficient_host",
-        "select_parameters",
-        "gradient_stds",
-        "modulate_gradients",
-    ]
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _IMPL_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from bml_core.strategies.ogm import impl
-
-    return getattr(impl, name)

@@ -1,15 +1,18 @@
 """opm: On-the-fly Prediction Modulation. Wei, Hu, Du, Wen, T-PAMI 2024; METHODS.md
 section 5. Torch-free: parameters and spec; the formulas and the implementation are in
-impl.py (`OPM`, `opm_drop`, ... stay importable from here)."""
+impl.py."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import RatioName, RunConfig, StrategyParams
+from bml_core.schema import RatioName, StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
 
 
 class OPMParams(StrategyParams):
@@ -68,26 +71,3 @@ SPEC = StrategySpec(
     cost_note="a random mask and a rescale of the features per step",
     capabilities=frozenset({"needs_features"}),
 )
-
-
-# the implementation's names, importable from here as before the plug-in layout (lazily:
-# importing this package must not import torch)
-_IMPL_NAMES = frozenset(
-    [
-        "OPM",
-        "opm_drop_probability",
-        "opm_drop_probability_host",
-        "opm_rescale_factors_host",
-        "opm_rescale_factors",
-        "feature_weights",
-        "opm_drop",
-    ]
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _IMPL_NAMES:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from bml_core.strategies.opm import impl
-
-    return getattr(impl, name)

@@ -6,12 +6,15 @@ cross-entropy; the optimizer state is fresh at every phase. Torch-free: paramete
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import RunConfig, StrategyParams
+from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
 
 
 class ReconBoostParams(StrategyParams):

@@ -7,12 +7,15 @@ optimizer state reset. Torch-free: parameters and spec."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.config import RunConfig, StrategyParams
+from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
+
+if TYPE_CHECKING:
+    from bml_core.config import RunConfig
 
 
 class RelearnParams(StrategyParams):
