@@ -20,9 +20,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bml_core.config import MAX_SEEDS_PER_LAUNCH, ConfigError, RunConfig, apply_override, validate_config
+from bml_core.config import ConfigError, RunConfig, apply_override, validate_config
 from bml_core.dataspecs import check_dataset_paths
 from bml_core.errors import DatasetError
+from bml_core.seeds import SeedError, check_seeds, check_sweep_size
 from db import (
     Actor,
     authorize,
@@ -115,12 +116,11 @@ def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None =
     check_paths(cfg)
     if not seeds:
         return [cfg]
-    if len(seeds) > MAX_SEEDS_PER_LAUNCH:
-        raise ConfigError([("seeds", f"at most {MAX_SEEDS_PER_LAUNCH} seeds per launch; got {len(seeds)}")])
-    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
-    if bad:
-        raise ConfigError([("seeds", f"seeds must be integers >= 0; got {bad}")])
-    return [validate_config({**cfg.to_dict(), "seed": s}) for s in dict.fromkeys(seeds)]
+    try:
+        checked = check_seeds(seeds)
+    except SeedError as exc:
+        raise ConfigError([("seeds", str(exc))]) from None
+    return [validate_config({**cfg.to_dict(), "seed": s}) for s in checked]
 
 
 def submit(
@@ -163,6 +163,14 @@ def expand_grid(
     for key in keys:
         if not isinstance(grid[key], Sequence) or isinstance(grid[key], str) or not grid[key]:
             raise ConfigError([(f"grid.{key}", "needs a non-empty list of values")])
+    try:
+        seeds = check_seeds(seeds) if seeds else seeds
+        combos = 1
+        for key in keys:
+            combos *= len(grid[key])
+        check_sweep_size(combos * max(1, len(seeds or [])))
+    except SeedError as exc:
+        raise ConfigError([("seeds", str(exc))]) from None
     configs: list[RunConfig] = []
     errors: list[tuple[str, str]] = []
     for combo in itertools.product(*(grid[k] for k in keys)):
