@@ -31,7 +31,6 @@ from db import (
     create_sweep,
     database_url,
     delete_run,
-    finish_run,
     get_run,
     list_runs,
     local_admin,
@@ -46,7 +45,7 @@ from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedd
 
 
 class BrokerUnavailable(RuntimeError):
-    """The run was stored but its task could not be sent; the run is marked failed."""
+    """A run's task could not be sent; the runs not sent were deleted again (nothing stored)."""
 
 
 _engines: dict[str, Engine] = {}
@@ -94,10 +93,12 @@ def _enqueue_all(engine: Engine, run_ids: Sequence[int]) -> None:
             enqueue(run_id)
         except Exception as exc:  # noqa: BLE001 - any broker failure: say so on the runs
             reason = (
-                f"could not reach the broker at {redact(broker_url())}: {exc}; retry the run when it is up"
+                f"could not reach the broker at {redact(broker_url())}: {exc}; nothing was stored"
+                f" for the {len(run_ids) - i} run(s) not sent; submit again when it is up"
             )
-            for left in run_ids[i:]:
-                finish_run(engine, left, "failed", error=reason)
+            from db.unsent import discard_unsent
+
+            discard_unsent(engine, run_ids[i:])  # a submit that cannot enqueue stores nothing
             raise BrokerUnavailable(reason) from exc
 
 
@@ -132,8 +133,8 @@ def submit(
 ) -> list[int]:
     """Validate, store one queued run per seed (the seed overrides the config's) and enqueue
     them, owned by the actor (operators and admins). ConfigError (nothing stored) on invalid
-    input; BrokerUnavailable if the broker is down (the runs are kept, marked failed, and
-    can be retried)."""
+    input; BrokerUnavailable if the broker is down (the runs not sent are deleted again:
+    nothing is stored)."""
     eng = _engine(engine)
     act = actor or current_actor(eng)
     authorize(act, "launch", what="runs")
