@@ -13,7 +13,14 @@ from types import FrameType
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_run_id, invalid_input_exits, read_run_config
+from bml_cli.common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    check_run_id,
+    check_webhook_or_exit,
+    invalid_input_exits,
+    read_run_config,
+)
 from bml_cli.store_cmd import _engine
 from bml_core.seeds import SeedError, parse_seeds
 
@@ -265,6 +272,7 @@ def register(app: typer.Typer) -> None:
         loglevel: str = typer.Option("INFO", "--loglevel"),
     ) -> None:
         """Start Celery workers: one per GPU, or one on the CPU when there is none."""
+        check_webhook_or_exit()
         _engine()  # refuses an un-migrated store with the command that fixes it
         gpu_list = [] if cpu else (parse_ids(gpus, "--gpus") if gpus else detect_gpus())
         procs = start_workers(gpu_list, name, loglevel)
@@ -288,6 +296,7 @@ def register(app: typer.Typer) -> None:
         from db.engine import bml_home
 
         mode = resolve_auth(host, auth, insecure_no_auth)
+        check_webhook_or_exit()
         home = bml_home()
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())
