@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import re
 import secrets
 import shlex
 import signal
@@ -102,17 +101,14 @@ def _names(text: str, known: Sequence[str], what: str) -> list[str]:
 
 
 def parse_seeds(text: str) -> list[int]:
-    """`0-2` -> [0, 1, 2]; `0,3` -> [0, 3]; `0-1,4` -> [0, 1, 4]."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise Usage(f"--seeds {text!r}: use a range like 0-2 or a list like 0,1,2")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise Usage(f"--seeds: the range {part!r} runs backwards; write {hi}-{lo}")
-        seeds.extend(range(lo, hi + 1))
-    return list(dict.fromkeys(seeds))
+    """`0-2` -> [0, 1, 2]; `0,3` -> [0, 3]; `0-1,4` -> [0, 1, 4] (bml_core.seeds' syntax and cap)."""
+    from bml_core.seeds import SeedError
+    from bml_core.seeds import parse_seeds as parse
+
+    try:
+        return parse(text)
+    except SeedError as exc:
+        raise Usage(f"--seeds: {exc}") from None
 
 
 class _Parser(argparse.ArgumentParser):

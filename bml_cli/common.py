@@ -80,5 +80,15 @@ def read_run_config(
     return load_config(config, sets, preset=preset)
 
 
+def check_webhook_or_exit() -> None:
+    """BML_ALERT_WEBHOOK, when set, must be an http(s) URL: checked once as a process starts."""
+    from bml_core.alerts.webhook import webhook_env_error
+
+    message = webhook_env_error()
+    if message:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
 def warn(msg: str) -> None:
     print(f"warning: {msg}", file=sys.stderr)

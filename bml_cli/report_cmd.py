@@ -17,6 +17,7 @@ import typer
 
 from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, plain
 from bml_cli.store_cmd import _engine
+from bml_core.seeds import SeedError, parse_seeds
 
 # The papers' grids: (run name, preset or None for joint training with the grid's
 # optimiser and schedule). Joint takes the non-strategy part of the first preset.
@@ -30,20 +31,6 @@ GRIDS: dict[str, list[tuple[str, str | None]]] = {
     "cvpr2022": [("joint", None), ("ogm_ge", "cvpr2022-ogm-ge")],
 }
 wait_poll_s = 2.0
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`0-2` -> [0, 1, 2]; `0,3,5` -> [0, 3, 5]; mixed `0-1,4` too."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in text.split(",")):
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise typer.BadParameter(f"seeds {text!r}: use a range like 0-2 or a list like 0,1,2")
-        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-        if hi < lo:
-            raise typer.BadParameter(f"seed range {part!r} runs backwards; write {hi}-{lo}")
-        seeds.extend(range(lo, hi + 1))
-    return list(dict.fromkeys(seeds))
 
 
 def grid_configs(
@@ -258,7 +245,7 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_INVALID)
         try:
             seed_list = parse_seeds(seeds)
-        except typer.BadParameter as exc:
+        except SeedError as exc:
             typer.echo(f"error: --seeds: {exc}", err=True)
             raise typer.Exit(EXIT_INVALID) from None
         name = group or f"{grid}-{dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"

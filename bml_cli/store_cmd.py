@@ -23,14 +23,27 @@ EVENT_KINDS = ("alert", "log")
 def _engine(check: bool = True) -> Any:
     """The store's engine; exits 1 with the reason when it is unreachable or not migrated."""
     from db import SchemaError, check_schema, make_engine
+    from db.engine import missing_sqlite_file
 
-    engine = make_engine()
-    if check:
-        try:
+    try:
+        if check and (missing := missing_sqlite_file()) is not None:  # opening it would create it
+            raise SchemaError(
+                f"no store at {missing}: not migrated (nothing was created); run `bml db upgrade`"
+            )
+        engine = make_engine()
+        if check:
             check_schema(engine)
-        except SchemaError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from None
+    except SchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+    if check and os.environ.get("BML_USER", "").strip():  # reads too: BML_USER must name an account
+        from db import PermissionDenied, resolve_actor
+
+        try:
+            resolve_actor(engine, os.environ["BML_USER"].strip())
+        except PermissionDenied as exc:
+            typer.echo(f"error: BML_USER: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
     return engine
 
 

@@ -10,7 +10,14 @@ from typing import Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, bml_home, invalid_input_exits, read_run_config
+from bml_cli.common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    bml_home,
+    check_webhook_or_exit,
+    invalid_input_exits,
+    read_run_config,
+)
 
 
 def _slug(text: str) -> str:
@@ -73,6 +80,7 @@ def register(app: typer.Typer) -> None:
         from bml_core.sinks import JsonlSink, MetricSink, ProgressSink
         from bml_core.trainer import Trainer
 
+        check_webhook_or_exit()
         if out is not None and out.exists() and not out.is_dir():
             typer.echo(f"error: --out {out} is a file; give a folder for the run's files", err=True)
             raise typer.Exit(EXIT_INVALID)

@@ -13,8 +13,16 @@ from types import FrameType
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_run_id, invalid_input_exits, read_run_config
+from bml_cli.common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    check_run_id,
+    check_webhook_or_exit,
+    invalid_input_exits,
+    read_run_config,
+)
 from bml_cli.store_cmd import _engine
+from bml_core.seeds import SeedError, parse_seeds
 
 WORKER_STOP_TIMEOUT_S = 30.0
 
@@ -137,7 +145,7 @@ def register(app: typer.Typer) -> None:
             None, "--set", help="dotted override, e.g. train.epochs=3 (repeatable)"
         ),
         seeds: str = typer.Option(
-            None, "--seeds", help="comma-separated seeds: one run per seed, e.g. 0,1,2"
+            None, "--seeds", help="seeds, one run each: 0,1,2 or a range 0-4 (at most 64)"
         ),
         preset: str = typer.Option(None, "--preset", help="start from a paper preset"),
     ) -> None:
@@ -147,7 +155,11 @@ def register(app: typer.Typer) -> None:
         from worker.client import submit as submit_runs
 
         engine = _engine()
-        seed_list = parse_ids(seeds, "--seeds") if seeds else None
+        try:
+            seed_list = parse_seeds(seeds) if seeds else None
+        except SeedError as exc:
+            typer.echo(f"error: --seeds: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
         with invalid_input_exits():
             cfg = read_run_config(config, set_, preset)
             try:
@@ -260,6 +272,7 @@ def register(app: typer.Typer) -> None:
         loglevel: str = typer.Option("INFO", "--loglevel"),
     ) -> None:
         """Start Celery workers: one per GPU, or one on the CPU when there is none."""
+        check_webhook_or_exit()
         _engine()  # refuses an un-migrated store with the command that fixes it
         gpu_list = [] if cpu else (parse_ids(gpus, "--gpus") if gpus else detect_gpus())
         procs = start_workers(gpu_list, name, loglevel)
@@ -283,6 +296,7 @@ def register(app: typer.Typer) -> None:
         from db.engine import bml_home
 
         mode = resolve_auth(host, auth, insecure_no_auth)
+        check_webhook_or_exit()
         home = bml_home()
         home.mkdir(parents=True, exist_ok=True)
         upgrade(make_engine())

@@ -39,7 +39,6 @@ MAX_BATCH_SIZE = 1 << 20
 MAX_WIDTH = 1 << 16  # encoder widths and channels
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 100  # db.models.MAX_TAG_LENGTH
-MAX_SEEDS_PER_LAUNCH = 1000
 MAX_CLASSES = 100_000  # a dataset's classes (the label of 1e9 must not build 1e9 names)
 MAX_PATH_LENGTH = 4096
 

@@ -61,9 +61,37 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def _parsed_url(url: str | None = None) -> Any:
+    """The store's URL, parsed; SchemaError naming the supported databases otherwise."""
+    raw = database_url(url)
+    hint = "use sqlite:///PATH (the default, under BML_HOME) or postgresql://USER@HOST/DB"
+    try:
+        full = make_url(raw)
+    except Exception:  # noqa: BLE001 - sqlalchemy's ArgumentError: say what is accepted
+        raise SchemaError(f"BML_DATABASE_URL is not a database URL; {hint}") from None
+    if full.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise SchemaError(
+            f"BML_DATABASE_URL: {full.get_backend_name()!r} databases are not supported; {hint}"
+        )
+    return full
+
+
+def missing_sqlite_file(url: str | None = None) -> Path | None:
+    """The SQLite file the store would use when it does not exist yet (read-only commands
+    then stop before opening it, which would create it); None for PostgreSQL or an existing file."""
+    full = _parsed_url(url)
+    if full.get_backend_name() != "sqlite" or not full.database or full.database == ":memory:":
+        return None
+    path = Path(full.database)
+    return None if path.exists() else path
+
+
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """An engine for the store (see `database_url`). Creates BML_HOME for the SQLite file."""
-    full = make_url(database_url(url))
+    full = _parsed_url(url)
     if full.get_backend_name() == "sqlite":
         if full.database and full.database != ":memory:":
             Path(full.database).parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from bml_core.config import ConfigError, RunConfig, apply_override, validate_config
 from bml_core.dataspecs import check_dataset_paths
 from bml_core.errors import DatasetError
-from bml_core.schema import MAX_SEEDS_PER_LAUNCH
+from bml_core.seeds import SeedError, check_seeds, check_sweep_size
 from db import (
     Actor,
     authorize,
@@ -31,7 +31,6 @@ from db import (
     create_sweep,
     database_url,
     delete_run,
-    finish_run,
     get_run,
     list_runs,
     local_admin,
@@ -46,7 +45,7 @@ from worker.settings import TASK_NAME, SupervisorSettings, broker_url, is_embedd
 
 
 class BrokerUnavailable(RuntimeError):
-    """The run was stored but its task could not be sent; the run is marked failed."""
+    """A run's task could not be sent; the runs not sent were deleted again (nothing stored)."""
 
 
 _engines: dict[str, Engine] = {}
@@ -94,10 +93,12 @@ def _enqueue_all(engine: Engine, run_ids: Sequence[int]) -> None:
             enqueue(run_id)
         except Exception as exc:  # noqa: BLE001 - any broker failure: say so on the runs
             reason = (
-                f"could not reach the broker at {redact(broker_url())}: {exc}; retry the run when it is up"
+                f"could not reach the broker at {redact(broker_url())}: {exc}; nothing was stored"
+                f" for the {len(run_ids) - i} run(s) not sent; submit again when it is up"
             )
-            for left in run_ids[i:]:
-                finish_run(engine, left, "failed", error=reason)
+            from db.unsent import discard_unsent
+
+            discard_unsent(engine, run_ids[i:])  # a submit that cannot enqueue stores nothing
             raise BrokerUnavailable(reason) from exc
 
 
@@ -116,12 +117,11 @@ def prepare(config: Mapping[str, Any] | RunConfig, seeds: Sequence[int] | None =
     check_paths(cfg)
     if not seeds:
         return [cfg]
-    if len(seeds) > MAX_SEEDS_PER_LAUNCH:
-        raise ConfigError([("seeds", f"at most {MAX_SEEDS_PER_LAUNCH} seeds per launch; got {len(seeds)}")])
-    bad = [s for s in seeds if not isinstance(s, int) or isinstance(s, bool) or s < 0]
-    if bad:
-        raise ConfigError([("seeds", f"seeds must be integers >= 0; got {bad}")])
-    return [validate_config({**cfg.to_dict(), "seed": s}) for s in dict.fromkeys(seeds)]
+    try:
+        checked = check_seeds(seeds)
+    except SeedError as exc:
+        raise ConfigError([("seeds", str(exc))]) from None
+    return [validate_config({**cfg.to_dict(), "seed": s}) for s in checked]
 
 
 def submit(
@@ -133,8 +133,8 @@ def submit(
 ) -> list[int]:
     """Validate, store one queued run per seed (the seed overrides the config's) and enqueue
     them, owned by the actor (operators and admins). ConfigError (nothing stored) on invalid
-    input; BrokerUnavailable if the broker is down (the runs are kept, marked failed, and
-    can be retried)."""
+    input; BrokerUnavailable if the broker is down (the runs not sent are deleted again:
+    nothing is stored)."""
     eng = _engine(engine)
     act = actor or current_actor(eng)
     authorize(act, "launch", what="runs")
@@ -164,6 +164,14 @@ def expand_grid(
     for key in keys:
         if not isinstance(grid[key], Sequence) or isinstance(grid[key], str) or not grid[key]:
             raise ConfigError([(f"grid.{key}", "needs a non-empty list of values")])
+    try:
+        seeds = check_seeds(seeds) if seeds else seeds
+        combos = 1
+        for key in keys:
+            combos *= len(grid[key])
+        check_sweep_size(combos * max(1, len(seeds or [])))
+    except SeedError as exc:
+        raise ConfigError([("seeds", str(exc))]) from None
     configs: list[RunConfig] = []
     errors: list[tuple[str, str]] = []
     for combo in itertools.product(*(grid[k] for k in keys)):

@@ -109,6 +109,17 @@ def main(argv: list[str]) -> int:
         engine.dispose()
 
 
+def _event_on(engine: Engine, run_id: int) -> Callable[[str], None]:
+    """A webhook delivery failure, as a warning event of the run (shown on /live)."""
+
+    def record(message: str) -> None:
+        from db import add_event
+
+        add_event(engine, run_id, "warning", message)
+
+    return record
+
+
 def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int | None = None) -> int:
     """Train the run in this process; `parent_pid` is the supervisor's (None: this process's
     parent now, e.g. when called in-process by tests)."""
@@ -141,7 +152,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int |
     trainer = Trainer(
         cfg,
         bundle,
-        sinks=[sink, *webhook_sinks({"name": cfg.name, "id": run_id})],
+        sinks=[sink, *webhook_sinks({"name": cfg.name, "id": run_id}, on_failure=_event_on(engine, run_id))],
         run_dir=run_dir(run_id, run.created_at),
         stop_requested=stop.is_set,
     )

@@ -12,13 +12,31 @@ import os
 import queue
 import threading
 import time
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from bml_core.sinks import MetricSink, _json_safe
 
 log = logging.getLogger("bml.alerts.webhook")
 ENV = "BML_ALERT_WEBHOOK"
+
+
+class WebhookUrlError(ValueError):
+    """BML_ALERT_WEBHOOK is not an http(s) URL; the message says what to write."""
+
+
+def check_webhook_url(url: str) -> str:
+    """`url` when it is http:// or https:// with a host; WebhookUrlError naming the fix
+    otherwise (`file://`, `gopher://`, `notaurl`). Checked once when a process starts."""
+    parsed = urllib.parse.urlsplit(url.strip())
+    if parsed.scheme.lower() not in ("http", "https") or not parsed.hostname:
+        shown = url if len(url) <= 80 else url[:77] + "..."
+        raise WebhookUrlError(
+            f"{ENV}={shown!r} is not an http(s) URL; set it like https://hooks.example.com/bml or unset it"
+        )
+    return url.strip()
 
 
 class WebhookSink(MetricSink):
@@ -35,8 +53,10 @@ class WebhookSink(MetricSink):
         backoff_s: float = 0.5,
         max_queued: int = 1000,
         close_timeout_s: float = 10.0,
+        on_failure: Callable[[str], None] | None = None,
     ):
         self.url = url
+        self.on_failure = on_failure  # told each alert that could not be delivered (e.g. -> /live)
         self.run = dict(run or {})
         self.timeout_s = timeout_s
         self.retries = retries
@@ -88,6 +108,12 @@ class WebhookSink(MetricSink):
                             type(exc).__name__,
                             exc,
                         )
+                        if self.on_failure is not None:
+                            with contextlib.suppress(Exception):  # never raised into training
+                                self.on_failure(
+                                    f"alert {payload.get('key', '?')} not delivered to the webhook "
+                                    f"{self.url} after {attempt + 1} tries: {type(exc).__name__}: {exc}"
+                                )
                     else:
                         time.sleep(delay)
                         delay *= 2
@@ -99,7 +125,32 @@ class WebhookSink(MetricSink):
         self._thread.join(self.close_timeout_s)
 
 
-def webhook_sinks(run: dict[str, Any] | None = None) -> list[MetricSink]:
-    """[WebhookSink] when BML_ALERT_WEBHOOK is set, else []."""
+def webhook_sinks(
+    run: dict[str, Any] | None = None, on_failure: Callable[[str], None] | None = None
+) -> list[MetricSink]:
+    """[WebhookSink] when BML_ALERT_WEBHOOK is set, else []. An invalid URL (refused when
+    the process started, see check_webhook_url) is logged once here and sends nothing."""
     url = os.environ.get(ENV, "").strip()
-    return [WebhookSink(url, run=run)] if url else []
+    if not url:
+        return []
+    try:
+        check_webhook_url(url)
+    except WebhookUrlError as exc:
+        log.error("%s", exc)
+        if on_failure is not None:
+            with contextlib.suppress(Exception):
+                on_failure(f"alerts are not sent: {exc}")
+        return []
+    return [WebhookSink(url, run=run, on_failure=on_failure)]
+
+
+def webhook_env_error() -> str | None:
+    """The message when BML_ALERT_WEBHOOK is set to something that is not an http(s) URL."""
+    url = os.environ.get(ENV, "").strip()
+    if not url:
+        return None
+    try:
+        check_webhook_url(url)
+    except WebhookUrlError as exc:
+        return str(exc)
+    return None

@@ -103,16 +103,20 @@ def test_retry_clones_and_cancel_of_queued_is_immediate(embedded_cluster: Cluste
     assert list_runs(eng, limit=None).total == 1
 
 
-def test_broker_down_marks_the_runs_failed_and_says_so(
+def test_broker_down_stores_nothing_and_says_so(
     embedded_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # issue 25 changed this: the runs used to be kept, marked failed; now nothing is stored
     monkeypatch.setenv("BML_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
     with pytest.raises(client.BrokerUnavailable) as exc:
         client.submit(SMALL_RUN, seeds=[0, 1])
-    assert "127.0.0.1:1" in str(exc.value)
-    runs = list_runs(make_engine(), limit=None).runs
-    assert len(runs) == 2 and {r.status for r in runs} == {"failed"}
-    assert all("broker" in (r.error or "") for r in runs)
+    assert "127.0.0.1:1" in str(exc.value) and "nothing was stored" in str(exc.value)
+    assert list_runs(make_engine(), limit=None).total == 0
+    with pytest.raises(client.BrokerUnavailable):
+        client.submit_sweep(SMALL_RUN, {"optim.lr": [0.1, 0.2]}, seeds=[0], name="sw")
+    assert list_runs(make_engine(), limit=None).total == 0
+    with make_engine().connect() as conn:
+        assert conn.exec_driver_sql("SELECT COUNT(*) FROM sweeps").scalar() == 0
 
 
 def test_cli_submit_seeds_and_errors(embedded_cluster: Cluster, tmp_path: Path) -> None:

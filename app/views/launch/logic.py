@@ -30,10 +30,11 @@ from bml_core.config import (
     apply_override,
     validate_config,
 )
+from bml_core.seeds import MAX_SEEDS, MAX_SWEEP_RUNS, parse_seeds  # noqa: F401 - parse_seeds: the form's parser
 from bml_core.strategies.spec import StrategySpec
 
-max_seeds = 64
-max_sweep_runs = 256
+max_seeds = MAX_SEEDS  # one cap for the form, the CLI and the API: bml_core.seeds
+max_sweep_runs = MAX_SWEEP_RUNS
 SEEDS_PATH = "seeds"
 STRATEGIES_PATH = "strategies"
 ENCODER_MODALITIES_PATH = "model.encoders"
@@ -276,32 +277,6 @@ def _flatten(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-def parse_seeds(text: str) -> list[int]:
-    """`0`, `0,1,2`, `0-4` or a mix (`0-2, 7`): distinct seeds in order. ValueError with the fix."""
-    seeds: list[int] = []
-    for part in (p.strip() for p in str(text or "").split(",")):
-        if not part:
-            continue
-        match = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if match:
-            lo, hi = int(match.group(1)), int(match.group(2))
-            if hi < lo:
-                raise ValueError(f"range {part!r} runs backwards; write it as {hi}-{lo}")
-            if hi - lo + 1 > max_seeds:
-                raise ValueError(f"range {part!r} has {hi - lo + 1} seeds; at most {max_seeds}")
-            seeds.extend(range(lo, hi + 1))
-        elif part.isdigit():
-            seeds.append(int(part))
-        else:
-            raise ValueError(f"{part!r} is not a seed; write integers >= 0 like 0,1,2 or a range 0-4")
-    seeds = list(dict.fromkeys(seeds))
-    if not seeds:
-        raise ValueError("give at least one seed, e.g. 0 or 0,1,2")
-    if len(seeds) > max_seeds:
-        raise ValueError(f"{len(seeds)} seeds; at most {max_seeds} per launch")
-    return seeds
 
 
 def parse_grid(text: str) -> dict[str, list[Any]]:
