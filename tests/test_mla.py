@@ -30,7 +30,9 @@ def test_projection_update_on_hand_numbers() -> None:
     p = torch.eye(2)
     r = torch.tensor([1.0, 0.0])
     # k = P r = [1, 0]; r.k = 1; P - k k^T / (1 + 1)
-    assert torch.allclose(update_projection(p, r, alpha=1.0, normalize=False), torch.tensor([[0.5, 0.0], [0.0, 1.0]]))
+    assert torch.allclose(
+        update_projection(p, r, alpha=1.0, normalize=False), torch.tensor([[0.5, 0.0], [0.0, 1.0]])
+    )
     p0 = initial_projection(4)
     assert torch.allclose(p0, torch.eye(4) / 2.0) and p0.norm().item() == pytest.approx(1.0)
 

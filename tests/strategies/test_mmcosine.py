@@ -82,7 +82,9 @@ def _by_hand(trainer: Trainer, h: dict[str, torch.Tensor], scale: float) -> torc
 
 def test_training_and_evaluation_use_the_cosine_head() -> None:
     # eval_logits: cosine, our earlier reading (issue 21: the authors score the linear logits)
-    trainer = Trainer(load_config(small(strategies=[{"name": "mmcosine", "scale": 5.0, "eval_logits": "cosine"}])))
+    trainer = Trainer(
+        load_config(small(strategies=[{"name": "mmcosine", "scale": 5.0, "eval_logits": "cosine"}]))
+    )
     x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]
     with torch.no_grad():
         h = trainer.model.encode(x)

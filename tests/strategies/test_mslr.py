@@ -131,7 +131,11 @@ def test_mslr_update_follows_the_logged_val_accuracy() -> None:
     last 2 epochs), recomputed here with plain floats from the logged val accuracies; the
     steps of the next epoch use the new multiplier."""
     sink = MemorySink()
-    cfg = load_config(small(strategies=[{"name": "mslr", "window": 2, "form": "compound"}], train={"epochs": 3, "threads": 1}))
+    cfg = load_config(
+        small(
+            strategies=[{"name": "mslr", "window": 2, "form": "compound"}], train={"epochs": 3, "threads": 1}
+        )
+    )
     Trainer(cfg, sinks=[sink]).fit()
     for m in ("audio", "visual"):
         accs = [ev[f"val/acc/{m}"] for _, _, ev in sink.evals]
@@ -194,7 +198,9 @@ def test_mses_freezes_restores_best_weights_and_stops(monkeypatch: pytest.Monkey
     every encoder frozen the run stops after epoch 3 (of 5)."""
     monkeypatch.setattr(MSES, "val_losses", _scripted)
     sink = _Snapshots()
-    cfg = load_config(small(strategies=[{"name": "mses", "patience": 1, "form": "ours"}], train={"epochs": 5, "threads": 1}))
+    cfg = load_config(
+        small(strategies=[{"name": "mses", "patience": 1, "form": "ours"}], train={"epochs": 5, "threads": 1})
+    )
     trainer = Trainer(cfg, sinks=[sink])
     sink.trainer = trainer
     summary = trainer.fit()

@@ -14,7 +14,14 @@ from tests.strategies.strategy_helpers import small
 
 DEFAULTS = {
     "pmr": {"alpha": 1.0, "momentum": 0.2, "proto_fraction": 0.1, "form": "smooth", "per_mu": 0.0},
-    "agm": {"alpha": 1.0, "start_epoch": 0, "end_epoch": 20, "empty_set": "zero", "masked_mode": "eval", "grad_clip": 1.0},
+    "agm": {
+        "alpha": 1.0,
+        "start_epoch": 0,
+        "end_epoch": 20,
+        "empty_set": "zero",
+        "masked_mode": "eval",
+        "grad_clip": 1.0,
+    },
     "infreg": {"beta0": 0.95, "window": 10, "threshold": 0.05, "compare": "previous"},
 }
 COST = {"pmr": "cheap", "agm": "extra_forward", "infreg": "cheap"}

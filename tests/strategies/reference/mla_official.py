@@ -27,7 +27,9 @@ class GSPluginReference:
         self.Pl = p0.clone()
         self.exp_count = 0
 
-    def before_update(self, weight: torch.nn.Parameter, inputs: torch.Tensor, batch_index: int, n_batches: int) -> None:
+    def before_update(
+        self, weight: torch.nn.Parameter, inputs: torch.Tensor, batch_index: int, n_batches: int
+    ) -> None:
         lamda = batch_index / n_batches + 1
         alpha = 1.0 * 0.1**lamda
         if self.exp_count != 0:

@@ -26,15 +26,17 @@ def _from2(v1v1: float, v1v2: float, v2v2: float) -> float:
 
 def official_encoder_grads(g_mm: list[torch.Tensor], g_uni: list[torch.Tensor], gamma: float = 1.5):
     """New gradients (one per tensor), the cosine and the weight on the uni-modal gradient."""
-    cos = F.cosine_similarity(torch.cat([g.flatten() for g in g_mm]), torch.cat([g.flatten() for g in g_uni]), dim=0)
+    cos = F.cosine_similarity(
+        torch.cat([g.flatten() for g in g_mm]), torch.cat([g.flatten() for g in g_uni]), dim=0
+    )
     if cos > 0:
         k = [0.5, 0.5]
     else:
-        dot = lambda a, b: float(sum(torch.mul(x, y).sum() for x, y in zip(a, b)))  # noqa: E731
+        dot = lambda a, b: float(sum(torch.mul(x, y).sum() for x, y in zip(a, b, strict=False)))  # noqa: E731
         c = _from2(dot(g_mm, g_mm), dot(g_mm, g_uni), dot(g_uni, g_uni))
         k = [c, 1 - c]
     out = []
-    for gm, gu in zip(g_mm, g_uni):
+    for gm, gu in zip(g_mm, g_uni, strict=False):
         three_norm = torch.norm(gm + gu)
         new = 2 * k[0] * gm + 2 * k[1] * gu
         diff = three_norm / torch.norm(new)

@@ -15,7 +15,9 @@ from __future__ import annotations
 import torch
 
 
-def boosting_loss(out_obj: torch.Tensor, out_join: torch.Tensor, y: torch.Tensor, w1: float, w2: float) -> torch.Tensor:
+def boosting_loss(
+    out_obj: torch.Tensor, out_join: torch.Tensor, y: torch.Tensor, w1: float, w2: float
+) -> torch.Tensor:
     target = torch.zeros_like(out_obj).scatter_(1, y.view(-1, 1), 1)
     per = -w1 * (target * out_obj.log_softmax(1)).mean(-1) + w2 * (
         target * out_join.detach().softmax(1) * out_obj.log_softmax(1)

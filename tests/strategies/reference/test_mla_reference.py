@@ -13,7 +13,12 @@ import torch
 import torch.nn.functional as F
 
 from bml_core.config import load_config
-from bml_core.strategies.mla.impl import initial_projection, project_gradient, projection_alpha, update_projection
+from bml_core.strategies.mla.impl import (
+    initial_projection,
+    project_gradient,
+    projection_alpha,
+    update_projection,
+)
 from bml_core.trainer import Trainer
 from tests.strategies.reference.mla_official import GSPluginReference
 from tests.strategies.strategy_helpers import small

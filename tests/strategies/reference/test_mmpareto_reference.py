@@ -20,7 +20,7 @@ def _grads(seed: int, conflict: bool) -> tuple[list[torch.Tensor], list[torch.Te
     g_mm = [torch.randn(s, generator=g, dtype=torch.float64) * (i + 1) for i, s in enumerate(SHAPES)]
     g_uni = [torch.randn(s, generator=g, dtype=torch.float64) * 0.3 for s in SHAPES]
     sign = -0.8 if conflict else 0.8  # push g_uni against (or along) g_mm
-    g_uni = [u + sign * m for u, m in zip(g_uni, g_mm)]
+    g_uni = [u + sign * m for u, m in zip(g_uni, g_mm, strict=False)]
     return g_mm, g_uni
 
 

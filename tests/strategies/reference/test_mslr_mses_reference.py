@@ -64,7 +64,10 @@ def test_mses_smoothing_stop_and_full_reload_match_the_official_loop(monkeypatch
     monkeypatch.setattr(MSES, "val_losses", _scripted)
     sink = _Keep()
     cfg = load_config(
-        small(strategies=[{"name": "mses", "patience": patience, "stop_when_all_frozen": False}], train={"epochs": 7, "threads": 1})
+        small(
+            strategies=[{"name": "mses", "patience": patience, "stop_when_all_frozen": False}],
+            train={"epochs": 7, "threads": 1},
+        )
     )
     trainer = Trainer(cfg, sinks=[sink])
     sink.trainer = trainer
@@ -73,7 +76,9 @@ def test_mses_smoothing_stop_and_full_reload_match_the_official_loop(monkeypatch
 
     def spy(self: MSES, ctx, val):  # type: ignore[no-untyped-def]
         best_states[ctx.epoch] = {"opt": trainer.optimizer.state_dict()["state"]}
-        best_states[ctx.epoch]["opt"] = {k: {n: t.clone() for n, t in v.items()} for k, v in best_states[ctx.epoch]["opt"].items()}
+        best_states[ctx.epoch]["opt"] = {
+            k: {n: t.clone() for n, t in v.items()} for k, v in best_states[ctx.epoch]["opt"].items()
+        }
         original(self, ctx, val)
 
     monkeypatch.setattr(MSES, "on_epoch_end", spy)
