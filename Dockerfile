@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY bml_core bml_core
 COPY db db
 COPY worker worker
+COPY services services
 COPY app app
 COPY bml_cli bml_cli
 COPY examples examples

@@ -36,7 +36,7 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 lint: install
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy bml_core db worker app bml_cli
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy bml_core db worker services app bml_cli
 
 bench: install
 	$(PY) bench/step_overhead.py

@@ -4,7 +4,7 @@ websocket, `st.context.cookies`), checks it (`app.auth`, `db.accounts.session_ac
 without a valid one, shows only a link to the login form and stops; with `BML_AUTH=oidc`
 it asks Streamlit's `st.user` and maps the person to a role (`app/oidc.py`). `current_actor()` is
 the result for the pages, which hide what the role may not do and pass the actor to
-worker.client (which refuses anyway)."""
+services.actions (which refuses anyway)."""
 
 from __future__ import annotations
 

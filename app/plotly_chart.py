@@ -11,7 +11,7 @@ Why not st.plotly_chart:
   first visit of Compare (docs/benchmarks.md). Our charts are lines and filled bands only,
   so they use plotly.js's official "basic" distribution (scatter, bar, pie: 1.2 MB), shipped
   in `app/static/` (MIT licence; `make vendor-plotly` refreshes it from npm) and served by
-  the app server's static file route (`server.enableStaticServing`, see app/server.py).
+  the app server's static file route (`server.enableStaticServing`, see services/processes.py).
   Nothing is downloaded from elsewhere at run time. Where that file is missing (a trimmed
   install), the component falls back to the plotly.js Streamlit ships.
 """

@@ -95,8 +95,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     import db
-    from app.server import dashboard_url, wait_until_healthy
-    from bml_cli.dashboard_cmd import start_dashboard
+    from services.processes import dashboard_url, start_dashboard, wait_until_healthy
 
     engine = db.make_engine()
     db.upgrade(engine)

@@ -238,7 +238,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
 def start_workers(n: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     """n Celery workers as `bml up` starts them (one run at a time, CPU), each in its own
     session so that stopping it reaches its run process too."""
-    from bml_cli.worker_cmd import worker_command
+    from services.processes import worker_command
     from worker.embedded_broker import prepare
     from worker.settings import QUEUE_NAME, broker_url, is_embedded
 
@@ -269,7 +269,7 @@ def start_workers(n: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
 
 def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
     """A warm shutdown (SIGTERM), then SIGKILL to whatever is left in each worker's session."""
-    from bml_cli.worker_cmd import stop_processes
+    from services.processes import stop_processes
 
     stop_processes(procs)
     for p in procs:
@@ -338,7 +338,7 @@ def submit(
     """One group per dataset (`strategy-grid-DATASET-STAMP`), runs seed by seed; returns
     {dataset: group} and the run ids."""
     from bml_core.config import validate_config
-    from worker import client
+    from services import actions as client
 
     groups: dict[str, str] = {}
     ids: list[int] = []
@@ -441,8 +441,8 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
     import db
     from bml_core.compare import group_runs, results
     from bml_core.compare.grouping import STRATEGIES, strategy_label
-    from bml_core.compare.report import json_ready
     from bml_core.compare.stats import diff_interval
+    from bml_core.finitejson import finite_json
 
     out: dict[str, Any] = {}
     for dataset, group in groups.items():
@@ -505,7 +505,7 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
                 for r in grouping.excluded
             ],
         }
-    return json_ready(out)  # NaN and inf as null
+    return finite_json(out)  # NaN and inf as null
 
 
 # --------------------------------------------------------------------------- output

@@ -61,7 +61,7 @@ def measure(broker: str, n: int, tmp: Path) -> dict[str, object]:
     os.environ.update({k: env[k] for k in ("BML_HOME", "BML_BROKER_URL", "BML_BROKER_PREFIX")})
     subprocess.run([BML, "db", "upgrade"], env=env, check=True, capture_output=True)
     from db import get_run, make_engine
-    from worker import client
+    from services import actions as client
 
     engine = make_engine()
     worker = start_worker(env, home / "worker.log")

@@ -11,7 +11,6 @@ import os
 import signal
 import socket
 import subprocess
-from typing import Any
 
 import typer
 
@@ -73,15 +72,6 @@ def require_accounts(mode: str) -> None:
         engine.dispose()
 
 
-def start_dashboard(port: int, host: str, stdout: Any = None, stderr: Any = None) -> subprocess.Popen[bytes]:
-    """The app in a child process with this environment (BML_HOME, BML_DATABASE_URL, BML_AUTH, ...)."""
-    from app.auth import auth_mode
-    from app.server import dashboard_command
-
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(dashboard_command(port, host, auth_mode()), env=env, stdout=stdout, stderr=stderr)
-
-
 def port_problem(host: str, port: int) -> str | None:
     """Why the dashboard cannot listen on host:port (out of range, or in use by another
     program or another BML Studio), or None. Binds a test socket and closes it at once."""
@@ -124,7 +114,7 @@ def check_store_or_exit() -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from app.server import DEFAULT_HOST, DEFAULT_PORT
+    from services.processes import DEFAULT_HOST, DEFAULT_PORT
 
     @app.command("dashboard")
     def dashboard(
@@ -136,13 +126,14 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Serve the dashboard (Streamlit) until interrupted."""
-        from app.server import dashboard_url, wait_until_healthy
+        from app.auth import auth_mode
+        from services.processes import dashboard_url, start_dashboard, wait_until_healthy
 
         mode = resolve_auth(host, auth, insecure_no_auth)
         check_store_or_exit()
         require_accounts(mode)
         check_port_or_exit(host, port)
-        proc = start_dashboard(port, host, stdout=subprocess.DEVNULL)
+        proc = start_dashboard(port, host, auth_mode(), stdout=subprocess.DEVNULL)
         signal.signal(signal.SIGTERM, lambda signum, frame: proc.terminate())
         url = dashboard_url(port, host)
         try:

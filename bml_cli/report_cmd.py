@@ -18,6 +18,7 @@ import typer
 from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, plain
 from bml_cli.store_cmd import _engine
 from bml_core.seeds import SeedError, parse_seeds
+from services.report import make_report
 
 # The papers' grids: (run name, preset or None for joint training with the grid's
 # optimiser and schedule). Joint takes the non-strategy part of the first preset.
@@ -69,46 +70,6 @@ def _write(text: str, output: str) -> None:
         sys.stdout.write(text)
     else:
         Path(output).write_text(text, encoding="utf-8")
-
-
-def make_report(
-    engine: Any,
-    groups: Sequence[str],
-    run_ids: Sequence[int],
-    by: Sequence[str] | None = None,
-    baseline: str | None = None,
-    statuses: Sequence[str] = ("succeeded",),
-    title: str | None = None,
-) -> dict[str, Any]:
-    """The report document of the selected runs; ValueError with the message for the
-    user when a group or id is unknown, the key or baseline is wrong, or nothing finished."""
-    import db
-    from bml_core.compare import group_runs
-    from bml_core.compare.report import build_report
-
-    sel = db.runs_for_report(engine, groups, run_ids)
-    if sel.unknown_groups:
-        known = sorted(db.list_groups(engine))
-        shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
-        raise ValueError(
-            f"unknown group {sel.unknown_groups[0]!r} (no run has it); known groups: {shown or 'none'}"
-        )
-    if sel.unknown_ids:
-        raise ValueError(
-            f"no run with id {', '.join(str(i) for i in sel.unknown_ids)} (see `bml runs` for the ids)"
-        )
-    grouping = group_runs(sel.runs, by=by, statuses=statuses)
-    if not any(g.n for g in grouping.groups):
-        why = "; ".join(f"#{r.record.id} {r.reason}" for r in grouping.excluded[:10])
-        raise ValueError(f"nothing to report: no selected run has finished ({why})")
-    curves = db.group_curves(engine, grouping.included_ids())
-    return build_report(
-        grouping,
-        curves,
-        baseline=baseline,
-        title=title,
-        selection={"groups": list(groups), "run_ids": list(run_ids)},
-    )
 
 
 def _echo_summary(doc: dict[str, Any]) -> None:
@@ -238,7 +199,7 @@ def register(app: typer.Typer) -> None:
         """Submit a paper's grid of presets over seeds as one group through the workers, then
         print the `bml report` command (or, with --wait, wait and write the report)."""
         from bml_core.compare.report import FORMATS
-        from worker import client
+        from services import actions as client
 
         if fmt not in FORMATS:
             typer.echo(f"error: unknown format {fmt!r}; one of {', '.join(FORMATS)}", err=True)

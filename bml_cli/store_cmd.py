@@ -50,7 +50,7 @@ def _engine(check: bool = True) -> Any:
 def open_run_sink(cfg: Any) -> Any:
     """For `bml train --db`: a new run row, claimed by this process, and its DbMetricSink."""
     from db import DbMetricSink, claim_run, create_run
-    from worker.client import current_actor
+    from services.actions import current_actor
 
     engine = _engine()
     run_id = create_run(engine, cfg, owner=current_actor(engine).name)

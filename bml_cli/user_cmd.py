@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Add an account."""
         from db.accounts import add_user
-        from worker.client import current_actor
+        from services.actions import current_actor
 
         engine = _engine()
         password = None if no_password else _read_password(password_stdin)
@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Change an account's role."""
         from db.accounts import set_role
-        from worker.client import current_actor
+        from services.actions import current_actor
 
         engine = _engine()
 
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Set an account's password (and unlock it after failed logins)."""
         from db.accounts import set_password
-        from worker.client import current_actor
+        from services.actions import current_actor
 
         engine = _engine()
         password = _read_password(password_stdin)
@@ -117,7 +117,7 @@ def register(app: typer.Typer) -> None:
     def remove(name: str = typer.Argument(...)) -> None:
         """Remove an account (its runs keep their owner's name)."""
         from db.accounts import remove_user
-        from worker.client import current_actor
+        from services.actions import current_actor
 
         engine = _engine()
 

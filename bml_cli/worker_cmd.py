@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-from types import FrameType
 
 import typer
 
@@ -23,8 +16,7 @@ from bml_cli.common import (
 )
 from bml_cli.store_cmd import _engine
 from bml_core.seeds import SeedError, parse_seeds
-
-WORKER_STOP_TIMEOUT_S = 30.0
+from services.processes import detect_gpus, start_workers, stop_processes, wait_for
 
 
 def parse_ids(text: str, what: str) -> list[int]:
@@ -35,106 +27,6 @@ def parse_ids(text: str, what: str) -> list[int]:
     if not ids or any(i < 0 for i in ids):
         raise typer.BadParameter(f"{what} must be integers >= 0, e.g. 0,1,2")
     return ids
-
-
-def detect_gpus() -> list[int]:
-    """GPU indices from nvidia-smi (no torch in this process); none on a CPU-only machine."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return []
-    try:
-        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [i for i, line in enumerate(ln for ln in out.splitlines() if ln.startswith("GPU "))]
-
-
-def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
-    """One Celery worker: one run at a time (`-c 1`), our queue, no gossip/mingle chatter."""
-    return [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "worker.celery_app",
-        "worker",
-        "-c",
-        "1",
-        "-n",
-        name,
-        "-Q",
-        "bml",
-        "--loglevel",
-        loglevel,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-
-
-def start_workers(
-    gpus: list[int] | None, name: str | None = None, loglevel: str = "INFO", log_dir: Path | None = None
-) -> list[subprocess.Popen[bytes]]:
-    """One worker process per GPU (CUDA_VISIBLE_DEVICES set for each), or one CPU worker."""
-    from worker.embedded_broker import prepare
-    from worker.settings import QUEUE_NAME, broker_url, is_embedded
-
-    if is_embedded():
-        prepare(broker_url(), QUEUE_NAME)
-    procs = []
-    slots: list[int | None] = list(gpus) if gpus else [None]
-    for gpu in slots:
-        env = dict(os.environ)
-        env["CUDA_VISIBLE_DEVICES"] = "" if gpu is None else str(gpu)
-        base = name or ("cpu" if gpu is None else f"gpu{gpu}")
-        if name and len(slots) > 1:
-            base = f"{name}-gpu{gpu}"
-        label = base if "@" in base else f"{base}@%h"
-        out = None
-        if log_dir is not None:
-            log_dir.mkdir(parents=True, exist_ok=True)
-            out = (log_dir / f"worker-{label.replace('%h', 'host').replace('@', '-')}.log").open("ab")
-        procs.append(
-            subprocess.Popen(
-                worker_command(label, loglevel),
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-            )
-        )
-    return procs
-
-
-def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = WORKER_STOP_TIMEOUT_S) -> None:
-    """SIGTERM (a Celery warm shutdown: the running run checkpoints and is requeued), then kill."""
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-
-
-def wait_for(procs: list[subprocess.Popen[bytes]]) -> int:
-    """Block until a process exits or we are told to stop; then stop them all."""
-    stopping = {"now": False}
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stopping["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    code = 0
-    while not stopping["now"]:
-        exited = [p for p in procs if p.poll() is not None]
-        if exited:
-            code = exited[0].returncode or 0
-            break
-        time.sleep(0.2)
-    stop_processes(procs)
-    return code
 
 
 def register(app: typer.Typer) -> None:
@@ -151,8 +43,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate, store and enqueue run(s); prints one run id per line."""
         from db import PermissionDenied
-        from worker.client import BrokerUnavailable
-        from worker.client import submit as submit_runs
+        from services.actions import BrokerUnavailable
+        from services.actions import submit as submit_runs
 
         engine = _engine()
         try:
@@ -177,7 +69,7 @@ def register(app: typer.Typer) -> None:
     def cancel(run_id: int = typer.Argument(..., help="the run to cancel")) -> None:
         """Request cancellation: a queued run ends at once, a running one within seconds."""
         from db import PermissionDenied, RunNotFound
-        from worker.client import cancel as cancel_run
+        from services.actions import cancel as cancel_run
 
         check_run_id(run_id)
         try:
@@ -200,7 +92,7 @@ def register(app: typer.Typer) -> None:
         """Delete a run with all its series and events (admins; a running run must be
         cancelled first). Its id is never given to another run."""
         from db import InvalidRunState, PermissionDenied, RunNotFound, get_run
-        from worker.client import delete as delete_run
+        from services.actions import delete as delete_run
 
         engine = _engine()
         try:
@@ -231,8 +123,8 @@ def register(app: typer.Typer) -> None:
         its id. What changed since (data files, versions, code) is reported first; a changed
         data file or major version exits 2 unless --yes."""
         from db import PermissionDenied, RunNotFound
-        from worker.client import BrokerUnavailable, rerun_check
-        from worker.client import rerun as rerun_run
+        from services.actions import BrokerUnavailable, rerun_check
+        from services.actions import rerun as rerun_run
 
         check_run_id(run_id)
         engine = _engine()
@@ -291,9 +183,11 @@ def register(app: typer.Typer) -> None:
         """Embedded mode: the store (SQLite), a broker that needs no server, one worker per
         GPU (or one CPU worker) and the dashboard, until Ctrl-C. Binding anything but
         loopback needs `--auth` (exit 2 otherwise)."""
+        from app.auth import auth_mode
         from bml_cli.dashboard_cmd import check_port_or_exit, require_accounts, resolve_auth
         from db import make_engine, upgrade
         from db.engine import bml_home
+        from services.processes import start_dashboard
 
         mode = resolve_auth(host, auth, insecure_no_auth)
         check_webhook_or_exit()
@@ -304,10 +198,10 @@ def register(app: typer.Typer) -> None:
         check_port_or_exit(host, port)  # before anything starts: never report another instance's address
         gpu_list = parse_ids(gpus, "--gpus") if gpus else detect_gpus()
         procs = start_workers(gpu_list, log_dir=home / "logs")
-        dashboard = start_dashboard(port, host, home / "logs")
+        dashboard = start_dashboard(port, host, auth_mode(), log_dir=home / "logs")
         procs.append(dashboard)
         typer.echo(f"BML Studio: store and broker under {home}; {len(gpu_list) or 1} worker(s)")
-        from app.server import dashboard_url, wait_until_healthy
+        from services.processes import dashboard_url, wait_until_healthy
 
         url = dashboard_url(port, host)
         if not wait_until_healthy(url, alive=dashboard):
@@ -320,15 +214,3 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(EXIT_FAILURE)
         typer.echo(f"dashboard: {url}")
         raise typer.Exit(wait_for(procs))
-
-
-def start_dashboard(port: int, host: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    """The dashboard process (as `bml dashboard` runs it), its output in log_dir/dashboard.log."""
-    from app.auth import auth_mode
-    from app.server import dashboard_command
-
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with (log_dir / "dashboard.log").open("ab") as out:
-        return subprocess.Popen(
-            dashboard_command(port, host, auth_mode()), stdout=out, stderr=subprocess.STDOUT
-        )

@@ -1,5 +1,5 @@
 """Seed lists: one syntax and one cap for every way in (the Launch form, `bml submit --seeds`,
-`bml report --reproduce --seeds`, the actions API in worker/client.py, the benchmarks).
+`bml report --reproduce --seeds`, the actions API in services/actions.py, the benchmarks).
 
 Syntax: integers >= 0 separated by commas, ranges `lo-hi` inclusive, a mix (`0-2, 7`);
 duplicates are dropped, order kept. At most MAX_SEEDS distinct seeds per launch and

@@ -4,11 +4,12 @@ implements the same interface in `db/`. A sink never changes training."""
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from pathlib import Path
 from typing import IO, Any
+
+from bml_core.finitejson import finite_float, finite_json
 
 
 class MetricSink:
@@ -122,20 +123,6 @@ class MemorySink(MetricSink):
         return sorted((step, m[key]) for step, _, m in rows if key in m)
 
 
-def _json_float(v: float) -> float | str:
-    return v if math.isfinite(v) else str(v)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float):
-        return _json_float(value)
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 class JsonlSink(MetricSink):
     """Appends one JSON object per event to a file (`metrics.jsonl` in the run directory)."""
 
@@ -162,7 +149,7 @@ class JsonlSink(MetricSink):
                 "event": "step",
                 "step": step,
                 "epoch": epoch,
-                "metrics": {k: _json_float(v) for k, v in metrics.items()},
+                "metrics": {k: finite_float(v, "string") for k, v in metrics.items()},
             }
         )
 
@@ -172,7 +159,7 @@ class JsonlSink(MetricSink):
                 "event": "eval",
                 "step": step,
                 "epoch": epoch,
-                "metrics": {k: _json_float(v) for k, v in metrics.items()},
+                "metrics": {k: finite_float(v, "string") for k, v in metrics.items()},
             }
         )
 
@@ -180,7 +167,7 @@ class JsonlSink(MetricSink):
         self._write({"event": "log", "time": time.time(), "level": level, "message": message})
 
     def on_alert(self, alert: dict[str, Any]) -> None:
-        self._write({"event": "alert", "time": time.time(), **_json_safe(alert)})
+        self._write({"event": "alert", "time": time.time(), **finite_json(alert, "string")})
 
     def on_end(self, status: str, summary: dict[str, Any] | None) -> None:
         self._write({"event": "end", "time": time.time(), "status": status, "summary": summary})

@@ -8,6 +8,7 @@ are imported here: never torch, the worker or the app."""
 
 from __future__ import annotations
 
+from bml_core.configpaths import flatten_config
 from db.accounts import (
     ROLES,
     Actor,
@@ -47,7 +48,6 @@ from db.queries import (
     downsampled_many,
     downsampled_series,
     environment_diff,
-    flatten_config,
     get_event,
     get_run,
     get_runs,

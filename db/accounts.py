@@ -4,7 +4,7 @@ Roles: `viewer` reads everything; `operator` also launches and reruns runs, and 
 retries its own; `admin` does everything, including other people's runs, deleting runs and
 managing users. An `Actor` (name, role) is who performs an action: the logged-in user in
 the dashboard, `BML_USER` (or the local admin) on the command line. `authorize` is the one
-place that decides; `db.runs` and `worker.client` call it where the action happens, so a
+place that decides; `db.runs` and `services.actions` call it where the action happens, so a
 hidden button is never the only guard.
 
 Passwords are hashed with Argon2id (argon2-cffi); neither a password nor its hash ever

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Engine, and_, bindparam, exists, func, or_, s
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
+from bml_core.configpaths import diff_configs
 from db.errors import RunNotFound, SeriesNotFound
 from db.ingest import NAN_SUM_SQL, ROLLUP_WIDTHS
 from db.models import Event, Point, Rollup, Run, RunTag, Series
@@ -328,38 +329,6 @@ def alert_counts(engine: Engine, run_ids: Iterable[int] | None = None) -> dict[i
 
 
 # --------------------------------------------------------------------------- configs
-
-
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2} (dotted paths as `--set` takes)."""
-    out: dict[str, Any] = {}
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, Mapping) and node:
-            for k, v in node.items():
-                walk(v, f"{path}.{k}" if path else str(k))
-        elif isinstance(node, list | tuple) and node:
-            for i, v in enumerate(node):
-                walk(v, f"{path}.{i}" if path else str(i))
-        else:
-            out[path] = node
-
-    walk(config, prefix)
-    return out
-
-
-def diff_configs(configs: Mapping[int, Mapping[str, Any]]) -> dict[str, dict[int, Any]]:
-    """Dotted paths whose values differ between the configs: {path: {run_id: value}}; a
-    run whose config lacks the path is left out of that path's dict."""
-    flat = {rid: flatten_config(cfg) for rid, cfg in configs.items()}
-    paths = sorted({p for f in flat.values() for p in f})
-    out: dict[str, dict[int, Any]] = {}
-    for path in paths:
-        present = {rid: f[path] for rid, f in flat.items() if path in f}
-        values = list(present.values())
-        if len(present) < len(flat) or any(v != values[0] for v in values[1:]):
-            out[path] = present
-    return out
 
 
 def config_diff(engine: Engine, run_ids: Sequence[int]) -> dict[str, dict[int, Any]]:

@@ -13,7 +13,7 @@ import db
 from bml_core.config import ConfigError
 from bml_core.dataspecs import DATASET_PARAMS, check_dataset_paths, path_params
 from bml_core.errors import DatasetError
-from worker.client import prepare
+from services.actions import prepare
 from worker.run_process import _train
 
 SECRET = "TOPSECRET-LINE,HAP"

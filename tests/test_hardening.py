@@ -242,7 +242,7 @@ def test_an_empty_config_file_is_refused(bml_exe: str, tmp_path: Path) -> None:
 
 
 def test_too_many_seeds_per_launch_are_refused() -> None:
-    from worker.client import prepare
+    from services.actions import prepare
 
     with pytest.raises(ConfigError) as exc:
         prepare({"name": "x"}, list(range(1001)))
@@ -365,7 +365,7 @@ def test_the_dashboard_says_an_unreachable_store_is_unreachable(monkeypatch: pyt
 
 
 def test_the_dashboard_never_shows_error_details_to_visitors() -> None:
-    from app.server import dashboard_command
+    from services.processes import dashboard_command
 
     cmd = dashboard_command(8501, "127.0.0.1")
     assert cmd[cmd.index("--client.showErrorDetails") + 1] == "none"

@@ -25,5 +25,5 @@ def test_ruff_format() -> None:
 
 
 def test_mypy() -> None:
-    r = _run(str(BIN / "mypy"), "bml_core", "db", "worker", "app", "bml_cli")
+    r = _run(str(BIN / "mypy"), "bml_core", "db", "worker", "services", "app", "bml_cli")
     assert r.returncode == 0, r.stdout + r.stderr

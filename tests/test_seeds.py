@@ -50,7 +50,7 @@ def test_every_way_in_uses_the_one_parser() -> None:
 
 
 def test_actions_api_refuses_more_than_64_seeds_and_256_sweep_runs() -> None:
-    from worker.client import expand_grid, prepare
+    from services.actions import expand_grid, prepare
 
     with pytest.raises(ConfigError) as exc:
         prepare({"name": "x"}, list(range(65)))

@@ -17,7 +17,8 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from bml_core.sinks import MetricSink, _json_safe
+from bml_core.finitejson import finite_json
+from bml_core.sinks import MetricSink
 
 log = logging.getLogger("bml.alerts.webhook")
 ENV = "BML_ALERT_WEBHOOK"
@@ -74,7 +75,7 @@ class WebhookSink(MetricSink):
 
     def on_alert(self, alert: dict[str, Any]) -> None:
         try:
-            self._queue.put_nowait({**_json_safe(alert), "run": self.run})
+            self._queue.put_nowait({**finite_json(alert, "string"), "run": self.run})
         except queue.Full:
             self.dropped += 1
             log.warning("alert webhook queue full: alert %s dropped", alert.get("key"))

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bml_core.configpaths import flatten_into
+
 INCLUDED_STATUSES = ("succeeded",)
 IGNORED_PATHS = ("seed", "name", "group", "tags")
 STRATEGIES = "strategies"
@@ -86,17 +88,6 @@ class RunRecord:
         )
 
 
-def _flat(node: Any, path: str, out: dict[str, Any]) -> None:
-    if isinstance(node, Mapping) and node:
-        for k, v in node.items():
-            _flat(v, f"{path}.{k}" if path else str(k), out)
-    elif isinstance(node, list | tuple) and node:
-        for i, v in enumerate(node):
-            _flat(v, f"{path}.{i}" if path else str(i), out)
-    else:
-        out[path] = node
-
-
 def strategy_label(strategies: Any) -> str:
     """`opm+ogm_ge`, or `joint` for an empty list (the store's `runs.strategy`)."""
     names = []
@@ -112,14 +103,14 @@ def config_paths(config: Mapping[str, Any]) -> dict[str, Any]:
     'optim.lr': 0.001, ...}; list positions (`strategies.0.alpha`) are also present."""
     out: dict[str, Any] = {}
     for k, v in config.items():
-        _flat(v, str(k), out)
+        flatten_into(v, str(k), out)
     strategies = config.get(STRATEGIES) or []
     out[STRATEGIES] = strategy_label(strategies)
     for s in strategies:
         if isinstance(s, Mapping):
             for k, v in s.items():
                 if k != "name":
-                    _flat(v, f"{s.get('name', '?')}.{k}", out)
+                    flatten_into(v, f"{s.get('name', '?')}.{k}", out)
     return out
 
 

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import html
 import json
-import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from bml_core.compare import stats
+from bml_core.compare.fmt import format_p
 from bml_core.compare.grouping import Grouping
 from bml_core.compare.published import UNIMODAL_METHODS, published_for
 from bml_core.compare.results import PRIMARY, TEST_SELECTED, GroupResult, Results, results
+from bml_core.finitejson import finite_json
 
 SCHEMA = "bml.report/1"
 FORMATS = ("html", "json", "md")
@@ -41,17 +42,6 @@ PUBLISHED_NOTE = (
     "validation; the official codes report the best epoch on test, shown as 'ours, best epoch on "
     "test' when the runs recorded it."
 )
-
-
-def json_ready(value: Any) -> Any:
-    """JSON-ready copy: NaN/inf become None, tuples lists, keys strings."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    return value
 
 
 def _curve(agg: Any) -> dict[str, Any]:
@@ -145,7 +135,7 @@ def build_report(
         },
         "published": _published(res, datasets),
     }
-    return json_ready(doc)
+    return finite_json(doc)
 
 
 # --------------------------------------------------------------------------- text formats
@@ -187,9 +177,7 @@ def _diff_cell(vs: Mapping[str, Any] | None) -> str:
 
 
 def _p(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return "< 0.0001" if value < 1e-4 else f"{value:.4f}"
+    return format_p(value, missing="–")
 
 
 def _verdict(group: Mapping[str, Any]) -> str:
@@ -330,7 +318,7 @@ def _run_rows(doc: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 
 def render_json(doc: Mapping[str, Any]) -> str:
-    return json.dumps(json_ready(doc), indent=2, allow_nan=False) + "\n"
+    return json.dumps(finite_json(doc), indent=2, allow_nan=False) + "\n"
 
 
 def render_markdown(doc: Mapping[str, Any]) -> str:
@@ -505,7 +493,7 @@ def _verdict_class(g: Mapping[str, Any]) -> str:
 
 def _js(value: Any) -> str:
     """JSON for inside a <script> element (no `</` that could close it)."""
-    return json.dumps(json_ready(value)).replace("</", "<\\/")
+    return json.dumps(finite_json(value)).replace("</", "<\\/")
 
 
 def plotly_js() -> str:

@@ -70,7 +70,7 @@ def serve_app(
     URL once `/_stcore/health` answers (the log's tail in the error if it never does); on
     exit send `stop` to the group (SIGINT: `bml up` stops its worker too), then SIGKILL
     after `stop_timeout_s`."""
-    from app.server import wait_until_healthy
+    from services.processes import wait_until_healthy
 
     url = f"http://127.0.0.1:{port}"
     with log_path.open("wb") as log:
@@ -97,7 +97,7 @@ def serve_app(
 def serve_dashboard(home: Path) -> Iterator[str]:
     """The dashboard alone (no worker) on the store in `home` (BML_HOME), on a free port;
     yields its URL."""
-    from app.server import dashboard_command
+    from services.processes import dashboard_command
 
     env = {k: v for k, v in os.environ.items() if k not in ("BML_DATABASE_URL", "BML_AUTH")}
     env.update(BML_HOME=str(home), PYTHONUNBUFFERED="1")

@@ -1,6 +1,6 @@
 """The dashboard's gate and roles without a browser: with BML_AUTH=local and no session the
 app draws only the login prompt (no page, no data); the Runs page offers each role only its
-actions and runs them as the actor (a viewer calling anyway is refused by worker.client);
+actions and runs them as the actor (a viewer calling anyway is refused by services.actions);
 "Rerun exactly" queues a linked run; Live's environment rows."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 import db
 from app.views.live import data as lv
 from app.views.runs import data as rv
-from worker import client
+from services import actions as client
 
 ADMIN = db.Actor("ada", "admin")
 OPERATOR = db.Actor("otto", "operator")

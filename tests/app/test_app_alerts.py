@@ -45,7 +45,7 @@ def _store(engine: Engine, run_id: int, *alerts: dict[str, Any]) -> list[db.Even
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from worker import client
+    from services import actions as client
 
     calls: list[int] = []
     monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))

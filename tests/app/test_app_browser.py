@@ -106,7 +106,7 @@ def _error_in(page: Any, container: str) -> str:
 
 
 def test_bad_input_is_refused_next_to_each_field_and_nothing_is_stored(studio: Studio, page: Any) -> None:
-    from worker import client
+    from services import actions as client
 
     open_page(page, f"{studio.url}/launch")
     fill(page, "field-name", "")
@@ -415,7 +415,7 @@ def test_alert_strip_on_live_while_training_and_try_this_fills_a_valid_form(
     """Issue 12's "Must show": an alert appears in the Live strip while the run trains, and
     its "Try this" opens Launch holding the run's config with the advice applied, which
     validates (the launch button offers one run, no field is marked)."""
-    from worker import client
+    from services import actions as client
 
     monkeypatch.setenv("BML_HOME", str(studio.home))  # the studio's broker and store
     for name in ("BML_DATABASE_URL", "BML_BROKER_URL", "BML_USER"):

@@ -232,7 +232,7 @@ def test_cancelled_failed_and_running_runs_are_left_out_and_a_retry_counts_once(
     ids = _sweep(engine)
     # opm seed 1 was first launched, cancelled half-way, then retried (a clone, as the Runs page does)
     cancelled = add_run(engine, "sweep-opm-s1", "sweep", ["opm"], seed=1, steps=60, status="cancelled")
-    from worker.client import retry
+    from services.actions import retry
 
     retried = retry(cancelled, engine=engine)
     db.claim_run(engine, retried, "test-worker")

@@ -1,7 +1,7 @@
 """Launch page: the form is generated from the config models (every strategy's parameter
 model, the registered datasets, the presets); every invalid field shows its message next to
 it and nothing is stored or enqueued; a valid form launches one run per seed, or a sweep
-grid, through worker.client (the broker send is recorded instead of made)."""
+grid, through services.actions (the broker send is recorded instead of made)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from bml_core.config import PRESETS, strategy_params
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run ids the app enqueued (worker.client.enqueue recorded, not sent)."""
-    from worker import client
+    """Run ids the app enqueued (services.actions.enqueue recorded, not sent)."""
+    from services import actions as client
 
     calls: list[int] = []
     monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))

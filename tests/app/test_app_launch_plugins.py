@@ -32,7 +32,7 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from worker import client
+    from services import actions as client
 
     calls: list[int] = []
     monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))

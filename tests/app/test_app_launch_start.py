@@ -19,7 +19,7 @@ from bml_core.dataspecs import get_dataset_spec
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from worker import client
+    from services import actions as client
 
     calls: list[int] = []
     monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))

@@ -22,7 +22,7 @@ import importlib, json, pkgutil, sys
 import app
 modules = [m.name for m in pkgutil.walk_packages(app.__path__, "app.")
            if m.name != "app.main" and not m.name.endswith(".page")]
-for name in modules + ["worker.client", "bml_core.dataroots", "bml_core.config"]:
+for name in modules + ["services.actions", "bml_core.dataroots", "bml_core.config"]:
     importlib.import_module(name)
 after_import = "torch" in sys.modules
 from streamlit.testing.v1 import AppTest

@@ -13,7 +13,7 @@ from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
 from app.views.report import data as rv
-from bml_cli.report_cmd import make_report
+from services.report import make_report
 
 ACC = {"joint": [0.60, 0.62], "opm": [0.70, 0.715]}
 

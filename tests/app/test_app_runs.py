@@ -1,6 +1,6 @@
 """Runs page: the table's columns, filters (status, strategy, dataset, group, text),
 pagination, ETA and best validation accuracy, and cancel / retry / delete (with
-confirmation) through worker.client with the broker send recorded instead of made."""
+confirmation) through services.actions with the broker send recorded instead of made."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, 
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from worker import client
+    from services import actions as client
 
     calls: list[int] = []
     monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))

@@ -1,5 +1,5 @@
 """Workers page: queue length, running count, and each worker with the run it executes
-(from worker.client.queue_status; the Celery broadcast is replaced by a recorded answer
+(from services.actions.queue_status; the Celery broadcast is replaced by a recorded answer
 here, the real one is exercised by the browser test against `bml up`)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from app_helpers import frame_with, open_page
 from app_runs import add_run
 from sqlalchemy import Engine
 
-from worker import client
+from services import actions as client
 
 
 def test_queue_and_workers_with_their_runs(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 
 from app import plotly_chart
-from app.server import dashboard_command
+from services.processes import dashboard_command
 
 
 def test_the_shipped_bundle_is_the_pinned_file_of_the_installed_plotly_version() -> None:

@@ -19,7 +19,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from worker import client
+    from services import actions as client
 
     calls: list[int] = []
     monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
@@ -27,7 +27,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def test_a_deleted_newest_id_is_never_given_again(engine: Engine, sent: list[int]) -> None:
-    from worker import client
+    from services import actions as client
 
     first, newest = client.submit({"name": "a"}, [0, 1], engine=engine)
     client.delete(newest, engine=engine)
@@ -54,7 +54,7 @@ def test_bml_delete_asks_unless_yes(engine: Engine) -> None:
 
 def test_retry_is_named_after_the_run_it_retries(engine: Engine, sent: list[int]) -> None:
     from app.views.runs import data as rv
-    from worker import client
+    from services import actions as client
 
     (rid,) = client.submit({"name": "lr-probe"}, engine=engine)
     client.cancel(rid, engine=engine)

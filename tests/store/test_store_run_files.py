@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 import db
-from worker import client
+from services import actions as client
 from worker.run_process import _train
 from worker.settings import run_dir
 

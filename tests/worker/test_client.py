@@ -1,4 +1,4 @@
-"""worker.client and the CLI in front of it, without a worker: validation, seeds, sweeps,
+"""services.actions and the CLI in front of it, without a worker: validation, seeds, sweeps,
 retry, data roots, broker failures, cancel, and `bml worker` on an un-migrated store."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from bml_core.config import ConfigError
 from db import get_run, list_runs, make_engine
+from services import actions as client
 from tests.worker.conftest import BML, SMALL_RUN, Cluster
-from worker import client
 
 
 def queued_messages(cluster: Cluster) -> int:

@@ -1,4 +1,4 @@
-"""Permissions enforced in worker.client, called as each role (viewer, operator, admin),
+"""Permissions enforced in services.actions, called as each role (viewer, operator, admin),
 the CLI acting as BML_USER or the local admin, the audit trail of actions, and `bml runs
 --json` showing the owner but never a password or hash."""
 
@@ -13,8 +13,8 @@ import pytest
 
 import db
 from db.accounts import Actor
+from services import actions as client
 from tests.worker.conftest import BML, SMALL_RUN, Cluster
-from worker import client
 
 ADMIN = Actor("ada", "admin")
 OPERATOR = Actor("otto", "operator")

@@ -13,9 +13,9 @@ import pytest
 from bml_core import plugins
 from bml_core.config import read_config_file
 from db import get_run, make_engine
+from services import actions as client
 from tests.plugin_package import CONFIG, DIST, install
 from tests.worker.conftest import Cluster, wait_until
-from worker import client
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from db import get_run, list_runs, make_engine
+from services import actions as client
 from tests.worker.conftest import BML, Cluster, wait_until
-from worker import client
 
 pytestmark = pytest.mark.slow
 

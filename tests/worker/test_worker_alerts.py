@@ -16,8 +16,8 @@ import torch
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
 from db import get_run, make_engine, run_events
+from services import actions as client
 from tests.worker.conftest import SMALL_RUN, Cluster, run_process_pids, wait_until
-from worker import client
 
 pytestmark = pytest.mark.slow
 

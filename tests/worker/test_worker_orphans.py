@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from db import get_run, make_engine, run_events
+from services import actions as client
 from tests.worker.conftest import BML, SMALL_RUN, Cluster, WorkerProc, run_process_pids, wait_until
-from worker import client
 
 pytestmark = pytest.mark.slow
 

@@ -15,8 +15,8 @@ import torch
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
 from db import get_run, list_runs, make_engine, run_events, series_since, series_tail
+from services import actions as client
 from tests.worker.conftest import SMALL_RUN, Cluster, OwnedRedis, run_process_pids, wait_until
-from worker import client
 
 pytestmark = pytest.mark.slow
 

@@ -26,6 +26,7 @@ from app.charts import PALETTE, Trace
 from app.labels import run_label
 from bml_core.compare import grouping as cg
 from bml_core.compare import stats as cs
+from bml_core.compare.fmt import format_p
 from bml_core.compare.results import PRIMARY, GroupResult, Results
 from bml_core.compare.results import results as compare_results
 
@@ -335,9 +336,7 @@ def _interval(d: cs.Describe | None, digits: int = 4) -> str:
 
 
 def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "—"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+    return format_p(p, missing="—")
 
 
 def verdict_text(row: GroupResult) -> str:

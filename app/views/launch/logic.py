@@ -1,7 +1,7 @@
 """The launch form's logic without Streamlit: which fields it shows (generated from the
 config models), how widget values become a run config, the seeds and sweep-grid parsers,
 validation into per-field errors and advisories, and the submission through
-`worker.client`. Widget paths equal config paths, except a strategy's parameters, which
+`services.actions`. Widget paths equal config paths, except a strategy's parameters, which
 live under `strategy.<name>.<field>` so that they keep their values when the list of
 chosen strategies changes."""
 
@@ -566,9 +566,9 @@ class LaunchResult:
 def submit_checked(
     check: LaunchCheck, strategy_names: Sequence[str], engine: Any = None, actor: Any = None
 ) -> LaunchResult:
-    """Submit a checked form through worker.client as `actor`: one run per seed, or the
+    """Submit a checked form through services.actions as `actor`: one run per seed, or the
     sweep grid. Field errors the client still finds come back routed to their widgets."""
-    from worker import client
+    from services import actions as client
 
     if not check.ok or check.config is None:
         return LaunchResult([], errors=dict(check.errors) or {GENERAL_ERROR_PATH: "the form has errors"})

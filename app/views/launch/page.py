@@ -2,7 +2,7 @@
 strategy specs. "Start from" fills it from an example config, a pasted or uploaded YAML or
 a past run (`?from=RUN_ID`); picking a dataset applies its recommended settings. Fields
 are checked as they are edited, and an error shows once its field was touched or Launch
-pressed; launches one run per seed or a sweep grid through worker.client. `?strategy=NAME`
+pressed; launches one run per seed or a sweep grid through services.actions. `?strategy=NAME`
 preselects a strategy (the /methods page links here)."""
 
 from __future__ import annotations

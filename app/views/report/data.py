@@ -1,6 +1,6 @@
 """The Report page's data: which runs the address names (`?group=G` (several allowed),
 `?runs=ID,ID`, `&by=PATH,PATH`, `&baseline=LABEL`), and the comparison report of `bml
-report` built from them (`bml_cli.report_cmd.make_report`: the same document, so the page
+report` built from them (`services.report.make_report`: the same document, so the page
 and the command never disagree), rendered as its self-contained HTML and its JSON.
 Plain functions; no Streamlit here."""
 
@@ -39,8 +39,8 @@ def build(
     """The report of the runs as `bml report --group ... --runs ... --by ... --baseline ...`
     makes it. ValueError / KeyError with the message for the user (unknown group or id,
     a key that is not a config path, an unknown baseline, nothing finished)."""
-    from bml_cli.report_cmd import make_report
     from bml_core.compare.report import render_html, render_json
+    from services.report import make_report
 
     doc = make_report(engine, list(groups), list(run_ids), list(by) if by else None, baseline)
     return Report(doc, render_html(doc), render_json(doc))

@@ -1,6 +1,6 @@
 """The Runs page's data: filters, one page of runs as table rows (status, progress, ETA,
 strategy, dataset, group, owner, best validation accuracy, a link to the Live page), and the
-actions on a run (cancel, retry as a clone, rerun exactly, delete) through `worker.client`,
+actions on a run (cancel, retry as a clone, rerun exactly, delete) through `services.actions`,
 as the logged-in actor."""
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def allowed_actions(run: db.RunInfo) -> dict[str, bool]:
 
 def permitted_actions(actor: db.Actor, run: db.RunInfo) -> dict[str, bool]:
     """Which actions the actor's role allows on this run (the page hides the others;
-    worker.client refuses them anyway)."""
+    services.actions refuses them anyway)."""
     return {action: db.allowed(actor, action, run.owner) for action in ("cancel", "retry", "rerun", "delete")}
 
 
@@ -182,8 +182,8 @@ class ActionResult:
 
 
 def run_action(action: str, run_id: int, engine: Engine, actor: db.Actor | None = None) -> ActionResult:
-    """Cancel, retry or delete a run through worker.client as `actor`; the outcome as a message."""
-    from worker import client
+    """Cancel, retry or delete a run through services.actions as `actor`; the outcome as a message."""
+    from services import actions as client
 
     try:
         if action == "cancel":

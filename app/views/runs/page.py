@@ -1,7 +1,7 @@
 """Runs: every run in a filtered, paginated table (by status, strategy, dataset, group,
 owner, text), and cancel / retry (a clone) / delete (with confirmation) / "Rerun exactly"
 (same resolved config and seed; what changed since is shown first) on the one picked. The
-buttons the user's role does not allow are not shown (worker.client refuses anyway)."""
+buttons the user's role does not allow are not shown (services.actions refuses anyway)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from app import access, store
 from app.text import md
 from app.views.runs import data as rv
 from app.widgets import page_path
-from worker import client
+from services import actions as client
 
 st.title("Runs")
 message = st.session_state.pop("runs_message", None)

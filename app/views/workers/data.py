@@ -1,5 +1,5 @@
 """The Workers page's data: queue length and each worker with the run it executes, from
-`worker.client.queue_status` (the store plus a short Celery inspect)."""
+`services.actions.queue_status` (the store plus a short Celery inspect)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ inspect_timeout_s = 1.0
 
 
 def queue_status(engine: Engine) -> Any:
-    from worker import client
+    from services import actions as client
 
     return client.queue_status(inspect_timeout_s, engine=engine)
 

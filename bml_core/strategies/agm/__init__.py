@@ -3,7 +3,7 @@ Torch-free: parameters, rules and spec; the formulas and the implementation are 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -119,11 +119,3 @@ SPEC = StrategySpec(
     cost_note="2^M - 1 extra forward passes with gradient per step (3 for M = 2, 15 for M = 4)",
     capabilities=frozenset({"needs_masked_forward"}),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "AGM":
-        from bml_core.strategies.agm import impl
-
-        return impl.AGM
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -4,7 +4,7 @@ formulas and the implementation are in impl.py."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -76,11 +76,3 @@ SPEC = StrategySpec(
     ),
     capabilities=frozenset({"needs_unimodal_logits_with_grad"}),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "InfoReg":
-        from bml_core.strategies.infreg import impl
-
-        return impl.InfoReg
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

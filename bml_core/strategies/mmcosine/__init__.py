@@ -7,7 +7,7 @@ bias), z = sum_m u_m, in training and at evaluation."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -82,11 +82,3 @@ SPEC = StrategySpec(
     cost_note="normalises the features and the head's class rows; no extra pass",
     capabilities=frozenset({"needs_features"}),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "MMCosine":
-        from bml_core.strategies.mmcosine import impl
-
-        return impl.MMCosine
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,7 +7,7 @@ multipliers, never gradient scaling) after each validation."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -158,11 +158,3 @@ SPECS = (
         capabilities=frozenset({"needs_val"}),
     ),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("MSLR", "MSES"):
-        from bml_core.strategies.mslr import impl
-
-        return getattr(impl, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,7 +3,7 @@ Torch-free: parameters and spec; the formulas and the implementation are in impl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -89,11 +89,3 @@ SPEC = StrategySpec(
     rules=(_before_opm,),
     capabilities=frozenset({"needs_features"}),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PMR":
-        from bml_core.strategies.pmr import impl
-
-        return impl.PMR
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

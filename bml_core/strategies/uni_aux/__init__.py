@@ -8,7 +8,7 @@ encoder gradient is multiplied by `encoder_grad_scale` (1.0)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -75,11 +75,3 @@ SPEC = StrategySpec(
     cost_note="M extra cross-entropies on logits the head already has (split) or M linear heads (aux)",
     capabilities=frozenset({"needs_unimodal_logits_with_grad"}),
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "UniAux":
-        from bml_core.strategies.uni_aux import impl
-
-        return impl.UniAux
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,45 @@
+"""A config as dotted paths, written once: `flatten_config` ({'a': {'b': [1, {'c': 2}]}} ->
+{'a.b.0': 1, 'a.b.1.c': 2}, the paths `--set` takes) and `diff_configs` (the paths whose
+values differ between configs). The store's config diff (`db.config_diff`, the environment
+diff) and the Compare grouping (`bml_core.compare.grouping.config_paths`, which adds the
+strategy parameters by name, `ogm_ge.alpha`) build on these. Torch-free, standard library only."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+
+
+def flatten_into(node: Any, path: str, out: dict[str, Any]) -> None:
+    """Add `node`'s leaves under `path` to `out`; an empty mapping or list is a leaf."""
+    if isinstance(node, Mapping) and node:
+        for k, v in node.items():
+            flatten_into(v, f"{path}.{k}" if path else str(k), out)
+    elif isinstance(node, list | tuple) and node:
+        for i, v in enumerate(node):
+            flatten_into(v, f"{path}.{i}" if path else str(i), out)
+    else:
+        out[path] = node
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2} (dotted paths as `--set` takes)."""
+    out: dict[str, Any] = {}
+    flatten_into(config, prefix, out)
+    return out
+
+
+def diff_configs(configs: Mapping[K, Mapping[str, Any]]) -> dict[str, dict[K, Any]]:
+    """Dotted paths whose values differ between the configs: {path: {key: value}}; a config
+    that lacks the path is left out of that path's dict."""
+    flat = {key: flatten_config(cfg) for key, cfg in configs.items()}
+    paths = sorted({p for f in flat.values() for p in f})
+    out: dict[str, dict[K, Any]] = {}
+    for path in paths:
+        present = {key: f[path] for key, f in flat.items() if path in f}
+        values = list(present.values())
+        if len(present) < len(flat) or any(v != values[0] for v in values[1:]):
+            out[path] = present
+    return out
