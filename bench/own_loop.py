@@ -37,7 +37,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=200, help="steps per block (MLflow: a fifth)")
     ap.add_argument("--no-compare", action="store_true", help="skip MLflow and TensorBoard")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
+    ap.add_argument(
+        "--balancer",
+        action="store_true",
+        help="instead: Balancer(['ogm_ge']) step ÷ the native Trainer's OGM-GE step (same weights, batches)",
+    )
     args = ap.parse_args()
+    if args.balancer:
+        balancer_vs_native(args)
+        return
 
     import torch
     from torch import nn
@@ -197,6 +205,96 @@ def main() -> None:
         print(f"skipped: {s}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def balancer_vs_native(args: argparse.Namespace) -> None:
+    """A plain loop with bml_core.Balancer(["ogm_ge"]) (telemetry to an SQLite own-loop run)
+    ÷ the native Trainer.train_step with OGM-GE (its metrics computed, no store writes), on
+    the same synthetic batches and a copy of the same initial weights; interleaved rounds in a
+    shuffled order, median [min - max] of the per-round ratios."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import bml_core
+    from bml_core.config import load_config
+    from bml_core.trainer import Trainer
+
+    torch.set_num_threads(1)
+    started = machine()
+    work = Path(tempfile.mkdtemp(prefix="bml-balancer-"))
+    cfg = load_config(
+        {
+            "name": "native-ogm-ge",
+            "dataset": {"name": "synthetic", "params": {"num_samples": 2000}},
+            "train": {"epochs": 1, "batch_size": 64, "device": "cpu"},
+            "strategies": [{"name": "ogm_ge"}],
+        }
+    )
+    trainer = Trainer(cfg, sinks=[], run_dir=None)
+    batches = [(x, y) for x, y in trainer.iter_batches("train")][:20]
+
+    class Own(nn.Module):  # the user's model: encoders + linear head (weights copied from native)
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoders = nn.ModuleDict(
+                {m: copy.deepcopy(trainer.model.encoders[m]) for m in trainer.modalities}
+            )
+            self.head = copy.deepcopy(trainer.model.fusion.fc)
+
+    model = Own()
+    o = cfg.optim
+    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    run = bml_core.init(
+        name="balancer-bench",
+        modalities=trainer.modalities,
+        num_classes=trainer.num_classes,
+        store=f"sqlite:///{work / 'bml.db'}",
+    )
+    balancer = bml_core.Balancer(model, ["ogm_ge"], run=run, seed=cfg.seed)
+
+    def own_block(n: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            x, y = batches[i % len(batches)]
+            out = balancer.forward(x, y)
+            loss = F.cross_entropy(out.logits, y)
+            opt.zero_grad()
+            balancer.backward(loss, out, y)
+            opt.step()
+        run.sink.flush(60)
+        return (time.perf_counter() - t0) / n
+
+    def native_block(n: int) -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            x, y = batches[i % len(batches)]
+            trainer.train_step(x, y, 0)
+        return (time.perf_counter() - t0) / n
+
+    blocks = {"native": native_block, "balancer": own_block}
+    for f in blocks.values():
+        f(20)
+    rng = random.Random(0)
+    per_round: list[dict[str, float]] = []
+    for r in range(args.rounds):
+        order = list(blocks)
+        rng.shuffle(order)
+        step_s = {name: blocks[name](args.steps) for name in order}
+        per_round.append(step_s)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
+    run.finish()
+    ratios = [r["balancer"] / r["native"] for r in per_round]
+    print()
+    print(f"machine: {started}")
+    print(f"native OGM-GE step: {summary([r['native'] * 1000 for r in per_round])} ms")
+    print(f"Balancer(['ogm_ge']) step ÷ native OGM-GE step: {summary(ratios)}")
+    if args.json:
+        args.json.write_text(
+            json.dumps({"machine": started, "rounds": per_round, "ratio_median": statistics.median(ratios)})
+        )
 
 
 if __name__ == "__main__":

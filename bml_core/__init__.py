@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_LAZY = {"init": "bml_core.tracking", "Run": "bml_core.tracking"}
+_LAZY = {"init": "bml_core.tracking", "Run": "bml_core.tracking", "Balancer": "bml_core.balancer"}
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +19,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["Run", "init"]
+__all__ = ["Balancer", "Run", "init"]
