@@ -92,7 +92,7 @@ def main() -> None:
         run.log_step(logits=logits, features=feats, head=model.head, y=y, loss=loss, step=step)
 
     loggers: dict[str, Logger] = {"none": lambda *a: None, "bml": log_bml}
-    flushers: dict[str, Callable[[], Any]] = {"bml": lambda: run.sink.flush(60)}
+    flushers: dict[str, Callable[[], Any]] = {"bml": lambda: run.flush(60)}
     block_steps = {"none": args.steps, "bml": args.steps}
     skipped: list[str] = []
     mlflow_run = tb_writer = None

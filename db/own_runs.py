@@ -129,6 +129,14 @@ def reap_own_runs(engine: Engine, stale_after_s: float | None = None) -> list[in
     return failed
 
 
+def own_run_should_stop(engine: Engine, run_id: int) -> bool:
+    """The own-loop process's poll (bml_core.tracking): cancel requested (the Runs page's
+    Cancel, `bml cancel`), or the run is no longer `running` (failed by the reaper, deleted)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(Run.status, Run.cancel_requested).where(Run.id == run_id)).first()
+    return row is None or bool(row.cancel_requested) or row.status != "running"
+
+
 def update_own_config(engine: Engine, run_id: int, config: Mapping[str, Any]) -> None:
     """Replace an own-loop run's config document (its hyperparameters arrived after it started)."""
     with write_tx(engine) as conn:

@@ -245,12 +245,25 @@ def retry_name(name: str, run_id: int) -> str:
     return base[: MAX_NAME_LENGTH - len(suffix)] + suffix
 
 
+def _refuse_own_loop(run: Any, action: str) -> None:
+    """An own-loop run (bml_core.init) was trained by the user's process: its config is no
+    config a worker can run, so it cannot be retried or rerun."""
+    from db.own_runs import is_own_loop
+
+    if is_own_loop(run.worker):
+        raise ValueError(
+            f"run {run.id} is an own-loop run (trained by the user's own script through bml_core.init): "
+            f"there is no config a worker can {action}; run the script again instead"
+        )
+
+
 def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
     """A clone of the run (same config) as a new queued run owned by the actor; returns
     its id. Operators retry their own runs, admins any (audited)."""
     eng = _engine(engine)
     act = actor or current_actor(eng)
     run = get_run(eng, run_id)
+    _refuse_own_loop(run, "retry")
     authorize(act, "retry", run.owner, what=f"run {run_id}")
     new_id = create_run(
         eng, run.config, name=retry_name(run.name, run_id), group=run.group, tags=run.tags, owner=act.name
@@ -292,6 +305,7 @@ def rerun(run_id: int, *, engine: Engine | None = None, actor: Actor | None = No
     eng = _engine(engine)
     act = actor or current_actor(eng)
     run = get_run(eng, run_id)
+    _refuse_own_loop(run, "rerun")
     authorize(act, "rerun", run.owner, what=f"run {run_id}")
     new_id = create_run(
         eng, run.config, name=run.name, group=run.group, tags=run.tags, owner=act.name, rerun_of=run_id

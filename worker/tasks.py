@@ -3,6 +3,7 @@ truth; the message only says "look at run N". Bad messages are logged and droppe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -13,6 +14,7 @@ from celery import signals
 from sqlalchemy import Engine
 
 from db import RunNotFound, check_schema, claim_run, list_runs, make_engine, requeue_stale
+from db.own_runs import reap_own_runs
 from worker.celery_app import app
 from worker.presence import remove_presence, write_presence
 from worker.settings import TASK_NAME, SupervisorSettings
@@ -71,6 +73,9 @@ class Reaper(threading.Thread):
 
     def sweep(self, now: float) -> list[int]:
         sent = []
+        with contextlib.suppress(Exception):  # own-loop runs whose process died: failed (never requeued)
+            for run_id in reap_own_runs(self.engine):
+                log.warning("own-loop run %s: no heartbeat, failed", run_id)
         for run_id in requeue_stale(self.engine, self.settings.stale_after_s):
             log.warning("run %s: stale heartbeat, requeued", run_id)
             enqueue(run_id)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import atexit
 import math
+import os
 import sys
+import threading
 import time
 import traceback
 import weakref
@@ -31,10 +33,28 @@ from torch import nn
 from bml_core.alerts import AlertMonitor
 from bml_core.alerts.config import AlertsConfig
 from bml_core.compare.grouping import strategy_label
+from bml_core.tracking.offthread import OffThreadScorer, StepMetrics, StepSnapshot, watched
 from bml_core.tracking.scores import StepScorer, TrackingInputError, _check_keys
-from bml_core.tracking.store import create_run_and_sink, open_store, update_config_in_store
+from bml_core.tracking.store import (
+    create_run_and_sink,
+    open_store,
+    stop_requested_in_store,
+    update_config_in_store,
+)
 
 STEPS_PER_EPOCH_DEFAULT = 100  # the alerts' windows when the loop does not say
+
+
+def _stop_poll_interval_s() -> float:
+    """BML_OWN_LOOP_POLL_S (default 1 s): how often the run reads its cancel flag."""
+    raw = os.environ.get("BML_OWN_LOOP_POLL_S", "")
+    try:
+        value = float(raw) if raw else 1.0
+    except ValueError:
+        raise TrackingInputError(f"BML_OWN_LOOP_POLL_S={raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise TrackingInputError(f"BML_OWN_LOOP_POLL_S={raw!r} must be a number of seconds > 0")
+    return value
 
 
 def _json_ready(value: Any, path: str) -> Any:
@@ -91,6 +111,8 @@ class Run:
         self.num_classes = num_classes
         self.head = head
         self.scorer = StepScorer(mods, num_classes, ratio)
+        self._names_unimodal = tuple(f"unimodal_logits[{m!r}]" for m in mods)
+        self._names_features = tuple(f"features[{m!r}]" for m in mods)
         strategies = user.get("strategies") if isinstance(user.get("strategies"), list) else []
         dataset = user.get("dataset")
         dataset_name = dataset if isinstance(dataset, str) else (dataset or {}).get("name", "own")
@@ -134,6 +156,17 @@ class Run:
                 f"total_steps must be a positive integer (for the progress), got {total_steps!r}"
             )
         self.sink.on_start({"total_steps": total_steps, "device": "own loop", "start_step": 0})
+        self._alerts_lock = threading.Lock()
+        self._stop_requested: str | None = None
+        self._scoring = OffThreadScorer(
+            self.scorer,
+            self._record_step,
+            self._score_failed,
+            poll=self._poll_stop,
+            poll_interval_s=_stop_poll_interval_s(),
+            name=f"bml-own-loop-scorer-{self.id}",
+        )
+        self.sink.flush = self.flush  # run.sink.flush() waits for the scorer too
         self._atexit = _exit_hook(weakref.ref(self))
         atexit.register(self._atexit)
 
@@ -182,7 +215,9 @@ class Run:
         values = {k: values[k] for k in metrics}
         self.sink.on_step(at, self.epoch, values)
         self.step = max(self.step, at)
-        self._emit_alerts(self.alerts.on_step(at, self.epoch, values))
+        with self._alerts_lock:
+            alerts = self.alerts.on_step(at, self.epoch, values)
+        self._emit_alerts(alerts)
 
     def log_step(
         self,
@@ -195,41 +230,117 @@ class Run:
         loss: torch.Tensor | float | None = None,
         step: int | None = None,
         extra: Mapping[str, Any] | None = None,
-    ) -> dict[str, float]:
+    ) -> StepMetrics:
         """One training step's metrics (the native run's keys) from the fused logits, the
         labels and either the uni-modal logits or the features (decomposed through `head`, the
-        nn.Linear over their concatenation in modality order). Returns what was recorded."""
+        nn.Linear over their concatenation in modality order). Returns what was recorded: a
+        read-only mapping computed on the run's scorer thread (reading it waits for it).
+
+        In the call: the checks (keys, shapes, NaN / inf in logits, loss and the per-modality
+        tensors: TrackingInputError naming them, nothing recorded) and a copy of the head's
+        weight and bias; the scores, ratios and accuracies are computed off the training thread."""
         self._check_open("log_step()")
         now = time.perf_counter()
         if (unimodal_logits is None) == (features is None):
             raise TrackingInputError(
                 "log_step needs exactly one of unimodal_logits={m: ...} or features={m: ...}"
             )
+        mods = self.modalities
+        weight = bias = None
         if unimodal_logits is not None:
-            _check_keys("unimodal_logits", unimodal_logits, self.modalities)
-            u = unimodal_logits
+            _check_keys("unimodal_logits", unimodal_logits, mods)
+            self.scorer.check_inputs(logits, unimodal_logits, y, loss)
+            per = [unimodal_logits[m].detach() for m in mods]
+            names = self._names_unimodal
         else:
             assert features is not None
-            _check_keys("features", features, self.modalities)
+            _check_keys("features", features, mods)
             layer = head if head is not None else self.head
             if layer is None:
                 raise TrackingInputError(
                     "log_step(features=...) needs head=<the nn.Linear over the concatenated features> "
                     "(here or in bml_core.init(head=...)), or pass unimodal_logits=... instead"
                 )
-            u = self.scorer.decompose(layer, features)
+            self.scorer.check_head(layer, features)
+            self.scorer.check_inputs(logits, None, y, loss)
+            per = [features[m].detach() for m in mods]
+            names = self._names_features
+            assert isinstance(layer, nn.Linear)
+            weight = layer.weight.detach().clone()  # the optimiser changes it in place
+            bias = layer.bias.detach().clone() if layer.bias is not None else None
+        logits = logits.detach()
+        loss_d = loss.detach() if isinstance(loss, torch.Tensor) else loss
+        # NaN / inf anywhere shows in a tensor's sum: one stacked read for all of them
+        sums = [logits.sum(), *(t.sum() for t in per)]
+        if isinstance(loss_d, torch.Tensor):
+            sums.append(loss_d if loss_d.dim() == 0 else loss_d.reshape(()))
+        host = torch.stack(sums).tolist()
+        if not all(math.isfinite(v) for v in host) or (
+            loss_d is not None and not isinstance(loss_d, torch.Tensor) and not math.isfinite(loss_d)
+        ):
+            labels = ["logits", *names, "loss"]
+            bad = [n for n, v in zip(labels, host, strict=False) if not math.isfinite(v)]
+            if not isinstance(loss_d, torch.Tensor) and loss_d is not None and not math.isfinite(loss_d):
+                bad.append("loss")
+            bad.sort(key=lambda n: {"logits": 0, "loss": 1}.get(n, 2))
+            raise TrackingInputError(
+                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf: this step was not "
+                "recorded (the steps already stored are kept); check the learning rate and the inputs"
+            )
         at = self._next_step(step, advance=True)
-        metrics = self.scorer.compute(logits, u, y, loss)
-        if self._last_step_t is not None:
-            metrics["time/step_ms"] = (now - self._last_step_t) * 1000.0
+        step_ms = (now - self._last_step_t) * 1000.0 if self._last_step_t is not None else None
         self._last_step_t = now
         self._samples += int(y.shape[0])
-        if extra:
-            metrics.update({k: float(v) for k, v in extra.items()})
-        self.sink.on_step(at, self.epoch, metrics)
+        tensors = dict(zip(mods, per, strict=True))
+        snap = StepSnapshot(
+            step=at,
+            epoch=self.epoch,
+            logits=logits,
+            y=y,
+            loss=loss_d,
+            unimodal=tensors if features is None else None,
+            features=tensors if features is not None else None,
+            weight=weight,
+            bias=bias,
+            versions=tuple(t._version for t in watched(logits, y, per, loss_d)),
+            step_ms=step_ms,
+            extra={k: float(v) for k, v in extra.items()} if extra else None,
+            names=names,
+        )
         self.step = max(self.step, at)
-        self._emit_alerts(self.alerts.on_step(at, self.epoch, metrics))
-        return metrics
+        return self._scoring.submit(snap)
+
+    def _record_step(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        """On the scorer thread: the step's metrics to the sink and the alerts."""
+        self.sink.on_step(step, epoch, metrics)
+        with self._alerts_lock:
+            alerts = self.alerts.on_step(step, epoch, metrics)
+        self._emit_alerts(alerts)
+
+    def _score_failed(self, snap: StepSnapshot, exc: BaseException) -> None:
+        self.sink.on_event("error", f"step {snap.step} not recorded: {type(exc).__name__}: {exc}")
+
+    def _poll_stop(self) -> None:
+        """On the scorer thread, every second: has the dashboard asked this run to stop?"""
+        if self._stop_requested is None and stop_requested_in_store(self.engine, self.id):
+            self._stop_requested = "cancel requested in the store (the dashboard's Cancel or `bml cancel`)"
+            self.sink.on_event("warning", f"{self._stop_requested}: run.should_stop is now True")
+
+    @property
+    def should_stop(self) -> bool:
+        """True once the run was asked to stop from outside the loop (Cancel on the Runs
+        page, `bml cancel <id>`, a run deleted or failed by the reaper); polled from the store
+        about every second off the training thread. The loop ends when it likes (e.g. `if
+        run.should_stop: break`); the run then ends `cancelled`. Reading it costs nothing."""
+        return self._stop_requested is not None
+
+    def flush(self, timeout_s: float = 60.0) -> bool:
+        """Wait until every step logged so far is scored and written to the store (False on
+        timeout). Never needed in a loop; finish() does it."""
+        deadline = time.monotonic() + timeout_s
+        if not self._scoring.drain(timeout_s):
+            return False
+        return bool(type(self.sink).flush(self.sink, max(0.0, deadline - time.monotonic())))
 
     def log_eval(
         self,
@@ -271,7 +382,9 @@ class Run:
         record["epoch"] = self.epoch
         self._evals.setdefault(split, []).append(record)
         if split == "val":
-            self._emit_alerts(self.alerts.on_eval(at, self.epoch, metrics))
+            with self._alerts_lock:
+                alerts = self.alerts.on_eval(at, self.epoch, metrics)
+            self._emit_alerts(alerts)
             self.epoch += 0 if epoch is not None else 1
         return metrics
 
@@ -322,11 +435,17 @@ class Run:
 
     def finish(self, summary: Mapping[str, Any] | None = None, status: str = "succeeded") -> None:
         """End the run: `status` (succeeded | failed | cancelled) and the summary (the one
-        built from log_eval, updated with `summary`). Waits for the store to take what is queued."""
+        built from log_eval, updated with `summary`). Waits for the steps still being scored
+        and for the store to take what is queued. A run asked to stop (`should_stop`) that
+        ends without an error ends `cancelled`."""
         if self.status != "running":
             return
         if status not in ("succeeded", "failed", "cancelled"):
             raise TrackingInputError(f"status must be succeeded, failed or cancelled, got {status!r}")
+        self._scoring.close()
+        if status == "succeeded" and self._stop_requested is not None:
+            status = "cancelled"
+            self.event("warning", f"stopped by the loop after {self._stop_requested}: cancelled")
         doc = self.build_summary(status)
         if summary:
             doc.update(_json_ready(dict(summary), "summary"))

@@ -73,3 +73,11 @@ def update_config_in_store(engine: Any, run_id: int, doc: dict[str, Any]) -> Non
     from db.own_runs import update_own_config
 
     update_own_config(engine, run_id, {**doc, "tags": list(dict.fromkeys([*doc["tags"], "own-loop"]))})
+
+
+def stop_requested_in_store(engine: Any, run_id: int) -> bool:
+    """Has the run been asked to stop: its cancel flag set, or it is no longer `running`
+    (the reaper failed it, it was deleted)?"""
+    from db.own_runs import own_run_should_stop
+
+    return own_run_should_stop(engine, run_id)

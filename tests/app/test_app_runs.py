@@ -79,14 +79,21 @@ def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, 
     assert rv.allowed_actions(runs[many_runs["queued"][0]]) == {
         "cancel": True,
         "retry": False,
+        "rerun": True,
         "delete": True,
     }
     assert rv.allowed_actions(runs[many_runs["running"][0]]) == {
         "cancel": True,
         "retry": False,
+        "rerun": True,
         "delete": False,
     }
-    assert rv.allowed_actions(runs[many_runs["ogm"][0]]) == {"cancel": False, "retry": True, "delete": True}
+    assert rv.allowed_actions(runs[many_runs["ogm"][0]]) == {
+        "cancel": False,
+        "retry": True,
+        "rerun": True,
+        "delete": True,
+    }
 
 
 @pytest.fixture

@@ -198,14 +198,20 @@ def test_an_unreachable_store_is_refused_at_init_with_the_fix() -> None:
         )
 
 
-def test_runs_page_offers_no_cancel_or_retry_for_own_loop_runs(engine: Engine) -> None:
+def test_runs_page_offers_cancel_but_no_retry_or_rerun_for_own_loop_runs(engine: Engine) -> None:
     from app.views.runs import data as rv
 
     run = bml_core.init(name="mine", modalities=MODS, num_classes=3, store=engine)
     assert rv.allowed_actions(db.get_run(engine, run.id)) == {
-        "cancel": False,
+        "cancel": True,
         "retry": False,
+        "rerun": False,
         "delete": False,
     }
     run.finish()
-    assert rv.allowed_actions(db.get_run(engine, run.id)) == {"cancel": False, "retry": False, "delete": True}
+    assert rv.allowed_actions(db.get_run(engine, run.id)) == {
+        "cancel": False,
+        "retry": False,
+        "rerun": False,
+        "delete": True,
+    }

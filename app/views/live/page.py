@@ -10,6 +10,8 @@ reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 import yaml
 from sqlalchemy import Engine
@@ -25,9 +27,12 @@ from app.views.live import data as lv
 from app.views.live.strip import poll_alerts, render_alert_strip
 from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
+from db.own_runs import reap_own_runs
 
 st.title("Live")
 engine = store.engine()
+with contextlib.suppress(Exception):  # own-loop runs whose process died show failed here too
+    reap_own_runs(engine)
 url = db.database_url()
 choices = store.run_choices(url)
 param = st.query_params.get("run")

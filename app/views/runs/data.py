@@ -158,12 +158,14 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
 
 def allowed_actions(run: db.RunInfo) -> dict[str, bool]:
     """Which actions make sense for the run: cancel while it can still run, retry once it
-    ended, delete unless it is running (cancel it first). An own-loop run's training is the
-    user's process: no worker can stop it or train a clone of it."""
+    ended, rerun, delete unless it is running (cancel it first). An own-loop run's training is
+    the user's process: Cancel sets its flag (the process sees `run.should_stop`), but no
+    worker can train a clone of it (no retry, no rerun)."""
     own = is_own_loop(run.worker)
     return {
-        "cancel": run.status in ACTIVE_STATUSES and not run.cancel_requested and not own,
+        "cancel": run.status in ACTIVE_STATUSES and not run.cancel_requested,
         "retry": run.status in db.TERMINAL_STATUSES and not own,
+        "rerun": not own,
         "delete": run.status != "running",
     }
 

@@ -94,7 +94,7 @@ if permitted["cancel"] and actions.button("Cancel", disabled=not allowed["cancel
 if permitted["retry"] and actions.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
     st.session_state["runs_message"] = rv.run_action("retry", run.id, engine, actor)
     st.rerun()
-if permitted["rerun"] and actions.button("Rerun exactly", key="runs_rerun"):
+if permitted["rerun"] and allowed["rerun"] and actions.button("Rerun exactly", key="runs_rerun"):
     check = client.rerun_check(run.id, engine=engine)
     if check.blocking:
         st.session_state["runs_confirm_rerun"] = (run.id, check.blocking, check.notes)
