@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from typer._click import exceptions as click  # typer 0.29 vendors its own click
 
 from bml_cli import (
     dashboard_cmd,
@@ -59,7 +60,19 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="bml")
+        # not standalone: click's usage errors come here and are printed as one line
+        # (typer would draw a multi-line rich box; issue 25)
+        rv = app(args=args, prog_name="bml", standalone_mode=False)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "bml"
+        typer.echo(f"error: {_one_line(exc.format_message())} (see: {where} --help)", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
@@ -69,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         message = _one_line(str(exc)) or "no message"
         typer.echo(f"error: {type(exc).__name__}: {message} (run again with --debug for details)", err=True)
         sys.exit(1)
+    if isinstance(rv, int) and rv:
+        sys.exit(rv)
 
 
 if __name__ == "__main__":

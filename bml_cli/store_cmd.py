@@ -82,10 +82,14 @@ def _write_export(engine: Any, run_id: int, fmt: str, out: IO[Any] | Path) -> in
     fh: IO[str] = out.open("w", newline="") if isinstance(out, Path) else out
     try:
         if fmt == "csv":
+            from bml_core.csvsafe import safe_cell
+
             writer = csv.writer(fh)
             writer.writerow(["key", "step", "value"])
             for s in series.values():
-                writer.writerows((s.key, st, repr(v)) for st, v in zip(s.steps, s.values, strict=True))
+                writer.writerows(
+                    (safe_cell(s.key), st, repr(v)) for st, v in zip(s.steps, s.values, strict=True)
+                )
         else:
             from db.models import json_safe
 

@@ -6,8 +6,11 @@ training), the parameter base classes (`StrictModel`, `StrategyParams`), the lim
 
 from __future__ import annotations
 
+import collections.abc
 import math
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+import types
+import typing
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import (
     BaseModel,
@@ -304,8 +307,28 @@ def describe_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _type_name(ann: Any) -> str:
-    if getattr(ann, "__origin__", None) is Literal:
+    """A readable type for people (`bml strategies`, /methods): `int`, `int or none`,
+    `list of float`, `choice` (the choices are listed beside it); never a raw
+    `Optional[Annotated[int, BeforeValidator(...)]]` (issue 25)."""
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin is Literal:
         return "choice"
+    if origin in (Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        if type(None) in args:
+            names.append("none")
+        return " or ".join(dict.fromkeys(names))
+    if origin in (list, tuple, set, frozenset, collections.abc.Sequence):
+        inner = [_type_name(a) for a in args if a is not Ellipsis]
+        return f"list of {' or '.join(dict.fromkeys(inner))}" if inner else "list"
+    if origin is dict or origin is collections.abc.Mapping:
+        return "mapping"
+    if ann is type(None):
+        return "none"
+    if ann is Any:
+        return "any"
     if isinstance(ann, type):
         return ann.__name__
     return str(ann).replace("typing.", "")

@@ -196,6 +196,11 @@ def list_runs(
         where.append(Run.owner == owner)
     for tag in tags or ():
         where.append(exists().where(RunTag.run_id == Run.id, RunTag.tag == tag))
+    hashed = (text or "").strip()
+    if hashed.startswith("#") and hashed[1:].strip().isdigit():
+        # "#7" is how the pages show run 7 (issue 25): that run only
+        where.append(Run.id == int(hashed[1:].strip()))
+        text = None
     if text:
         needle = text.lower()
         match = [

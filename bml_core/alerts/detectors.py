@@ -415,7 +415,9 @@ class UnderOptimisedDetector:
 class OverfittingDetector:
     """Per evaluation: gap = mean train accuracy (`train/acc`) since the previous
     evaluation - `val/acc`. Fires when the gap grew at each of the last K evaluations and
-    exceeds `min_gap`; the episode ends when the gap shrinks."""
+    exceeds `min_gap`; one alert per episode: the episode ends (re-arming the detector) only
+    when the gap clears, i.e. falls to `min_gap` or below. A gap that dips and grows again
+    while still above `min_gap` is the same episode (issue 25: five alerts on one run)."""
 
     name = "overfitting"
 
@@ -440,11 +442,10 @@ class OverfittingDetector:
         train = self.train_sum / self.train_n
         self.train_sum, self.train_n = 0.0, 0
         gap = train - val
-        growing = bool(self.gaps) and gap > self.gaps[-1]
         self.gaps.append(gap)
         self.steps.append(step)
         if self.active:
-            if not growing:
+            if gap <= self.cfg.min_gap:
                 self.active = False
             return []
         g = list(self.gaps)

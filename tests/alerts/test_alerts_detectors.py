@@ -214,6 +214,32 @@ def test_overfitting_gap_growing_for_k_evals() -> None:
     assert out[0]["evidence"]["gaps"] == pytest.approx([0.02, 0.10, 0.18, 0.27])
 
 
+def _overfit_alerts(gaps: list[float]) -> list[dict[str, Any]]:
+    mon = AlertMonitor(
+        _cfg(overfitting={"evals": 3, "min_gap": 0.05}, under_optimised={"enabled": False}), MODS, 10
+    )
+    out: list[dict[str, Any]] = []
+    for i, g in enumerate(gaps):
+        for s in range(10):
+            mon.on_step(i * 10 + s + 1, i, {"train/acc": 0.5 + g})
+        out += mon.on_eval(i * 10 + 10, i, {"val/acc": 0.5})
+    return out
+
+
+def test_overfitting_one_alert_per_episode_refires_only_after_it_cleared() -> None:
+    # a noisy, persistently overfitting run: the gap grows 3 times (fires at eval 4, step
+    # 40), dips a little and grows 3 times again, twice, always above min_gap 0.05: one
+    # episode, one alert (it fired three times here before issue 25)
+    noisy = [0.06, 0.10, 0.14, 0.18, 0.16, 0.20, 0.24, 0.28, 0.26, 0.30, 0.34, 0.38]
+    assert [(a["detector"], a["step"]) for a in _overfit_alerts(noisy)] == [("overfitting", 40)]
+    # the gap clears (0.04 <= 0.05) at eval 13: a new episode may fire, 3 growths later
+    cleared = [*noisy, 0.04, 0.08, 0.12, 0.16, 0.20]
+    assert [a["step"] for a in _overfit_alerts(cleared)] == [40, 160]
+    # a gap just above min_gap (0.06) keeps the episode open: no second alert
+    held = [*noisy, 0.06, 0.08, 0.12, 0.16, 0.20]
+    assert [a["step"] for a in _overfit_alerts(held)] == [40]
+
+
 def test_monitor_state_round_trip_resumes_without_repeating() -> None:
     rows = [_rho(2.4)] * 60
     a = AlertMonitor(_cfg(dominance=WIN), MODS, 100)

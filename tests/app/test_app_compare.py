@@ -7,6 +7,7 @@ per-run table's best marks, the config diff (only differing keys) and the CSV ex
 
 from __future__ import annotations
 
+import csv
 import io
 import math
 import statistics
@@ -363,3 +364,24 @@ def test_runs_still_training_are_drawn_dotted_when_nothing_has_finished(engine: 
     assert all(t["line"]["dash"] == "dot" for t in lines)
     results = frame_with(at, "verdict")
     assert list(results["n"]) == [0, 0] and set(results["verdict"]) == {"no finished run"}
+
+
+def test_csv_downloads_escape_cells_a_spreadsheet_would_run_as_formulas(engine: Engine) -> None:
+    # OWASP CSV injection: text starting with = + - @ tab CR gets a leading ' (issue 25)
+    for seed in range(2):
+        add_run(engine, f"@SUM(A1)-s{seed}", "=1+2", ["opm"], seed=seed, steps=20)
+    runs, _ = cv.runs_of(engine, groups=["=1+2"])
+    grouping = cv.group(runs)
+    names = cv.display_names(grouping, runs)
+    frame, _ = cv.per_run_table(grouping, names)
+    per_run = pd.read_csv(io.BytesIO(cv.to_csv(frame)))
+    assert set(per_run["group"]) == {"'=1+2"}
+    assert sorted(per_run["name"]) == ["'@SUM(A1)-s0", "'@SUM(A1)-s1"]
+    assert list(per_run["seed"]) == [0, 1]  # numbers are left as numbers
+    rows = [{"a": "+1", "b": "-x", "c": "\tq", "e": "plain", "f": -0.5, "=h": 1}]
+    text = cv.to_csv(rows).decode()
+    assert list(csv.reader(io.StringIO(text, newline=""))) == [
+        ["a", "b", "c", "e", "f", "'=h"],
+        ["'+1", "'-x", "'\tq", "plain", "-0.5", "1"],
+    ]
+    assert cv.to_csv([{"d": "\rq"}]).decode() == "d\n'\rq\n"

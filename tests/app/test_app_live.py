@@ -105,3 +105,15 @@ def test_unknown_or_bad_run_in_the_link_is_reported(engine: Engine) -> None:
     add_run(engine, "r", "g", steps=10)
     assert any("no run 42" in e for e in errors_of(open_page("live", run="42")))
     assert any("not a run id" in e for e in errors_of(open_page("live", run="abc")))
+
+
+def test_a_deleted_run_in_the_link_shows_only_the_message_and_a_picker(engine: Engine) -> None:
+    gone = add_run(engine, "gone", "g", steps=10)
+    other = add_run(engine, "other", "g", steps=10)
+    db.delete_run(engine, gone)
+    at = open_page("live", run=str(gone))
+    assert any(f"no run {gone}" in e for e in errors_of(at))
+    assert at.selectbox(key="live_pick").value is None  # a way to pick a run, none picked
+    assert not at.metric and not chart_specs(at)  # no other run's data
+    at.selectbox(key="live_pick").set_value(other).run()
+    assert {m.label: m.value for m in at.metric}["status"] == "succeeded"

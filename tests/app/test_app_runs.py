@@ -51,6 +51,11 @@ def test_table_paginates_and_filters(engine: Engine, many_runs: dict[str, list[i
     at.text_input(key="runs_text").set_value("OPM-7").run()
     table = frame_with(at, "ETA")
     assert list(table["name"]) == ["opm-7"] and table.iloc[0]["live"] == f"/live?run={many_runs['opm'][7]}"
+    # ids show as "#N": searching "#N" (and "N") finds that run (issue 25)
+    at.text_input(key="runs_text").set_value(f"#{many_runs['opm'][7]}").run()
+    assert list(frame_with(at, "ETA")["id"]) == [many_runs["opm"][7]]
+    at.text_input(key="runs_text").set_value(str(many_runs["opm"][7])).run()
+    assert many_runs["opm"][7] in list(frame_with(at, "ETA")["id"])
     at.text_input(key="runs_text").set_value("nothing-like-this").run()
     assert len(frame_with(at, "ETA")) == 0
     assert "No run matches these filters." in [i.value for i in at.info]
@@ -127,6 +132,8 @@ def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[in
     at.selectbox(key="runs_pick").set_value(done).run()
     at.button(key="runs_retry").click().run()
     clone = max(r.id for r in db.list_runs(engine, limit=None).runs)
+    # a toast names both runs where the user is (issue 25)
+    assert any(f"Run {done} cloned as run {clone}" in t.value for t in at.toast)
     assert sent == [clone] and db.get_run(engine, clone).status == "queued"
     # the clone's config is the original's; only its name says what it is (issue 14)
     original = db.get_run(engine, done).config
@@ -142,3 +149,4 @@ def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[in
     with pytest.raises(db.RunNotFound):
         db.get_run(engine, done)
     assert f"Run {done} and all its data deleted." in [s.value for s in at.success]
+    assert f"Run {done} and all its data deleted." in [t.value for t in at.toast]

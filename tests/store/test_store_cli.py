@@ -80,6 +80,17 @@ def test_export_csv_json_parquet_keep_nan_and_inf(engine: Engine, tmp_path: Path
     assert math.isnan(table["value"][1]) and table["value"][2] == math.inf
 
 
+def test_export_csv_escapes_keys_a_spreadsheet_would_run_as_formulas(engine: Engine) -> None:
+    # an own-loop run may log any key: one starting with = + - @ gets a leading ' (issue 25);
+    # the values stay numbers, -1.0 included
+    run_id = db.create_run(engine, {"name": "inject"})
+    db.write_points(engine, run_id, {"=HYPERLINK(1)": [(1, -1.0)], "@x": [(1, 2.0)], "ok": [(1, 3.0)]})
+    code, out, _ = _bml("export", str(run_id), "--format", "csv", "-o", "-")
+    assert code == 0
+    rows = sorted(list(csv.reader(io.StringIO(out)))[1:])
+    assert rows == [["'=HYPERLINK(1)", "1", "-1.0"], ["'@x", "1", "2.0"], ["ok", "1", "3.0"]]
+
+
 def test_export_unknown_run_and_bad_format_exit_2(engine: Engine) -> None:
     code, _, err = _bml("export", "424242", "--format", "csv", "-o", "-")
     assert code == 2 and "no run with id 424242" in err

@@ -54,6 +54,9 @@ def test_list_runs_filters_paginates_and_counts(engine: Engine) -> None:
     assert db.list_runs(engine, text="opm").total == 4
     assert db.list_runs(engine, text="100%_").total == 0  # LIKE wildcards are escaped
     assert db.list_runs(engine, text=str(ids[7])).runs[-1].id == ids[7]
+    # ids show as "#7" on the pages: "#7" (and "# 7") finds run 7 only (issue 25)
+    assert [r.id for r in db.list_runs(engine, text=f"#{ids[7]}").runs] == [ids[7]]
+    assert [r.id for r in db.list_runs(engine, text=f" # {ids[7]} ").runs] == [ids[7]]
     assert db.list_runs(engine, group="g1", strategy="opm").total == 2
     listed = db.list_runs(engine, limit=None).runs[0]
     assert listed.tags == ["odd"] and listed.summary is None

@@ -29,6 +29,7 @@ from bml_core.compare import stats as cs
 from bml_core.compare.fmt import format_p
 from bml_core.compare.results import PRIMARY, GroupResult, Results
 from bml_core.compare.results import results as compare_results
+from bml_core.csvsafe import safe_cell
 
 compare_max_buckets = 400
 chart_width_px = 450  # two charts side by side at 1400 px, one per row at 800 px
@@ -563,8 +564,10 @@ def _show(value: Any) -> str:
 
 
 def to_csv(frame: pd.DataFrame | Sequence[Mapping[str, Any]]) -> bytes:
-    """UTF-8 CSV bytes for a download button."""
+    """UTF-8 CSV bytes for a download button; text cells and headers that a spreadsheet
+    would evaluate (=, +, -, @, tab, CR first) get a leading ' (bml_core.csvsafe)."""
     data = frame if isinstance(frame, pd.DataFrame) else pd.DataFrame(list(frame))
+    data = data.map(safe_cell).rename(columns=lambda c: safe_cell(str(c)))
     buf = io.StringIO()
     data.to_csv(buf, index=False)
     return buf.getvalue().encode("utf-8")

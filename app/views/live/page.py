@@ -39,6 +39,7 @@ param = st.query_params.get("run")
 run_id: int | None = int(param) if param and param.isdigit() and len(param) <= 19 else None
 if run_id is not None and run_id > 2**63 - 1:  # no run has it (and the store's BIGINT would overflow)
     run_id = None
+missing = bool(param) and run_id is None  # the address names no run: show no run's data
 if param and run_id is None:
     st.error(f"run={md(repr(param))} in the address is not a run id; pick a run below.")
 if run_id is not None and run_id not in choices:
@@ -47,7 +48,7 @@ if run_id is not None and run_id not in choices:
         choices = {run_id: run_choice_label(run), **choices}
     except db.RunNotFound:
         st.error(f"There is no run {run_id}; pick one below.")
-        run_id = None
+        run_id, missing = None, True
 if not choices:
     st.info("No runs yet.")
     st.page_link(page_path("launch"), label="Launch one")
@@ -64,10 +65,15 @@ ids = list(choices)
 picked = st.selectbox(
     "run",
     ids,
-    index=ids.index(run_id) if run_id in ids else 0,
+    index=ids.index(run_id) if run_id in ids else (None if missing else 0),
     format_func=lambda i: choices[i],
     key="live_pick",
+    placeholder="pick a run",
 )
+if picked is None:  # e.g. /live?run=9 after run 9 was deleted: never another run's data (issue 25)
+    st.stop()
+assert picked is not None  # st.stop() ended the script above
+shown_id: int = picked  # narrowed for the fragments below
 if str(picked) != st.query_params.get("run"):
     st.query_params["run"] = str(picked)
 
@@ -156,7 +162,7 @@ def render_live() -> None:
             _result(engine, run, result)
     with st.container(key="live-alert-slot"):
         alerts = render_alert_strip(
-            picked, poll_alerts(engine, picked, st.session_state.setdefault("live_alerts", {}))
+            shown_id, poll_alerts(engine, shown_id, st.session_state.setdefault("live_alerts", {}))
         )
     charts = st.container(horizontal=True, gap="medium", key="live-charts")  # two per row when wide
     drawn = 0

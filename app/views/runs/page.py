@@ -18,6 +18,8 @@ st.title("Runs")
 message = st.session_state.pop("runs_message", None)
 if message is not None:
     (st.success if message.ok else st.error)(md(message.message))  # quotes run names
+    if message.ok:  # also a toast: the buttons sit below the table, the message above it (issue 25)
+        st.toast(md(message.message), icon="✅")
 engine = store.engine()
 actor = access.current_actor()
 options = rv.filter_options(engine)
@@ -37,7 +39,7 @@ with st.container(horizontal=True):
     owner = st.selectbox(
         "owner", options["owner"], index=None, key="runs_owner", placeholder="anyone", width=150
     )
-    text = st.text_input("search (name, group, strategy or id)", key="runs_text", width=260)
+    text = st.text_input("search (name, group, strategy, id or #id)", key="runs_text", width=260)
 flt = rv.RunFilter(tuple(statuses), strategy, dataset, group, text, owner)
 if st.session_state.get("runs_filter_seen") != flt:
     st.session_state["runs_filter_seen"] = flt
