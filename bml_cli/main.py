@@ -15,6 +15,7 @@ from bml_cli import (
     store_cmd,
     strategies_cmd,
     train_cmd,
+    tune_cmd,
     user_cmd,
     worker_cmd,
 )
@@ -45,6 +46,7 @@ report_cmd.register(app)
 strategies_cmd.register(app)
 plugins_cmd.register(app)
 user_cmd.register(app)
+tune_cmd.register(app)
 
 
 def _one_line(text: str) -> str:

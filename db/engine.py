@@ -162,6 +162,9 @@ def upgrade(engine: Engine | None = None, revision: str = "head") -> str:
         try:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
+            from db.studies import create_optuna_tables
+
+            create_optuna_tables(conn)  # `bml tune`'s studies (Optuna's tables, see db.studies)
             if sqlite:
                 broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
                 if broken:

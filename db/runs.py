@@ -31,8 +31,9 @@ from db.models import (
     utcnow,
 )
 
-RUN_STATUSES = ("queued", "running", "requeued", "succeeded", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# `pruned`: stopped by its tuning study's pruner (`bml tune`, see mark_pruned)
+RUN_STATUSES = ("queued", "running", "requeued", "succeeded", "failed", "cancelled", "pruned")
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled", "pruned"})
 CLAIMABLE_STATUSES = ("queued", "requeued")
 EVENT_LEVELS = ("debug", "info", "warning", "error")
 max_traceback_chars = 8_000
@@ -350,3 +351,25 @@ def record_environment(engine: Engine, run_id: int, environment: Mapping[str, An
             != 1
         ):
             raise RunNotFound(run_id)
+
+
+def request_prune(engine: Engine, run_id: int, reason: str) -> str:
+    """The study's pruner stopped this trial: ask the run to stop (the `cancel_requested`
+    path its supervisor and run process already follow) and say why in its events. Once it
+    has stopped, `mark_pruned` records the status `pruned`. Returns the status now."""
+    status = request_cancel(engine, run_id)
+    add_event(engine, run_id, "info", f"pruned: {reason}")
+    if status == "cancelled":  # it had not started: it is pruned at once
+        mark_pruned(engine, run_id)
+        return "pruned"
+    return status
+
+
+def mark_pruned(engine: Engine, run_id: int) -> bool:
+    """A pruned trial's run that has stopped (`cancelled` after `request_prune`) becomes
+    `pruned`; False while it is still running (or when it ended some other way)."""
+    with write_tx(engine) as conn:
+        done = conn.execute(
+            update(Run).where(Run.id == run_id, Run.status == "cancelled").values(status="pruned")
+        ).rowcount
+    return done == 1

@@ -26,6 +26,7 @@ STRATEGIES = "strategies"
 _EXCLUDED_WHY = {
     "failed": "failed",
     "cancelled": "cancelled",
+    "pruned": "pruned by its tuning study",
     "running": "still running",
     "queued": "queued, not started",
     "requeued": "requeued after a lost worker, not finished",

@@ -193,7 +193,7 @@ def run_action(action: str, run_id: int, engine: Engine, actor: db.Actor | None 
             if status == "running":
                 what = "asked to stop: it is cancelling now and ends within seconds"
             else:
-                what = status if status == "cancelled" else f"is {status}"
+                what = status if status in ("cancelled", "pruned") else f"is {status}"
             return ActionResult(f"Run {run_id} {what}.", True)
         if action == "retry":
             new_id = client.retry(run_id, engine=engine, actor=actor)

@@ -1,0 +1,63 @@
+"""`bml tune` refuses bad input with exit 2 before anything is enqueued (no run, no study)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+import db
+from db.studies import optuna_storage
+
+CFG = {"dataset": {"name": "synthetic"}, "strategies": [{"name": "ogm_ge"}], "train": {"epochs": 3}}
+OK = ["--space", "strategies.0.alpha=float(0.1,1.0,log)"]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    db.upgrade(db.make_engine())
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(CFG))
+    return path
+
+
+def _tune(bml_exe: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([bml_exe, "tune", *args], capture_output=True, text=True, timeout=120)
+
+
+def _nothing_stored() -> None:
+    engine = db.make_engine()
+    assert db.list_runs(engine, limit=1).total == 0
+    assert optuna.get_all_study_summaries(optuna_storage(engine)) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--space", "strategies.0.alpha=float(0.1"], "not a search space"),
+        (["--space", "optim.nope=float(0.1,1)"], "no such parameter"),
+        (["--space", "strategies.0.alpha=float(-1,1)"], "outside what the config accepts"),
+        ([*OK, "--metric", "val/accuracy"], "never logged"),
+        ([*OK, "--trials", "0"], "at least 1 trial"),
+    ],
+)
+def test_bad_input_exits_2_and_enqueues_nothing(
+    store: Path, bml_exe: str, args: list[str], says: str
+) -> None:
+    r = _tune(bml_exe, str(store), *args, "--name", "s1")
+    assert r.returncode == 2, r.stderr
+    assert says in r.stderr
+    _nothing_stored()
+
+
+def test_a_name_reused_with_another_space_is_refused(store: Path, bml_exe: str) -> None:
+    study = optuna.create_study(study_name="s2", storage=optuna_storage(db.make_engine()))
+    study.set_user_attr(
+        "space", [{"path": "optim.lr", "kind": "float", "low": 0.001, "high": 0.1, "log": True}]
+    )
+    r = _tune(bml_exe, str(store), *OK, "--name", "s2")
+    assert r.returncode == 2 and "another search space" in r.stderr
+    assert db.list_runs(db.make_engine(), limit=1).total == 0
