@@ -108,7 +108,9 @@ def test_window_rule_relative_growth_with_zero_padding() -> None:
 
 
 def _trainer(**strategy: object) -> Trainer:
-    return Trainer(load_config(small(strategies=[{"name": "infreg", **strategy}], train={"epochs": 1})))
+    """These tests pin the paper reading (preset: paper); tests/strategies/reference/ checks official."""
+    cfg = small(strategies=[{"name": "infreg", "preset": "paper", **strategy}], train={"epochs": 1})
+    return Trainer(load_config(cfg))
 
 
 def _grads_after_step_events(trainer: Trainer, x: dict, y: torch.Tensor, edit: bool) -> list[torch.Tensor]:
@@ -243,3 +245,25 @@ def test_a_step_driven_by_hand_takes_the_anchors_first() -> None:
     assert metrics is not None and metrics["infreg/window"] == 1.0
     anchors = trainer.strategies[0].state["anchors"][0]
     assert all(torch.equal(a, b) for a, b in zip(anchors, before, strict=True))
+
+
+def test_official_preset_betas_follow_the_authors_two_branches() -> None:
+    """GeWu-Lab/InfoReg_CVPR2025@939b2ed main.py L465-481: batch sums, no / B, 0.95 and 0.1."""
+    from bml_core.strategies.infreg.impl import official_betas
+
+    # audio ahead by 0.5: 0.95 * exp(tanh(0.5)) = 0.95 * exp(0.462117) = 1.508060
+    b = official_betas(torch.tensor([10.5, 10.0]), 0.95, 0.1)
+    assert torch.allclose(b, torch.tensor([1.508060, 0.0]), atol=1e-5)
+    # visual ahead by 0.5: 0.1 * exp(0.462117) = 0.158743
+    b = official_betas(torch.tensor([10.0, 10.5]), 0.95, 0.1)
+    assert torch.allclose(b, torch.tensor([0.0, 0.158743]), atol=1e-5)
+    assert official_betas(torch.tensor([3.0, 3.0]), 0.95, 0.1).tolist() == [0.0, 0.0]
+
+
+def test_official_preset_defaults_window_and_trace_of_the_first_encoder() -> None:
+    cfg = small(strategies=["infreg"], train={"epochs": 1})
+    trainer = Trainer(load_config(cfg))
+    infreg = trainer.strategies[0]
+    assert infreg.params.preset == "official" and infreg._compare == "shifted"
+    audio = [p for p in trainer.model.encoder_parameters("audio") if p.dim() >= 2]
+    assert [id(p) for p in infreg._weights] == [id(p) for p in audio]

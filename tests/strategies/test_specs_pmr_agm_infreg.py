@@ -22,7 +22,14 @@ DEFAULTS = {
         "masked_mode": "eval",
         "grad_clip": 1.0,
     },
-    "infreg": {"beta0": 0.95, "window": 10, "threshold": 0.05, "compare": "previous"},
+    "infreg": {
+        "preset": "official",
+        "beta0_second": 0.1,
+        "beta0": 0.95,
+        "window": 10,
+        "threshold": 0.05,
+        "compare": None,
+    },
 }
 COST = {"pmr": "cheap", "agm": "extra_forward", "infreg": "cheap"}
 CAPABILITY = {

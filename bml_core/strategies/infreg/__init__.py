@@ -16,6 +16,19 @@ class InfoRegParams(StrategyParams):
     """InfoReg (STRATEGIES.md section 2.6)."""
 
     name: Literal["infreg"] = "infreg"
+    preset: Literal["official", "paper"] = Field(
+        "official",
+        description="official: the authors' main.py (GeWu-Lab/InfoReg_CVPR2025@939b2ed L240-243, L465-476, "
+        "L510-572; two modalities): beta = beta0 exp(tanh(s_1 - s_2)) on batch sums for the first "
+        "modality when it leads, beta0_second exp(tanh(s_2 - s_1)) for the second when it leads, "
+        "window shifted by one epoch, Fisher trace of the first modality's encoder only; paper: "
+        "our M-modality reading (above-mean modalities, gap / B, trace of every encoder)",
+    )
+    beta0_second: float = Field(
+        0.1,
+        ge=0.0,
+        description="preset official only: the second modality's (visual) proximal constant (authors' 0.1)",
+    )
     beta0: float = Field(
         0.95,
         ge=0.0,
@@ -26,10 +39,11 @@ class InfoRegParams(StrategyParams):
     threshold: float = Field(
         0.05, description="the prime learning window is open while the trace's relative growth exceeds this"
     )
-    compare: Literal["previous", "shifted"] = Field(
-        "previous",
+    compare: Literal["previous", "shifted"] | None = Field(
+        None,
         description="previous: the last `window` traces against the `window` before them; shifted: "
-        "against the window ending one epoch earlier (official code)",
+        "against the window ending one epoch earlier (official code); empty: the preset's "
+        "(official: shifted, paper: previous)",
     )
     summary: ClassVar[str] = (
         "Pulls the leading modality's encoder back towards its epoch-start weights while the "

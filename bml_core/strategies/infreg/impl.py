@@ -10,7 +10,9 @@ mean score gets beta_m = beta0 * exp(tanh((s_m - mean_k s_k) / B)) (the official
 two hand-tuned constants 0.95 / 0.1 for M = 2 and works on batch sums without / B; both
 of its branches can fire: GeWu-Lab/InfoReg_CVPR2025@939b2ed main.py L465-476, audio ahead
 -> beta = 0.95 exp(tanh(s_a - s_v)), visual ahead -> beta2 = 0.1 exp(tanh(s_v - s_a)), each
-only while k > 0.05; issue 21 asks for that as an `official` preset, not yet built); the window compares the mean of the last `window` epoch
+only while k > 0.05). `preset: official` (the default) is that rule for two modalities, with
+the shifted window and the Fisher trace of the first encoder only; `preset: paper` is the
+M-modality reading above. Under paper the window compares the mean of the last `window` epoch
 traces with the mean of the `window` before them (official: the window ending one epoch
 earlier, kept as the `shifted` option), growth relative to the newer mean as
 `(tr1 - tr2) / tr1` in the official code.
@@ -34,6 +36,17 @@ def infreg_betas(scores: torch.Tensor, beta0: float, batch_size: int) -> torch.T
     gap = scores - scores.mean()
     beta = beta0 * torch.exp(torch.tanh(gap / batch_size))
     return torch.where(gap > 0, beta, torch.zeros_like(beta))
+
+
+def official_betas(scores: torch.Tensor, beta0: float, beta0_second: float) -> torch.Tensor:
+    """The authors' two-modality rule (GeWu-Lab/InfoReg_CVPR2025@939b2ed main.py L465-481), on
+    batch-sum scores s [2]: s_1 > s_2 -> (beta0 exp(tanh(s_1 - s_2)), 0); s_1 < s_2 -> (0,
+    beta0_second exp(tanh(s_2 - s_1))); a tie -> (0, 0). No division by the batch size."""
+    gap = scores[0] - scores[1]
+    lead = beta0 * torch.exp(torch.tanh(gap))
+    second = beta0_second * torch.exp(torch.tanh(-gap))
+    zero = torch.zeros_like(gap)
+    return torch.stack([torch.where(gap > 0, lead, zero), torch.where(gap < 0, second, zero)])
 
 
 def add_proximal_gradient_(
@@ -117,8 +130,18 @@ class InfoReg(Strategy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         mods = self.modalities
+        self._official = self.params.preset == "official"
+        if self._official and len(mods) != 2:
+            raise ValueError(
+                f"infreg.preset: official is the authors' two-modality rule, this run has {len(mods)} "
+                "modalities; set infreg.preset: paper (the M-modality reading)"
+            )
+        self._compare = self.params.compare or ("shifted" if self._official else "previous")
         self._params = [self.model.encoder_parameters(m) for m in mods]
-        self._weights = [p for ps in self._params for p in ps if p.dim() >= 2]
+        # The Fisher trace: the authors' sums the first (audio) encoder's Conv/Linear weights only
+        # (main.py L508-511, L569-572); the paper reading every encoder's.
+        traced = self._params[:1] if self._official else self._params
+        self._weights = [p for ps in traced for p in ps if p.dim() >= 2]
         self._beta_names = [f"infreg/beta/{m}" for m in mods]
         self._betas: list[float] | torch.Tensor = [0.0] * len(mods)
         self.state = {
@@ -133,7 +156,7 @@ class InfoReg(Strategy):
     def on_epoch_start(self, ctx: StepContext) -> None:
         if self.state["epoch"] == ctx.epoch:
             return  # resumed inside this epoch: anchors, accumulators and window are checkpointed
-        growth = trace_growth(self.state["history"], self.params.window, self.params.compare)
+        growth = trace_growth(self.state["history"], self.params.window, self._compare)
         self.state.update(
             epoch=ctx.epoch,
             anchors=[[p.detach().clone() for p in ps] for ps in self._params],
@@ -158,7 +181,10 @@ class InfoReg(Strategy):
             with torch.no_grad():
                 target = y.expand(logits.shape[0], -1).unsqueeze(2)
                 scores = logits.softmax(-1).gather(2, target).squeeze(2).sum(1)
-                self._betas = infreg_betas(scores, self.params.beta0, y.shape[0])
+                if self._official:
+                    self._betas = official_betas(scores, self.params.beta0, self.params.beta0_second)
+                else:
+                    self._betas = infreg_betas(scores, self.params.beta0, y.shape[0])
         else:
             self._betas = [0.0] * len(self.modalities)
         return {"uni_ce": uni / y.shape[0]}
