@@ -1,6 +1,6 @@
 """`bml tune` (issue 23): an Optuna study whose trials are ordinary runs on the workers. This
 process is the driver (no Optuna object in a worker): it asks Optuna for parameters, submits
-each trial's runs (group = the study) through worker.client, polls their stored evaluation
+each trial's runs (group = the study) through services.actions, polls their stored evaluation
 series, reports them to the trial and prunes through the cancel path (status `pruned`).
 `bml study show S [--json]` reads a study back."""
 
@@ -85,7 +85,7 @@ def drive(engine: Any, study: Any, raw: dict[str, Any], space: list[Any], opts: 
 
     import db
     from bml_core.tune import trial_config
-    from worker import client
+    from services import actions as client
 
     dists = _distributions(space)
     metric, seeds, maximize = opts["metric"], opts["seeds"], opts["direction"] == "maximize"
@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         from bml_core.seeds import SeedError, parse_seeds
         from bml_core.tune import normalized, parse_space, space_signature, trial_config
         from db.studies import optuna_storage
-        from worker import client
+        from services import actions as client
 
         if trials < 1:
             raise fail(f"error: --trials {trials}: give at least 1 trial")

@@ -163,23 +163,9 @@ class StepScorer:
     ) -> dict[str, float]:
         """The step's metrics as floats (one host sync). TrackingInputError on shapes or on
         non-finite logits / loss, naming the argument."""
-        logits = _check_tensor("logits", logits, 2)
-        y = _check_tensor("y", y, 1)
-        if y.dtype.is_floating_point or y.dtype == torch.bool:
-            raise TrackingInputError(f"y must hold integer class labels, got dtype {y.dtype}")
+        self.check_inputs(logits, unimodal, y, loss)
         batch = y.shape[0]
-        if logits.shape != (batch, self.num_classes):
-            raise TrackingInputError(
-                f"logits has shape {list(logits.shape)}; expected [batch={batch}, num_classes={self.num_classes}]"
-            )
-        u = {}
-        for m in self.modalities:
-            t = _check_tensor(f"unimodal_logits[{m!r}]", unimodal[m], 2)
-            if t.shape != logits.shape:
-                raise TrackingInputError(
-                    f"unimodal_logits[{m!r}] has shape {list(t.shape)}; expected {list(logits.shape)}"
-                )
-            u[m] = t.detach().float()
+        u = {m: unimodal[m].detach().float() for m in self.modalities}
         logits = logits.detach()
         y = y.to(logits.device)
         probe = UnimodalProbe(u, y)

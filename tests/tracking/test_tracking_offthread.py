@@ -98,7 +98,7 @@ def test_runs_page_cancel_stops_an_own_loop_run_and_rerun_is_refused(
     import time
 
     from app.views.runs import data as rv
-    from worker import client
+    from services import actions as client
 
     monkeypatch.setenv("BML_OWN_LOOP_POLL_S", "0.1")
     u = {m: torch.randn(4, 3) for m in MODS}
