@@ -184,7 +184,9 @@ def test_cancel_a_running_run_from_the_runs_page(studio: Studio, page: Any) -> N
     screenshot(page, studio.shots, "runs")
     choose(page, "runs_pick", f"#{run.id} e2e-ogm-ge (running)")
     page.locator(".st-key-runs_cancel button").click()
-    page.get_by_text(f"Run {run.id} asked to stop").wait_for(timeout=30_000)
+    page.get_by_test_id("stAlertContentSuccess").get_by_text(f"Run {run.id} asked to stop").wait_for(
+        timeout=30_000
+    )
     cancelled = _wait_status(studio.engine, run.id, {"cancelled"}, timeout_s=30)
     assert cancelled.step > 0
 
@@ -291,7 +293,9 @@ def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page
     open_page(page, f"{studio.url}/runs")
     choose(page, "runs_pick", f"#{opm1.id} {opm1.name} (succeeded)")
     page.locator(".st-key-runs_retry button").click()
-    page.get_by_text(f"Run {opm1.id} cloned as run").wait_for(timeout=30_000)
+    page.get_by_test_id("stAlertContentSuccess").get_by_text(f"Run {opm1.id} cloned as run").wait_for(
+        timeout=30_000
+    )
     clone = max(r.id for r in db.list_runs(studio.engine, group="e2e-sweep").runs)
     open_page(page, f"{studio.url}/runs")
     run = db.get_run(studio.engine, clone)
@@ -301,7 +305,9 @@ def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page
     open_page(page, f"{studio.url}/runs")
     choose(page, "runs_pick", f"#{clone} {run.name} (cancelled)")
     page.locator(".st-key-runs_retry button").click()
-    page.get_by_text(f"Run {clone} cloned as run").wait_for(timeout=30_000)
+    page.get_by_test_id("stAlertContentSuccess").get_by_text(f"Run {clone} cloned as run").wait_for(
+        timeout=30_000
+    )
     retried = max(r.id for r in db.list_runs(studio.engine, group="e2e-sweep").runs)
     _wait_status(studio.engine, retried, {"succeeded"}, timeout_s=300)
 

@@ -185,7 +185,9 @@ def test_login_roles_and_logout(studio: Studio, browser: Any, bml_exe: str, tmp_
         choose(page, "runs_pick", f"#{olga_run} olga-run")
         page.get_by_role("button", name="Delete").click()
         page.get_by_role("button", name="Yes, delete").click()
-        page.get_by_text(f"Run {olga_run} and all its data deleted.").wait_for(timeout=30_000)
+        page.get_by_test_id("stAlertContentSuccess").get_by_text(
+            f"Run {olga_run} and all its data deleted."
+        ).wait_for(timeout=30_000)
     with pytest.raises(db.RunNotFound):
         db.get_run(studio.engine, olga_run)
     trail = {(a.actor, a.action, a.run_id) for a in db.audit_events(studio.engine)}
