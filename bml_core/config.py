@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 
 from bml_core import implref
 from bml_core.alerts.config import AlertsConfig
+from bml_core.configpaths import apply_override
 from bml_core.dataspecs import check_dataset
 from bml_core.plugins import check_plugins, required_packages, resolve_params
 from bml_core.plugins import discover as discover_plugins
@@ -247,33 +248,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError:
         parsed = value
     return path, parsed
-
-
-def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set `value` at a dotted path inside nested dicts and lists (creating dicts as needed)."""
-    node: Any = raw
-    for depth, part in enumerate(path):
-        last = depth == len(path) - 1
-        where = ".".join(path[: depth + 1])
-        if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError([(where, f"no list item {part!r} (the list has {len(node)} items)")])
-            idx = int(part)
-            if last:
-                node[idx] = value
-            else:
-                if node[idx] is None or isinstance(node[idx], str):
-                    node[idx] = {"name": node[idx]} if isinstance(node[idx], str) else {}
-                node = node[idx]
-        elif isinstance(node, dict):
-            if last:
-                node[part] = value
-            else:
-                if node.get(part) is None:
-                    node[part] = [] if path[depth + 1].isdigit() else {}
-                node = node[part]
-        else:
-            raise ConfigError([(where, "cannot set a key inside a plain value")])
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any, TypeVar
 
+from bml_core.schema import ConfigError
+
 K = TypeVar("K", bound=Hashable)
 
 
@@ -43,3 +45,30 @@ def diff_configs(configs: Mapping[K, Mapping[str, Any]]) -> dict[str, dict[K, An
         if len(present) < len(flat) or any(v != values[0] for v in values[1:]):
             out[path] = present
     return out
+
+
+def apply_override(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set `value` at a dotted path inside nested dicts and lists (creating dicts as needed)."""
+    node: Any = raw
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = ".".join(path[: depth + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError([(where, f"no list item {part!r} (the list has {len(node)} items)")])
+            idx = int(part)
+            if last:
+                node[idx] = value
+            else:
+                if node[idx] is None or isinstance(node[idx], str):
+                    node[idx] = {"name": node[idx]} if isinstance(node[idx], str) else {}
+                node = node[idx]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                if node.get(part) is None:
+                    node[part] = [] if path[depth + 1].isdigit() else {}
+                node = node[part]
+        else:
+            raise ConfigError([(where, "cannot set a key inside a plain value")])

@@ -13,6 +13,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from bml_core.configpaths import apply_override
+
 # the catalogue's values these rules suggest (METHODS.md section 7 presets)
 OPM_DEFAULT: dict[str, Any] = {"name": "opm", "q_base": 0.5, "lam": 0.5, "p_exe": 0.7}
 OGM_GE_DEFAULT: dict[str, Any] = {"name": "ogm_ge", "alpha": 0.8}
@@ -100,8 +102,6 @@ def apply_advice(raw: Mapping[str, Any], advice: Mapping[str, Any], choice: int 
     strategy replaces the run's strategy of the same name (or joins the list), `joint`
     is dropped, the other strategies are kept; `overrides` are set (dotted paths).
     IndexError when there is no such alternative."""
-    from bml_core.config import apply_override
-
     out = copy.deepcopy(dict(raw))
     options = list(advice.get("strategies") or [])
     if options:

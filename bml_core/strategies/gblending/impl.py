@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from bml_core.data.base import stable_seed
 from bml_core.models import MultimodalModel
+from bml_core.optim import build_optimizer
 from bml_core.strategies.base import Batch, StepContext, Strategy
 from bml_core.strategies.gblending import GBlendingParams
 
@@ -96,7 +97,6 @@ class GBlending(Strategy):
         self._w = self.state["w"].to(self.device)
 
     def _offline_weights(self, ctx: StepContext) -> torch.Tensor:
-        from bml_core.trainer import build_optimizer  # the run's optimizer settings
 
         start_train, start_heldout = self._measure(ctx, self.model)
         end_train, end_heldout = start_train.clone(), start_heldout.clone()

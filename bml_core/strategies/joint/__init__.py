@@ -3,7 +3,7 @@ Torch-free: its parameters and spec; the implementation is in impl.py."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import StrategySpec
@@ -24,11 +24,3 @@ SPEC = StrategySpec(
     reference="The common baseline of every balancing paper (late fusion, one cross-entropy).",
     cost="none",
 )
-
-
-def __getattr__(name: str) -> Any:
-    if name == "JointTraining":
-        from bml_core.strategies.joint import impl
-
-        return impl.JointTraining
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
+from bml_core.dataspecs import get_dataset_spec
 from bml_core.schema import StrategyParams
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
@@ -47,8 +48,6 @@ def _modality_count(cfg: RunConfig) -> int:
     """M from the configured encoders, else from the dataset's spec (0 when only its file knows)."""
     if cfg.model.encoders:
         return len(cfg.model.encoders)
-    from bml_core.dataspecs import get_dataset_spec
-
     spec = get_dataset_spec(cfg.dataset.name)
     if spec is None:
         return 0
