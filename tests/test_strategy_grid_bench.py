@@ -192,7 +192,7 @@ def test_small_grid_through_real_workers(
     broker: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if broker != "embedded":
-        from tests.worker.conftest import ensure_machine_redis
+        from tests.helpers.cluster import ensure_machine_redis
 
         ensure_machine_redis()
     out_json, out_md = tmp_path / "grid.json", tmp_path / "grid.md"

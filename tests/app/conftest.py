@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import launch_browser
 from sqlalchemy import Engine
 
 import db
+from tests.helpers.browser import launch_browser
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ actions and runs them as the actor (a viewer calling anyway is refused by servic
 from __future__ import annotations
 
 import pytest
-from app_helpers import open_page
-from app_runs import add_run
 from sqlalchemy import Engine
 
 import db
 from app.views.live import data as lv
 from app.views.runs import data as rv
 from services import actions as client
+from tests.helpers.apptest import open_page
+from tests.helpers.stored_runs import add_run
 
 ADMIN = db.Actor("ada", "admin")
 OPERATOR = db.Actor("otto", "operator")

@@ -8,13 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from app_helpers import chart_specs, errors_of, frame_with, open_page
-from app_runs import add_run
 from sqlalchemy import Engine
 
 import db
 from app import alerts as al
 from app.views.launch import advice as la
+from tests.helpers.apptest import chart_specs, errors_of, frame_with, open_page
+from tests.helpers.stored_runs import add_run
 
 
 def _alert(step: int, detector: str = "dominance", severity: str = "warning", **over: Any) -> dict[str, Any]:

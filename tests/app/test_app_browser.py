@@ -26,13 +26,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import (
+from playwright.sync_api import expect
+from sqlalchemy import Engine
+
+import db
+from app.plotly_chart import PLOTLY_BASIC_VERSION
+from app.views.live import data as lv
+from tests.helpers.browser import (
     after_rerun,
     chart_points,
     choose,
     drag_zoom,
     fill,
-    free_port,
     open_page,
     pick,
     screenshot,
@@ -41,12 +46,7 @@ from browser_helpers import (
     wait_idle,
     x_axis,
 )
-from playwright.sync_api import expect
-from sqlalchemy import Engine
-
-import db
-from app.plotly_chart import PLOTLY_BASIC_VERSION
-from app.views.live import data as lv
+from tests.helpers.net import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

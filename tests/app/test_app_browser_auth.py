@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import choose, fill, free_port, open_page, serve_app, wait_idle
 from sqlalchemy import Engine
 
 import db
+from tests.helpers.browser import choose, fill, open_page, serve_app, wait_idle
+from tests.helpers.net import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -11,10 +11,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from browser_helpers import free_port, launch_browser, open_page, serve_app, wait_idle
 from oidc_provider import OidcProvider
 
 from app.oidc import role_for
+from tests.helpers.browser import launch_browser, open_page, serve_app, wait_idle
+from tests.helpers.net import free_port
 
 ROLES = {"group:ml-admins": "admin", "bob@lab.example": "operator", "@blocked.example": "viewer"}
 

@@ -15,11 +15,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import pytest
-from app_runs import add_run
-from browser_helpers import free_port, open_page, serve_app
 
 import db
 from app.text import JOINER
+from tests.helpers.browser import open_page, serve_app
+from tests.helpers.net import free_port
+from tests.helpers.stored_runs import add_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

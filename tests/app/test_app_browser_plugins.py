@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_helpers import choose, fill, free_port, open_page, pick, serve_app
 
 import db
+from tests.helpers.browser import choose, fill, open_page, pick, serve_app
+from tests.helpers.net import free_port
 from tests.plugin_package import DIST, install
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

@@ -7,10 +7,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from browser_helpers import free_port
 from sqlalchemy import Engine
 
 from services.processes import dashboard_command, dashboard_url, is_healthy, wait_until_healthy
+from tests.helpers.net import free_port
 
 
 def test_unmigrated_store_is_refused(bml_exe: str, _isolated_home: Path) -> None:

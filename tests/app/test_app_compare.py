@@ -14,12 +14,12 @@ import statistics
 
 import pandas as pd
 import pytest
-from app_helpers import chart_specs, errors_of, frame_with, open_page
-from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
 import db
 from app.views.compare import data as cv
+from tests.helpers.apptest import chart_specs, errors_of, frame_with, open_page
+from tests.helpers.stored_runs import add_run, summary_for
 
 
 @pytest.fixture

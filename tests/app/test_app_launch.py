@@ -6,13 +6,13 @@ grid, through services.actions (the broker send is recorded instead of made)."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import errors_of, open_page
 from sqlalchemy import Engine
 
 import db
 from app import catalog
 from app.views.launch import logic as ll
 from bml_core.config import PRESETS, strategy_params
+from tests.helpers.apptest import errors_of, open_page
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_helpers import errors_of, open_page
 from sqlalchemy import Engine
 
 import db
@@ -17,6 +16,7 @@ from app import catalog
 from app.views.launch import logic as ll
 from app.views.launch import plugin_fields as pf
 from bml_core import plugins
+from tests.helpers.apptest import errors_of, open_page
 from tests.plugin_package import DIST, install
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from app_helpers import errors_of, open_page
 from sqlalchemy import Engine
 
 import db
@@ -15,6 +14,7 @@ from app import catalog
 from app.views.launch import logic as ll
 from bml_core.config import validate_config
 from bml_core.dataspecs import get_dataset_spec
+from tests.helpers.apptest import errors_of, open_page
 
 
 @pytest.fixture

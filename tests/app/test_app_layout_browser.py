@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from app_runs import add_run, summary_for
-from browser_helpers import launch_browser, open_page, serve_dashboard, wait_idle
 
 import db
+from tests.helpers.browser import launch_browser, open_page, serve_dashboard, wait_idle
+from tests.helpers.stored_runs import add_run, summary_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

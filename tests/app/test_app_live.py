@@ -6,12 +6,12 @@ once the run has ended."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import chart_specs, errors_of, open_page
-from app_runs import add_run, series_for
 from sqlalchemy import Engine
 
 import db
 from app.views.live import data as lv
+from tests.helpers.apptest import chart_specs, errors_of, open_page
+from tests.helpers.stored_runs import add_run, series_for
 
 
 def _titles(at) -> dict[str, dict]:

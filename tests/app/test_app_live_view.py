@@ -6,13 +6,13 @@ the resolved config; a fresh status in the run picker; an ASCII gradient-norm ax
 from __future__ import annotations
 
 import pytest
-from app_helpers import chart_specs, errors_of, open_page
-from app_runs import add_run, summary_for
 from sqlalchemy import Engine, update
 
 import db
 from app.views.live import data as lv
 from db.models import Run
+from tests.helpers.apptest import chart_specs, errors_of, open_page
+from tests.helpers.stored_runs import add_run, summary_for
 
 
 def _titles(at) -> dict[str, dict]:

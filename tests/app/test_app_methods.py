@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from app_helpers import chart_specs, errors_of, open_page
-from app_runs import add_run
 from sqlalchemy import Engine
 
 import db
 from app.views.live import data as lv
 from app.widgets import widget_key
 from bml_core.strategies import all_specs, discover, get_spec
+from tests.helpers.apptest import chart_specs, errors_of, open_page
+from tests.helpers.stored_runs import add_run
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "plugins"
 STRATEGIES_KEY = widget_key("strategies")

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from app_runs import add_run
 from sqlalchemy import Engine
 
 from bml_core.strategies import discover
+from tests.helpers.stored_runs import add_run
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app_helpers import errors_of, open_page
-from app_runs import add_run
 from sqlalchemy import Engine
 
 import db
+from tests.helpers.apptest import errors_of, open_page
+from tests.helpers.stored_runs import add_run
 
 
 def test_an_unmigrated_store_is_refused_with_the_fix(_isolated_home: Path) -> None:

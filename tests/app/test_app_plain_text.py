@@ -9,11 +9,11 @@ import random
 
 import markdown_it
 import pytest
-from app_helpers import errors_of, open_page
-from app_runs import add_run
 from sqlalchemy import Engine
 
 from app.text import md, plain
+from tests.helpers.apptest import errors_of, open_page
+from tests.helpers.stored_runs import add_run
 
 RENDER = markdown_it.MarkdownIt("commonmark", {"html": True}).enable("table")
 NASTY = [

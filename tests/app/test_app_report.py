@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import statistics
 
-from app_helpers import errors_of, frame_with, open_page
-from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
 from app.views.report import data as rv
 from services.report import make_report
+from tests.helpers.apptest import errors_of, frame_with, open_page
+from tests.helpers.stored_runs import add_run, summary_for
 
 ACC = {"joint": [0.60, 0.62], "opm": [0.70, 0.715]}
 

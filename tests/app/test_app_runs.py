@@ -7,12 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from app_helpers import frame_with, open_page
-from app_runs import add_run, summary_for
 from sqlalchemy import Engine
 
 import db
 from app.views.runs import data as rv
+from tests.helpers.apptest import frame_with, open_page
+from tests.helpers.stored_runs import add_run, summary_for
 
 
 @pytest.fixture

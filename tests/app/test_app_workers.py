@@ -5,11 +5,11 @@ here, the real one is exercised by the browser test against `bml up`)."""
 from __future__ import annotations
 
 import pytest
-from app_helpers import frame_with, open_page
-from app_runs import add_run
 from sqlalchemy import Engine
 
 from services import actions as client
+from tests.helpers.apptest import frame_with, open_page
+from tests.helpers.stored_runs import add_run
 
 
 def test_queue_and_workers_with_their_runs(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:

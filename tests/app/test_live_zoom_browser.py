@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from app_runs import add_run
-from browser_helpers import (
+from sqlalchemy import Engine
+
+import db
+from app.views.live import data as lv
+from tests.helpers.browser import (
     drag_zoom,
     launch_browser,
     open_page,
@@ -21,10 +24,7 @@ from browser_helpers import (
     wait_chart,
     x_axis,
 )
-from sqlalchemy import Engine
-
-import db
-from app.views.live import data as lv
+from tests.helpers.stored_runs import add_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,6 +1,6 @@
 """Fixtures of the report tests: a migrated SQLite store in the test's own BML_HOME (the
 CLI opens the same one), or the worker suite's embedded broker and `bml worker` processes
-for `bml reproduce`. Runs are added with `report_runs.add_run`."""
+for `bml reproduce`. Runs are added with `tests.helpers.report_runs.add_run`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 import db
-from tests.worker.conftest import Cluster, _migrated_home
+from tests.helpers.cluster import Cluster, migrated_home
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def engine(_isolated_home: Path) -> Iterator[Engine]:
 @pytest.fixture
 def embedded_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     """A migrated store and the embedded broker in a temporary BML_HOME (as tests/worker)."""
-    c = _migrated_home(tmp_path, {"BML_BROKER_URL": ""})
+    c = migrated_home(tmp_path, {"BML_BROKER_URL": ""})
     c.apply(monkeypatch)
     yield c
     c.stop_all()

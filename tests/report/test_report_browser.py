@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from report_runs import add_run
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from bml_cli.main import app
+from tests.helpers.report_runs import add_run
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]

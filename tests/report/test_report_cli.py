@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from report_runs import add_run
 from scipy import stats as sps
 from sqlalchemy import Engine
 from typer.testing import CliRunner
@@ -22,6 +21,7 @@ import db
 from bml_cli.main import app
 from bml_core.compare import stats
 from bml_core.compare.report import plotly_js
+from tests.helpers.report_runs import add_run
 
 runner = CliRunner()
 ACC = {"joint": [0.60, 0.62, 0.61], "ogm_ge": [0.70, 0.71, 0.73], "opm": [0.61, 0.64, 0.60]}

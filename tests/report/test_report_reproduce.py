@@ -14,7 +14,7 @@ from bml_cli.main import app
 from bml_cli.report_cmd import grid_configs, parse_seeds
 from bml_core.config import PRESETS, ConfigError
 from db import list_runs, make_engine
-from tests.worker.conftest import Cluster
+from tests.helpers.cluster import Cluster
 
 runner = CliRunner()
 TINY = [

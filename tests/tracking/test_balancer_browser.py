@@ -4,9 +4,7 @@ logged, and on /compare it sits beside a native OGM-GE run."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +14,10 @@ from torch import nn
 
 import bml_core
 import db
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-from app_runs import add_run  # noqa: E402
-from browser_helpers import launch_browser, open_page, serve_dashboard, wait_chart  # noqa: E402
-
-from app.views.live import data as lv  # noqa: E402
-from tests.tracking.loops import batches  # noqa: E402
+from app.views.live import data as lv
+from tests.helpers.browser import launch_browser, open_page, serve_dashboard, wait_chart
+from tests.helpers.stored_runs import add_run
+from tests.tracking.loops import batches
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

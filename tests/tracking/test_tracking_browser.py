@@ -4,9 +4,7 @@ sits beside a native run."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +12,10 @@ import torch
 
 import bml_core
 import db
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-from app_runs import add_run  # noqa: E402
-from browser_helpers import launch_browser, open_page, serve_dashboard, wait_chart  # noqa: E402
-
-from app.views.live import data as lv  # noqa: E402
-from tests.tracking.loops import TinyAV, batches  # noqa: E402
+from app.views.live import data as lv
+from tests.helpers.browser import launch_browser, open_page, serve_dashboard, wait_chart
+from tests.helpers.stored_runs import add_run
+from tests.tracking.loops import TinyAV, batches
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

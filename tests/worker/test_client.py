@@ -12,7 +12,7 @@ import pytest
 from bml_core.config import ConfigError
 from db import get_run, list_runs, make_engine
 from services import actions as client
-from tests.worker.conftest import BML, SMALL_RUN, Cluster
+from tests.helpers.cluster import BML, SMALL_RUN, Cluster
 
 
 def queued_messages(cluster: Cluster) -> int:

@@ -14,7 +14,7 @@ import pytest
 import db
 from db.accounts import Actor
 from services import actions as client
-from tests.worker.conftest import BML, SMALL_RUN, Cluster
+from tests.helpers.cluster import BML, SMALL_RUN, Cluster
 
 ADMIN = Actor("ada", "admin")
 OPERATOR = Actor("otto", "operator")

@@ -14,8 +14,8 @@ from bml_core import plugins
 from bml_core.config import read_config_file
 from db import get_run, make_engine
 from services import actions as client
+from tests.helpers.cluster import Cluster, wait_until
 from tests.plugin_package import CONFIG, DIST, install
-from tests.worker.conftest import Cluster, wait_until
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from db import get_run, list_runs, make_engine
 from services import actions as client
-from tests.worker.conftest import BML, Cluster, wait_until
+from tests.helpers.cluster import BML, Cluster, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import yaml
 
 from db import list_runs, make_engine, series_since
 from db.studies import optuna_storage
-from tests.worker.conftest import BML, SMALL_RUN, Cluster
+from tests.helpers.cluster import BML, SMALL_RUN, Cluster
 
 
 @pytest.mark.slow

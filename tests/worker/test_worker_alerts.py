@@ -17,7 +17,7 @@ from bml_core.config import load_config
 from bml_core.trainer import Trainer
 from db import get_run, make_engine, run_events
 from services import actions as client
-from tests.worker.conftest import SMALL_RUN, Cluster, run_process_pids, wait_until
+from tests.helpers.cluster import SMALL_RUN, Cluster, run_process_pids, wait_until
 
 pytestmark = pytest.mark.slow
 

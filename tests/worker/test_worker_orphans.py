@@ -14,7 +14,7 @@ import pytest
 
 from db import get_run, make_engine, run_events
 from services import actions as client
-from tests.worker.conftest import BML, SMALL_RUN, Cluster, WorkerProc, run_process_pids, wait_until
+from tests.helpers.cluster import BML, SMALL_RUN, Cluster, WorkerProc, run_process_pids, wait_until
 
 pytestmark = pytest.mark.slow
 

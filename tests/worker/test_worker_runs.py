@@ -16,7 +16,7 @@ from bml_core.config import load_config
 from bml_core.trainer import Trainer
 from db import get_run, list_runs, make_engine, run_events, series_since, series_tail
 from services import actions as client
-from tests.worker.conftest import SMALL_RUN, Cluster, OwnedRedis, run_process_pids, wait_until
+from tests.helpers.cluster import SMALL_RUN, Cluster, OwnedRedis, run_process_pids, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -232,7 +232,7 @@ def test_gpus_option_starts_one_worker_process_per_gpu(embedded_cluster: Cluster
     CUDA_VISIBLE_DEVICES (here on a machine without GPUs the runs fall back to the CPU)."""
     import subprocess
 
-    from tests.worker.conftest import BML
+    from tests.helpers.cluster import BML
     from worker.presence import live_workers
 
     env = {**os.environ, **embedded_cluster.env}
