@@ -13,7 +13,7 @@ from bml_core.trainer import Trainer
 
 SEEDS = (0, 1, 2)
 METHODS = ("pmr", "agm", "infreg")
-# as tests/test_effect.py: the weak-modality gain must clear the seed-to-seed spread (about
+# as tests/strategies/test_effect_ogm_ge_opm.py: the weak-modality gain must clear the seed-to-seed spread (about
 # one point of fused accuracy) by a margin
 WEAK_GAIN = 0.02
 

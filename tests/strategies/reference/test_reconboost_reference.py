@@ -12,7 +12,7 @@ import torch
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
 from tests.strategies.reference.reconboost_official import boosting_loss
-from tests.test_reconboost import _raw
+from tests.strategies.test_reconboost import _raw
 
 
 def test_phase_one_loss_and_gradients_match_the_official_code() -> None:

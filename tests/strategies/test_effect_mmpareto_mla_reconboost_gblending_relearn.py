@@ -20,7 +20,7 @@ from bml_core.config import load_config
 from bml_core.trainer import Trainer
 
 SEEDS = (0, 1, 2)
-FUSED_TOLERANCE = 0.01  # seed-to-seed spread of joint's fused test accuracy here (as tests/test_effect.py)
+FUSED_TOLERANCE = 0.01  # seed-to-seed spread of joint's fused test accuracy here (as tests/strategies/test_effect_ogm_ge_opm.py)
 WEAK_GAIN = 0.02
 
 
