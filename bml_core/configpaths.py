@@ -14,22 +14,24 @@ from bml_core.schema import ConfigError
 K = TypeVar("K", bound=Hashable)
 
 
-def flatten_into(node: Any, path: str, out: dict[str, Any]) -> None:
-    """Add `node`'s leaves under `path` to `out`; an empty mapping or list is a leaf."""
+def flatten_into(node: Any, path: str, out: dict[str, Any], lists: bool = True) -> None:
+    """Add `node`'s leaves under `path` to `out`; an empty mapping or list is a leaf, and so
+    is every list when `lists` is false (a form field holds a list whole)."""
     if isinstance(node, Mapping) and node:
         for k, v in node.items():
-            flatten_into(v, f"{path}.{k}" if path else str(k), out)
-    elif isinstance(node, list | tuple) and node:
+            flatten_into(v, f"{path}.{k}" if path else str(k), out, lists)
+    elif lists and isinstance(node, list | tuple) and node:
         for i, v in enumerate(node):
-            flatten_into(v, f"{path}.{i}" if path else str(i), out)
+            flatten_into(v, f"{path}.{i}" if path else str(i), out, lists)
     else:
         out[path] = node
 
 
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2} (dotted paths as `--set` takes)."""
+def flatten_config(config: Mapping[str, Any], prefix: str = "", lists: bool = True) -> dict[str, Any]:
+    """{'a': {'b': [1, {'c': 2}]}} -> {'a.b.0': 1, 'a.b.1.c': 2} (dotted paths as `--set` takes);
+    with `lists=False` -> {'a.b': [1, {'c': 2}]}."""
     out: dict[str, Any] = {}
-    flatten_into(config, prefix, out)
+    flatten_into(config, prefix, out, lists)
     return out
 
 

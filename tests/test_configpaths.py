@@ -29,3 +29,13 @@ def test_store_and_grouping_use_it() -> None:
     paths = grouping.config_paths({"strategies": [{"name": "ogm_ge", "alpha": 0.3}], "seed": 0})
     assert paths["ogm_ge.alpha"] == 0.3 and paths["strategies.0.alpha"] == 0.3
     assert paths["strategies"] == "ogm_ge"
+
+
+def test_lists_stay_whole_when_asked() -> None:
+    cfg = {"train": {"milestones": [10, 20], "optim": {"lr": 0.1}}}
+    assert flatten_config(cfg) == {"train.milestones.0": 10, "train.milestones.1": 20, "train.optim.lr": 0.1}
+    assert flatten_config(cfg, lists=False) == {"train.milestones": [10, 20], "train.optim.lr": 0.1}
+    assert flatten_config(cfg["train"], "train", lists=False) == {
+        "train.milestones": [10, 20],
+        "train.optim.lr": 0.1,
+    }

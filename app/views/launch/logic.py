@@ -30,6 +30,7 @@ from bml_core.config import (
     apply_override,
     validate_config,
 )
+from bml_core.configpaths import flatten_config
 from bml_core.seeds import MAX_SEEDS, MAX_SWEEP_RUNS, parse_seeds  # noqa: F401 - parse_seeds: the form's parser
 from bml_core.strategies.spec import StrategySpec
 
@@ -260,19 +261,8 @@ def preset_values(preset: str) -> dict[str, Any]:
             out[f.path] = widget_value(f, strat.get(key, f.default))
     out[STRATEGIES_PATH] = names
     for section in ("model", "optim", "train"):  # model: the presets' `model.init: official`
-        flat = _flatten(spec.get(section, {}), section)
-        out.update(flat)
-    return out
-
-
-def _flatten(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in node.items():
-        path = f"{prefix}.{k}"
-        if isinstance(v, Mapping):
-            out.update(_flatten(v, path))
-        else:
-            out[path] = v
+        if spec.get(section):
+            out.update(flatten_config(spec[section], section, lists=False))
     return out
 
 
