@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 import db
+from app import progress
 from app.views.runs import data as rv
 from tests.helpers.apptest import frame_with, open_page
 from tests.helpers.stored_runs import add_run, summary_for
@@ -73,10 +74,10 @@ def test_best_val_accuracy_and_eta(engine: Engine) -> None:
     running = runs[live]
     assert running.started_at is not None
     later = running.started_at + timedelta(seconds=40)  # progress 0.4 after 40 s: 60 s left
-    assert rv.eta_seconds(running, later) == pytest.approx(60.0)
-    assert rv.eta_seconds(runs[done], datetime.now(UTC)) is None
-    assert rv.format_duration(60.0) == "1m 00s" and rv.format_duration(3725) == "1h 02m"
-    assert rv.format_duration(None) == "—"
+    assert progress.eta_seconds(running, later) == pytest.approx(60.0)
+    assert progress.eta_seconds(runs[done], datetime.now(UTC)) is None
+    assert progress.format_duration(60.0) == "1m 00s" and progress.format_duration(3725) == "1h 02m"
+    assert progress.format_duration(None) == "—"
 
 
 def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, list[int]]) -> None:

@@ -22,10 +22,10 @@ from app.alerts import add_markers
 from app.charts import png_config
 from app.labels import run_choice_label
 from app.plotly_chart import chart
+from app.progress import eta_seconds, format_duration
 from app.text import md
 from app.views.live import data as lv
 from app.views.live.strip import poll_alerts, render_alert_strip
-from app.views.runs.data import eta_seconds, format_duration
 from app.widgets import page_path
 from db.own_runs import reap_own_runs
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 import db
 from app.alerts import counts_text
+from app.progress import eta_seconds, format_duration
 from db.own_runs import is_own_loop, reap_own_runs
 
 page_size_runs = 25
@@ -32,32 +33,6 @@ class RunFilter:
     group: str | None = None
     text: str | None = None
     owner: str | None = None
-
-
-def eta_seconds(run: db.RunInfo, now: datetime | None = None) -> float | None:
-    """Seconds left, from the time since the run started and its progress (None when unknown)."""
-    if run.status != "running" or run.started_at is None or run.progress <= 0.0 or run.progress >= 1.0:
-        return None
-    now = now or datetime.now(UTC)
-    started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=UTC)
-    elapsed = (now - started).total_seconds()
-    if elapsed <= 0:
-        return None
-    return elapsed * (1.0 - run.progress) / run.progress
-
-
-def format_duration(seconds: float | None) -> str:
-    """`1h 02m`, `3m 05s`, `42s`; an em dash when unknown."""
-    if seconds is None or not math.isfinite(seconds):
-        return "—"
-    whole = max(0, int(round(seconds)))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    if minutes:
-        return f"{minutes}m {secs:02d}s"
-    return f"{secs}s"
 
 
 def best_val_accuracy(engine: Engine, run: db.RunInfo) -> float | None:
