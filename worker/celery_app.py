@@ -1,6 +1,9 @@
 """The Celery app, configured only from the environment (worker.settings): JSON only
-(pickle refused everywhere), prefetch 1, early acknowledgement (a long run must not be
-redelivered by a visibility timeout: the reaper and the run row handle recovery)."""
+(pickle refused everywhere), early acknowledgement (a long run must not be redelivered by a
+visibility timeout: the reaper and the run row handle recovery) and no prefetch: a worker busy
+with a run holds no second message (it would wait behind the first while another worker is
+idle, and die with the worker). Redis: Celery's `worker_disable_prefetch`; the embedded broker:
+its own QoS (worker.embedded_broker)."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ def make_app(url: str | None = None) -> Celery:
         result_backend=None,
         task_acks_late=False,
         worker_prefetch_multiplier=1,
+        worker_disable_prefetch=url.startswith(("redis://", "rediss://")),
         task_default_queue=QUEUE_NAME,
         task_queues=None,
         task_create_missing_queues=True,

@@ -2,13 +2,17 @@
 needs no broker server. Two fixes over the stock transport: `polling_interval` is honoured
 (the stock channel passes every transport option to create_engine, which refuses it), and
 SQLite runs in WAL mode with a busy timeout, so the dashboard, the CLI and several worker
-processes can share the file."""
+processes can share the file. And a worker takes no message while it holds one it has not
+finished: with early acknowledgement a prefetched run would wait behind the running one
+while another worker sits idle, and be lost with the worker if it is killed (what Celery's
+`worker_disable_prefetch` does for Redis, which it refuses for other transports)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kombu.transport import TRANSPORT_ALIASES
+from celery.worker import state as worker_state
+from kombu.transport import TRANSPORT_ALIASES, virtual
 from kombu.transport import sqlalchemy as kombu_sqla
 from sqlalchemy import create_engine, event
 
@@ -38,7 +42,19 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cur.close()
 
 
+class OneAtATimeQoS(virtual.QoS):
+    """Consume only when this worker process holds no reserved request (a running one counts
+    until it is done); every bml worker runs one run at a time (`-c 1`)."""
+
+    def can_consume(self) -> bool:
+        if worker_state.reserved_requests:
+            return False
+        return bool(super().can_consume())
+
+
 class Channel(kombu_sqla.Channel):
+    QoS = OneAtATimeQoS
+
     def _engine_from_config(self) -> Any:
         conninfo = self.connection.client
         options = {k: v for k, v in conninfo.transport_options.items() if k not in _KOMBU_ONLY_OPTIONS}
