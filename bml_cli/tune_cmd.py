@@ -14,9 +14,7 @@ from typing import Any
 import typer
 
 from bml_cli.common import EXIT_INVALID, fail, invalid_input_exits
-
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("asha", "median", "hyperband", "none")
+from services.studies import PRUNERS, SAMPLERS
 
 
 def _distributions(space: list[Any]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 strategy specs. "Start from" fills it from an example config, a pasted or uploaded YAML or
 a past run (`?from=RUN_ID`); picking a dataset applies its recommended settings. Fields
 are checked as they are edited, and an error shows once its field was touched or Launch
-pressed; launches one run per seed or a sweep grid through services.actions. `?strategy=NAME`
+pressed; launches one run per seed or a sweep grid through services.actions, or starts a
+tuning study (Tune, app/views/launch/tune.py). `?strategy=NAME`
 preselects a strategy (the /methods page links here)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.text import md
 from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
 from app.views.launch import plugin_fields as pf
+from app.views.launch import tune as tune_section
 from app.widgets import (
     ensure_defaults,
     field_widget,
@@ -367,6 +369,8 @@ with st.container(border=True):
                 placeholder="strategies.0.alpha = [0.4, 0.8]\noptim.lr = [0.01, 0.001]",
             )
             show_error(ll.SWEEP_GRID_PATH, errors, shown)
+
+tune_section.render(check, engine, access.current_actor(), db.allowed(access.current_actor(), "launch"))
 
 for advice in check.advisories:
     st.warning(advice, icon=":material/lightbulb:")
