@@ -101,7 +101,7 @@ def test_tune_from_launch_study_page_charts_and_launch_this(studio: tuple[str, P
     best = study.best_trial
     (best_run,) = best.user_attrs["run_ids"]
     page.get_by_text("Launch this").click()
-    page.wait_for_url(f"**/launch?from={best_run}")
+    page.wait_for_url(f"**/launch?from={best_run}&group=e2e-study-best")
     box = page.locator(".st-key-field-strategy-ogm_ge-alpha input").first
     box.wait_for(timeout=30_000)
     page.wait_for_function(
@@ -109,3 +109,4 @@ def test_tune_from_launch_study_page_charts_and_launch_this(studio: tuple[str, P
     )  # the form is filled from the run
     assert float(box.input_value()) == pytest.approx(best.params["strategies.0.alpha"], rel=1e-5)
     assert page.locator(".st-key-field-train-epochs input").first.input_value() == "3"
+    assert page.locator(".st-key-field-group input").first.input_value() == "e2e-study-best"

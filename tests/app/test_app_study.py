@@ -80,9 +80,14 @@ def test_study_page_draws_trials_history_intermediates_and_links_the_best(engine
     param = figs[f"{sv.PARAM_TITLE}: strategies.0.alpha"]["data"][0]
     assert param["x"] == [0.2, 0.5] and param["y"] == [0.6, 0.8]
     links = {el.proto.label: el.proto for el in at.get("page_link")}
-    assert links["Launch this"].query_string == f"from={runs[2]}"  # the best trial's run
+    assert links["Launch this"].query_string == f"from={runs[2]}&group=s1-best"  # the best trial's run
     assert links["Compare the trials"].query_string == "group=s1"
     assert any("Best: trial 2" in m.value for m in at.markdown)
+
+    launch = open_page("launch", **{"from": str(runs[2]), "group": "s1-best"})
+    assert not launch.exception
+    assert launch.text_input(key="f:group").value == "s1-best"
+    assert launch.text_input(key="f:name").value == "s1-t2"
 
     at = open_page("study", name="nope")
     assert any("There is no study 'nope'" in e for e in errors_of(at))

@@ -101,13 +101,15 @@ def _start_from_yaml() -> None:
     _fill_from_config(raw, f"the uploaded file {upload.name}" if upload is not None else "the pasted YAML")
 
 
-def _start_from_run(run_id: int) -> None:
+def _start_from_run(run_id: int, group: str | None = None) -> None:
     try:
         run = db.get_run(engine, run_id)
     except db.RunNotFound:
         st.session_state["launch_start_error"] = (f"run #{run_id}", [("run", f"there is no run #{run_id}")])
         return
-    _fill_from_config(dict(run.config), f"run #{run.id} {run.name}")
+    # `&group=` (the Study page's "Launch this"): the run's config in another group
+    config = {**dict(run.config), "group": group[:200]} if group else dict(run.config)
+    _fill_from_config(config, f"run #{run.id} {run.name}")
 
 
 def _start_from_picked_run() -> None:
@@ -130,7 +132,7 @@ from_run = st.query_params.get("from")
 if from_run and st.session_state.get("launch_from_query") != from_run:
     st.session_state["launch_from_query"] = from_run  # once per distinct link
     if from_run.isdigit():
-        _start_from_run(int(from_run))
+        _start_from_run(int(from_run), st.query_params.get("group"))
     else:
         st.session_state["launch_start_error"] = ("link", [("from", f"{from_run!r} is not a run id")])
 

@@ -1,7 +1,7 @@
 """Study (`/study?name=S`): a tuning study (`bml tune`, or Tune on /launch) read from Optuna's
 tables in the store. The best trial with its parameters, "Launch this" (the Launch form
-filled from the best trial's run, `/launch?from=RUN_ID`, as Live's "start a new run from this
-config") and its runs' group on Compare; the trials' table (state, parameters, value, a link
+filled from the best trial's run, `/launch?from=RUN_ID&group=S-best`, as Live's "start a new
+run from this config", in a group of its own) and its runs' group on Compare; the trials' table (state, parameters, value, a link
 to each run's Live page); the value per trial with the best-so-far line, each trial's
 intermediate values per evaluation (pruned ones dotted, the evaluation they stopped at
 crossed) and each parameter against the value. A fragment refreshes every
@@ -68,7 +68,8 @@ def render_study() -> None:
                     page_path("launch"),
                     label="Launch this",
                     icon=":material/rocket_launch:",
-                    query_params={"from": str(best.run_ids[0])},
+                    # its config in a group of its own: the study's group holds its trials only
+                    query_params={"from": str(best.run_ids[0]), "group": f"{view.name}-best"},
                 )
                 links.page_link(
                     page_path("live"), label="its run", query_params={"run": str(best.run_ids[0])}
