@@ -54,6 +54,8 @@ def _nothing_stored() -> None:
         ([*OK, "--metric", "train/loss"], "--metric: 'train/loss' is never logged"),
         ([*OK, "--trials", "0"], "--trials 0: give at least 1 trial"),
         ([*OK, "--parallel", "0"], "--parallel 0: give at least 1"),
+        ([*OK, "--pruner", "never"], "--pruner 'never': one of asha, median, hyperband, none"),
+        ([*OK, "--sampler", "bayes"], "--sampler 'bayes': one of tpe, random, grid, cmaes"),
     ],
 )
 def test_bad_input_exits_2_and_enqueues_nothing(
