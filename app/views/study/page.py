@@ -53,6 +53,11 @@ def render_study() -> None:
         f"{counts['running']} running, {counts['fail']} failed · {md(view.direction)} {md(view.metric)}"
         + (" · refreshing" if view.active else "")
     )
+    if view.active and not counts["running"]:
+        st.caption(
+            f"No trial is running yet. If the study's driver has stopped, continue it with "
+            f"`bml tune --resume {view.name}`."
+        )
     best = view.best
     with st.container(border=True, key="study-best"):
         if best is None:
