@@ -14,7 +14,7 @@ from app.plotly_chart import preload_plotly
 from app.text import md
 from app.widgets import page_path
 
-CHART_PAGES = ("live", "compare")  # url paths whose charts need plotly.js
+CHART_PAGES = ("live", "compare", "study")  # url paths whose charts need plotly.js
 
 # "auto": the sidebar starts collapsed on narrow windows (under Streamlit's breakpoint)
 st.set_page_config(page_title="BML Studio", page_icon="⚖️", layout="wide", initial_sidebar_state="auto")
@@ -46,6 +46,7 @@ pages = [
     st.Page(page_path("runs"), title="Runs", icon=":material/table_rows:", url_path="runs"),
     st.Page(page_path("live"), title="Live", icon=":material/monitoring:", url_path="live"),
     st.Page(page_path("compare"), title="Compare", icon=":material/compare:", url_path="compare"),
+    st.Page(page_path("study"), title="Study", icon=":material/tune:", url_path="study"),
     st.Page(page_path("methods"), title="Methods", icon=":material/menu_book:", url_path="methods"),
     st.Page(page_path("report"), title="Report", icon=":material/description:", url_path="report"),
     st.Page(page_path("workers"), title="Workers", icon=":material/dns:", url_path="workers"),

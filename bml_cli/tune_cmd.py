@@ -7,7 +7,6 @@ series, reports them to the trial and prunes through the cancel path (status `pr
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,7 @@ from typing import Any
 import typer
 
 from bml_cli.common import EXIT_INVALID, fail, invalid_input_exits
-
-METRIC = re.compile(r"^val/(acc|f1|map|loss|imbalance_degree)(/[A-Za-z0-9_.-]{1,100})?$")
-SAMPLERS = ("tpe", "random", "grid", "cmaes")
-PRUNERS = ("asha", "median", "hyperband", "none")
+from services.studies import PRUNERS, SAMPLERS
 
 
 def _distributions(space: list[Any]) -> dict[str, Any]:
@@ -148,12 +144,16 @@ def register(app: typer.Typer) -> None:
         space: list[str] = typer.Option(
             None, "--space", help="PATH=float(lo,hi[,log])|int(lo,hi)|cat(a,b,...)"
         ),
-        trials: int = typer.Option(20, "--trials", help="trial budget of the study (finished trials)"),
-        parallel: int = typer.Option(1, "--parallel", help="trials running at a time"),
+        trials: int = typer.Option(
+            None,
+            "--trials",
+            help="trial budget of the study (finished trials); default 20, --resume: the study's",
+        ),
+        parallel: int = typer.Option(None, "--parallel", help="trials running at a time (default 1)"),
         metric: str = typer.Option("val/acc", "--metric", help="the evaluation series to optimise"),
         direction: str = typer.Option("maximize", "--direction", help="maximize | minimize"),
-        sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | grid | cmaes"),
-        pruner: str = typer.Option("asha", "--pruner", help="asha | median | hyperband | none"),
+        sampler: str = typer.Option(None, "--sampler", help="tpe (default) | random | grid | cmaes"),
+        pruner: str = typer.Option(None, "--pruner", help="asha (default) | median | hyperband | none"),
         seeds: str = typer.Option(None, "--seeds", help="seeds per trial, averaged: 0,1"),
         name: str = typer.Option(None, "--name", help="study name (= the runs' group)"),
         wait: bool = typer.Option(True, "--wait/--no-wait", help="this process drives the study to its end"),
@@ -166,23 +166,20 @@ def register(app: typer.Typer) -> None:
         from bml_cli.store_cmd import _engine
         from bml_core.config import read_config_file
         from bml_core.seeds import SeedError, parse_seeds
-        from bml_core.tune import normalized, parse_space, space_signature, trial_config
+        from bml_core.tune import check_metric, normalized, parse_space, space_signature, trial_config
         from db.studies import optuna_storage
         from services import actions as client
 
-        if trials < 1:
+        if trials is not None and trials < 1:
             raise fail(f"error: --trials {trials}: give at least 1 trial")
-        if parallel < 1:
+        if parallel is not None and parallel < 1:
             raise fail(f"error: --parallel {parallel}: give at least 1")
         if direction not in ("maximize", "minimize"):
             raise fail(f"error: --direction {direction!r}: maximize or minimize")
-        if sampler not in SAMPLERS or pruner not in PRUNERS:
-            raise fail(f"error: --sampler one of {', '.join(SAMPLERS)}; --pruner one of {', '.join(PRUNERS)}")
-        if not METRIC.match(metric):
-            raise fail(
-                f"error: --metric {metric!r} is never logged; the evaluation series are val/acc, val/f1, "
-                "val/map, val/loss, val/imbalance_degree and val/acc/<modality>"
-            )
+        if sampler is not None and sampler not in SAMPLERS:
+            raise fail(f"error: --sampler {sampler!r}: one of {', '.join(SAMPLERS)}")
+        if pruner is not None and pruner not in PRUNERS:
+            raise fail(f"error: --pruner {pruner!r}: one of {', '.join(PRUNERS)}")
         engine = _engine()
         storage = optuna_storage(engine)
         study_name = resume or name
@@ -199,6 +196,11 @@ def register(app: typer.Typer) -> None:
             attrs = stored.user_attrs
             raw, texts = attrs["config"], attrs["space_texts"]
             metric, direction, seed_list = attrs["metric"], attrs["direction"], attrs["seeds"]
+            # the budget and settings the study was started with, unless given again
+            trials = trials or int(attrs.get("trials") or 20)
+            parallel = parallel or int(attrs.get("parallel") or 1)
+            sampler = str(sampler or attrs.get("sampler") or "tpe")
+            pruner = str(pruner or attrs.get("pruner") or "asha")
         else:
             if config is None:
                 raise fail("error: give the CONFIG file the trials start from (or --resume S)")
@@ -211,6 +213,7 @@ def register(app: typer.Typer) -> None:
                 raise fail(f"error: --seeds: {exc}") from None
         with invalid_input_exits():
             params = parse_space(raw, texts)
+            check_metric(raw, metric)
             low = {p.key: (p.choices[0] if p.kind == "cat" else p.low) for p in params}
             client.prepare(trial_config(raw, low), seed_list or None)
         signature = space_signature(params)
@@ -219,6 +222,8 @@ def register(app: typer.Typer) -> None:
                 f"error: --name {study_name}: the study exists with another search space "
                 f"({json.dumps(stored.user_attrs.get('space'))}); give another --name"
             )
+        trials, parallel = trials or 20, parallel or 1
+        sampler, pruner = sampler or "tpe", pruner or "asha"
         evals = int(raw.get("train", {}).get("epochs", 20) or 20)
         study = optuna.create_study(
             study_name=study_name or f"study-{int(time.time())}",
@@ -231,9 +236,12 @@ def register(app: typer.Typer) -> None:
         if stored is None:
             for key, value in {
                 "config": raw, "space_texts": texts, "space": signature, "metric": metric,
-                "direction": direction, "seeds": seed_list, "trials": trials,
+                "direction": direction, "seeds": seed_list, "trials": trials, "parallel": parallel,
+                "sampler": sampler, "pruner": pruner,
             }.items():  # fmt: skip
                 study.set_user_attr(key, value)
+        elif stored.user_attrs.get("trials") != trials:
+            study.set_user_attr("trials", trials)  # the Study page shows the budget being run
         typer.echo(
             f"study {study.study_name}: {trials} trial(s), {parallel} at a time, group {study.study_name}"
         )

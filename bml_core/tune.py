@@ -19,6 +19,11 @@ from typing import Any
 import yaml
 
 from bml_core.config import ConfigError, apply_override, validate_config
+from bml_core.dataspecs import get_dataset_spec
+
+# The fields the trainer logs after each evaluation (`EvalResult.as_metrics` in bml_core.trainer,
+# CONTRACT.md "Metric keys": `val/<field>` and `val/acc/<modality>`); a study optimises one of them.
+EVAL_FIELDS = ("acc", "f1", "map", "loss", "imbalance_degree")
 
 KINDS = ("float", "int", "cat")
 _SPEC = re.compile(r"^\s*([^=\s]+)\s*=\s*(float|int|cat)\s*\((.*)\)\s*$", re.DOTALL)
@@ -190,6 +195,39 @@ def check_space(raw: Mapping[str, Any], params: Iterable[SearchParam]) -> list[S
     if errors:
         raise ConfigError(errors)
     return out
+
+
+def evaluation_keys(raw: Mapping[str, Any]) -> tuple[list[str], list[str] | None]:
+    """The `val/...` keys a run of this config logs at each evaluation, and the config's
+    modalities (None when only the data file knows them: then any `val/acc/<name>` is allowed)."""
+    cfg = validate_config(normalized(raw))
+    spec = get_dataset_spec(cfg.dataset.name)
+    modalities: list[str] | None = None
+    if spec is not None:
+        modalities = list(spec.modalities(spec.params(**cfg.dataset.params))) or None
+    keys = [f"val/{f}" for f in EVAL_FIELDS] + [f"val/acc/{m}" for m in modalities or []]
+    return keys, modalities
+
+
+def check_metric(raw: Mapping[str, Any], metric: str) -> str:
+    """`metric` if a run of this config logs it at each evaluation; else ConfigError on --metric
+    listing the keys it does log."""
+    keys, modalities = evaluation_keys(raw)
+    if metric in keys:
+        return metric
+    name = metric.removeprefix("val/acc/")
+    if modalities is None and metric.startswith("val/acc/") and re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
+        return metric
+    listed = ", ".join(keys) + ("" if modalities else ", val/acc/<modality>")
+    raise ConfigError(
+        [
+            (
+                "--metric",
+                f"{metric!r} is never logged by this config's runs (evaluated each train.eval_every "
+                f"epochs); give one of {listed}",
+            )
+        ]
+    )
 
 
 def parse_space(raw: Mapping[str, Any], texts: Iterable[str]) -> list[SearchParam]:

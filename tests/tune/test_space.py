@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from bml_core.config import ConfigError
-from bml_core.tune import parse_param, parse_space, space_signature, trial_config
+from bml_core.tune import (
+    check_metric,
+    evaluation_keys,
+    parse_param,
+    parse_space,
+    space_signature,
+    trial_config,
+)
 
 CFG = {
     "dataset": {"name": "synthetic"},
@@ -110,3 +117,19 @@ def test_signature_is_order_free() -> None:
     assert space_signature(a) == space_signature(b)
     c = parse_space(CFG, ["strategies.0.alpha=float(0.1,2)", "optim.lr=float(1e-4,1e-2,log)"])
     assert space_signature(a) != space_signature(c)
+
+
+def test_evaluation_keys_are_the_trainers() -> None:
+    # the keys a study may optimise are those the trainer logs at each evaluation
+    from bml_core.trainer import EvalResult
+
+    keys, modalities = evaluation_keys(CFG)
+    assert modalities == ["audio", "visual"]
+    result = EvalResult(0.5, 0.5, 0.5, 0.5, {"audio": 0.5, "visual": 0.4}, 0.1, {})
+    assert sorted(keys) == sorted(result.as_metrics("val"))
+    assert check_metric(CFG, "val/acc/visual") == "val/acc/visual"
+    for bad in ("val/acc/depth", "train/acc", "val/accuracy", "test/acc"):
+        with pytest.raises(ConfigError) as exc:
+            check_metric(CFG, bad)
+        ((field, msg),) = exc.value.errors
+        assert field == "--metric" and repr(bad) in msg and "val/acc/audio" in msg

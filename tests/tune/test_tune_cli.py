@@ -37,11 +37,25 @@ def _nothing_stored() -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--space", "strategies.0.alpha=float(0.1"], "not a search space"),
-        (["--space", "optim.nope=float(0.1,1)"], "no such parameter"),
-        (["--space", "strategies.0.alpha=float(-1,1)"], "outside what the config accepts"),
-        ([*OK, "--metric", "val/accuracy"], "never logged"),
-        ([*OK, "--trials", "0"], "at least 1 trial"),
+        (["--space", "strategies.0.alpha=float(0.1"], "--space: 'strategies.0.alpha=float(0.1': not a"),
+        (["--space", "strategies.0.alpha"], "not a search space"),
+        (["--space", "strategies.0.alpha=float(1,0.1)"], "must be below the upper bound"),
+        (["--space", "strategies.0.alpha=range(0.1,1)"], "not a search space"),
+        (["--space", "optim.nope=float(0.1,1)"], "--space optim.nope: no such parameter"),
+        (
+            ["--space", "strategies.0.alpha=float(-1,1)"],
+            "--space strategies.0.alpha: the bound -1.0 is outside",
+        ),
+        (["--space", "strategies.0.k_form=cat(official,tanh)"], "the choice 'tanh' is outside"),
+        ([*OK, "--metric", "val/accuracy"], "--metric: 'val/accuracy' is never logged"),
+        # the config's modalities are audio and visual: no run logs val/acc/depth
+        ([*OK, "--metric", "val/acc/depth"], "val/acc/audio, val/acc/visual"),
+        # a per-step key is not an evaluation series
+        ([*OK, "--metric", "train/loss"], "--metric: 'train/loss' is never logged"),
+        ([*OK, "--trials", "0"], "--trials 0: give at least 1 trial"),
+        ([*OK, "--parallel", "0"], "--parallel 0: give at least 1"),
+        ([*OK, "--pruner", "never"], "--pruner 'never': one of asha, median, hyperband, none"),
+        ([*OK, "--sampler", "bayes"], "--sampler 'bayes': one of tpe, random, grid, cmaes"),
     ],
 )
 def test_bad_input_exits_2_and_enqueues_nothing(
@@ -59,5 +73,18 @@ def test_a_name_reused_with_another_space_is_refused(store: Path, bml_exe: str) 
         "space", [{"path": "optim.lr", "kind": "float", "low": 0.001, "high": 0.1, "log": True}]
     )
     r = _tune(bml_exe, str(store), *OK, "--name", "s2")
-    assert r.returncode == 2 and "another search space" in r.stderr
-    assert db.list_runs(db.make_engine(), limit=1).total == 0
+    assert r.returncode == 2, r.stderr
+    assert "--name s2: the study exists with another search space" in r.stderr
+    engine = db.make_engine()
+    assert db.list_runs(engine, limit=1).total == 0
+    (summary,) = optuna.get_all_study_summaries(optuna_storage(engine))
+    assert summary.n_trials == 0
+    # the stored study keeps its own space (nothing overwritten)
+    kept = optuna.load_study(study_name="s2", storage=optuna_storage(engine))
+    assert kept.user_attrs["space"][0]["path"] == "optim.lr" and "config" not in kept.user_attrs
+
+
+def test_a_metric_of_the_configs_modality_is_accepted(store: Path, bml_exe: str) -> None:
+    # passes every check (the metric included): only --trials is wrong, so it is the one named
+    r = _tune(bml_exe, str(store), *OK, "--metric", "val/acc/visual", "--trials", "-1", "--name", "s3")
+    assert r.returncode == 2 and "never logged" not in r.stderr and "--trials -1" in r.stderr

@@ -2,7 +2,8 @@
 strategy specs. "Start from" fills it from an example config, a pasted or uploaded YAML or
 a past run (`?from=RUN_ID`); picking a dataset applies its recommended settings. Fields
 are checked as they are edited, and an error shows once its field was touched or Launch
-pressed; launches one run per seed or a sweep grid through services.actions. `?strategy=NAME`
+pressed; launches one run per seed or a sweep grid through services.actions, or starts a
+tuning study (Tune, app/views/launch/tune.py). `?strategy=NAME`
 preselects a strategy (the /methods page links here)."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.text import md
 from app.views.launch import advice as try_advice
 from app.views.launch import logic as ll
 from app.views.launch import plugin_fields as pf
+from app.views.launch import tune as tune_section
 from app.widgets import (
     ensure_defaults,
     field_widget,
@@ -99,13 +101,15 @@ def _start_from_yaml() -> None:
     _fill_from_config(raw, f"the uploaded file {upload.name}" if upload is not None else "the pasted YAML")
 
 
-def _start_from_run(run_id: int) -> None:
+def _start_from_run(run_id: int, group: str | None = None) -> None:
     try:
         run = db.get_run(engine, run_id)
     except db.RunNotFound:
         st.session_state["launch_start_error"] = (f"run #{run_id}", [("run", f"there is no run #{run_id}")])
         return
-    _fill_from_config(dict(run.config), f"run #{run.id} {run.name}")
+    # `&group=` (the Study page's "Launch this"): the run's config in another group
+    config = {**dict(run.config), "group": group[:200]} if group else dict(run.config)
+    _fill_from_config(config, f"run #{run.id} {run.name}")
 
 
 def _start_from_picked_run() -> None:
@@ -128,7 +132,7 @@ from_run = st.query_params.get("from")
 if from_run and st.session_state.get("launch_from_query") != from_run:
     st.session_state["launch_from_query"] = from_run  # once per distinct link
     if from_run.isdigit():
-        _start_from_run(int(from_run))
+        _start_from_run(int(from_run), st.query_params.get("group"))
     else:
         st.session_state["launch_start_error"] = ("link", [("from", f"{from_run!r} is not a run id")])
 
@@ -367,6 +371,8 @@ with st.container(border=True):
                 placeholder="strategies.0.alpha = [0.4, 0.8]\noptim.lr = [0.01, 0.001]",
             )
             show_error(ll.SWEEP_GRID_PATH, errors, shown)
+
+tune_section.render(check, engine, access.current_actor(), db.allowed(access.current_actor(), "launch"))
 
 for advice in check.advisories:
     st.warning(advice, icon=":material/lightbulb:")
