@@ -19,7 +19,7 @@ import yaml
 from db import get_run, list_runs, make_engine, series_since
 from db.studies import optuna_storage
 from tests.helpers.cluster import BML, SMALL_RUN, Cluster
-from tests.store.conftest import PostgresDatabases, pg_url
+from tests.helpers.postgres import PostgresDatabases, pg_url
 
 TRIALS, EPOCHS = 12, 12
 
