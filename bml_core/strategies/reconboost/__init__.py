@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ class ReconBoostParams(StrategyParams):
     w2: float = Field(1.0, ge=0.0, description="per-sample weight w1 - w2 q_{-m}(y)")
     class_mean: bool = Field(
         True,
+        json_schema_extra=authors(True),
         description="phase-1 loss averaged over the C classes as well (the authors' code, "
         "huacong/ReconBoost train.py L339-340: `(target * log_softmax).mean(-1)`, i.e. CE / C); "
         "false = our earlier reading (C times larger)",
