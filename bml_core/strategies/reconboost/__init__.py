@@ -32,6 +32,16 @@ class ReconBoostParams(StrategyParams):
         "huacong/ReconBoost train.py L339-340: `(target * log_softmax).mean(-1)`, i.e. CE / C); "
         "false = our earlier reading (C times larger)",
     )
+    head: Literal["mlp", "linear"] = Field(
+        "mlp",
+        json_schema_extra=authors("mlp"),
+        description="the shared head: mlp = the authors' Head d -> head_hidden -> ReLU -> C "
+        "(huacong/ReconBoost@14ab57a models/dynamic_net.py L5-15, 512 -> 256 -> C; the MSA data "
+        "set alone uses one Linear, L17-23); linear = one Linear d -> C (our earlier reading)",
+    )
+    head_hidden: int = Field(
+        256, ge=1, json_schema_extra=authors(256), description="hidden width of the mlp head (authors' 256)"
+    )
     summary: ClassVar[str] = "Alternating boosting stages per modality with global correction (ICML 2024)."
 
 
