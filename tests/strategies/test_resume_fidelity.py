@@ -1,6 +1,6 @@
 """Issue 21: resume from a checkpoint mid-run is bitwise for every method changed to its
 authors' code, at its new defaults (AGM, MLA, MSLR, MSES, MMPareto, ReconBoost, MMCosine,
-InfoReg, PMR), stopped in the middle of the third epoch (after the state the change added
+InfoReg, PMR, Diagnosing & Re-learning), stopped in the middle of the third epoch (after the state the change added
 has been built: MLA's P, MSLR's multiplier window, MSES's best epoch and restore state,
 InfoReg's anchors and trace window, PMR's prototypes). For each stateful method a control
 resumes from a checkpoint whose strategy state is replaced by a fresh one (as if it had not
@@ -29,8 +29,9 @@ CASES: dict[str, list[Any]] = {
     "mmcosine": ["mmcosine"],
     "infreg": [{"name": "infreg", "window": 1}],
     "pmr": ["pmr"],
+    "relearn": [{"name": "relearn", "every": 1}],  # official timing: re-initialised after epoch 1
 }
-STATEFUL = ("agm", "mla", "mslr", "mses", "reconboost", "infreg", "pmr")
+STATEFUL = ("agm", "mla", "mslr", "mses", "reconboost", "infreg", "pmr", "relearn")
 
 
 SHARED_HEAD = ("mla", "reconboost")  # they train one head shared by every modality
