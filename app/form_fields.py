@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from bml_core.schema import authors_label, authors_value
+
 FieldKind = Literal["choice", "int", "float", "text", "bool", "mapping", "list", "section"]
 
 _BOUND_SYMBOLS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("max_length", "at most"))
@@ -34,6 +36,11 @@ class FieldSpec:
     help: str = ""
     bounds: str = ""
     children: tuple[FieldSpec, ...] = field(default_factory=tuple)
+    authors: Any = None  # the value the method's authors' code uses (bml_core.schema.authors)
+
+    def option_label(self, value: Any) -> str:
+        """A choice as the form shows it: `official (authors')` for the authors' value."""
+        return authors_label(value, self.authors)
 
 
 def _strip_optional(annotation: Any) -> tuple[Any, bool]:
@@ -69,7 +76,9 @@ def field_spec(name: str, info: FieldInfo, prefix: str = "", label_prefix: str =
     origin = typing.get_origin(annotation)
     default = info.get_default(call_default_factory=True)
     bounds = _bounds_text(info)
-    help_text = "; ".join(p for p in (info.description or "", bounds) if p)
+    marked = authors_value(info)
+    mark = f"authors' value: {authors_label(marked, None)}" if marked is not None else ""
+    help_text = "; ".join(p for p in (info.description or "", bounds, mark) if p)
     label = label_prefix + _label(name)
 
     def spec(kind: FieldKind, **extra: Any) -> FieldSpec:
@@ -81,6 +90,7 @@ def field_spec(name: str, info: FieldInfo, prefix: str = "", label_prefix: str =
             optional=optional,
             bounds=bounds,
             help=help_text,
+            authors=marked,
             **extra,
         )
 

@@ -61,6 +61,8 @@ def field_widget(
             choices = list(options if options is not None else spec.options)
             if st.session_state.get(key) not in choices and choices:
                 st.session_state[key] = choices[0]
+            if format_func is None and spec.authors is not None:
+                format_func = spec.option_label  # the authors' value reads `official (authors')`
             kwargs = {"format_func": format_func} if format_func else {}
             value = st.selectbox(
                 text, choices, key=key, help=spec.help or None, on_change=on_change, **kwargs

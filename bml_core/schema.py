@@ -278,6 +278,30 @@ class StrategyParams(StrictModel):
 RatioName = Literal["pairwise_mean", "vs_rest", "vs_min"]
 
 
+AUTHORS_KEY = "authors"
+
+
+def authors(value: Any) -> dict[str, Any]:
+    """`json_schema_extra` marking the value the method's authors' released code uses:
+    `Field("official", json_schema_extra=authors("official"))`. The Launch form and /methods
+    show that value as `official (authors')` (issue 21)."""
+    return {AUTHORS_KEY: value}
+
+
+def authors_value(info: Any) -> Any:
+    """The value a field's metadata marks as the authors' (None when unmarked)."""
+    extra = getattr(info, "json_schema_extra", None)
+    return extra.get(AUTHORS_KEY) if isinstance(extra, dict) else None
+
+
+def authors_label(value: Any, authors_choice: Any) -> str:
+    """`value (authors')` when `value` is the authors' one, else the value as text."""
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if authors_choice is not None and value == authors_choice and type(value) is type(authors_choice):
+        return f"{text} (authors')"
+    return text
+
+
 def describe_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """A parameter model's fields as plain data (name, type, default, bounds, description,
     choices): the Launch form, `bml strategies` / `bml plugins` and /methods read it."""
@@ -300,6 +324,7 @@ def describe_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
                 "required": info.is_required(),
                 "bounds": bounds,
                 "choices": choices,
+                "authors": authors_value(info),
                 "description": info.description or "",
             }
         )

@@ -412,6 +412,7 @@ def test_bml_strategies_lists_the_plugin_json(
         "required": False,
         "bounds": {"ge": 0.0},
         "choices": None,
+        "authors": None,  # no authors' value marked (bml_core.schema.authors)
         "description": "weight of an extra loss term",
     }
 

@@ -119,10 +119,23 @@ class SharedHead(FusionHead):
         if len(widths) != 1:
             raise ValueError(f"a shared head needs features of one width, got {dims}")
         self.fc = nn.Linear(widths.pop(), num_classes)
+        self.body: nn.Module = nn.Identity()  # use_mlp: Linear(d, hidden) + ReLU before fc
+
+    def use_mlp(self, hidden: int) -> None:
+        """Make the head d -> hidden -> ReLU -> C (ReconBoost's authors' `Head`, huacong/ReconBoost
+        models/dynamic_net.py L5-15: 512 -> 256 -> C); fresh layers on the old one's device."""
+        d, c = self.fc.in_features, self.fc.out_features
+        like = self.fc.weight
+        self.body = nn.Sequential(nn.Linear(d, hidden), nn.ReLU()).to(like.device, like.dtype)
+        self.fc = nn.Linear(hidden, c).to(like.device, like.dtype)
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """head(h) for features [..., d]."""
+        return self.fc(self.body(h))
 
     def stacked(self, feats: Features) -> torch.Tensor:
         """head(h_m) for every modality as one [M, B, C] tensor."""
-        return self.fc(torch.stack([feats[m] for m in self.modalities]))
+        return self.logits(torch.stack([feats[m] for m in self.modalities]))
 
     def forward(self, feats: Features) -> torch.Tensor:
         return self.stacked(feats).sum(0)

@@ -40,13 +40,21 @@ def test_gblending_offline_is_left_alone() -> None:
 
 
 def test_relearn_diagnoses_count() -> None:
-    # after epoch e when (e + 1) % every == 0, never after the last, at most `times`
-    assert diagnoses(20, 20, 3) == 0  # e + 1 = 20 is the last epoch
-    assert diagnoses(30, 20, 3) == 1  # after epoch 19
-    assert diagnoses(20, 7, 3) == 2  # after epochs 6 and 13
-    assert diagnoses(20, 5, 3) == 3  # after epochs 4, 9, 14 (19 is the last)
-    assert diagnoses(100, 20, 3) == 3
-    assert diagnoses(1, 1, 3) == 0
+    # form ours: after epoch e when (e + 1) % every == 0, never after the last, at most `times`
+    assert diagnoses(20, 20, 3, "ours") == 0  # e + 1 = 20 is the last epoch
+    assert diagnoses(30, 20, 3, "ours") == 1  # after epoch 19
+    assert diagnoses(20, 7, 3, "ours") == 2  # after epochs 6 and 13
+    assert diagnoses(20, 5, 3, "ours") == 3  # after epochs 4, 9, 14 (19 is the last)
+    assert diagnoses(100, 20, 3, "ours") == 3
+    assert diagnoses(1, 1, 3, "ours") == 0
+    # form official (default): after e when e % every == 0 and e > 0
+    assert diagnoses(20, 20, 3) == 0  # e = 20 is past the run
+    assert diagnoses(30, 20, 3) == 1  # after epoch 20
+    assert diagnoses(20, 7, 3) == 2  # after epochs 7 and 14
+    assert diagnoses(20, 5, 3) == 3  # after epochs 5, 10, 15
+    assert diagnoses(16, 5, 3) == 2  # after 5 and 10; 15 is the last
+    assert diagnoses(4, 1, 3) == 2  # after 1 and 2; 3 is the last
+    assert diagnoses(1, 1, 3) == 0 and diagnoses(2, 1, 3) == 0
 
 
 @pytest.mark.parametrize(
@@ -73,7 +81,8 @@ def test_relearn_fitted_period_gives_the_counted_reinitialisations_in_a_run() ->
     sink = MemorySink()
     Trainer(load_config(raw), sinks=[sink]).fit()
     events = [e[1] for e in sink.events if "relearn re-initialisation" in e[1]]
-    assert len(events) == diagnoses(4, 1, 3) == 3, events
+    # the authors' timing (form: official): after epochs 1 and 2 (e > 0; 3 is the last)
+    assert len(events) == diagnoses(4, 1, 3) == 2, events
 
 
 @pytest.mark.parametrize(

@@ -167,7 +167,9 @@ def _manual_prototypes(trainer: Trainer, fraction: float) -> dict[str, torch.Ten
 
 
 def test_epoch_start_prototypes_then_ema_in_the_trainer() -> None:
-    trainer = _trainer(proto_fraction=0.25, momentum=0.2)
+    # ema_skip_first: false blends from the first recomputation on (the authors' skip is
+    # checked in tests/strategies/reference/test_pmr_reference.py)
+    trainer = _trainer(proto_fraction=0.25, momentum=0.2, ema_skip_first=False)
     pmr = trainer.strategies[0]
     assert trainer.steps_per_epoch == 8  # 252 training samples / 32: floor(0.25 * 8) = 2 batches
     pmr.on_epoch_start(trainer.context(0))
@@ -191,7 +193,7 @@ def test_epoch_start_prototypes_then_ema_in_the_trainer() -> None:
 
 
 def test_step_adds_the_weighted_prototype_loss() -> None:
-    trainer = _trainer(alpha=2.0)
+    trainer = _trainer(alpha=2.0, form="smooth")
     pmr = trainer.strategies[0]
     pmr.on_epoch_start(trainer.context(0))
     x, y = trainer.bundle.train.get_batch(torch.arange(32))  # type: ignore[attr-defined]

@@ -13,7 +13,14 @@ from bml_core.trainer import Trainer
 from tests.strategies.strategy_helpers import small
 
 DEFAULTS = {
-    "pmr": {"alpha": 1.0, "momentum": 0.2, "proto_fraction": 0.1, "form": "smooth", "per_mu": 0.0},
+    "pmr": {
+        "alpha": 1.0,
+        "momentum": 0.2,
+        "proto_fraction": 0.1,
+        "form": "switch",
+        "ema_skip_first": True,
+        "per_mu": 0.0,
+    },
     "agm": {
         "alpha": 1.0,
         "start_epoch": 0,

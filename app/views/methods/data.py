@@ -9,6 +9,7 @@ from typing import Any
 
 from app import catalog
 from bml_core.plugins import EncoderSpec, FusionSpec
+from bml_core.schema import authors_label
 from bml_core.strategies.spec import COST_CLASSES, StrategySpec
 
 
@@ -36,8 +37,11 @@ def parameter_rows(spec: Any) -> list[dict[str, Any]]:
         rows.append(
             {
                 "parameter": p["name"],
-                "type": " | ".join(map(str, p["choices"])) if p["choices"] else p["type"],
-                "default": "" if p["default"] is None else str(p["default"]),
+                "type": " | ".join(authors_label(c, p.get("authors")) for c in p["choices"])
+                if p["choices"]
+                else p["type"],
+                "default": "" if p["default"] is None else authors_label(p["default"], p.get("authors")),
+                "authors": "" if p.get("authors") is None else authors_label(p["authors"], None),
                 "bounds": _bounds(p["bounds"]),
                 "description": p["description"],
             }

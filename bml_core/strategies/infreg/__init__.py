@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -18,6 +18,7 @@ class InfoRegParams(StrategyParams):
     name: Literal["infreg"] = "infreg"
     preset: Literal["official", "paper"] = Field(
         "official",
+        json_schema_extra=authors("official"),
         description="official: the authors' main.py (GeWu-Lab/InfoReg_CVPR2025@939b2ed L240-243, L465-476, "
         "L510-572; two modalities): beta = beta0 exp(tanh(s_1 - s_2)) on batch sums for the first "
         "modality when it leads, beta0_second exp(tanh(s_2 - s_1)) for the second when it leads, "
@@ -26,11 +27,13 @@ class InfoRegParams(StrategyParams):
     )
     beta0_second: float = Field(
         0.1,
+        json_schema_extra=authors(0.1),
         ge=0.0,
         description="preset official only: the second modality's (visual) proximal constant (authors' 0.1)",
     )
     beta0: float = Field(
         0.95,
+        json_schema_extra=authors(0.95),
         ge=0.0,
         description="proximal strength: beta_m = beta0 * exp(tanh((s_m - mean s) / B)) for modalities "
         "above the mean score (official M = 2 constant 0.95, dataset-tuned)",

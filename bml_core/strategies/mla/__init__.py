@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -20,16 +20,19 @@ class MLAParams(StrategyParams):
     name: Literal["mla"] = "mla"
     projection: bool = Field(
         True,
+        json_schema_extra=authors(False),
         description="project the shared head's weight gradient (the paper); false reproduces the "
         "released code, which never applies it",
     )
     normalize: bool = Field(
         True,
+        json_schema_extra=authors(True),
         description="rescale P to unit Frobenius norm after each update (the authors' GSPlugin, "
         "utils/utils.py L38-40); false = our earlier reading, under which P collapses",
     )
     skip_first: bool = Field(
         True,
+        json_schema_extra=authors(True),
         description="no projection on the run's first uni-modal update (the authors' GSPlugin, "
         "utils/utils.py L29: train_exp_counter != 0)",
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ class MMCosineParams(StrategyParams):
     scale: float = Field(10.0, gt=0.0, description="s: the cosine logits are s * cos(h_m, W_m[k])")
     eval_logits: Literal["linear", "cosine"] = Field(
         "linear",
+        json_schema_extra=authors("linear"),
         description="fused logits scored at evaluation: linear = the plain concat head W h + b, "
         "as the authors' code (GeWu-Lab/MMCosine_ICASSP23 main_CD.py L181, L196: prediction = "
         "softmax(out)); cosine = the cosine head trained on (our earlier reading)",

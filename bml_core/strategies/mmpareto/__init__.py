@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -24,6 +24,7 @@ class MMParetoParams(StrategyParams):
     )
     restore: Literal["per_tensor", "per_encoder"] = Field(
         "per_tensor",
+        json_schema_extra=authors("per_tensor"),
         description="norm restore: per_tensor = the authors' code (GeWu-Lab/MMPareto_ICML2024 "
         "code/MMPareto.py L184-207); per_encoder = our earlier reading (one factor per encoder)",
     )

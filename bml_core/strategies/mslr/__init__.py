@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class MSLRParams(_StartMults):
     window: int = Field(5, ge=1, description="epochs of validation accuracy averaged in the update")
     form: Literal["official", "compound"] = Field(
         "official",
+        json_schema_extra=authors("official"),
         description="official = the only released code (lihong2303/AGM run/CREMAD_main.py L195-198, "
         "L671-684): mult = start * acc_t / mean(previous window epochs), from the epoch the window "
         "is full, bounded; compound = our earlier reading, mult *= acc_t / mean(window incl. t)",
@@ -56,6 +57,7 @@ class MSESParams(_StartMults):
     name: Literal["mses"] = "mses"
     patience: int = Field(
         80,
+        json_schema_extra=authors(80),
         ge=1,
         description="epochs without a better smoothed val loss before a modality is frozen "
         "(official 80: run/CREMAD_main.py L722, epoch - best_epoch > 80)",
@@ -65,6 +67,7 @@ class MSESParams(_StartMults):
     )
     form: Literal["official", "ours"] = Field(
         "official",
+        json_schema_extra=authors("official"),
         description="official (lihong2303/AGM run/CREMAD_main.py L686-729): smoothing over the "
         "previous RAW loss, frozen once epochs since the best > patience, and the whole model and "
         "optimizer reloaded from the best epoch; ours = our earlier reading (previous smoothed "

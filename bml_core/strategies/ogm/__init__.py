@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import RatioName, StrategyParams
+from bml_core.schema import RatioName, StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -20,8 +20,16 @@ class OGMParams(StrategyParams):
 
     name: Literal["ogm"] = "ogm"
     alpha: float = Field(0.8, ge=0.0, description="modulation strength")
-    k_form: Literal["official", "smooth"] = Field("official", description="coefficient form")
-    params: Literal["weights", "conv_only", "all"] = Field("weights", description="encoder tensors modulated")
+    k_form: Literal["official", "smooth"] = Field(
+        "official", json_schema_extra=authors("official"), description="coefficient form"
+    )
+    params: Literal["weights", "conv_only", "all"] = Field(
+        "weights",
+        json_schema_extra=authors("conv_only"),
+        description="encoder tensors modulated: weights (>= 2-D), conv_only (4-D, the authors' rule, "
+        "GeWu-Lab/OGM-GE_CVPR2022@343dc1d main.py L127-137; the same tensors as weights on their "
+        "ResNet-18 encoders, which have no Linear layer), all",
+    )
     ratio: RatioName = Field("pairwise_mean", description="discrepancy ratio for M modalities")
     summary: ClassVar[str] = "Scales down the dominant encoder's gradients (CVPR 2022)."
 

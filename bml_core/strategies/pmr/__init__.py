@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -19,10 +19,19 @@ class PMRParams(StrategyParams):
 
     name: Literal["pmr"] = "pmr"
     alpha: float = Field(1.0, ge=0.0, description="weight scale of the prototype loss (CREMA-D script: 2.0)")
-    form: Literal["smooth", "switch"] = Field(
-        "smooth",
-        description="smooth: alpha * clip(rho - 1, 0, 1) (paper); switch: alpha on every modality "
-        "behind the best one (official script)",
+    form: Literal["switch", "smooth"] = Field(
+        "switch",
+        json_schema_extra=authors("switch"),
+        description="switch (official (authors'), fanyunfeng-bit/Modal-Imbalance-PMR@3615e48 "
+        "main_Prototype_grad.py L169-177): alpha on every modality behind the best one; smooth: "
+        "alpha * clip(rho - 1, 0, 1) (our reading of the paper)",
+    )
+    ema_skip_first: bool = Field(
+        True,
+        json_schema_extra=authors(True),
+        description="true (official (authors'), main_Prototype_grad.py L435-437 with L539/L557): the "
+        "prototypes of epoch 1 are not averaged (computed with epoch = 0), the EMA starts at epoch 2; "
+        "false: every recomputation after the first is averaged",
     )
     momentum: float = Field(
         0.2,

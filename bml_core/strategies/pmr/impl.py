@@ -146,12 +146,16 @@ class PMR(Strategy):
             return  # resumed inside this epoch: the checkpointed prototypes are this epoch's
         num_classes = ctx.num_classes
         n = prototype_batches(ctx.steps_per_epoch, self.params.proto_fraction)
+        # the authors' EMA starts with the prototypes of epoch 2 (those of epoch 1 are
+        # computed with epoch = 0, main_Prototype_grad.py L435-437, L557)
+        skip = self.params.ema_skip_first and ctx.epoch <= 1
+        previous = None if skip else self.state["prototypes"]
         self.state = {
             "prototypes": epoch_prototypes(
                 ctx.iter_features("train", self.params.proto_fraction),
                 n,
                 num_classes,
-                self.state["prototypes"],
+                previous,
                 self.params.momentum,
             ),
             "epoch": ctx.epoch,

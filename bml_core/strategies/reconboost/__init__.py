@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from bml_core.dataspecs import get_dataset_spec
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -28,9 +28,20 @@ class ReconBoostParams(StrategyParams):
     w2: float = Field(1.0, ge=0.0, description="per-sample weight w1 - w2 q_{-m}(y)")
     class_mean: bool = Field(
         True,
+        json_schema_extra=authors(True),
         description="phase-1 loss averaged over the C classes as well (the authors' code, "
         "huacong/ReconBoost train.py L339-340: `(target * log_softmax).mean(-1)`, i.e. CE / C); "
         "false = our earlier reading (C times larger)",
+    )
+    head: Literal["mlp", "linear"] = Field(
+        "mlp",
+        json_schema_extra=authors("mlp"),
+        description="the shared head: mlp = the authors' Head d -> head_hidden -> ReLU -> C "
+        "(huacong/ReconBoost@14ab57a models/dynamic_net.py L5-15, 512 -> 256 -> C; the MSA data "
+        "set alone uses one Linear, L17-23); linear = one Linear d -> C (our earlier reading)",
+    )
+    head_hidden: int = Field(
+        256, ge=1, json_schema_extra=authors(256), description="hidden width of the mlp head (authors' 256)"
     )
     summary: ClassVar[str] = "Alternating boosting stages per modality with global correction (ICML 2024)."
 

@@ -58,11 +58,13 @@ class ReconBoost(Strategy):
         if not isinstance(head, SharedHead):
             raise TypeError("reconboost needs model.head: shared")
         self.head: SharedHead = head
+        if self.params.head == "mlp":
+            head.use_mlp(self.params.head_hidden)
         self.beta = Beta(self.device)
         self.model.add_extra("reconboost_beta", self.beta)
 
     def _fc(self, h: torch.Tensor) -> torch.Tensor:
-        return self.head.fc(h)
+        return self.head.logits(h)
 
     @property
     def beta_value(self) -> torch.Tensor:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams
+from bml_core.schema import StrategyParams, authors
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -25,6 +25,14 @@ class RelearnParams(StrategyParams):
     every: int = Field(20, ge=1, description="epochs between diagnoses")
     times: int = Field(3, ge=0, description="at most this many re-initialisations")
     lam: float = Field(3.0, ge=0.0, description="alpha_m = tanh(lam * purity gap)")
+    form: Literal["official", "ours"] = Field(
+        "official",
+        json_schema_extra=authors("official"),
+        description="official (GeWu-Lab/Diagnosing_Relearning_ECCV2024@025085e code/ours.py L139-169, "
+        "L418-427): re-initialise after epoch e with e % every == 0 and e > 0, parameters only, the "
+        "optimizer state kept; ours: after e with (e + 1) % every == 0, parameters and BatchNorm "
+        "buffers, the encoder's optimizer state reset",
+    )
     heldout_fraction: float = Field(
         0.1, gt=0.0, lt=0.5, description="share of the training split held out (fixed seed; never trained on)"
     )
@@ -33,10 +41,11 @@ class RelearnParams(StrategyParams):
     )
 
 
-def diagnoses(epochs: int, every: int, times: int) -> int:
-    """Re-initialisations a run of `epochs` epochs makes: after epoch e when (e + 1) % every
-    == 0, never after the last epoch, at most `times`."""
-    return min(times, (epochs - 1) // every) if epochs > 0 else 0
+def diagnoses(epochs: int, every: int, times: int, form: str = "official") -> int:
+    """Re-initialisations a run of `epochs` epochs makes, never after the last epoch, at most
+    `times`: after epoch e when e % every == 0 and e > 0 (official) or (e + 1) % every == 0 (ours)."""
+    last = epochs - 2 if form == "official" else epochs - 1  # the last e + (form's offset) allowed
+    return min(times, last // every) if last > 0 else 0
 
 
 def _spread(epochs: int, times: int) -> int:
@@ -48,7 +57,7 @@ def _few_diagnoses(cfg: RunConfig, p: StrategyParams) -> str | None:
     if not isinstance(p, RelearnParams) or p.times == 0:
         return None
     epochs = cfg.train.epochs
-    n = diagnoses(epochs, p.every, p.times)
+    n = diagnoses(epochs, p.every, p.times, p.form)
     if n >= p.times:
         return None
     head = (
@@ -56,7 +65,7 @@ def _few_diagnoses(cfg: RunConfig, p: StrategyParams) -> str | None:
         f"{p.times} re-initialisation(s) happen in {epochs} epoch(s)"
     )
     every = _spread(epochs, p.times)
-    best = diagnoses(epochs, every, p.times)
+    best = diagnoses(epochs, every, p.times, p.form)
     if best <= n:
         return f"{head}; no period gives more in a run this short."
     return f"{head}; every: {every} gives {best}."
@@ -68,7 +77,8 @@ def _fit_every(cfg: RunConfig, p: StrategyParams) -> dict[str, Any]:
     if not isinstance(p, RelearnParams) or _few_diagnoses(cfg, p) is None:
         return {}
     every = _spread(cfg.train.epochs, p.times)
-    better = diagnoses(cfg.train.epochs, every, p.times) > diagnoses(cfg.train.epochs, p.every, p.times)
+    n = cfg.train.epochs
+    better = diagnoses(n, every, p.times, p.form) > diagnoses(n, p.every, p.times, p.form)
     return {"every": every} if better else {}
 
 

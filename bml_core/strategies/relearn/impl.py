@@ -1,5 +1,10 @@
 """Diagnosing & re-learning (implementation; STRATEGIES.md 2.11). theta^(0) (parameters and
-buffers of every encoder) is the trainer's initial snapshot (needs_init_snapshot). After epoch e with (e + 1) % every
+buffers of every encoder) is the trainer's initial snapshot (needs_init_snapshot).
+
+`form: official` (default; GeWu-Lab/Diagnosing_Relearning_ECCV2024@025085e code/ours.py
+L418-427, L139-169): after epoch e with e % every == 0 and e > 0, every encoder parameter is
+blended towards theta^(0) (buffers untouched) and the optimizer keeps its state. `form: ours`,
+the earlier reading, is described below. After epoch e with (e + 1) % every
 == 0, at most `times` times and never after the last epoch: for each modality, features of
 the training part and of the held-out part (eval mode), min-max scaled per dimension (each
 set with its own range), k-means with k = C (scikit-learn, seed 0), purity against the
@@ -48,6 +53,14 @@ def kmeans_purity(features: np.ndarray, labels: np.ndarray, k: int) -> float:
 
 def relearn_alpha(gap: float, lam: float) -> float:
     return math.tanh(lam * gap)
+
+
+@torch.no_grad()
+def soft_reinit_parameters(module: nn.Module, init: dict[str, torch.Tensor], alpha: float) -> None:
+    """The authors' re-initialisation (code/ours.py L152-167): every parameter
+    p <- alpha p0 + (1 - alpha) p, in place (the optimizer keeps its state); buffers untouched."""
+    for name, p in module.named_parameters():
+        p.data = alpha * init[name].to(p.device, p.dtype) + (1 - alpha) * p.data
 
 
 @torch.no_grad()
@@ -104,17 +117,17 @@ class Relearn(Strategy):
     def on_epoch_end(self, ctx: StepContext, val_metrics: dict[str, float] | None) -> None:
         p = self.params
         last_epoch = ctx.epoch >= ctx.cfg.train.epochs - 1
-        if (
-            last_epoch
-            or (ctx.epoch + 1) % p.every
-            or self.state["count"] >= p.times
-            or not self.active(ctx.epoch)
-        ):
+        official = p.form == "official"
+        due = (ctx.epoch > 0 and ctx.epoch % p.every == 0) if official else (ctx.epoch + 1) % p.every == 0
+        if last_epoch or not due or self.state["count"] >= p.times or not self.active(ctx.epoch):
             return
         alphas, gaps = self.diagnose(ctx)
         for m, a in zip(self.modalities, alphas, strict=True):
-            soft_reinit(self.model.encoders[m], self.initial(ctx, m), a)
-            ctx.reset_optimizer_state(m)
+            if official:  # parameters only, the optimizer's momentum carries on (ours.py L139-169)
+                soft_reinit_parameters(self.model.encoders[m], self.initial(ctx, m), a)
+            else:
+                soft_reinit(self.model.encoders[m], self.initial(ctx, m), a)
+                ctx.reset_optimizer_state(m)
         self.state["count"] += 1
         self.state["last"] = alphas + gaps
         ctx.event(

@@ -23,3 +23,18 @@ def boosting_loss(
         target * out_join.detach().softmax(1) * out_obj.log_softmax(1)
     ).mean(-1)
     return per.mean()
+
+
+class Head(torch.nn.Module):
+    """The authors' shared head, huacong/ReconBoost@14ab57a models/dynamic_net.py L5-15
+    (`common_space`, every data set but MSA): fc1 Linear(input_dim=512, 256), ReLU,
+    fc2 Linear(256, output_dim)."""
+
+    def __init__(self, input_dim: int = 512, output_dim: int = 40) -> None:
+        super().__init__()
+        self.fc1 = torch.nn.Linear(input_dim, 256)
+        self.relu = torch.nn.ReLU()
+        self.fc2 = torch.nn.Linear(256, output_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.relu(self.fc1(x)))
