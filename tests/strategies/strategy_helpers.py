@@ -9,7 +9,7 @@ from typing import Any
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
-from tests.strategies import resume_check
+from tests.helpers.resume import assert_resume_bitwise
 
 SMALL: dict[str, Any] = {
     "dataset": {
@@ -40,7 +40,7 @@ def small(**over: Any) -> dict[str, Any]:
 def assert_resume_is_bitwise(tmp_path: Path, strategies: list[Any], stop_after: int | str) -> None:
     """Train 3 epochs uninterrupted; train the same config stopped after `stop_after` steps
     (or "boundary": at the end of the first epoch) and resumed; weights, optimizer and
-    strategy state and the test summary must be identical bit for bit (resume_check)."""
+    strategy state and the test summary must be identical bit for bit (tests/helpers/resume.py)."""
     raw = small(
         strategies=strategies,
         model={"encoders": {"audio": {"hidden_dim": 32, "dropout": 0.2}, "visual": {"name": "mlp"}}},
@@ -48,4 +48,4 @@ def assert_resume_is_bitwise(tmp_path: Path, strategies: list[Any], stop_after: 
         optim={"lr": 0.05, "scheduler": {"name": "step", "step_size": 1, "gamma": 0.5}},
     )
     steps = Trainer(load_config(raw)).steps_per_epoch if stop_after == "boundary" else int(stop_after)
-    resume_check.assert_resume_is_bitwise(raw, tmp_path, steps)
+    assert_resume_bitwise(raw, tmp_path, steps)

@@ -14,7 +14,7 @@ from bml_core.config import ConfigError, advisories, load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.gblending.impl import blend_weights
 from bml_core.trainer import Trainer
-from tests.resume_check import assert_resume_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 
@@ -125,7 +125,7 @@ def test_resume_is_bitwise(tmp_path: Path) -> None:
     raw = _raw()
     raw["train"]["epochs"] = 3
     raw["train"]["batch_size"] = 40
-    assert_resume_bitwise(tmp_path, raw, stop_after=9)
+    assert_resume_bitwise(raw, tmp_path, stop_after=9)
 
 
 def test_few_estimates_advisory() -> None:

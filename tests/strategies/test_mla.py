@@ -22,7 +22,7 @@ from bml_core.strategies.mla.impl import (
     update_projection,
 )
 from bml_core.trainer import Trainer
-from tests.resume_check import assert_resume_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 
@@ -128,4 +128,4 @@ def test_evaluation_uses_the_fusion_rule() -> None:
 def test_resume_is_bitwise(tmp_path: Path) -> None:
     raw = _raw()
     raw["train"]["epochs"] = 2
-    assert_resume_bitwise(tmp_path, raw, stop_after=4)
+    assert_resume_bitwise(raw, tmp_path, stop_after=4)

@@ -16,7 +16,7 @@ from bml_core.sinks import MemorySink
 from bml_core.strategies.mmcosine.impl import cosine_logits, mmcosine_logits
 from bml_core.strategies.spec import get_spec
 from bml_core.trainer import Trainer
-from tests.strategies.resume_check import assert_resume_is_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 
@@ -190,7 +190,7 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
     raw = small(
         strategies=[{"name": "mmcosine", "scale": 8.0}], train={"epochs": 3, "batch_size": 20, "threads": 1}
     )
-    assert_resume_is_bitwise(raw, tmp_path, stop_after=13 + 4)  # 13 steps an epoch: mid epoch 1
+    assert_resume_bitwise(raw, tmp_path, stop_after=13 + 4)  # 13 steps an epoch: mid epoch 1
 
 
 def test_live_draws_its_panels_from_the_spec() -> None:

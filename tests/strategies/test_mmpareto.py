@@ -17,7 +17,7 @@ from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.mmpareto.impl import mgda_two, pareto_combine
 from bml_core.trainer import Trainer
-from tests.resume_check import assert_resume_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 
@@ -106,7 +106,7 @@ def test_metric_families_are_logged_every_step() -> None:
 
 def test_resume_is_bitwise(tmp_path: Path) -> None:
     raw = small(strategies=["mmpareto"], train={"epochs": 2, "batch_size": 40, "threads": 1})
-    assert_resume_bitwise(tmp_path, raw, stop_after=5)
+    assert_resume_bitwise(raw, tmp_path, stop_after=5)
 
 
 def test_bb_mmpareto_preset_is_uni_aux_with_split_heads_and_gamma_3() -> None:

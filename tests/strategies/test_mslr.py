@@ -14,7 +14,7 @@ from bml_core.sinks import MemorySink
 from bml_core.strategies.mslr.impl import MSES, mses_update, mslr_ratio, mslr_update, smoothed_loss
 from bml_core.strategies.spec import get_spec
 from bml_core.trainer import Trainer
-from tests.strategies.resume_check import assert_resume_is_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 # val accuracy per epoch (rows), modalities a, v (columns)
@@ -262,10 +262,10 @@ def test_mslr_stopped_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
         strategies=[{"name": "mslr", "window": 2, "start_mults": [0.7, 1.3]}],
         train={"epochs": 3, "batch_size": 20, "threads": 1},
     )
-    full = assert_resume_is_bitwise(
+    full = assert_resume_bitwise(
         raw, tmp_path, stop_after=13 + 6
     )  # 252 samples / 20: 13 steps an epoch; mid epoch 1
-    assert full["strategies"][0]["state"]["acc_history"].shape == (2, 2)
+    assert full.checkpoint["strategies"][0]["state"]["acc_history"].shape == (2, 2)
 
 
 def test_mses_stopped_then_resumed_equals_uninterrupted(
@@ -277,8 +277,8 @@ def test_mses_stopped_then_resumed_equals_uninterrupted(
     raw = small(
         strategies=[{"name": "mses", "patience": 1}], train={"epochs": 5, "batch_size": 20, "threads": 1}
     )
-    full = assert_resume_is_bitwise(raw, tmp_path, stop_after=3 * 13 + 5)  # mid epoch 3
-    st = full["strategies"][0]["state"]
+    full = assert_resume_bitwise(raw, tmp_path, stop_after=3 * 13 + 5)  # mid epoch 3
+    st = full.checkpoint["strategies"][0]["state"]
     assert st["frozen"].tolist() == [True, True] and set(st["best_weights"]) == {"audio", "visual"}
 
 

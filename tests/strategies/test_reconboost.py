@@ -14,7 +14,7 @@ from bml_core.config import ConfigError, load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.reconboost.impl import sample_weights, schedule
 from bml_core.trainer import Trainer
-from tests.resume_check import assert_resume_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 
@@ -93,4 +93,4 @@ def test_stage_is_a_step_series_and_evaluation_is_the_ensemble() -> None:
 
 @pytest.mark.parametrize("stop_after", [4, 14])  # mid phase 1 of stage 0; mid phase 2
 def test_resume_mid_stage_is_bitwise(tmp_path: Path, stop_after: int) -> None:
-    assert_resume_bitwise(tmp_path, _raw(batch_size=40, epochs=3), stop_after=stop_after)
+    assert_resume_bitwise(_raw(batch_size=40, epochs=3), tmp_path, stop_after=stop_after)

@@ -17,7 +17,7 @@ from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.relearn.impl import kmeans_purity, purity, relearn_alpha, soft_reinit
 from bml_core.trainer import Trainer
-from tests.resume_check import assert_resume_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import small
 
 
@@ -108,5 +108,5 @@ def test_run_logs_alpha_and_emits_the_event() -> None:
 
 @pytest.mark.parametrize("stop_after", [5, 11])  # before and after the re-initialisation
 def test_resume_across_a_reinit_is_bitwise(tmp_path: Path, stop_after: int) -> None:
-    full, _ = assert_resume_bitwise(tmp_path, _raw(batch_size=40), stop_after=stop_after)
-    assert full.strategies[0].state["count"] == 1
+    full = assert_resume_bitwise(_raw(batch_size=40), tmp_path, stop_after=stop_after)
+    assert full.full.strategies[0].state["count"] == 1

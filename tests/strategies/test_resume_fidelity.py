@@ -16,7 +16,7 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
-from tests.strategies.resume_check import _equal
+from tests.helpers.resume import states_equal
 from tests.strategies.strategy_helpers import small
 
 CASES: dict[str, list[Any]] = {
@@ -72,12 +72,12 @@ def _run(raw: dict[str, Any], tmp_path: Path, forget_state: bool) -> bool:
         ckpt = torch.load(path, weights_only=False)
         fresh = Trainer(cfg)
         ckpt["strategies"] = [s.state_dict() for s in fresh.strategies]
-        assert not _equal(ckpt["strategies"], [s.state_dict() for s in first.strategies])
+        assert not states_equal(ckpt["strategies"], [s.state_dict() for s in first.strategies])
         torch.save(ckpt, path)
     summary = Trainer(cfg, run_dir=tmp_path / "resumed").fit()
     full = torch.load(tmp_path / "full" / "last.pt", weights_only=False)
     resumed = torch.load(tmp_path / "resumed" / "last.pt", weights_only=False)
-    return all(_equal(full[p], resumed[p]) for p in ("model", "optimizer", "strategies")) and (
+    return all(states_equal(full[p], resumed[p]) for p in ("model", "optimizer", "strategies")) and (
         summary["test"] == full_summary["test"]
     )
 

@@ -19,7 +19,7 @@ from bml_core.strategies.uni_aux.impl import (
     unimodal_cross_entropy,
 )
 from bml_core.trainer import Trainer
-from tests.strategies.resume_check import assert_resume_is_bitwise
+from tests.helpers.resume import assert_resume_bitwise
 from tests.test_trainer import SMALL, small
 
 LN = math.log
@@ -205,7 +205,7 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path) -> None:
         },
         train={"epochs": 3, "batch_size": 20, "threads": 1},
     )
-    assert_resume_is_bitwise(raw, tmp_path, stop_after=5)
+    assert_resume_bitwise(raw, tmp_path, stop_after=5)
 
 
 def test_live_draws_its_panel_from_the_spec() -> None:
