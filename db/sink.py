@@ -108,6 +108,36 @@ class _Batch:
         )
 
 
+@dataclass
+class _Plan:
+    """A transaction decided before it opens (DbMetricSink._plan)."""
+
+    step_keys: set[str]
+    eval_keys: set[str]
+    new_keys: list[str]  # valid keys with no series yet
+    refused_now: dict[str, str]  # key -> why it is refused (reported once)
+    skip: set[str]  # every refused key
+    now: datetime
+    outage: float | None  # monotonic start of the outage this commit ends
+    dropped: int  # points dropped while the buffer was full, not yet reported
+    dropped_events: int
+
+
+def _spans(batch: _Batch, plan: _Plan, ids: dict[str, int]) -> dict[int, tuple[int, int]]:
+    """Series id -> the (first, last) step the batch wrote to it: what the rollups refresh."""
+    spans: dict[int, tuple[int, int]] = {}
+    for items, group_keys in ((batch.steps, plan.step_keys), (batch.evals, plan.eval_keys)):
+        if not items:
+            continue
+        lo = min(step for step, _ in items)
+        hi = max(step for step, _ in items)
+        for key in group_keys - plan.skip:
+            sid = ids[key]
+            old = spans.get(sid)
+            spans[sid] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
+    return spans
+
+
 def _is_transient(exc: BaseException) -> bool:
     """Connection trouble, locks, timeouts: worth retrying. Constraint or type errors are not."""
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
@@ -398,7 +428,10 @@ class DbMetricSink(MetricSink):
                     messages.append(f"value {value!r} of {key!r} at step {step} is not a number: dropped")
         return rows, skipped, messages
 
-    def _commit(self, batch: _Batch) -> None:
+    def _plan(self, batch: _Batch) -> _Plan:
+        """What the transaction will do, decided before it opens (no store access): the keys
+        of the batch, the new ones to create a series for, the ones refused now, the losses
+        to report."""
         with self._lock:
             dropped = self._dropped_unrecorded
             dropped_events = self._dropped_events_unrecorded
@@ -408,90 +441,97 @@ class DbMetricSink(MetricSink):
         eval_keys: set[str] = set()
         for _, metrics in batch.evals:
             eval_keys.update(metrics)
-        keys = step_keys | eval_keys
         refused_now: dict[str, str] = {}
         valid: list[str] = []
-        for key in keys:
+        for key in step_keys | eval_keys:
             if key in self._sids or key in self._refused:
                 continue
             try:
                 valid.append(validate_key(key))
             except InvalidMetricKey as exc:
                 refused_now[key] = str(exc)
-        skip = self._refused | set(refused_now)
-        now = utcnow()
-        outage = self._outage_since
+        return _Plan(
+            step_keys=step_keys,
+            eval_keys=eval_keys,
+            new_keys=valid,
+            refused_now=refused_now,
+            skip=self._refused | set(refused_now),
+            now=utcnow(),
+            outage=self._outage_since,
+            dropped=dropped,
+            dropped_events=dropped_events,
+        )
+
+    def _events(self, plan: _Plan, batch: _Batch, messages: list[str]) -> list[dict[str, Any]]:
+        """The event rows of the transaction: the batch's own, then the sink's reports (keys
+        refused, values dropped, points lost while the store was away, an outage that ended)."""
+        now = plan.now
+        events: list[dict[str, Any]] = [
+            {"run_id": self.run_id, "time": _ts(t), "level": level, "message": msg[:max_event_chars]}
+            for t, level, msg in batch.events
+        ]
+        for msg in plan.refused_now.values():
+            events.append({"run_id": self.run_id, "time": now, "level": "error", "message": msg})
+            log.error("run %d: %s", self.run_id, msg)
+        for msg in messages[:20]:
+            events.append({"run_id": self.run_id, "time": now, "level": "error", "message": msg})
+        if plan.dropped or plan.dropped_events:
+            events.append(
+                {
+                    "run_id": self.run_id,
+                    "time": now,
+                    "level": "error",
+                    "message": f"{plan.dropped} metric points and {plan.dropped_events} events were dropped: "
+                    f"the store was unreachable and the sink's buffer ({self.max_pending_points} points) was full",
+                }
+            )
+        if plan.outage is not None:
+            events.append(
+                {
+                    "run_id": self.run_id,
+                    "time": now,
+                    "level": "warning",
+                    "message": f"the store was unreachable for {time.monotonic() - plan.outage:.1f}s "
+                    f"({self.last_db_error}); held points were written after it came back",
+                }
+            )
+        if batch.start is not None:
+            self._start_event(batch.start, events, now)
+        return events
+
+    def _commit(self, batch: _Batch) -> None:
+        """One transaction: series for new keys, the points and their rollups, events, alerts
+        and the run row; the writer's state advances only once it committed."""
+        plan = self._plan(batch)
         with write_tx(self.engine) as conn:
             ids = dict(self._sids)
-            if valid:
-                ids.update(ensure_series(conn, self.run_id, valid))
-            rows, skipped, messages = self._rows(batch.steps, ids, skip)
-            eval_rows, eval_skipped, eval_messages = self._rows(batch.evals, ids, skip)
+            if plan.new_keys:
+                ids.update(ensure_series(conn, self.run_id, plan.new_keys))
+            rows, skipped, messages = self._rows(batch.steps, ids, plan.skip)
+            eval_rows, eval_skipped, eval_messages = self._rows(batch.evals, ids, plan.skip)
             rows += eval_rows
             skipped += eval_skipped
             messages += eval_messages
-            spans: dict[int, tuple[int, int]] = {}
-            for items, group_keys in ((batch.steps, step_keys), (batch.evals, eval_keys)):
-                if not items:
-                    continue
-                lo = min(step for step, _ in items)
-                hi = max(step for step, _ in items)
-                for key in group_keys - skip:
-                    sid = ids[key]
-                    old = spans.get(sid)
-                    spans[sid] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
             insert_points(conn, rows)
-            refresh_rollups(conn, spans)
-
-            events: list[dict[str, Any]] = [
-                {"run_id": self.run_id, "time": _ts(t), "level": level, "message": msg[:max_event_chars]}
-                for t, level, msg in batch.events
-            ]
-            for msg in refused_now.values():
-                events.append({"run_id": self.run_id, "time": now, "level": "error", "message": msg})
-                log.error("run %d: %s", self.run_id, msg)
-            for msg in messages[:20]:
-                events.append({"run_id": self.run_id, "time": now, "level": "error", "message": msg})
-            lost_here = skipped + dropped
-            if dropped or dropped_events:
-                events.append(
-                    {
-                        "run_id": self.run_id,
-                        "time": now,
-                        "level": "error",
-                        "message": f"{dropped} metric points and {dropped_events} events were dropped: the "
-                        f"store was unreachable and the sink's buffer ({self.max_pending_points} points) was full",
-                    }
-                )
-            if outage is not None:
-                events.append(
-                    {
-                        "run_id": self.run_id,
-                        "time": now,
-                        "level": "warning",
-                        "message": f"the store was unreachable for {time.monotonic() - outage:.1f}s "
-                        f"({self.last_db_error}); held points were written after it came back",
-                    }
-                )
-            if batch.start is not None:
-                self._start_event(batch.start, events, now)
+            refresh_rollups(conn, _spans(batch, plan, ids))
+            events = self._events(plan, batch, messages)
             if events:
                 conn.execute(insert(Event), events)
             if batch.alerts:
                 insert_alerts(conn, self.run_id, [(_ts(t), a) for t, a in batch.alerts])
-            self._update_run(conn, batch, now, lost_here, rows)
+            self._update_run(conn, batch, plan.now, skipped + plan.dropped, rows)
         # committed: only now is the writer's state advanced
         self._sids = ids
-        self._refused |= set(refused_now)
+        self._refused |= set(plan.refused_now)
         self.written_points += len(rows)
         self.dropped_points += skipped
         self._last_commit = time.monotonic()
-        if outage is not None:
-            log.warning("store reachable again after %.1fs", time.monotonic() - outage)
+        if plan.outage is not None:
+            log.warning("store reachable again after %.1fs", time.monotonic() - plan.outage)
             self._outage_since = None
         with self._lock:
-            self._dropped_unrecorded -= dropped
-            self._dropped_events_unrecorded -= dropped_events
+            self._dropped_unrecorded -= plan.dropped
+            self._dropped_events_unrecorded -= plan.dropped_events
 
     def _start_event(self, info: dict[str, Any], events: list[dict[str, Any]], now: Any) -> None:
         total = info.get("total_steps")
