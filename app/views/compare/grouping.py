@@ -35,19 +35,11 @@ def group(runs: Sequence[db.RunDetail], by: Sequence[str] | None = None) -> cg.G
 
 
 def display_names(grouping: cg.Grouping, runs: Sequence[db.RunInfo] = ()) -> dict[str, str]:
-    """{group label: the name shown}: the strategy alone when the key is `strategies`
-    (`opm`), the run group's name when nothing differs (the seeds of one setting), else
-    the label (`strategies=opm, optim.lr=0.01`)."""
-    out: dict[str, str] = {}
-    run_groups = list(dict.fromkeys(r.group for r in runs))
-    for g in grouping.groups:
-        if grouping.by == [cg.STRATEGIES]:
-            out[g.label] = cg.show_value(g.key[cg.STRATEGIES])
-        elif not grouping.by:
-            out[g.label] = run_groups[0] if len(run_groups) == 1 else g.label
-        else:
-            out[g.label] = g.label
-    return out
+    """{group label: the name shown}: the label itself, the one name of a group on Compare,
+    /report and `bml report` (`bml_core.compare.grouping.group_label`: `opm` for the key
+    `strategies`, the run group's name when only seeds differ, `opm, optim.lr=0.01`)."""
+    del runs  # the label already holds the run group's name when only seeds differ
+    return {g.label: g.label for g in grouping.groups}
 
 
 def colours(grouping: cg.Grouping) -> dict[str, str]:

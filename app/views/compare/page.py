@@ -295,7 +295,7 @@ downloads.download_button(
 st.caption("PNG: the camera button in each chart's toolbar saves it as an image.")
 
 st.subheader("Config keys that differ")
-diff = cv.diff_table(engine, runs)
+diff = cv.diff_table(runs)
 if diff.empty:
     st.caption("The configs are identical." if len(runs) > 1 else "Pick a second run to see what differs.")
 else:

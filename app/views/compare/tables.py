@@ -9,12 +9,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine
 
 import db
 from app.labels import run_label
 from app.views.compare.grouping import display_names, group
 from bml_core.compare import grouping as cg
+from bml_core.configpaths import diff_configs
 from bml_core.csvsafe import safe_cell
 
 # Summary columns: (column, path in the summary JSON, higher is better)
@@ -117,13 +117,16 @@ def best_rows(
     return out
 
 
-def diff_table(engine: Engine, runs: Sequence[db.RunInfo]) -> pd.DataFrame:
-    """Config keys (dotted paths) whose values differ between the runs; one column per run."""
+def diff_table(runs: Sequence[db.RunDetail]) -> pd.DataFrame:
+    """Config paths whose values differ between the runs, one column per run; strategy
+    parameters named by strategy (`ogm_ge.alpha`, as grouping names them, issue 24), not by
+    list position, and `strategies` as the list's label (`ogm_ge+opm`, `joint`)."""
     if len(runs) < 2:
         return pd.DataFrame()
-    diff = db.config_diff(engine, [r.id for r in runs])
+    diff = diff_configs({r.id: r.config for r in runs}, flatten=cg.named_paths)
     rows = []
-    for path, values in diff.items():
+    for path in sorted(diff, key=lambda p: p != cg.STRATEGIES):  # the strategy first
+        values = diff[path]
         row: dict[str, Any] = {"key": path}
         for r in runs:
             row[run_label(r)] = _show(values[r.id]) if r.id in values else "(absent)"
