@@ -9,18 +9,19 @@ from __future__ import annotations
 
 CELL_PADDING_PX = 8  # the grid's padding on each side of a cell's text
 
-# column -> width in px; the grid's own order. "alerts" fits `8 (8 warning)`, "name" a name
-# of about 33 characters (longer ones: the picked run's line below the table shows it whole).
+# column -> width in px; the grid's own order. "status" fits every status and "cancelling",
+# "strategy" two strategies (`opm+ogm_ge`), "alerts" `8 (8 warning)`, "name" a name of about
+# 33 characters (longer ones: the picked run's line below the table shows it whole).
 WIDTHS: dict[str, int] = {
     "id": 45,
     "name": 230,
-    "status": 90,
-    "progress": 80,
-    "ETA": 55,
-    "strategy": 80,
+    "status": 95,
+    "progress": 70,
+    "ETA": 60,
+    "strategy": 98,
     "alerts": 105,
     "best val acc": 65,
-    "group": 85,
+    "group": 80,
     "seed": 40,
     "live": 45,
 }
