@@ -198,3 +198,22 @@ def test_compare_results_table_shows_every_column_whole(served: str, browser_pag
     wanted = ["group", "seeds", "0, 1", "joint", "ogm_ge", "opm", "verdict", "baseline", "test", "p (Holm)"]
     whole = browser_page.evaluate(WHOLE_JS, [wanted, True])  # the results table comes first
     assert all(whole.values()), f"cut at {width}px: {[t for t, ok in whole.items() if not ok]}"
+
+
+GROUP_CELLS_JS = """
+() => { const t = document.querySelector('[data-testid="stMain"] [data-testid="stTable"]');
+        return t ? Array.from(t.querySelectorAll('tbody tr')).map(r => (r.cells[0].textContent || '').trim()) : null; }
+"""
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_compare_and_report_name_the_groups_alike(served: str, browser_page: Any, width: int) -> None:
+    """Issue 25: the same group was `joint` on Compare and `strategies=joint` on Report."""
+    open_page(browser_page, served + "/compare?group=sweep")
+    browser_page.wait_for_selector('[data-testid="stMain"] [data-testid="stTable"] tbody tr', timeout=30_000)
+    assert browser_page.evaluate(GROUP_CELLS_JS) == ["joint", "ogm_ge", "opm"]
+    _look(browser_page, served + "/report?group=sweep", "report", width)
+    frame = next(f for f in browser_page.frames if f != browser_page.main_frame and "ogm_ge" in f.content())
+    text = frame.locator("body").inner_text()
+    assert "strategies=" not in text and "ogm_ge" in text and "joint" in text
+    assert frame.get_by_text("opm: test accuracy", exact=False).count() >= 1, text[:2000]
