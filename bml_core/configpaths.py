@@ -6,7 +6,7 @@ strategy parameters by name, `ogm_ge.alpha`) build on these. Torch-free, standar
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 from bml_core.schema import ConfigError
@@ -35,10 +35,15 @@ def flatten_config(config: Mapping[str, Any], prefix: str = "", lists: bool = Tr
     return out
 
 
-def diff_configs(configs: Mapping[K, Mapping[str, Any]]) -> dict[str, dict[K, Any]]:
+def diff_configs(
+    configs: Mapping[K, Mapping[str, Any]],
+    flatten: Callable[[Mapping[str, Any]], Mapping[str, Any]] = flatten_config,
+) -> dict[str, dict[K, Any]]:
     """Dotted paths whose values differ between the configs: {path: {key: value}}; a config
-    that lacks the path is left out of that path's dict."""
-    flat = {key: flatten_config(cfg) for key, cfg in configs.items()}
+    that lacks the path is left out of that path's dict. `flatten` names the paths (default:
+    list positions, `strategies.0.alpha`; Compare passes `compare.grouping.named_paths`,
+    strategy parameters by name, `ogm_ge.alpha`)."""
+    flat = {key: flatten(cfg) for key, cfg in configs.items()}
     paths = sorted({p for f in flat.values() for p in f})
     out: dict[str, dict[K, Any]] = {}
     for path in paths:

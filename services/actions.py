@@ -153,11 +153,35 @@ def _label(value: Any) -> str:
     return str(value)
 
 
+DEFAULT_RUN_NAME = "run"  # RunConfig's name when nobody typed one
+
+
+def combo_label(keys: Sequence[str], combo: Sequence[Any]) -> str:
+    """`strategies=opm,lr=0.01`: one sweep setting, each key by its last part."""
+    return ",".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(keys, combo, strict=True))
+
+
+def sweep_run_name(run_name: str, sweep_name: str, label: str, seed: int) -> str:
+    """The name of one run of a sweep (issue 25: the typed name was replaced without a word):
+    `RUN NAME [setting] · seed S`, the typed run name first; the sweep's name instead when the
+    run name is empty or left at its default (`run`). At most MAX_NAME_LENGTH characters, the
+    setting and seed kept."""
+    prefix = run_name.strip()
+    if not prefix or prefix == DEFAULT_RUN_NAME:
+        prefix = sweep_name.strip()
+    tail = f" [{label}] · seed {seed}"
+    room = MAX_NAME_LENGTH - len(tail)
+    if room < 1:  # a setting longer than a name may be: the name first, cut at the limit
+        return (prefix[:40] + tail)[:MAX_NAME_LENGTH]
+    return prefix[:room] + tail
+
+
 def expand_grid(
     base: Mapping[str, Any], grid: Mapping[str, Sequence[Any]], seeds: Sequence[int], name: str
 ) -> list[RunConfig]:
     """Every combination of the grid's values (dotted config paths) times every seed, all in
-    group `name`. Validates every combination first: one ConfigError lists them all."""
+    group `name`, each run named by `sweep_run_name` (the base config's name first). Validates
+    every combination first: one ConfigError lists them all."""
     if not grid:
         raise ConfigError([("grid", "a sweep needs at least one key with a list of values")])
     keys = list(grid)
@@ -176,13 +200,15 @@ def expand_grid(
     errors: list[tuple[str, str]] = []
     for combo in itertools.product(*(grid[k] for k in keys)):
         raw = copy.deepcopy(dict(base))
-        label = ",".join(f"{k.split('.')[-1]}={_label(v)}" for k, v in zip(keys, combo, strict=True))
+        label = combo_label(keys, combo)
         try:
             for key, value in zip(keys, combo, strict=True):
                 apply_override(raw, key.split("."), copy.deepcopy(value))
             raw["group"] = name
-            raw["name"] = f"{name} [{label}]"[:200]
-            configs.extend(prepare(raw, seeds or [int(raw.get("seed", 0))]))
+            for seed in seeds or [int(raw.get("seed", 0))]:
+                one = {**raw, "seed": seed}
+                one["name"] = sweep_run_name(str(base.get("name") or ""), name, label, seed)
+                configs.extend(prepare(one))
         except ConfigError as exc:
             errors.extend((f"{label}: {path}", msg) for path, msg in exc.errors)
     if errors:

@@ -115,6 +115,12 @@ def config_paths(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def named_paths(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`config_paths` without the list positions: {'strategies': 'opm', 'opm.q_base': 0.5,
+    'optim.lr': 0.001, ...}, the names the Compare tables, CSV and grouping show."""
+    return {p: v for p, v in config_paths(config).items() if not p.startswith(f"{STRATEGIES}.")}
+
+
 def _by_name_paths(config: Mapping[str, Any]) -> set[str]:
     """The config paths used for the default key (strategy params by name, not position)."""
     paths = config_paths(config)
@@ -205,6 +211,7 @@ class RunGroup:
     label: str
     key: dict[str, Any]
     runs: list[GroupedRun]
+    long_label: str = ""  # the label's form before issue 25 (`strategies=opm`), accepted as input
 
     @property
     def included(self) -> list[GroupedRun]:
@@ -255,6 +262,17 @@ class Grouping:
                 return g
         raise KeyError(f"no group {label!r}; groups: {', '.join(g.label for g in self.groups)}")
 
+    def resolve(self, name: str) -> str | None:
+        """The label of the group a user names: by its label (`joint`) or in the long form
+        labels had before (`strategies=joint`); None when no group has that name."""
+        for g in self.groups:
+            if name == g.label:
+                return g.label
+        for g in self.groups:
+            if name == g.long_label:
+                return g.label
+        return None
+
     def label_of(self, run_id: int) -> str:
         for r in self.runs:
             if r.record.id == run_id:
@@ -266,8 +284,26 @@ class Grouping:
         return {g.label: g.run_ids for g in self.groups if g.run_ids}
 
 
-def group_label(key: Mapping[str, Any]) -> str:
-    """`strategies=opm, opm.q_base=0.5`; `all runs` when the key is empty."""
+def group_label(key: Mapping[str, Any], run_groups: Sequence[str] = ()) -> str:
+    """The one name of a group, on Compare, /report and in `bml report` alike (issue 25): the
+    strategy alone for the `strategies` path (`joint`, `opm+ogm_ge`), `path=value` for the
+    others: `opm`, `opm, opm.q_base=0.5`, `optim.lr=0.01`. With an empty key (the runs differ
+    in their seeds only) the run group's name when they share one (`run_groups`), else
+    `all runs`."""
+    parts = [
+        show_value(v) if p == STRATEGIES else f"{p}={show_value(v)}"
+        for p, v in key.items()
+        if v is not _ABSENT
+    ]
+    if parts:
+        return ", ".join(parts)
+    names = list(dict.fromkeys(run_groups))
+    return names[0] if len(names) == 1 and names[0] else "all runs"
+
+
+def long_label(key: Mapping[str, Any]) -> str:
+    """The form labels had before issue 25 (`strategies=opm, opm.q_base=0.5`), still
+    accepted wherever a user names a group (`--baseline`, `&baseline=`)."""
     parts = [f"{p}={show_value(v)}" for p, v in key.items() if v is not _ABSENT]
     return ", ".join(parts) or "all runs"
 
@@ -344,11 +380,14 @@ def group_runs(
                 f"(e.g. strategies, optim.lr, ogm_ge.alpha, train.epochs)"
             )
     by_label: dict[str, RunGroup] = {}
+    run_groups = [r.group for r in records]
     for gr in provisional:
         flat = config_paths(gr.record.config)
         key = {p: _key_value(flat, p) for p in paths}
-        gr.label = group_label(key)
-        group = by_label.setdefault(gr.label, RunGroup(gr.label, {p: _plain(v) for p, v in key.items()}, []))
+        gr.label = group_label(key, run_groups)
+        group = by_label.setdefault(
+            gr.label, RunGroup(gr.label, {p: _plain(v) for p, v in key.items()}, [], long_label(key))
+        )
         group.runs.append(gr)
     _mark_retries(provisional)
     groups = list(by_label.values())

@@ -193,6 +193,8 @@ def results(
     """Describe every group and test each against the baseline (default: joint training
     when the key separates strategies, else the first group) on fused test accuracy.
     KeyError naming the groups for an unknown baseline."""
+    if baseline is not None:
+        baseline = grouping.resolve(baseline) or baseline
     if baseline is not None and baseline not in [g.label for g in grouping.groups]:
         raise KeyError(
             f"baseline {baseline!r} is not a group; groups: {', '.join(g.label for g in grouping.groups)}"

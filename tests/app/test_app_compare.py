@@ -57,10 +57,14 @@ def test_deep_link_runs_draws_one_line_per_run_and_diff_shows_only_differing_key
 
     diff = frame_with(at, "key")
     keys = set(diff["key"])
-    assert {"name", "group", "seed", "strategies.0.name"} <= keys
+    assert {"name", "group", "seed", "strategies", "ogm_ge.alpha", "opm.q_base"} <= keys
     assert "optim.lr" not in keys and "train.epochs" not in keys  # equal in both configs
-    row = diff[diff["key"] == "strategies.0.name"].iloc[0]
+    # strategy parameters by strategy name, as grouping names them, never by list position (issue 24)
+    assert not [k for k in keys if k.startswith("strategies.")] and diff["key"].iloc[0] == "strategies"
+    row = diff[diff["key"] == "strategies"].iloc[0]
     assert row[f"#{a} ogm-s0"] == "ogm_ge" and row[f"#{b} opm-s1"] == "opm"
+    alpha = diff[diff["key"] == "ogm_ge.alpha"].iloc[0]
+    assert alpha[f"#{a} ogm-s0"] == "0.8" and alpha[f"#{b} opm-s1"] == "(absent)"
 
 
 def test_group_deep_link_aggregates_mean_and_std_over_seeds(
@@ -182,7 +186,7 @@ def test_a_sweep_of_three_strategies_and_two_seeds_gives_three_groups_with_verdi
     assert not at.exception and not errors_of(at)
     # grouped by what differs, the seed aside: the strategy
     assert at.multiselect(key="compare_key").value == []
-    assert at.selectbox(key="compare_baseline").value == "strategies=joint"
+    assert at.selectbox(key="compare_baseline").value == "joint"
     assert [t["name"] for t in _lines(at, "val/acc")] == ["joint (n=2)", "ogm_ge (n=2)", "opm (n=2)"]
     colours = [t["line"]["color"] for t in _lines(at, "val/acc")]
     assert len(set(colours)) == 3
@@ -224,7 +228,7 @@ def test_a_sweep_of_three_strategies_and_two_seeds_gives_three_groups_with_verdi
     assert set(runs["status"]) == {"succeeded"}
 
     # the baseline can be changed: ogm_ge then is the reference
-    at.selectbox(key="compare_baseline").set_value("strategies=ogm_ge").run()
+    at.selectbox(key="compare_baseline").set_value("ogm_ge").run()
     results = frame_with(at, "verdict")
     assert results.iloc[1]["verdict"] == "baseline" and "Δ vs ogm_ge (points)" in results
 
@@ -306,7 +310,7 @@ def test_csv_downloads_carry_the_seed_and_the_group_key(engine: Engine) -> None:
     res = cv.results(grouping)
 
     results = pd.read_csv(io.BytesIO(cv.to_csv(cv.results_csv_rows(res, names))))
-    assert list(results["group key"]) == ["strategies=joint", "strategies=ogm_ge", "strategies=opm"]
+    assert list(results["group key"]) == ["joint", "ogm_ge", "opm"]
     assert list(results["strategies"]) == ["joint", "ogm_ge", "opm"]
     assert list(results["seeds"]) == ["0 1"] * 3 and list(results["n"]) == [2, 2, 2]
     assert results["test.acc mean"].tolist() == pytest.approx(
@@ -317,7 +321,7 @@ def test_csv_downloads_carry_the_seed_and_the_group_key(engine: Engine) -> None:
     frame, _ = cv.per_run_table(grouping, names)
     per_run = pd.read_csv(io.BytesIO(cv.to_csv(frame)))
     assert list(per_run["seed"]) == [0, 1] * 3
-    assert list(per_run["group key"]) == [f"strategies={s}" for s in SWEEP_ACC for _ in range(2)]
+    assert list(per_run["group key"]) == [s for s in SWEEP_ACC for _ in range(2)]
 
     key = "val/acc"
     aggregates = {
@@ -332,11 +336,11 @@ def test_csv_downloads_carry_the_seed_and_the_group_key(engine: Engine) -> None:
     assert set(per_group["group"]) == {"joint", "ogm_ge", "opm"} and set(per_group["runs"]) == {2}
     assert set(per_run_rows["run"].astype(int)) == {i for v in ids.values() for i in v}
     first = per_run_rows[per_run_rows["run"].astype(int) == ids["opm"][1]]
-    assert set(first["seed"].astype(int)) == {1} and set(first["group key"]) == {"strategies=opm"}
+    assert set(first["seed"].astype(int)) == {1} and set(first["group key"]) == {"opm"}
     stored = db.downsampled_series(engine, ids["opm"][1], key, cv.compare_max_buckets)
     assert first["mean"].tolist() == pytest.approx(stored.means)
     opm = per_group[per_group["group"] == "opm"]
-    assert opm["mean"].tolist() == pytest.approx(aggregates["strategies=opm"].means)
+    assert opm["mean"].tolist() == pytest.approx(aggregates["opm"].means)
 
 
 def test_a_group_with_one_seed_has_no_interval_and_no_test(engine: Engine) -> None:

@@ -183,3 +183,38 @@ def test_seed_and_grid_parsers() -> None:
     ):
         with pytest.raises(ValueError, match=text):
             ll.parse_grid(bad)
+
+
+def test_sweep_keeps_the_typed_run_name_and_says_so_before_launch(engine: Engine, sent: list[int]) -> None:
+    """Issue 25: a sweep replaced the typed run name with the sweep's without a word. The
+    typed name now leads each run's name (then the setting and the seed), the form says so
+    with an example before launch, and the sweep name stands in only for the default `run`."""
+    at = open_page("launch")
+    at.toggle(key="launch_sweep").set_value(True).run()
+    at.text_input(key=_key("name")).set_value("lr-probe")
+    at.text_input(key=_key("sweep.name")).set_value("grid-2")
+    at.multiselect(key=_key("sweep.strategies")).set_value(["ogm_ge", "opm"])
+    at.text_input(key=_key("seeds")).set_value("3,4")
+    at.run()
+    hint = [c.value.replace("\\", "") for c in at.caption if "Runs are named" in c.value]  # markdown-escaped
+    assert len(hint) == 1 and "lr-probe [strategies=ogm" in hint[0] and "· seed 3" in hint[0], hint
+    at.button(key="launch_button").click().run()
+    runs = db.list_runs(engine, limit=None).runs
+    assert sorted(r.name for r in runs) == [
+        "lr-probe [strategies=ogm_ge] · seed 3",
+        "lr-probe [strategies=ogm_ge] · seed 4",
+        "lr-probe [strategies=opm] · seed 3",
+        "lr-probe [strategies=opm] · seed 4",
+    ]
+    assert {r.group for r in runs} == {"grid-2"} and len(sent) == 4
+
+
+def test_sweep_run_names_fall_back_to_the_sweep_name_and_fit_the_limit() -> None:
+    from services.actions import MAX_NAME_LENGTH, expand_grid, sweep_run_name
+
+    configs = expand_grid({"name": "run"}, {"optim.lr": [0.1, 0.2]}, [0], "sw")
+    assert [c.name for c in configs] == ["sw [lr=0.1] · seed 0", "sw [lr=0.2] · seed 0"]
+    assert [c.group for c in configs] == ["sw", "sw"]
+    long = sweep_run_name("x" * 300, "sw", "lr=0.1", 12)
+    assert len(long) == MAX_NAME_LENGTH and long.endswith("x [lr=0.1] · seed 12")
+    assert sweep_run_name("  ", "sw", "a=1", 0) == "sw [a=1] · seed 0"

@@ -59,12 +59,12 @@ def test_report_page_shows_the_same_report_as_bml_report_with_downloads(engine: 
         d.pop("generated_at")
     assert page_doc == expected
     groups = {g["label"]: g for g in page_doc["groups"]}
-    opm = groups["strategies=opm"]
+    opm = groups["opm"]
     assert opm["n"] == 2 and opm["run_ids"] == ids["opm"]
     assert opm["metrics"]["test.acc"]["mean"] == statistics.fmean(ACC["opm"])
     assert opm["vs_baseline"]["verdict"] == "better"
-    assert groups["strategies=joint"]["is_baseline"] is True
-    assert "better" in html and "strategies=opm" in html
+    assert groups["joint"]["is_baseline"] is True
+    assert "better" in html and "opm" in html
 
 
 def test_several_groups_and_a_link_back_to_compare(engine: Engine) -> None:

@@ -128,7 +128,7 @@ def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[in
     run = db.get_run(engine, running)
     assert run.status == "running" and run.cancel_requested  # its supervisor stops it
     assert any("asked to stop" in s.value for s in at.success)
-    assert "running (cancelling)" in list(frame_with(at, "ETA")["status"])
+    assert "cancelling" in list(frame_with(at, "ETA")["status"])
 
     at.selectbox(key="runs_pick").set_value(done).run()
     at.button(key="runs_retry").click().run()

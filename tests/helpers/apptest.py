@@ -41,9 +41,9 @@ def errors_of(at: Any) -> list[str]:
 
 
 def frame_with(at: Any, column: str) -> Any:
-    """The first dataframe on the page that has `column` (st.dataframe without selection
-    carries no key in AppTest)."""
-    for df in at.dataframe:
+    """The first dataframe or table (st.dataframe, st.table) on the page that has `column`
+    (st.dataframe without selection carries no key in AppTest)."""
+    for df in [*at.dataframe, *at.table]:
         if column in df.value.columns:
             return df.value
     raise KeyError(f"no dataframe with a {column!r} column")

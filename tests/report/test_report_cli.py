@@ -55,8 +55,8 @@ def test_report_numbers_equal_the_store_summaries(engine: Engine, tmp_path: Path
     for r in json.loads(listed):
         if r["status"] == "succeeded":
             by_strategy[r["strategy"]].append(r)
-    assert doc["baseline"] == "strategies=joint"
-    assert [g["label"] for g in doc["groups"]] == ["strategies=joint", "strategies=ogm_ge", "strategies=opm"]
+    assert doc["baseline"] == "joint"
+    assert [g["label"] for g in doc["groups"]] == ["joint", "ogm_ge", "opm"]
     for g in doc["groups"]:
         runs = sorted(by_strategy[g["strategy"]], key=lambda r: r["seed"])
         assert g["n"] == len(runs) == 3 and g["seeds"] == [r["seed"] for r in runs]
@@ -104,7 +104,7 @@ def test_report_numbers_equal_the_store_summaries(engine: Engine, tmp_path: Path
 
     # curves: the group mean at a step equals the mean over the group's runs of the store's points
     joint_ids = doc["groups"][0]["run_ids"]
-    curve = doc["curves"]["strategies=joint"]["imbalance/ratio/audio"]
+    curve = doc["curves"]["joint"]["imbalance/ratio/audio"]
     points = [
         db.series_since(engine, i, keys=["imbalance/ratio/audio"])["imbalance/ratio/audio"] for i in joint_ids
     ]
@@ -112,7 +112,7 @@ def test_report_numbers_equal_the_store_summaries(engine: Engine, tmp_path: Path
     values = [p.values[p.steps.index(17)] for p in points]
     assert curve["mean"][at] == pytest.approx(np.mean(values)) and curve["n"][at] == 3
     assert curve["std"][at] == pytest.approx(np.std(values, ddof=1))
-    assert set(doc["curves"]["strategies=opm"]) == {
+    assert set(doc["curves"]["opm"]) == {
         "imbalance/ratio/audio",
         "imbalance/ratio/visual",
         "val/acc",
@@ -132,12 +132,12 @@ def test_html_and_markdown(engine: Engine, tmp_path: Path) -> None:
     own = page.replace(plotly_js(), "")  # the page without the bundle: nothing fetched
     assert len(own) < len(page) - 1_000_000
     assert "<script src" not in own and "http" not in own.replace("http-equiv", "")
-    assert "strategies=ogm_ge" in page and "better" in page
-    assert "strategies=ogm_ge: test accuracy 71.33 ± 1.53" in stdout
+    assert "ogm_ge" in page and "better" in page
+    assert "ogm_ge: test accuracy 71.33 ± 1.53" in stdout
     code, _, err = bml("report", "-g", "study", "--format", "md", "-o", str(tmp_path / "r.md"))
     assert code == 0, err
     md = (tmp_path / "r.md").read_text()
-    assert "| strategies=ogm_ge | 3 | 0, 1, 2 | 71.33 ± 1.53 [" in md
+    assert "| ogm_ge | 3 | 0, 1, 2 | 71.33 ± 1.53 [" in md
     assert "paired t" in md and "not distinguishable from seed noise" in md
     code, out, _ = bml("report", "-g", "study", "--format", "json", "-o", "-")
     assert code == 0 and json.loads(out)["schema"] == "bml.report/1"
@@ -167,7 +167,7 @@ def test_published_numbers_beside_ours_for_cremad(engine: Engine, tmp_path: Path
         r for r in pub["rows"] if r["method"] == "OPM" and r["source"].startswith("BalanceBenchmark")
     )
     assert bb_opm["accuracy_pct"] == 68.75 and bb_opm["ours_acc_pct"] == pytest.approx(66.0)
-    assert bb_opm["ours_group"] == "strategies=opm" and "protocol" in bb_opm["protocol"]
+    assert bb_opm["ours_group"] == "opm" and "protocol" in bb_opm["protocol"]
     assert bb_opm["ours_test_selected_pct"] == pytest.approx(63.0)  # (0.62 + 0.64) / 2: the official protocol
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["groups"][0]["metrics"]["test_selected_on_test.acc"]["mean"] == pytest.approx(0.63)

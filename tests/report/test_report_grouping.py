@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bml_core.compare import default_baseline, differing_paths, group_runs
+from bml_core.compare.grouping import group_label
 from bml_core.config import validate_config
 
 
@@ -50,10 +51,10 @@ def sweep() -> list[dict[str, Any]]:
 def test_a_sweep_splits_by_strategy_not_by_seed() -> None:
     g = group_runs(sweep())
     assert g.auto and g.by == ["strategies"]
-    assert [x.label for x in g.groups] == ["strategies=joint", "strategies=ogm_ge", "strategies=opm"]
+    assert [x.label for x in g.groups] == ["joint", "ogm_ge", "opm"]
     assert [x.n for x in g.groups] == [2, 2, 2]
     assert [x.seeds for x in g.groups] == [[0, 1]] * 3
-    assert default_baseline(g) == "strategies=joint"
+    assert default_baseline(g) == "joint"
     assert all(r.included and r.reason is None for r in g.runs)
 
 
@@ -75,7 +76,7 @@ def test_swept_parameter_joins_the_key_but_absence_in_joint_does_not() -> None:
 def test_explicit_key_and_unknown_key() -> None:
     runs = [run(cfg(["opm"], s, optim={"lr": lr})) for s in (0, 1) for lr in (0.01, 0.1)]
     g = group_runs(runs, by=["strategies"])
-    assert not g.auto and [x.label for x in g.groups] == ["strategies=opm"] and g.groups[0].n == 4
+    assert not g.auto and [x.label for x in g.groups] == ["opm"] and g.groups[0].n == 4
     g = group_runs(runs, by=["optim"])  # a sub-tree: its leaves together
     assert len(g.groups) == 2
     with pytest.raises(ValueError, match="'optim.lrr' is not a config path"):
@@ -90,8 +91,8 @@ def test_excluded_statuses_keep_their_group_and_reason() -> None:
     runs.append(run(cfg(["opm"], 5), status="queued"))
     runs.append(run(cfg(["opm"], 6), summary={"test": {}}))
     g = group_runs(runs)
-    assert [x.label for x in g.groups] == ["strategies=joint", "strategies=ogm_ge", "strategies=opm"]
-    opm = g.group("strategies=opm")
+    assert [x.label for x in g.groups] == ["joint", "ogm_ge", "opm"]
+    opm = g.group("opm")
     assert opm.n == 2 and opm.seeds == [0, 1]
     reasons = {r.record.seed: r.reason for r in g.excluded}
     assert reasons == {
@@ -102,7 +103,7 @@ def test_excluded_statuses_keep_their_group_and_reason() -> None:
         6: "no test accuracy in its summary",
     }
     shown = group_runs(runs, statuses=("succeeded", "cancelled"))
-    assert shown.group("strategies=opm").n == 2  # cancelled has no summary: still out, said why
+    assert shown.group("opm").n == 2  # cancelled has no summary: still out, said why
     assert {r.record.seed: r.reason for r in shown.excluded}[2] == "no test accuracy in its summary"
 
 
@@ -113,7 +114,7 @@ def test_retry_clone_is_labelled_and_only_the_newest_copy_of_a_seed_counts() -> 
     clone = run(cfg(["opm"], 1))  # `Retry (clone)`: same config, new run
     runs.append(clone)
     g = group_runs(runs)
-    opm = g.group("strategies=opm")
+    opm = g.group("opm")
     assert opm.n == 2 and opm.seeds == [0, 1]
     by_id = {r.record.id: r for r in g.runs}
     first_opm_seed1 = runs[5]["id"]
@@ -144,9 +145,25 @@ def test_objects_with_attributes_and_iso_times() -> None:
     assert g.groups[0].included[0].record.wall_s == 90.0
 
 
-def test_identical_configs_make_one_group() -> None:
+def test_identical_configs_make_one_group_named_after_their_run_group() -> None:
     g = group_runs([run(cfg(["opm"], s)) for s in (0, 1, 2)])
-    assert g.by == [] and [x.label for x in g.groups] == ["all runs"] and g.groups[0].n == 3
+    assert g.by == [] and [x.label for x in g.groups] == ["sweep"] and g.groups[0].n == 3
+    other = run(cfg(["opm"], 3))
+    other["group"] = "another"
+    mixed = group_runs([run(cfg(["opm"], s)) for s in (0, 1)] + [other])
+    assert [x.label for x in mixed.groups] == ["all runs"]  # two run groups: no one name
+
+
+def test_one_group_label_users_read_and_the_long_form_still_accepted() -> None:
+    """Issue 25: Compare said `joint` where Report said `strategies=joint`; one label now,
+    the strategy alone, other paths as path=value; the old form still names the group."""
+    assert group_label({"strategies": "joint"}) == "joint"
+    assert group_label({"strategies": "opm+ogm_ge", "opm.q_base": 0.5}) == "opm+ogm_ge, opm.q_base=0.5"
+    assert group_label({"optim.lr": 0.01}) == "optim.lr=0.01"
+    assert group_label({}, ["g", "g"]) == "g" and group_label({}, ["g", "h"]) == "all runs"
+    g = group_runs(sweep())
+    assert g.resolve("strategies=joint") == g.resolve("joint") == "joint"
+    assert g.resolve("strategies=opm") == "opm" and g.resolve("opm.q_base=1") is None
 
 
 def test_compare_package_imports_neither_torch_nor_db_nor_streamlit() -> None:
@@ -166,7 +183,7 @@ def test_a_setting_with_no_finished_run_is_a_group_with_n_0() -> None:
     runs = [run(cfg([], s)) for s in (0, 1)] + [run(cfg(["opm"], s), status="running") for s in (0, 1)]
     g = group_runs(runs)
     assert [(x.label, x.n, len(x.excluded)) for x in g.groups] == [
-        ("strategies=joint", 2, 0),
-        ("strategies=opm", 0, 2),
+        ("joint", 2, 0),
+        ("opm", 0, 2),
     ]
-    assert default_baseline(g) == "strategies=joint"
+    assert default_baseline(g) == "joint"

@@ -58,7 +58,7 @@ def make_runs() -> list[dict[str, Any]]:
 
 def test_rows_metrics_and_verdicts() -> None:
     res = results(group_runs(make_runs()))
-    assert res.baseline == "strategies=joint" and res.modalities == ["audio", "visual"]
+    assert res.baseline == "joint" and res.modalities == ["audio", "visual"]
     ids = [m.id for m in res.metrics]
     assert ids == [
         "test.acc",
@@ -93,7 +93,7 @@ def test_rows_metrics_and_verdicts() -> None:
 
 def test_chosen_baseline_and_unknown_baseline() -> None:
     res = results(group_runs(make_runs()), baseline="strategies=opm")
-    assert res.baseline == "strategies=opm" and res.row("strategies=joint").vs_baseline is not None
+    assert res.baseline == "opm" and res.row("joint").vs_baseline is not None
     with pytest.raises(KeyError, match="baseline 'x' is not a group"):
         results(group_runs(make_runs()), baseline="x")
 
@@ -101,7 +101,7 @@ def test_chosen_baseline_and_unknown_baseline() -> None:
 def test_one_seed_group_has_no_interval() -> None:
     runs = [r for r in make_runs() if not (r["config"]["strategies"] and r["seed"] > 0)]
     res = results(group_runs(runs))
-    ogm = res.row("strategies=ogm_ge")
+    ogm = res.row("ogm_ge")
     assert ogm.n == 1 and ogm.note == "n = 1: no interval (one seed)"
     assert math.isnan(ogm.metrics["test.acc"].ci_low)
     assert ogm.vs_baseline is not None and ogm.vs_baseline.verdict == stats.NOT_TESTED
@@ -116,20 +116,20 @@ def test_group_without_finished_runs_reads_as_such() -> None:
         if strategy_label(r["config"]["strategies"]) == "opm":
             r["status"], r["summary"], r["progress"] = "running", None, 0.3
     doc = build_report(group_runs(runs))
-    opm = next(g for g in doc["groups"] if g["label"] == "strategies=opm")
+    opm = next(g for g in doc["groups"] if g["label"] == "opm")
     assert opm["n"] == 0 and opm["vs_baseline"] is None and opm["metrics"]["test.acc"]["mean"] is None
-    assert "strategies=opm: no finished run (3 excluded, see below)" in headline(doc)
+    assert "opm: no finished run (3 excluded, see below)" in headline(doc)
     assert len(doc["excluded"]) == 3 and doc["excluded"][0]["reason"] == "still running (30 %)"
 
 
 def test_alerts_per_run_are_counted_per_group_when_the_runs_recorded_them() -> None:
     runs = make_runs()
-    assert "alerts" not in results(group_runs(runs)).row("strategies=joint").metrics  # older runs: no column
+    assert "alerts" not in results(group_runs(runs)).row("joint").metrics  # older runs: no column
     counts = {"joint": [3, 3, 2], "ogm_ge": [1, 0, 2], "opm": [0, 0, 1]}
     for run in runs:
         strategy = run["name"].rsplit("-", 1)[0]
         run["summary"]["alerts"] = [{"detector": "dominance"}] * counts[strategy][run["seed"]]
     res = results(group_runs(runs))
-    joint = res.row("strategies=joint").metrics["alerts"]
+    joint = res.row("joint").metrics["alerts"]
     assert joint.n == 3 and joint.mean == pytest.approx(8 / 3)
-    assert res.row("strategies=opm").metrics["alerts"].mean == pytest.approx(1 / 3)
+    assert res.row("opm").metrics["alerts"].mean == pytest.approx(1 / 3)

@@ -154,7 +154,8 @@ if sentence:
 results = cv.results_table(res, names)
 if not show_excluded:
     results = results.drop(columns=["not pooled"])
-st.dataframe(results, hide_index=True, width="stretch", key="compare_results")
+# A table whose cells wrap, every column in view (issue 25: a grid clipped it at "seeds").
+st.table(results, hide_index=True, width="stretch")
 st.caption(
     "Test accuracy over the pooled seeds: mean ± std (sample), 95 % interval (t; bootstrap from 10 seeds). "
     "Δ and verdict: fused test accuracy against the baseline, paired t-test over matching seeds (else "
@@ -295,7 +296,7 @@ downloads.download_button(
 st.caption("PNG: the camera button in each chart's toolbar saves it as an image.")
 
 st.subheader("Config keys that differ")
-diff = cv.diff_table(engine, runs)
+diff = cv.diff_table(runs)
 if diff.empty:
     st.caption("The configs are identical." if len(runs) > 1 else "Pick a second run to see what differs.")
 else:

@@ -29,6 +29,7 @@ from app.widgets import (
     widget_key,
     widget_values,
 )
+from services import actions as client
 
 st.title("Launch runs")
 engine = store.engine()
@@ -364,6 +365,18 @@ with st.container(border=True):
             with st.container(key="field-sweep-name"):
                 st.text_input("sweep name (the group of its runs)", key=widget_key(ll.SWEEP_NAME_PATH))
                 show_error(ll.SWEEP_NAME_PATH, errors, shown)
+                # what the runs will be called, before launch (issue 25: the typed name was replaced silently)
+                first = [options[0] for options in (check.grid or {}).values()]
+                example = client.sweep_run_name(
+                    str(values.get("name") or ""),
+                    check.sweep_name or "SWEEP",
+                    client.combo_label(list(check.grid or {}), first) if first else "setting",
+                    (check.seeds or [0])[0],
+                )
+                st.caption(
+                    f"Runs are named after the run name (the sweep name when it is left at "
+                    f"`{client.DEFAULT_RUN_NAME}`), their setting and seed, e.g. “{md(example)}”."
+                )
         with c2, st.container(key="field-sweep-grid"):
             st.text_area(
                 "parameter grid: one `key.path = [values]` per line",

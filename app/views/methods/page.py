@@ -20,7 +20,8 @@ for err in catalog.broken_plugins():
     st.warning(f"strategy plug-in not loaded: {err}", icon=":material/extension_off:")
 
 entries = md.methods()
-st.dataframe(
+# A table whose cells wrap (issue 25: a grid cut "what it does" mid-sentence at 800 px).
+st.table(
     [{"method": e.name, "cost": e.cost, "what it does": e.description} for e in entries],
     hide_index=True,
     width="stretch",

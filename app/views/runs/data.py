@@ -95,8 +95,8 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
             {
                 "id": r.id,
                 "name": r.name + (" [own loop]" if is_own_loop(r.worker) else ""),
-                "status": r.status
-                + (" (cancelling)" if r.cancel_requested and r.status == "running" else ""),
+                # a running run asked to stop: "cancelling" (fits the column, issue 25)
+                "status": "cancelling" if r.cancel_requested and r.status == "running" else r.status,
                 "progress": round(r.progress * 100.0, 1),
                 "ETA": format_duration(eta_seconds(r, now)),
                 "strategy": r.strategy,

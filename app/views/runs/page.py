@@ -11,6 +11,7 @@ import db
 from app import access, store
 from app.text import md
 from app.views.runs import data as rv
+from app.views.runs import page_columns as cols
 from app.widgets import page_path
 from services import actions as client
 
@@ -53,18 +54,24 @@ page = rv.runs_page(engine, flt, page_no)
 rows = rv.table_rows(engine, page.runs)
 
 st.caption(f"{page.total} run(s) match · page {page_no} of {pages}")
+widths = cols.WIDTHS  # every column in view at 1400 px, none clipped (issue 25)
 st.dataframe(
     rows,
     hide_index=True,
     width="stretch",
     key="runs_table",
+    column_order=cols.COLUMNS,
     column_config={
         "progress": st.column_config.ProgressColumn(
-            "progress", min_value=0.0, max_value=100.0, format="%.0f%%"
+            "progress", min_value=0.0, max_value=100.0, format="%.0f%%", width=widths["progress"]
         ),
-        "live": st.column_config.LinkColumn("live", display_text="open", width="small"),
-        "id": st.column_config.NumberColumn("id", width="small"),
-        "name": st.column_config.TextColumn("name", width="medium"),
+        "live": st.column_config.LinkColumn("live", display_text="open", width=widths["live"]),
+        "id": st.column_config.NumberColumn("id", width=widths["id"]),
+        **{
+            c: st.column_config.Column(cols.LABELS.get(c, c), width=w)
+            for c, w in widths.items()
+            if c not in ("progress", "live", "id")
+        },
     },
 )
 pager = st.container(horizontal=True)
@@ -87,6 +94,11 @@ picked = st.selectbox(
     format_func=lambda rid: f"#{rid} {by_id[rid].name} ({by_id[rid].status})",
 )
 run = by_id[picked]
+row = rows[rows["id"] == run.id].iloc[0]
+st.caption(  # the columns the table leaves out, and the name whole
+    f"#{run.id} {md(str(row['name']))} · dataset {md(run.dataset)} · owner {md(str(row['owner']))} · "
+    f"seed {run.seed} · attempt {run.attempt} · created {row['created']}",
+)
 allowed = rv.allowed_actions(run)
 permitted = rv.permitted_actions(actor, run)
 actions = st.container(horizontal=True, vertical_alignment="center")
