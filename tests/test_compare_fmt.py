@@ -26,3 +26,11 @@ def test_page_and_report_write_the_same() -> None:
 
     for p in (0.5, 0.0499, 0.00042, 1e-9):
         assert cv._p(p) == report._p(p) == format_p(p)
+
+
+def test_p_clause_never_writes_equals_before_less_than() -> None:
+    from bml_core.compare.fmt import p_clause
+
+    assert p_clause(0.0004) == "p < 0.001"
+    assert p_clause(0.0234) == "p = 0.023"
+    assert p_clause(None) == "p = —"

@@ -17,3 +17,9 @@ def format_p(p: float | None, missing: str = "—") -> str:
     if p < P_FLOOR:
         return f"< {P_FLOOR:g}"
     return f"{p:.3f}"
+
+
+def p_clause(p: float | None, missing: str = "—") -> str:
+    """`p = 0.023`, `p < 0.001` (never `p = < 0.001`); `p = —` when missing."""
+    text = format_p(p, missing)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"

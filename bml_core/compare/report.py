@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bml_core.compare import stats
-from bml_core.compare.fmt import format_p
+from bml_core.compare.fmt import format_p, p_clause
 from bml_core.compare.grouping import Grouping
 from bml_core.compare.published import UNIMODAL_METHODS, published_for
 from bml_core.compare.results import PRIMARY, TEST_SELECTED, GroupResult, Results, results
@@ -209,7 +209,11 @@ def headline(doc: Mapping[str, Any]) -> list[str]:
             lines.append(head + " — baseline")
         elif g.get("vs_baseline"):
             vs = g["vs_baseline"]
-            test = f"{vs['test']}, Holm p = {_p(vs.get('p_holm'))}" if vs.get("test") else "no test"
+            test = (
+                f"{vs['test']}, Holm {p_clause(vs.get('p_holm'), missing='–')}"
+                if vs.get("test")
+                else "no test"
+            )
             lines.append(f"{head}; {_diff_cell(vs)} vs {base} ({test}): {_verdict(g)}")
         else:
             lines.append(head)

@@ -13,7 +13,7 @@ import pandas as pd
 
 from bml_core.compare import grouping as cg
 from bml_core.compare import stats as cs
-from bml_core.compare.fmt import format_p
+from bml_core.compare.fmt import format_p, p_clause
 from bml_core.compare.results import PRIMARY, GroupResult, Results
 from bml_core.compare.results import results as compare_results
 
@@ -144,7 +144,7 @@ def winner_sentence(res: Results, names: Mapping[str, str]) -> str | None:
         return text
 
     def how(r: GroupResult) -> str:
-        return f"{test(r).test}, Holm p = {_p(test(r).p_holm)}"
+        return f"{test(r).test}, Holm {p_clause(test(r).p_holm)}"
 
     def mean(r: GroupResult) -> float:
         d = r.metrics.get(PRIMARY)
