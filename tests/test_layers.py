@@ -198,3 +198,29 @@ def test_real_tree_has_no_back_arrow(real_graph: dict[str, set[str]]) -> None:
 
 def test_real_tree_has_no_import_cycle(real_graph: dict[str, set[str]]) -> None:
     assert find_cycle(real_graph) is None
+
+
+def cross_page_imports(graph: dict[str, set[str]]) -> list[str]:
+    """`app.views.<a>...` importing `app.views.<b>...` with a != b: what pages share lives at
+    app/ level (app/text.py, app/address.py, app/progress.py ...), never in another page."""
+
+    def page(mod: str) -> str | None:
+        parts = mod.split(".")
+        return parts[2] if len(parts) > 2 and parts[:2] == ["app", "views"] else None
+
+    return sorted(
+        f"{mod} -> {target}"
+        for mod, targets in graph.items()
+        for target in targets
+        if page(mod) and page(target) and page(mod) != page(target)
+    )
+
+
+def test_planted_cross_page_import_fails() -> None:
+    graph = {"app.views.report.page": {"app.views.compare.data", "app.text"}, "app.views.compare.data": set()}
+    assert cross_page_imports(graph) == ["app.views.report.page -> app.views.compare.data"]
+
+
+def test_no_page_imports_another_page(real_graph: dict[str, set[str]]) -> None:
+    assert "app.views.report.page" in real_graph
+    assert cross_page_imports(real_graph) == []

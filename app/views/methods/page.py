@@ -7,7 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import catalog
-from app.views.methods import data as md
+from app.views.methods import data as methods_data
 from app.widgets import page_path
 
 st.title("Methods")
@@ -19,7 +19,7 @@ st.caption(
 for err in catalog.broken_plugins():
     st.warning(f"strategy plug-in not loaded: {err}", icon=":material/extension_off:")
 
-entries = md.methods()
+entries = methods_data.methods()
 # A table whose cells wrap (issue 25: a grid cut "what it does" mid-sentence at 800 px).
 st.table(
     [{"method": e.name, "cost": e.cost, "what it does": e.description} for e in entries],
@@ -55,7 +55,7 @@ st.caption(
     "the `bml.encoders`, `bml.fusions` and `bml.datasets` entry points or named in BML_PLUGINS "
     "(docs/PLUGINS.md). The Launch form offers them with their parameters."
 )
-for kind, rows in md.model_catalogue().items():
+for kind, rows in methods_data.model_catalogue().items():
     with st.container(key=f"catalogue-{kind}"):
-        st.markdown(f"#### {md.KIND_TITLES[kind]}")  # subheaders are the strategies' own
+        st.markdown(f"#### {methods_data.KIND_TITLES[kind]}")  # subheaders are the strategies' own
         st.dataframe(rows, hide_index=True, width="stretch")

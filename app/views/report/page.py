@@ -8,9 +8,9 @@ import streamlit as st
 
 import db
 from app import store
+from app.address import parse_groups, parse_run_ids
 from app.text import md, plain
-from app.views.compare import data as cv
-from app.views.report import data as rv
+from app.views.report import data as report_data
 from app.widgets import page_path
 
 st.title("Report")
@@ -18,8 +18,8 @@ engine = store.engine()
 url = db.database_url()
 known_groups = store.groups(url)
 
-groups_param, unknown = cv.parse_groups(st.query_params.get_all("group"), known_groups)
-ids_param, bad = cv.parse_run_ids(st.query_params.get("runs"))
+groups_param, unknown = parse_groups(st.query_params.get_all("group"), known_groups)
+ids_param, bad = parse_run_ids(st.query_params.get("runs"))
 for name in unknown:
     st.error(f"There is no group {md(repr(name))}.")
 if bad:
@@ -39,16 +39,16 @@ if not picked and not ids_param:
     st.info("Pick one or more groups (e.g. a sweep), or open this page from Compare.")
     st.stop()
 
-by = rv.split_list(st.query_params.get_all("by"))
+by = report_data.split_list(st.query_params.get_all("by"))
 baseline = st.query_params.get("baseline") or None
 try:
     with st.spinner("Building the report…"):
-        report = rv.build(engine, picked, ids_param, by or None, baseline)
+        report = report_data.build(engine, picked, ids_param, by or None, baseline)
 except (ValueError, KeyError) as exc:
     st.error(md(exc.args[0] if exc.args else exc, limit=2000))
     st.stop()
 
-stem = rv.file_stem(picked, ids_param)
+stem = report_data.file_stem(picked, ids_param)
 with st.container(horizontal=True):
     st.download_button(
         "Download HTML",
