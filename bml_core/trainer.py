@@ -371,7 +371,7 @@ class Trainer:
             step=self.global_step + 1,
             modalities=self.modalities,
             y=y,
-            run=self,
+            trainer=self,
             batch_idx=self.batch_in_epoch,
             training=training,
         )

@@ -100,7 +100,7 @@ class StepContext:
     modalities: list[str]
     scores: torch.Tensor | None = None  # s_m, [M], from undropped features (step events)
     y: torch.Tensor | None = None  # labels (step events)
-    run: Runtime | None = None  # the trainer (None in unit tests that build a context by hand)
+    trainer: Runtime | None = None  # the trainer (None in unit tests that build a context by hand)
     batch_idx: int = 0  # index of the batch within the epoch
     training: bool = True
     keep: torch.Tensor | None = None  # [B] bool: samples still in the loss (see keep_samples)
@@ -160,9 +160,9 @@ class StepContext:
 
     # ------------------------------------------------------------- the trainer's parts
     def _rt(self) -> Runtime:
-        if self.run is None:
+        if self.trainer is None:
             raise RuntimeError("this context has no trainer (built by hand in a test)")
-        return self.run
+        return self.trainer
 
     @property
     def cfg(self) -> RunConfig:
