@@ -93,7 +93,7 @@ def drive(engine: Any, study: Any, raw: dict[str, Any], space: list[Any], opts: 
         if ids:
             active[t.number] = (trial, ids)
         else:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _tell(study, trial, state=optuna.trial.TrialState.FAIL)
     while True:
         done = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
         while len(active) < opts["parallel"] and done + len(active) < opts["trials"]:
@@ -123,18 +123,29 @@ def drive(engine: Any, study: Any, raw: dict[str, Any], space: list[Any], opts: 
             if all(r.status in db.TERMINAL_STATUSES for r in runs):
                 # a run that finished before its stop took effect keeps its result
                 if number in pruning and [db.mark_pruned(engine, i) for i in ids].count(True):
-                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
                     typer.echo(f"trial {number}: pruned after {n} evaluation(s)")
                 elif all(r.status == "succeeded" for r in runs) and all(values):
                     best = [max(v) if maximize else min(v) for v in values]
                     value = sum(best) / len(best)
-                    study.tell(trial, value)
+                    _tell(study, trial, value)
                     typer.echo(f"trial {number}: {metric} {value:.4f}")
                 else:
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    _tell(study, trial, state=optuna.trial.TrialState.FAIL)
                     typer.echo(f"trial {number}: failed ({', '.join(r.status for r in runs)})")
                 del active[number]
         time.sleep(opts["poll"])
+
+
+def _tell(study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
+    """study.tell, where the grid sampler's "every grid point is taken" stop (Study.stop, which
+    Optuna refuses outside optimize()) is not an error: the trial's state is stored before it
+    is raised, and the driver ends on its own trial budget."""
+    try:
+        study.tell(trial, *args, **kwargs)
+    except RuntimeError as exc:
+        if "Study.stop" not in str(exc):
+            raise
 
 
 def register(app: typer.Typer) -> None:

@@ -88,3 +88,22 @@ def test_a_metric_of_the_configs_modality_is_accepted(store: Path, bml_exe: str)
     # passes every check (the metric included): only --trials is wrong, so it is the one named
     r = _tune(bml_exe, str(store), *OK, "--metric", "val/acc/visual", "--trials", "-1", "--name", "s3")
     assert r.returncode == 2 and "never logged" not in r.stderr and "--trials -1" in r.stderr
+
+
+def test_grid_sampler_exhausted_is_not_an_error() -> None:
+    """The grid sampler stops the study once every point is taken (Study.stop, refused outside
+    optimize()); the driver's tell stores the trial and goes on (before: the CLI died with
+    'Study.stop is supposed to be invoked inside an objective function')."""
+    import optuna
+
+    from bml_cli.tune_cmd import _tell
+
+    study = optuna.create_study(
+        sampler=optuna.samplers.GridSampler({"x": [1, 2]}, seed=0), direction="maximize"
+    )
+    dists = {"x": optuna.distributions.CategoricalDistribution([1, 2])}
+    trials = [study.ask(dists), study.ask(dists)]
+    for t in trials:
+        _tell(study, t, float(t.params["x"]))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert study.best_value == 2.0
