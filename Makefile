@@ -7,7 +7,7 @@ BML := $(VENV)/bin/bml
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install up test test-fast lint bench bench-store bench-strategies bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
+.PHONY: install up test test-fast lint bench bench-store bench-strategies bench-tune bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
 
 # torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
 $(STAMP): pyproject.toml
@@ -70,6 +70,11 @@ vendor-plotly:
 # "Every strategy on mfeat and synthetic"); tables and every number under bench/results/.
 bench-strategies: install
 	$(PY) bench/strategy_grid.py --markdown bench/results/strategy-grid.md --json bench/results/strategy-grid.json
+
+# ASHA vs the full grid of OPM q_base x lr on mfeat through two workers (docs/benchmarks.md,
+# "Tuning: ASHA vs the full grid").
+bench-tune: install
+	$(PY) bench/tune_vs_grid.py --json bench/results/tune-vs-grid.json
 
 bench-compare-venv: install
 	PYTHON=$(PYTHON) bash bench/compare_venv.sh
