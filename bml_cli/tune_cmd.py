@@ -1,8 +1,6 @@
-"""`bml tune` (issue 23): an Optuna study whose trials are ordinary runs on the workers. This
-process is the driver (no Optuna object in a worker): it asks Optuna for parameters, submits
-each trial's runs (group = the study) through services.actions, polls their stored evaluation
-series, reports them to the trial and prunes through the cancel path (status `pruned`).
-`bml study show S [--json]` reads a study back."""
+"""`bml tune` (issue 23): parses and checks the study's options, then runs the driver
+(services.tuning: trials are ordinary runs on the workers). `bml study show S [--json]` reads
+a study back."""
 
 from __future__ import annotations
 
@@ -15,137 +13,14 @@ import typer
 
 from bml_cli.common import EXIT_INVALID, fail, invalid_input_exits
 from services.studies import PRUNERS, SAMPLERS
-
-
-def _distributions(space: list[Any]) -> dict[str, Any]:
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    out: dict[str, Any] = {}
-    for p in space:
-        if p.kind == "float":
-            out[p.key] = FloatDistribution(float(p.low), float(p.high), log=p.log)
-        elif p.kind == "int":
-            out[p.key] = IntDistribution(int(p.low), int(p.high))
-        else:
-            out[p.key] = CategoricalDistribution(list(p.choices))
-    return out
+from services.tuning import drive, make_pruner, make_sampler
 
 
 def _sampler(name: str, space: list[Any]) -> Any:
-    import optuna
-
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=0)
-    if name == "grid":
-        grid: dict[str, list[Any]] = {}
-        for p in space:
-            if p.kind == "float":
-                raise fail(f"error: --sampler grid: {p.path} is a float range; give cat(...) or int(lo,hi)")
-            grid[p.key] = list(p.choices) if p.kind == "cat" else list(range(int(p.low), int(p.high) + 1))
-        return optuna.samplers.GridSampler(grid, seed=0)
-    if name == "cmaes":
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise fail("error: --sampler cmaes needs the package cmaes (pip install cmaes)") from None
-        return optuna.samplers.CmaEsSampler(seed=0)
-    return optuna.samplers.TPESampler(seed=0)
-
-
-def _pruner(name: str, evals: int) -> Any:
-    import optuna
-
-    if name == "asha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(evals, 1))
-    return optuna.pruners.NopPruner()
-
-
-def _series(engine: Any, run_id: int, metric: str) -> list[float]:
-    from db.errors import SeriesNotFound
-    from db.queries import series_since
-
     try:
-        data = series_since(engine, run_id, None, keys=[metric])
-    except SeriesNotFound:  # not evaluated yet
-        return []
-    return list(data[metric].values) if metric in data else []
-
-
-def drive(engine: Any, study: Any, raw: dict[str, Any], space: list[Any], opts: dict[str, Any]) -> None:
-    """Run the study to `trials` finished trials, at most `parallel` at a time."""
-    import optuna
-
-    import db
-    from bml_core.tune import trial_config
-    from services import actions as client
-
-    dists = _distributions(space)
-    metric, seeds, maximize = opts["metric"], opts["seeds"], opts["direction"] == "maximize"
-    active: dict[int, tuple[Any, list[int]]] = {}
-    pruning: set[int] = set()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):  # --resume
-        ids = list(t.user_attrs.get("run_ids") or [])
-        trial = optuna.trial.Trial(study, t._trial_id)
-        if ids:
-            active[t.number] = (trial, ids)
-        else:
-            _tell(study, trial, state=optuna.trial.TrialState.FAIL)
-    while True:
-        done = len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()])
-        while len(active) < opts["parallel"] and done + len(active) < opts["trials"]:
-            trial = study.ask(dists)
-            cfg = trial_config(raw, trial.params)
-            cfg["group"] = study.study_name
-            cfg["name"] = f"{study.study_name}-t{trial.number}"
-            cfg["tags"] = [f"trial:{trial.number}"] + [f"{k}={v}"[:100] for k, v in trial.params.items()]
-            ids = client.submit(cfg, seeds or None, engine=engine)
-            trial.set_user_attr("run_ids", ids)
-            active[trial.number] = (trial, ids)
-            typer.echo(f"trial {trial.number}: runs {ids} {trial.params}")
-        if not active:
-            break
-        for number, (trial, ids) in list(active.items()):
-            values = [_series(engine, i, metric) for i in ids]
-            n = min(len(v) for v in values)
-            reported = set(trial.storage.get_trial(trial._trial_id).intermediate_values)
-            for k in range(n):
-                if k + 1 not in reported:
-                    trial.report(sum(v[k] for v in values) / len(values), k + 1)
-            if number not in pruning and n and trial.should_prune():
-                pruning.add(number)
-                for i in ids:
-                    db.request_prune(engine, i, f"study {study.study_name} trial {number} at evaluation {n}")
-            runs = [db.get_run(engine, i) for i in ids]
-            if all(r.status in db.TERMINAL_STATUSES for r in runs):
-                # a run that finished before its stop took effect keeps its result
-                if number in pruning and [db.mark_pruned(engine, i) for i in ids].count(True):
-                    _tell(study, trial, state=optuna.trial.TrialState.PRUNED)
-                    typer.echo(f"trial {number}: pruned after {n} evaluation(s)")
-                elif all(r.status == "succeeded" for r in runs) and all(values):
-                    best = [max(v) if maximize else min(v) for v in values]
-                    value = sum(best) / len(best)
-                    _tell(study, trial, value)
-                    typer.echo(f"trial {number}: {metric} {value:.4f}")
-                else:
-                    _tell(study, trial, state=optuna.trial.TrialState.FAIL)
-                    typer.echo(f"trial {number}: failed ({', '.join(r.status for r in runs)})")
-                del active[number]
-        time.sleep(opts["poll"])
-
-
-def _tell(study: Any, trial: Any, *args: Any, **kwargs: Any) -> None:
-    """study.tell, where the grid sampler's "every grid point is taken" stop (Study.stop, which
-    Optuna refuses outside optimize()) is not an error: the trial's state is stored before it
-    is raised, and the driver ends on its own trial budget."""
-    try:
-        study.tell(trial, *args, **kwargs)
-    except RuntimeError as exc:
-        if "Study.stop" not in str(exc):
-            raise
+        return make_sampler(name, space)
+    except ValueError as exc:
+        raise fail(f"error: {exc}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -240,7 +115,7 @@ def register(app: typer.Typer) -> None:
             study_name=study_name or f"study-{int(time.time())}",
             storage=storage,
             sampler=_sampler(sampler, params),
-            pruner=_pruner(pruner, evals),
+            pruner=make_pruner(pruner, evals),
             direction=direction,  # type: ignore[arg-type]  # checked above
             load_if_exists=True,
         )

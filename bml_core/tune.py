@@ -1,6 +1,6 @@
 """Search spaces of `bml tune` (issue 23): `PATH=float(lo,hi[,log])|int(lo,hi)|cat(a,b,...)`,
 parsed and validated against the run config's own schema before anything is enqueued. Torch-free
-and Optuna-free (the CLI and the dashboard import it); the Optuna side lives in `bml_cli.tune_cmd`.
+and Optuna-free (the CLI and the dashboard import it); the Optuna side lives in `services.tuning` (the driver) and `bml_cli.tune_cmd`.
 
 A path is a dotted config key as for `--set` (`optim.lr`, `strategies.0.alpha`) or, for a
 strategy's parameter, the strategy's name in place of its index (`ogm_ge.alpha`). A range is

@@ -1,5 +1,5 @@
 """Starting a tuning study from the dashboard (issue 23, Tune on /launch). The driver of a
-study is `bml tune` (bml_cli.tune_cmd): it holds Optuna's sampler and pruner and polls the
+study is `bml tune` (its driver in services.tuning): it holds Optuna's sampler and pruner and polls the
 trials' runs for as long as the study lasts, so it must not live in the Streamlit process
 (a script rerun, a closed tab or a restarted app would end it). `start_study` checks the
 request as `bml tune` does (every error named by its field, nothing stored), writes the

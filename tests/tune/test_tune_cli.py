@@ -96,7 +96,7 @@ def test_grid_sampler_exhausted_is_not_an_error() -> None:
     'Study.stop is supposed to be invoked inside an objective function')."""
     import optuna
 
-    from bml_cli.tune_cmd import _tell
+    from services.tuning import tell as _tell
 
     study = optuna.create_study(
         sampler=optuna.samplers.GridSampler({"x": [1, 2]}, seed=0), direction="maximize"
