@@ -87,6 +87,8 @@ picked = st.selectbox(
     format_func=lambda rid: f"#{rid} {by_id[rid].name} ({by_id[rid].status})",
 )
 run = by_id[picked]
+if (origin := rv.lineage(run)) is not None:
+    st.container(key="runs-lineage").caption(f"Run #{run.id}: {origin}.")
 allowed = rv.allowed_actions(run)
 permitted = rv.permitted_actions(actor, run)
 actions = st.container(horizontal=True, vertical_alignment="center")
