@@ -7,7 +7,7 @@
     steps/s through the real sink (`db.sink.DbMetricSink`): `ReplayLoadGenerator`, a load
     generator, not a trainer;
 (c) page-time probes: direct calls of the page data functions, no HTTP and no browser
-    (`/runs`: `runs_page` + `table_rows`; `/live`: `live.data.refresh` of a streaming run;
+    (`/runs`: `filter_options`, the count, `runs_page` + `table_rows` of page 1; `/live`: `live.data.refresh` of a streaming run;
     `/compare`: `compare.data.runs_of` + `group` of up to 20 runs), in a loop while (a) and
     (b) run.
 
@@ -185,14 +185,23 @@ class LagProbe:
 # --------------------------------------------------------------------------- (c) pages
 
 
+def runs_page_data(engine: Any) -> object:
+    """What app/views/runs/page.py reads for page 1: the filter choices, the count (a one-row
+    page), the page of 25 and its table rows."""
+    from app.views.runs import data as rv
+
+    rv.filter_options(engine)
+    rv.runs_page(engine, rv.RunFilter(), 1, page_size=1)
+    return rv.table_rows(engine, rv.runs_page(engine, rv.RunFilter(), 1).runs)
+
+
 def page_probes(engine: Any, live_run: int, stop: threading.Event, times: dict[str, list[float]]) -> None:
     from app.views.compare import data as cv
     from app.views.live import data as lv
-    from app.views.runs import data as rv
 
     state = lv.LiveState(run_id=live_run)
     probes: dict[str, Callable[[], object]] = {
-        "/runs": lambda: rv.table_rows(engine, rv.runs_page(engine, rv.RunFilter(), 1).runs),
+        "/runs": lambda: runs_page_data(engine),
         "/live refresh": lambda: lv.refresh(engine, state),
         "/compare (20 runs)": lambda: cv.group(cv.runs_of(engine, groups="lab-queue")[0][:20]),
     }
@@ -239,13 +248,48 @@ def stop_workers(procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
 
 
 def add_filler_runs(engine: Any, n: int) -> None:
-    """n finished runs (no series): what a store holds after a semester, for the /runs page."""
-    import db
+    """n finished runs (no series): what a store holds after a semester, for the /runs page.
+    One validated config, inserted in bulk (the rows `db.create_run` + `finish_run` leave)."""
+    from datetime import UTC, datetime, timedelta
 
+    from sqlalchemy import insert
+
+    from bml_core.config import validate_config
+    from db.engine import write_tx
+    from db.models import Run
+
+    cfg = validate_config({"name": "old", "group": "old"})
+    doc = cfg.to_dict()
+    t0 = datetime.now(UTC) - timedelta(days=120)
+    rows = []
     for i in range(n):
-        rid = db.create_run(engine, {"name": f"old-{i}", "group": f"old-{i % 50}", "seed": i})
-        db.claim_run(engine, rid, "filler")
-        db.finish_run(engine, rid, "succeeded", summary={"test": {"acc": 0.5}})
+        created = t0 + timedelta(minutes=i)
+        rows.append(
+            {
+                "name": f"old-{i}",
+                "group_name": f"old-{i % 50}",  # the column's name (Run.group)
+                "status": "succeeded" if i % 10 else "failed",
+                "config": {**doc, "name": f"old-{i}", "group": f"old-{i % 50}", "seed": i},
+                "strategy": cfg.strategy_label,
+                "dataset": cfg.dataset.name,
+                "seed": i,
+                "attempt": 1,
+                "max_attempts": 3,
+                "worker": "filler",
+                "created_at": created,
+                "started_at": created,
+                "finished_at": created + timedelta(seconds=30),
+                "progress": 1.0,
+                "step": 100,
+                "total_steps": 100,
+                "summary": {"test": {"acc": 0.5}},
+                "cancel_requested": False,
+                "dropped_points": 0,
+            }
+        )
+    for start in range(0, n, 2000):
+        with write_tx(engine) as conn:
+            conn.execute(insert(Run), rows[start : start + 2000])
 
 
 def store_bytes(engine: Any) -> tuple[int, int]:

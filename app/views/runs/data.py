@@ -78,14 +78,9 @@ def best_val_accuracy(engine: Engine, run: db.RunInfo) -> float | None:
 
 
 def filter_options(engine: Engine) -> dict[str, list[str]]:
-    """Values to offer in the filters: strategies, datasets and groups present in the store."""
-    page = db.list_runs(engine, limit=None)
-    return {
-        "strategy": sorted({r.strategy for r in page.runs}),
-        "dataset": sorted({r.dataset for r in page.runs}),
-        "group": sorted({r.group for r in page.runs}),
-        "owner": sorted({r.owner for r in page.runs if r.owner}),
-    }
+    """Values to offer in the filters: strategies, datasets, groups and owners present in
+    the store (distinct values read by the store, never a listing of every run)."""
+    return db.filter_values(engine)
 
 
 def page_count(total: int, page_size: int = page_size_runs) -> int:
