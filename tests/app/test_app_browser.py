@@ -291,7 +291,7 @@ def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page
     open_page(page, f"{studio.url}/runs")
     choose(page, "runs_pick", f"#{opm1.id} {opm1.name} (succeeded)")
     page.locator(".st-key-runs_retry button").click()
-    page.get_by_text(f"Run {opm1.id} cloned as run").wait_for(timeout=30_000)
+    page.get_by_text(f"Run {opm1.id} cloned as run").first.wait_for(timeout=30_000)
     clone = max(r.id for r in db.list_runs(studio.engine, group="e2e-sweep").runs)
     open_page(page, f"{studio.url}/runs")
     run = db.get_run(studio.engine, clone)
@@ -301,7 +301,7 @@ def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page
     open_page(page, f"{studio.url}/runs")
     choose(page, "runs_pick", f"#{clone} {run.name} (cancelled)")
     page.locator(".st-key-runs_retry button").click()
-    page.get_by_text(f"Run {clone} cloned as run").wait_for(timeout=30_000)
+    page.get_by_text(f"Run {clone} cloned as run").first.wait_for(timeout=30_000)
     retried = max(r.id for r in db.list_runs(studio.engine, group="e2e-sweep").runs)
     _wait_status(studio.engine, retried, {"succeeded"}, timeout_s=300)
 
