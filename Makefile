@@ -7,7 +7,7 @@ BML := $(VENV)/bin/bml
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8501
 
-.PHONY: install up test test-fast lint bench bench-store bench-strategies bench-tune bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
+.PHONY: install up test test-fast lint bench bench-store bench-strategies bench-tune bench-lab bench-compare-venv bench-dashboard vendor-plotly services system-deps clean
 
 # torch first and pinned exactly: a looser range pulls a multi-GB CUDA build on these machines.
 $(STAMP): pyproject.toml
@@ -48,6 +48,12 @@ bench-store: install
 	$(PY) bench/store_reads.py
 	$(PY) bench/store_memory.py
 	$$(test -x .venv-compare/bin/python && echo .venv-compare/bin/python || echo $(PY)) bench/store_overhead.py
+
+# A lab at scale (docs/benchmarks.md, "Lab scale"; issue 22): 8 `bml worker` processes draining
+# 1,000 real runs, 50 replay streams x 20 steps/s x 30 keys through the sink, page data timed,
+# on this machine's PostgreSQL (own database) and Redis (own key prefix). QUICK=1: the CI size.
+bench-lab: install services
+	mkdir -p bench/results && $(PY) bench/lab_scale.py $(if $(QUICK),--quick) --json bench/results/lab-scale$(if $(QUICK),-quick).json
 
 # Dashboard benchmarks (docs/benchmarks.md, section Dashboard): the Compare page with 20 runs x
 # 10k steps drawn in Chromium, and the cost of one Live refresh.

@@ -1,4 +1,4 @@
-"""`bml submit`, `bml cancel`, `bml worker` and `bml up`: launching runs on Celery workers."""
+"""`bml submit`, `bml cancel`, `bml retry`, `bml delete`, `bml rerun`, `bml worker` and `bml up`: launching runs on Celery workers."""
 
 from __future__ import annotations
 
@@ -83,6 +83,28 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"run {run_id}: " + ("cancelling (stops within seconds)" if status == "running" else status)
         )
+
+    @app.command()
+    def retry(run_id: int = typer.Argument(..., help="the run to retry")) -> None:
+        """Queue a clone of the run (same config and seed) as a new run, recorded as its
+        retry (`retry_of`: Compare counts the newest copy of the seed); prints its id."""
+        from db import PermissionDenied, RunNotFound
+        from services.actions import BrokerUnavailable
+        from services.actions import retry as retry_run
+
+        check_run_id(run_id)
+        try:
+            new_id = retry_run(run_id, engine=_engine())
+        except RunNotFound:
+            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        except (PermissionDenied, ValueError) as exc:  # ValueError: an own-loop run has no config to run
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        except BrokerUnavailable as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_FAILURE) from None
+        typer.echo(new_id)
 
     @app.command()
     def delete(

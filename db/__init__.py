@@ -63,6 +63,7 @@ from db.queries import (
     series_since,
     series_tail,
 )
+from db.run_filters import filter_values
 from db.runs import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
@@ -140,6 +141,7 @@ __all__ = [
     "heartbeat",
     "latest_values",
     "list_groups",
+    "filter_values",
     "list_runs",
     "make_engine",
     "request_cancel",

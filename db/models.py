@@ -151,6 +151,10 @@ class Run(Base):
     environment: Mapped[dict[str, Any] | None] = mapped_column(JsonDoc)
     # the run this one exactly reruns (`bml rerun`); no foreign key: the original may be deleted
     rerun_of: Mapped[int | None] = mapped_column(Integer)
+    # the run this one is a retry (a clone) of: Compare counts the newest copy of a retried
+    # seed; NULL for every other run (an identical relaunch is its own run). Deleting the
+    # original sets it to NULL (db.delete_run).
+    retry_of: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), index=True)
 
 
 class RunTag(Base):

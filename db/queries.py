@@ -65,6 +65,7 @@ class RunInfo:
     sweep_id: int | None
     owner: str | None = None  # who launched it (None: before accounts existed)
     rerun_of: int | None = None  # the run this one exactly reruns
+    retry_of: int | None = None  # the run this one is a retry (clone) of
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: timestamps as ISO 8601 strings."""

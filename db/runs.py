@@ -66,10 +66,12 @@ def create_run(
     sweep_id: int | None = None,
     owner: str | None = None,
     rerun_of: int | None = None,
+    retry_of: int | None = None,
 ) -> int:
     """Validate the config (bml_core.config.ConfigError when invalid: nothing is stored),
     insert a `queued` run and return its id. name/group/tags default to the config's.
-    `owner`: who launched it; `rerun_of`: the run it exactly reruns."""
+    `owner`: who launched it; `rerun_of`: the run it exactly reruns; `retry_of`: the run it
+    is a retry (clone) of."""
     # the path rules are submit's (bml submit, the form); the worker checks every path against
     # BML_DATA_ROOTS before it opens a file (bml_core.dataspecs.check_dataset_paths)
     cfg = config if isinstance(config, RunConfig) else validate_config(config, path_rules=False)
@@ -106,6 +108,8 @@ def create_run(
                 sweep_id=sweep_id,
                 owner=owner,
                 rerun_of=rerun_of,
+                # named only for a retry, so a store one migration behind still takes new runs
+                **({} if retry_of is None else {"retry_of": retry_of}),
             )
             .returning(Run.id)
         ).scalar_one()
@@ -323,6 +327,8 @@ def delete_run(engine: Engine, run_id: int, force: bool = False, actor: Actor | 
         conn.execute(delete(Series).where(Series.run_id == run_id))
         conn.execute(delete(Event).where(Event.run_id == run_id))
         conn.execute(delete(RunTag).where(RunTag.run_id == run_id))
+        # its retries stay, no longer linked (runs.retry_of is a foreign key)
+        conn.execute(update(Run).where(Run.retry_of == run_id).values(retry_of=None))
         conn.execute(delete(Run).where(Run.id == run_id))
 
 

@@ -284,15 +284,21 @@ def _refuse_own_loop(run: Any, action: str) -> None:
 
 
 def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
-    """A clone of the run (same config) as a new queued run owned by the actor; returns
-    its id. Operators retry their own runs, admins any (audited)."""
+    """A clone of the run (same config) as a new queued run owned by the actor, linked to
+    it (`retry_of`); returns its id. Operators retry their own runs, admins any (audited)."""
     eng = _engine(engine)
     act = actor or current_actor(eng)
     run = get_run(eng, run_id)
     _refuse_own_loop(run, "retry")
     authorize(act, "retry", run.owner, what=f"run {run_id}")
     new_id = create_run(
-        eng, run.config, name=retry_name(run.name, run_id), group=run.group, tags=run.tags, owner=act.name
+        eng,
+        run.config,
+        name=retry_name(run.name, run_id),
+        group=run.group,
+        tags=run.tags,
+        owner=act.name,
+        retry_of=run_id,
     )
     log_action(eng, act, "retry", run_id=run_id, detail=f"as run {new_id}")
     _enqueue_all(eng, [new_id])

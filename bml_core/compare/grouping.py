@@ -2,7 +2,7 @@
 config path whose value differs between the selected runs except the seed (and the name,
 group and tags), so a sweep splits by strategy and swept parameters. Runs that cannot be
 pooled are kept aside with the reason (failed, cancelled, still running or queued, no
-summary, an older duplicate of a retried seed), never averaged in silently.
+summary, an older copy of a retried seed: `runs.retry_of`), never averaged in silently.
 
 Strategies are read by name, not by list position: `strategies` is the list's label
 (`opm+ogm_ge`, `joint` when empty) and `<name>.<param>` a parameter of one of them.
@@ -64,6 +64,7 @@ class RunRecord:
     progress: float = 0.0
     error: str | None = None
     wall_s: float | None = None
+    retry_of: int | None = None  # the run this one is a retry (clone) of (`runs.retry_of`)
 
     @classmethod
     def of(cls, run: Any) -> RunRecord:
@@ -86,6 +87,7 @@ class RunRecord:
             progress=float(_field(run, "progress", 0.0) or 0.0),
             error=_field(run, "error"),
             wall_s=wall,
+            retry_of=None if _field(run, "retry_of") is None else int(_field(run, "retry_of")),
         )
 
 
@@ -322,33 +324,40 @@ def _exclusion(r: RunRecord, statuses: Sequence[str]) -> str | None:
     return None
 
 
-def _seed_identity(r: RunRecord) -> str:
-    cfg = {k: v for k, v in r.config.items() if k not in ("name", "tags")}
-    return json.dumps(cfg, sort_keys=True, default=str)
+def _retry_root(r: RunRecord, by_id: Mapping[int, RunRecord]) -> int:
+    """The first run of r's retry chain among the selected runs (r itself when it is no
+    retry); when the chain leaves the selection, the last run it names."""
+    seen = {r.id}
+    while r.retry_of is not None:
+        parent = by_id.get(r.retry_of)
+        if parent is None or parent.id in seen:
+            return r.retry_of
+        seen.add(parent.id)
+        r = parent
+    return r.id
 
 
 def _mark_retries(runs: list[GroupedRun]) -> None:
-    """Runs with the same config and seed as an earlier run are retries (clones) of it;
-    among pooled copies of one seed only the newest counts."""
-    first: dict[str, int] = {}
-    newest_included: dict[str, GroupedRun] = {}
+    """Retries are what the store says they are (`runs.retry_of`, set by Retry): among the
+    pooled copies of one retry chain only the newest counts. An identical relaunch (same
+    config and seed, not a retry) is a run of its own and counts."""
+    by_id = {gr.record.id: gr.record for gr in runs}
+    newest_included: dict[int, GroupedRun] = {}
     for gr in sorted(runs, key=lambda g: g.record.id):
-        ident = _seed_identity(gr.record)
-        if ident in first:
-            gr.retry_of = first[ident]
-            gr.flags.append(f"retry of #{first[ident]}")
-        else:
-            first[ident] = gr.record.id
+        if gr.record.retry_of is not None:
+            gr.retry_of = gr.record.retry_of
+            gr.flags.append(f"retry of #{gr.record.retry_of}")
         if gr.record.attempt > 1:
             gr.flags.append(f"resumed (attempt {gr.record.attempt})")
         if gr.included:
-            older = newest_included.get(ident)
+            chain = _retry_root(gr.record, by_id)
+            older = newest_included.get(chain)
             if older is not None:
                 older.included = False
                 older.reason = (
-                    f"same config and seed as run #{gr.record.id}, a later retry that counts instead"
+                    f"retried as run #{gr.record.id}, the newer copy of this seed, which counts instead"
                 )
-            newest_included[ident] = gr
+            newest_included[chain] = gr
 
 
 def group_runs(

@@ -317,7 +317,7 @@ def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page
     assert [r["n"] for r in _download_csv(page, "Download results CSV")] == ["2", "2", "2"]
     runs = {int(r["run"]): r for r in _download_csv(page, "Download runs CSV")}
     assert clone not in runs and opm1.id not in runs  # the cancelled clone; the older copy of seed 1
-    assert runs[retried]["note"] == f"retry of #{opm1.id}" and runs[retried]["seed"] == "1"
+    assert runs[retried]["note"] == f"retry of #{clone}" and runs[retried]["seed"] == "1"  # runs.retry_of
 
     after_rerun(page, lambda: page.locator(".st-key-compare_excluded label").first.click())
     results = _download_csv(page, "Download results CSV")

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 import db
 from app.views.compare import data as cv
 from tests.helpers.apptest import chart_specs, errors_of, frame_with, open_page
-from tests.helpers.stored_runs import add_run, summary_for
+from tests.helpers.stored_runs import add_run, series_for, summary_for
 
 
 @pytest.fixture
@@ -235,10 +235,14 @@ def test_a_sweep_of_three_strategies_and_two_seeds_gives_three_groups_with_verdi
 
 def test_cancelled_failed_and_running_runs_are_left_out_and_a_retry_counts_once(engine: Engine) -> None:
     ids = _sweep(engine)
-    # opm seed 1 was first launched, cancelled half-way, then retried (a clone, as the Runs page does)
-    cancelled = add_run(engine, "sweep-opm-s1", "sweep", ["opm"], seed=1, steps=60, status="cancelled")
+    # opm seed 1 was retried (a clone, as the Runs page does), that copy cancelled half-way and
+    # retried again: runs.retry_of links the chain, the newest copy counts
     from services.actions import retry
 
+    cancelled = retry(ids["opm"][1], engine=engine)
+    db.claim_run(engine, cancelled, "test-worker")
+    db.write_points(engine, cancelled, series_for(["opm"], range(1, 61), 1))
+    db.finish_run(engine, cancelled, "cancelled")
     retried = retry(cancelled, engine=engine)
     db.claim_run(engine, retried, "test-worker")
     db.finish_run(
@@ -260,7 +264,7 @@ def test_cancelled_failed_and_running_runs_are_left_out_and_a_retry_counts_once(
         and running not in set(runs["run"])
     )
     note = runs[runs["run"] == retried].iloc[0]["note"]
-    assert note == f"retry of #{ids['opm'][1]}"  # the first run with this config and seed
+    assert note == f"retry of #{cancelled}"  # the run it cloned (runs.retry_of)
     assert [t["name"] for t in _lines(at, "val/acc")] == ["joint (n=2)", "ogm_ge (n=2)", "opm (n=2)"]
 
     at.toggle(key="compare_excluded").set_value(True).run()
@@ -285,6 +289,19 @@ def test_cancelled_failed_and_running_runs_are_left_out_and_a_retry_counts_once(
         f"opm · seed 1 · #{cancelled} · retry of #{ids['opm'][1]} · cancelled, not pooled",
         f"ogm_ge · seed 2 · #{failed} · failed, not pooled",
     }
+
+
+def test_an_identical_relaunch_counts_as_its_own_run(engine: Engine) -> None:
+    ids = _sweep(engine)
+    # opm seed 1 launched again with the same config (not a Retry): no retry_of, both count
+    relaunch = add_run(engine, "sweep-opm-s1", "sweep", ["opm"], seed=1, steps=60)
+    assert db.get_run(engine, relaunch).retry_of is None
+    at = open_page("compare", group="sweep")
+    assert not at.exception
+    assert list(frame_with(at, "verdict")["n"]) == [2, 2, 3]
+    runs = frame_with(at, "seed").set_index("run")
+    assert {ids["opm"][1], relaunch} <= set(runs.index)
+    assert "retry" not in str(runs.loc[relaunch, "note"])
 
 
 def test_the_group_key_can_be_picked(engine: Engine) -> None:

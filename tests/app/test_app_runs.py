@@ -139,6 +139,13 @@ def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[in
     # the clone's config is the original's; only its name says what it is (issue 14)
     original = db.get_run(engine, done).config
     assert db.get_run(engine, clone).config == {**original, "name": f"{original['name']} (retry of #{done})"}
+    # and the store records what it is: runs.retry_of, shown on the page (issue 22)
+    assert db.get_run(engine, clone).retry_of == done and db.get_run(engine, done).retry_of is None
+    at.run()
+    table = frame_with(at, "ETA").set_index("id")
+    assert table.loc[clone, "retry of"] == f"#{done}" and table.loc[done, "retry of"] == "—"
+    at.selectbox(key="runs_pick").set_value(clone).run()
+    assert f"Run #{clone}: retry of #{done}." in [c.value for c in at.caption]
 
     at.selectbox(key="runs_pick").set_value(done).run()
     at.button(key="runs_delete").click().run()

@@ -109,20 +109,44 @@ def test_excluded_statuses_keep_their_group_and_reason() -> None:
 
 def test_retry_clone_is_labelled_and_only_the_newest_copy_of_a_seed_counts() -> None:
     runs = sweep()
-    cancelled = run(cfg(["opm"], 1), status="cancelled")
+    first_opm_seed1 = runs[5]
+    cancelled = run(cfg(["opm"], 1), status="cancelled", retry_of=first_opm_seed1["id"])
     runs.append(cancelled)
-    clone = run(cfg(["opm"], 1))  # `Retry (clone)`: same config, new run
+    clone = run(cfg(["opm"], 1), retry_of=cancelled["id"])  # a retry of the retry
     runs.append(clone)
     g = group_runs(runs)
     opm = g.group("opm")
-    assert opm.n == 2 and opm.seeds == [0, 1]
+    assert opm.n == 2 and opm.seeds == [0, 1] and opm.run_ids == [runs[4]["id"], clone["id"]]
     by_id = {r.record.id: r for r in g.runs}
-    first_opm_seed1 = runs[5]["id"]
-    assert by_id[clone["id"]].retry_of == first_opm_seed1 and by_id[clone["id"]].included
-    assert "retry of" in by_id[clone["id"]].flags[0]
-    assert by_id[first_opm_seed1].included is False
-    assert "later retry" in (by_id[first_opm_seed1].reason or "")
+    assert by_id[clone["id"]].retry_of == cancelled["id"] and by_id[clone["id"]].included
+    assert by_id[clone["id"]].flags == [f"retry of #{cancelled['id']}"]
+    # the chain clone -> cancelled -> first: the first gives way to the newest copy that counts
+    assert by_id[first_opm_seed1["id"]].included is False
+    assert by_id[first_opm_seed1["id"]].reason == (
+        f"retried as run #{clone['id']}, the newer copy of this seed, which counts instead"
+    )
     assert by_id[cancelled["id"]].reason == "cancelled"
+    assert by_id[cancelled["id"]].flags == [f"retry of #{first_opm_seed1['id']}"]
+
+
+def test_an_identical_relaunch_is_its_own_run_not_a_retry() -> None:
+    runs = sweep()
+    relaunch = run(cfg(["opm"], 1))  # same config and seed, launched again: no retry_of
+    runs.append(relaunch)
+    g = group_runs(runs)
+    opm = g.group("strategies=opm")
+    assert opm.n == 3 and opm.seeds == [0, 1, 1]
+    by_id = {r.record.id: r for r in g.runs}
+    assert by_id[relaunch["id"]].retry_of is None and by_id[relaunch["id"]].flags == []
+    assert by_id[runs[5]["id"]].included and by_id[runs[5]["id"]].reason is None
+
+
+def test_a_retry_whose_original_is_not_selected_counts() -> None:
+    runs = sweep()
+    clone = run(cfg(["opm"], 1), retry_of=9_999)  # the original was deleted or not picked
+    g = group_runs([*runs[:5], clone])
+    assert g.group("strategies=opm").run_ids == [runs[4]["id"], clone["id"]]
+    assert next(r for r in g.runs if r.record.id == clone["id"]).flags == ["retry of #9999"]
 
 
 def test_resumed_attempt_is_flagged_but_counts() -> None:

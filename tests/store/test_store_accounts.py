@@ -43,7 +43,7 @@ def test_upgrade_from_0001_keeps_existing_runs(tmp_path: Path) -> None:
         db.check_schema(engine)
     assert db.upgrade(engine, "0002_accounts") == "0002_accounts"
     # 0003_alerts and 0004_ids (issue 14: ids never reused) keep them too
-    assert db.upgrade(engine) == db.head_revision() == "0004_ids"
+    assert db.upgrade(engine) == db.head_revision() == "0005_retry_of"
     db.check_schema(engine)
     run = db.get_run(engine, 7)
     assert (run.name, run.group, run.status, run.seed, run.step) == ("old", "g0", "succeeded", 3, 42)

@@ -70,6 +70,32 @@ def test_retry_is_named_after_the_run_it_retries(engine: Engine, sent: list[int]
     assert message == f"Run {again.id} cancelled."
 
 
+def test_bml_retry_records_the_run_it_clones(engine: Engine, sent: list[int]) -> None:
+    """Issue 22: `bml retry N` queues a clone with runs.retry_of = N; a retry of that retry
+    names its own original; a relaunch of the same config (bml submit) is no retry."""
+    from services import actions as client
+
+    (rid,) = client.submit({"name": "probe", "seed": 4}, engine=engine)
+    client.cancel(rid, engine=engine)
+    result = runner.invoke(app, ["retry", str(rid)])
+    assert result.exit_code == 0, result.stderr
+    clone = int(result.stdout.strip())
+    run = db.get_run(engine, clone)
+    assert (run.retry_of, run.seed, run.status, run.name) == (rid, 4, "queued", f"probe (retry of #{rid})")
+    assert sent == [rid, clone]
+    again = int(runner.invoke(app, ["retry", str(clone)]).stdout.strip())
+    assert db.get_run(engine, again).retry_of == clone
+    (relaunch,) = client.submit({"name": "probe", "seed": 4}, engine=engine)
+    assert db.get_run(engine, relaunch).retry_of is None
+    listed = {r.id: r.retry_of for r in db.list_runs(engine, limit=None).runs}
+    assert listed == {rid: None, clone: rid, again: clone, relaunch: None}
+    # the original deleted: its retry stays, no longer linked
+    client.delete(rid, engine=engine)
+    assert db.get_run(engine, clone).retry_of is None and db.get_run(engine, again).retry_of == clone
+    bad = runner.invoke(app, ["retry", "999999"])
+    assert bad.exit_code == 2 and "no run with id 999999" in bad.stderr
+
+
 def test_submit_refuses_bad_dataset_params_and_stores_nothing(engine: Engine, tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("name: bad\ndataset: {name: mfeat, params: {views: [pix, nonsense]}}\n")
@@ -89,7 +115,8 @@ def test_sqlite_upgrade_to_autoincrement_keeps_runs_and_their_data(tmp_path: Pat
     ids = [db.create_run(engine, {"name": f"r{i}"}) for i in range(3)]
     db.write_points(engine, ids[0], {"train/loss": [(1, 0.5), (2, 0.25)]})
     db.add_event(engine, ids[0], "info", "kept")
-    assert db.upgrade(engine) == "0004_ids"
+    assert db.upgrade(engine, "0004_ids") == "0004_ids"
+    db.upgrade(engine)  # the reads below are the current code's (0005_retry_of adds a column)
     assert [r.id for r in db.list_runs(engine, limit=None).runs] == ids[::-1]
     assert db.series_since(engine, ids[0], keys=["train/loss"])["train/loss"].values == [0.5, 0.25]
     assert [e.message for e in db.run_events(engine, ids[0])] == ["kept"]

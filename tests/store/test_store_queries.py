@@ -258,3 +258,17 @@ def test_events_in_order_and_incrementally(engine: Engine) -> None:
     assert events[1].level == "warning" and events[0].time.tzinfo is not None
     with pytest.raises(ValueError):
         db.add_event(engine, run_id, "loud", "x")
+
+
+def test_filter_values_are_the_distinct_values_in_the_store(engine: Engine) -> None:
+    """The Runs page's filter choices (issue 22: read as DISTINCT, not by listing every run)."""
+    assert db.filter_values(engine) == {"strategy": [], "dataset": [], "group": [], "owner": []}
+    db.create_run(engine, {"name": "a", "group": "g2", "strategies": ["opm"]}, owner="ada")
+    db.create_run(engine, {"name": "b", "group": "g1", "strategies": ["opm"]}, owner="ada")
+    db.create_run(engine, {"name": "c", "group": "g1", "dataset": {"name": "mfeat"}})  # no owner
+    assert db.filter_values(engine) == {
+        "strategy": ["joint", "opm"],
+        "dataset": ["mfeat", "synthetic"],
+        "group": ["g1", "g2"],
+        "owner": ["ada"],
+    }

@@ -53,14 +53,9 @@ def best_val_accuracy(engine: Engine, run: db.RunInfo) -> float | None:
 
 
 def filter_options(engine: Engine) -> dict[str, list[str]]:
-    """Values to offer in the filters: strategies, datasets and groups present in the store."""
-    page = db.list_runs(engine, limit=None)
-    return {
-        "strategy": sorted({r.strategy for r in page.runs}),
-        "dataset": sorted({r.dataset for r in page.runs}),
-        "group": sorted({r.group for r in page.runs}),
-        "owner": sorted({r.owner for r in page.runs if r.owner}),
-    }
+    """Values to offer in the filters: strategies, datasets, groups and owners present in
+    the store (distinct values read by the store, never a listing of every run)."""
+    return db.filter_values(engine)
 
 
 def page_count(total: int, page_size: int = page_size_runs) -> int:
@@ -106,6 +101,7 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
                 "seed": r.seed,
                 "best val acc": "—" if best is None else f"{best:.4f}",
                 "attempt": r.attempt,
+                "retry of": "—" if r.retry_of is None else f"#{r.retry_of}",
                 "alerts": counts_text(alerts.get(r.id, {})),
                 "created": r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
                 "live": f"/live?run={r.id}",
@@ -126,9 +122,20 @@ def table_rows(engine: Engine, runs: list[db.RunInfo], now: datetime | None = No
         "owner",
         "seed",
         "attempt",
+        "retry of",
         "created",
     ]  # fmt: skip  (what must be seen without scrolling comes first)
     return pd.DataFrame(rows, columns=columns)
+
+
+def lineage(run: db.RunInfo) -> str | None:
+    """`retry of #N` (runs.retry_of: a clone made by Retry) or `an exact rerun of #N`; None
+    for a run launched on its own (an identical relaunch included)."""
+    if run.retry_of is not None:
+        return f"retry of #{run.retry_of}"
+    if run.rerun_of is not None:
+        return f"an exact rerun of #{run.rerun_of}"
+    return None
 
 
 def allowed_actions(run: db.RunInfo) -> dict[str, bool]:

@@ -99,6 +99,8 @@ st.caption(  # the columns the table leaves out, and the name whole
     f"#{run.id} {md(str(row['name']))} · dataset {md(run.dataset)} · owner {md(str(row['owner']))} · "
     f"seed {run.seed} · attempt {run.attempt} · created {row['created']}",
 )
+if (origin := rv.lineage(run)) is not None:
+    st.container(key="runs-lineage").caption(f"Run #{run.id}: {origin}.")
 allowed = rv.allowed_actions(run)
 permitted = rv.permitted_actions(actor, run)
 actions = st.container(horizontal=True, vertical_alignment="center")
