@@ -1,14 +1,23 @@
-"""Own-loop tracking overhead: the step time of a plain PyTorch loop (a 2-modality MLP of its
-own, batch 64, torch 1 thread) with `bml_core.init` + `run.log_step` ÷ the same loop without
-logging (target <= 1.02), interleaved in one process. When mlflow and tensorboard are
-importable (`make bench-compare-venv`), MLflow `log_metrics` (SQLite store) and TensorBoard
-`add_scalar` log the same keys (the ones log_step computes, by the same code) in the same rounds.
+"""Own-loop tracking overhead: the step time of a plain PyTorch loop (a 2-modality model of
+its own, batch 64, torch 1 thread, CPU) with `bml_core.init` + `run.log_step` ÷ the same loop
+without logging (target <= 1.02), interleaved in one process. Two models (`--model`): `mlp`
+(two 2-layer MLP encoders 256->256->256, a step of about 2 ms) and `cnn` (two small CNN
+encoders on 1x32x32 "spectrogram" and 3x32x32 "frame" inputs, a step of tens of ms); both
+end in an nn.Linear head over the concatenated features (10 classes). When mlflow and
+tensorboard are importable (`make bench-compare-venv`), MLflow `log_metrics` (SQLite store)
+and TensorBoard `add_scalar` log the same keys (computed by the same StepScorer, in the
+loop) in the same rounds.
 
-    .venv/bin/python bench/own_loop.py            # bml vs none
-    .venv-compare/bin/python bench/own_loop.py    # + mlflow, tensorboard
+    .venv/bin/python bench/own_loop.py --model mlp            # bml vs none
+    .venv-compare/bin/python bench/own_loop.py --model cnn    # + mlflow, tensorboard
+    .venv/bin/python bench/own_loop.py --diagnose             # + bml-eager, bml-calls
+
+`--diagnose` adds two rows to tell the costs apart: `bml-eager` (the scorer thread woken
+for every step, no GIL yields: the batching's "without") and `bml-calls` (log_step's call
+only: the scorer never runs, what it would score is discarded).
 
 Each round runs one block per variant in a shuffled order; a block's time is the wall time of
-its steps plus the flush of an asynchronous writer at its end (the sink's thread,
+its steps plus the flush of an asynchronous writer at its end (the scorer and sink threads,
 TensorBoard's), so that no block leaves work to the next one. Reported: each variant's step
 time ÷ the no-logging block of the same round, median [min - max]."""
 
@@ -29,13 +38,75 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from store_common import machine, summary  # noqa: E402
 
 Logger = Callable[[int, Any, Any, Any, Any], None]
+STEPS = {"mlp": 200, "cnn": 20}  # per block unless --steps
+MODELS = {
+    "mlp": "two 2-layer MLP encoders 256->256->256 on [64, 256] inputs, Linear(512, 10) head",
+    "cnn": "two 3-conv CNN encoders (16-32-64 channels, 3x3, max-pool, global average, Linear(64, 128)) "
+    "on [64, 1, 32, 32] and [64, 3, 32, 32] inputs, Linear(256, 10) head",
+}
+
+
+def build_model(kind: str) -> tuple[Any, list[tuple[Any, Any, Any]]]:
+    """The user's model (nothing from bml_core) and 50 batches of 64 (audio, visual, labels)."""
+    import torch
+    from torch import nn
+
+    def cnn(channels: int) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(64, 128),
+            nn.ReLU(),
+        )
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            if kind == "mlp":
+                self.audio: nn.Module = nn.Sequential(
+                    nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU()
+                )
+                self.visual: nn.Module = nn.Sequential(
+                    nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU()
+                )
+                self.head = nn.Linear(512, 10)
+            else:
+                self.audio, self.visual, self.head = cnn(1), cnn(3), nn.Linear(256, 10)
+
+        def forward(self, xa: torch.Tensor, xv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            f = {"audio": self.audio(xa), "visual": self.visual(xv)}
+            return self.head(torch.cat([f["audio"], f["visual"]], 1)), f
+
+    torch.manual_seed(0)
+    model = Net()
+    g = torch.Generator().manual_seed(0)
+    shapes = ((256,), (256,)) if kind == "mlp" else ((1, 32, 32), (3, 32, 32))
+    data = [
+        (
+            torch.randn(64, *shapes[0], generator=g),
+            torch.randn(64, *shapes[1], generator=g),
+            torch.randint(0, 10, (64,), generator=g),
+        )
+        for _ in range(50)
+    ]
+    return model, data
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", choices=sorted(MODELS), default="mlp", help="the user's model (see above)")
     ap.add_argument("--rounds", type=int, default=30)
-    ap.add_argument("--steps", type=int, default=200, help="steps per block (MLflow: a fifth)")
+    ap.add_argument("--steps", type=int, help="steps per block (default: mlp 200, cnn 20; MLflow: a fifth)")
     ap.add_argument("--no-compare", action="store_true", help="skip MLflow and TensorBoard")
+    ap.add_argument("--diagnose", action="store_true", help="add bml-eager and bml-calls (see above)")
     ap.add_argument("--json", type=Path, help="write the raw figures here")
     ap.add_argument(
         "--balancer",
@@ -46,6 +117,7 @@ def main() -> None:
     if args.balancer:
         balancer_vs_native(args)
         return
+    steps = args.steps or STEPS[args.model]
 
     import torch
     from torch import nn
@@ -55,45 +127,33 @@ def main() -> None:
     torch.set_num_threads(1)
     started = machine()
     work = Path(tempfile.mkdtemp(prefix="bml-own-loop-"))
-
-    class Net(nn.Module):  # the user's model: nothing from bml_core
-        def __init__(self) -> None:
-            super().__init__()
-            self.audio = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
-            self.visual = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU())
-            self.head = nn.Linear(512, 10)
-
-        def forward(self, xa: torch.Tensor, xv: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            f = {"audio": self.audio(xa), "visual": self.visual(xv)}
-            return self.head(torch.cat([f["audio"], f["visual"]], 1)), f
-
-    torch.manual_seed(0)
-    model = Net()
+    model, data = build_model(args.model)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    g = torch.Generator().manual_seed(0)
-    data = [
-        (
-            torch.randn(64, 256, generator=g),
-            torch.randn(64, 256, generator=g),
-            torch.randint(0, 10, (64,), generator=g),
+    store = f"sqlite:///{work / 'bml.db'}"
+
+    def new_run(name: str, **options: Any) -> Any:
+        return bml_core.init(
+            name=name, group="bench", modalities=["audio", "visual"], num_classes=10, store=store, **options
         )
-        for _ in range(50)
-    ]
-    run = bml_core.init(
-        name="own-loop-bench",
-        group="bench",
-        modalities=["audio", "visual"],
-        num_classes=10,
-        store=f"sqlite:///{work / 'bml.db'}",
-    )
-    scorer = run.scorer
 
-    def log_bml(step: int, logits: Any, feats: Any, y: Any, loss: Any) -> None:
-        run.log_step(logits=logits, features=feats, head=model.head, y=y, loss=loss, step=step)
+    runs = {"bml": new_run("own-loop-bench")}
+    if args.diagnose:
+        runs["bml-eager"] = new_run("own-loop-eager", scorer_options={"wake_every": 1, "yield_every": 0})
+        runs["bml-calls"] = new_run("own-loop-calls")
+        runs["bml-calls"]._scoring.submit = lambda snap: None  # the call only: nothing scored
+    scorer = runs["bml"].scorer
 
-    loggers: dict[str, Logger] = {"none": lambda *a: None, "bml": log_bml}
-    flushers: dict[str, Callable[[], Any]] = {"bml": lambda: run.flush(60)}
-    block_steps = {"none": args.steps, "bml": args.steps}
+    def logger(run: Any) -> Logger:
+        def log(step: int, logits: Any, feats: Any, y: Any, loss: Any) -> None:
+            run.log_step(logits=logits, features=feats, head=model.head, y=y, loss=loss, step=step)
+
+        return log
+
+    loggers: dict[str, Logger] = {"none": lambda *a: None}
+    flushers: dict[str, Callable[[], Any]] = {}
+    block_steps = {"none": steps}
+    for name, run in runs.items():
+        loggers[name], flushers[name], block_steps[name] = logger(run), run.flush, steps
     skipped: list[str] = []
     mlflow_run = tb_writer = None
     if not args.no_compare:
@@ -112,7 +172,7 @@ def main() -> None:
                 mlflow.log_metrics(m, step=step)
 
             loggers["mlflow"] = log_mlflow
-            block_steps["mlflow"] = max(20, args.steps // 5)
+            block_steps["mlflow"] = max(5, steps // 5)
         except ImportError:
             skipped.append("mlflow (not installed: make bench-compare-venv)")
         try:
@@ -128,17 +188,18 @@ def main() -> None:
 
             loggers["tensorboard"] = log_tb
             flushers["tensorboard"] = writer.flush
-            block_steps["tensorboard"] = args.steps
+            block_steps["tensorboard"] = steps
         except ImportError:
             skipped.append("tensorboard (not installed: make bench-compare-venv)")
 
     next_step = dict.fromkeys(loggers, 0)
     call_s: dict[str, list[float]] = {k: [] for k in loggers}
+    cpu_s: dict[str, list[tuple[float, float]]] = {k: [] for k in loggers}  # (training thread, process)
 
     def block(name: str, n: int) -> float:
         log = loggers[name]
         in_calls = 0.0
-        t0 = time.perf_counter()
+        t0, c_thread, c_proc = time.perf_counter(), time.thread_time(), time.process_time()
         for i in range(n):
             xa, xv, y = data[i % len(data)]
             logits, feats = model(xa, xv)
@@ -153,11 +214,12 @@ def main() -> None:
         if name in flushers:
             flushers[name]()
         call_s[name].append(in_calls / n)
+        cpu_s[name].append(((time.thread_time() - c_thread) / n, (time.process_time() - c_proc) / n))
         return (time.perf_counter() - t0) / n
 
     for name in loggers:  # warm-up
-        block(name, 30)
-    for v in call_s.values():
+        block(name, max(5, steps // 4))
+    for v in (*call_s.values(), *cpu_s.values()):
         v.clear()
     rng = random.Random(0)
     per_round: list[dict[str, float]] = []
@@ -168,11 +230,14 @@ def main() -> None:
         per_round.append(step_s)
         print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
 
-    run.finish()
+    wakes = runs["bml"]._scoring.wakes
+    for run in runs.values():
+        run.finish()
     import db
 
-    engine = db.make_engine(f"sqlite:///{work / 'bml.db'}")
-    stored = sum(len(s.steps) for s in db.run_points(engine, run.id).values())
+    engine = db.make_engine(store)
+    main_run = runs["bml"]
+    stored = sum(len(s.steps) for s in db.run_points(engine, main_run.id).values())
     if mlflow_run is not None:
         import mlflow
 
@@ -183,8 +248,21 @@ def main() -> None:
     baseline = [r["none"] for r in per_round]
     print()
     print(f"machine: {started}")
+    print(f"model: {args.model} ({MODELS[args.model]}), batch 64, SGD, torch 1 thread, CPU")
     print(f"no logging: step time {summary([b * 1000 for b in baseline])} ms")
-    results: dict[str, Any] = {"machine": started, "rounds": per_round, "skipped": skipped}
+
+    def cpu(name: str, which: int) -> float:  # CPU time per step, µs (median over the blocks)
+        return statistics.median(c[which] for c in cpu_s[name]) * 1e6
+
+    print(
+        f"no logging: CPU per step {cpu('none', 0):.1f} µs training thread, {cpu('none', 1):.1f} µs process"
+    )
+    results: dict[str, Any] = {
+        "machine": started,
+        "model": args.model,
+        "rounds": per_round,
+        "skipped": skipped,
+    }
     for name in loggers:
         if name == "none":
             continue
@@ -194,13 +272,27 @@ def main() -> None:
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "in_calls_ms_median": statistics.median(call_s[name]) * 1000,
+            "cpu_us_per_step_extra": {
+                "training_thread": cpu(name, 0) - cpu("none", 0),
+                "process": cpu(name, 1) - cpu("none", 1),
+            },
         }
         print(
             f"{name:>11}: step time ÷ no logging {summary(ratios)}; "
-            f"{statistics.median(call_s[name]) * 1e6:.1f} µs per step in the call"
+            f"{statistics.median(call_s[name]) * 1e6:.1f} µs per step in the call; CPU per step "
+            f"{cpu(name, 0) - cpu('none', 0):+.1f} µs training thread, {cpu(name, 1) - cpu('none', 1):+.1f} µs process"
         )
-    print(f"bml points stored {stored} (steps {next_step['bml']}), dropped {run.sink.dropped_points}")
-    results["bml_points"] = {"stored": stored, "steps": next_step["bml"], "dropped": run.sink.dropped_points}
+    bml_steps = next_step["bml"]
+    print(
+        f"bml points stored {stored} (steps {bml_steps}), dropped {main_run.sink.dropped_points}, "
+        f"scorer woke {wakes} times ({bml_steps / max(wakes, 1):.1f} steps per wake)"
+    )
+    results["bml_points"] = {
+        "stored": stored,
+        "steps": bml_steps,
+        "dropped": main_run.sink.dropped_points,
+        "scorer_wakes": wakes,
+    }
     for s in skipped:
         print(f"skipped: {s}")
     if args.json:

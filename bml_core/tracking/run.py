@@ -43,6 +43,7 @@ from bml_core.tracking.store import (
 )
 
 STEPS_PER_EPOCH_DEFAULT = 100  # the alerts' windows when the loop does not say
+MAX_STEP = 2**63 - 1  # the store's step column
 
 
 def _stop_poll_interval_s() -> float:
@@ -55,6 +56,29 @@ def _stop_poll_interval_s() -> float:
     if not value > 0:
         raise TrackingInputError(f"BML_OWN_LOOP_POLL_S={raw!r} must be a number of seconds > 0")
     return value
+
+
+SCORER_OPTIONS = ("wake_every", "batch_max", "max_wait_s", "yield_every", "yield_s", "max_pending")
+
+
+def _scorer_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """scorer_options={...}: OffThreadScorer's wake and batch settings, checked by name."""
+    out = dict(options or {})
+    unknown = [k for k in out if k not in SCORER_OPTIONS]
+    if unknown:
+        raise TrackingInputError(
+            f"scorer_options has unknown keys {unknown}: the settings are {', '.join(SCORER_OPTIONS)}"
+        )
+    for key, value in out.items():
+        seconds = key.endswith("_s")
+        kinds = (int, float) if seconds else (int,)
+        ok = not isinstance(value, bool) and isinstance(value, kinds)
+        ok = ok and (value > 0 if key == "max_wait_s" else value >= (0 if key.startswith("yield") else 1))
+        if not ok:
+            what = "a number of seconds" if seconds else "an integer"
+            bound = "> 0" if key == "max_wait_s" else ">= 0" if key.startswith("yield") else ">= 1"
+            raise TrackingInputError(f"scorer_options[{key!r}] must be {what} {bound}, got {value!r}")
+    return out
 
 
 def _json_ready(value: Any, path: str) -> Any:
@@ -95,6 +119,7 @@ class Run:
         steps_per_epoch: int | None = None,
         total_steps: int | None = None,
         sink_options: Mapping[str, Any] | None = None,
+        scorer_options: Mapping[str, Any] | None = None,
     ):
         mods = list(modalities) if not isinstance(modalities, str) else []
         if len(mods) < 2 or len(set(mods)) != len(mods) or not all(isinstance(m, str) and m for m in mods):
@@ -106,6 +131,7 @@ class Run:
         if ratio not in ("pairwise_mean", "vs_rest", "vs_min"):
             raise TrackingInputError(f"ratio must be pairwise_mean, vs_rest or vs_min, got {ratio!r}")
         user = _json_ready(dict(config or {}), "config")
+        scorer_kw = _scorer_options(scorer_options)  # before the run is created in the store
         cfg_alerts = alerts if isinstance(alerts, AlertsConfig) else AlertsConfig.model_validate(alerts or {})
         self.modalities = mods
         self.num_classes = num_classes
@@ -148,6 +174,7 @@ class Run:
         self._t0 = time.perf_counter()
         self._last_step_t: float | None = None
         self._samples = 0
+        self._head_copy: tuple[nn.Linear, tuple[int, int], torch.Tensor, torch.Tensor | None] | None = None
         self._evals: dict[str, list[dict[str, Any]]] = {}
         if total_steps is not None and (
             isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1
@@ -165,6 +192,7 @@ class Run:
             poll=self._poll_stop,
             poll_interval_s=_stop_poll_interval_s(),
             name=f"bml-own-loop-scorer-{self.id}",
+            **scorer_kw,
         )
         self.sink.flush = self.flush  # run.sink.flush() waits for the scorer too
         self._atexit = _exit_hook(weakref.ref(self))
@@ -175,12 +203,15 @@ class Run:
     def _check_open(self, what: str) -> None:
         if self.status != "running":
             raise RuntimeError(f"run {self.id} is {self.status}: {what} after finish() is refused")
+        error = self._scoring.take_error()
+        if error is not None:  # found on the scorer thread since the last call: raised here, once
+            raise error
 
     def _next_step(self, step: int | None, advance: bool) -> int:
         if step is None:
             return self.step + 1 if advance else self.step
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise TrackingInputError(f"step must be an integer >= 0, got {step!r}")
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= MAX_STEP:
+            raise TrackingInputError(f"step must be an integer from 0 to {MAX_STEP}, got {step!r}")
         return step
 
     def _emit_alerts(self, alerts: list[dict[str, Any]]) -> None:
@@ -189,35 +220,38 @@ class Run:
 
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Record any metrics at `step` (default: the current step). Values are numbers or
-        one-element tensors; a step lower than an earlier one is stored too (never dropped)."""
+        one-element tensors; a step lower than an earlier one is stored too (never dropped).
+        Checked in the call; the tensors are copied (no host sync) and read, written and
+        given to the alerts on the run's scorer thread, after the steps logged before."""
         self._check_open("log()")
         if not isinstance(metrics, Mapping):
             raise TrackingInputError(f"metrics must be a dict {{key: number}}, got {type(metrics).__name__}")
         at = self._next_step(step, advance=False)
-        values: dict[str, float] = {}
-        tensors = {k: v for k, v in metrics.items() if isinstance(v, torch.Tensor)}
-        if tensors:
-            bad = [k for k, v in tensors.items() if v.numel() != 1]
-            if bad:
-                raise TrackingInputError(
-                    f"metrics[{bad[0]!r}] is a tensor of {tensors[bad[0]].numel()} values"
-                )
-            flat = torch.stack([v.detach().float().reshape(()) for v in tensors.values()]).tolist()
-            values.update(zip(tensors, flat, strict=True))
+        numbers: dict[str, float] = {}
+        tensors: list[str] = []
         for key, value in metrics.items():
             if not isinstance(key, str) or not key:
                 raise TrackingInputError(f"metric key {key!r} must be a non-empty string")
-            if key in values:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            if isinstance(value, torch.Tensor):
+                if value.numel() != 1:
+                    raise TrackingInputError(f"metrics[{key!r}] is a tensor of {value.numel()} values")
+                tensors.append(key)
+            elif isinstance(value, bool) or not isinstance(value, int | float):
                 raise TrackingInputError(f"metrics[{key!r}] = {value!r} is not a number")
-            values[key] = float(value)
-        values = {k: values[k] for k in metrics}
-        self.sink.on_step(at, self.epoch, values)
+            else:
+                numbers[key] = float(value)
+        # one copy of the tensors' values: the loop may change them in place before they are read
+        stacked = torch.stack([metrics[k].detach().float().reshape(()) for k in tensors]) if tensors else None
+        order, epoch = list(metrics), self.epoch
         self.step = max(self.step, at)
-        with self._alerts_lock:
-            alerts = self.alerts.on_step(at, self.epoch, values)
-        self._emit_alerts(alerts)
+
+        def record() -> None:  # on the scorer thread
+            values = dict(numbers)
+            if stacked is not None:
+                values.update(zip(tensors, stacked.tolist(), strict=True))
+            self._record_step(at, epoch, {k: values[k] for k in order})
+
+        self._scoring.submit_call(record)
 
     def log_step(
         self,
@@ -236,9 +270,14 @@ class Run:
         nn.Linear over their concatenation in modality order). Returns what was recorded: a
         read-only mapping computed on the run's scorer thread (reading it waits for it).
 
-        In the call: the checks (keys, shapes, NaN / inf in logits, loss and the per-modality
-        tensors: TrackingInputError naming them, nothing recorded) and a copy of the head's
-        weight and bias; the scores, ratios and accuracies are computed off the training thread."""
+        In the call: the checks without a tensor operation (keys, shapes, types: a
+        TrackingInputError naming the argument, nothing recorded), a copy of the head's weight
+        and bias and a queue append: no host sync. The scores, ratios and accuracies are
+        computed on the run's scorer thread; NaN / inf in logits, loss or the per-modality
+        tensors is found there: that step is not recorded, an error event says so, and the
+        TrackingInputError (naming the argument and the step) is raised by the run's next
+        log_step / log / log_eval / finish, before that call records anything (or by reading
+        this step's result, if that comes first). A float loss that is NaN / inf is refused here."""
         self._check_open("log_step()")
         now = time.perf_counter()
         if (unimodal_logits is None) == (features is None):
@@ -266,26 +305,13 @@ class Run:
             per = [features[m].detach() for m in mods]
             names = self._names_features
             assert isinstance(layer, nn.Linear)
-            weight = layer.weight.detach().clone()  # the optimiser changes it in place
-            bias = layer.bias.detach().clone() if layer.bias is not None else None
+            weight, bias = self._copy_of(layer)
         logits = logits.detach()
         loss_d = loss.detach() if isinstance(loss, torch.Tensor) else loss
-        # NaN / inf anywhere shows in a tensor's sum: one stacked read for all of them
-        sums = [logits.sum(), *(t.sum() for t in per)]
-        if isinstance(loss_d, torch.Tensor):
-            sums.append(loss_d if loss_d.dim() == 0 else loss_d.reshape(()))
-        host = torch.stack(sums).tolist()
-        if not all(math.isfinite(v) for v in host) or (
-            loss_d is not None and not isinstance(loss_d, torch.Tensor) and not math.isfinite(loss_d)
-        ):
-            labels = ["logits", *names, "loss"]
-            bad = [n for n, v in zip(labels, host, strict=False) if not math.isfinite(v)]
-            if not isinstance(loss_d, torch.Tensor) and loss_d is not None and not math.isfinite(loss_d):
-                bad.append("loss")
-            bad.sort(key=lambda n: {"logits": 0, "loss": 1}.get(n, 2))
+        if loss_d is not None and not isinstance(loss_d, torch.Tensor) and not math.isfinite(loss_d):
             raise TrackingInputError(
-                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf: this step was not "
-                "recorded (the steps already stored are kept); check the learning rate and the inputs"
+                "loss holds NaN or inf: this step was not recorded (the steps already stored are kept); "
+                "check the learning rate and the inputs"
             )
         at = self._next_step(step, advance=True)
         step_ms = (now - self._last_step_t) * 1000.0 if self._last_step_t is not None else None
@@ -309,6 +335,19 @@ class Run:
         )
         self.step = max(self.step, at)
         return self._scoring.submit(snap)
+
+    def _copy_of(self, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A copy of the head's weight and bias (the optimiser changes them in place after
+        log_step); the same copy again while neither changed (their version counters)."""
+        b = layer.bias
+        versions = (layer.weight._version, -1 if b is None else b._version)
+        cached = self._head_copy
+        if cached is not None and cached[0] is layer and cached[1] == versions:
+            return cached[2], cached[3]
+        weight = layer.weight.detach().clone()
+        bias = b.detach().clone() if b is not None else None
+        self._head_copy = (layer, versions, weight, bias)  # the layer itself: no id reused
+        return weight, bias
 
     def _record_step(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
         """On the scorer thread: the step's metrics to the sink and the alerts."""
@@ -376,17 +415,23 @@ class Run:
             metrics[f"{split}/{key}"] = float(value)
         for m, a in (acc_per_modality or {}).items():
             metrics[f"{split}/acc/{m}"] = float(a)
-        self.sink.on_eval(at, self.epoch, metrics)
         record: dict[str, Any] = {k: float(v) for k, v in fields.items() if v is not None}
         record["acc_per_modality"] = {m: float(a) for m, a in (acc_per_modality or {}).items()}
-        record["epoch"] = self.epoch
+        record["epoch"] = at_epoch = self.epoch
         self._evals.setdefault(split, []).append(record)
-        if split == "val":
-            with self._alerts_lock:
-                alerts = self.alerts.on_eval(at, self.epoch, metrics)
-            self._emit_alerts(alerts)
+        is_val = split == "val"
+
+        def write() -> None:  # on the scorer thread, after the steps logged before (the alerts' windows)
+            self.sink.on_eval(at, at_epoch, metrics)
+            if is_val:
+                with self._alerts_lock:
+                    alerts = self.alerts.on_eval(at, at_epoch, dict(metrics))
+                self._emit_alerts(alerts)
+
+        self._scoring.submit_call(write)
+        if is_val:
             self.epoch += 0 if epoch is not None else 1
-        return metrics
+        return dict(metrics)
 
     def update_config(self, values: Mapping[str, Any]) -> None:
         """Add `values` to the run's stored config (e.g. hyperparameters known only after
@@ -437,7 +482,20 @@ class Run:
         """End the run: `status` (succeeded | failed | cancelled) and the summary (the one
         built from log_eval, updated with `summary`). Waits for the steps still being scored
         and for the store to take what is queued. A run asked to stop (`should_stop`) that
-        ends without an error ends `cancelled`."""
+        ends without an error ends `cancelled`. A step found NaN / inf on the scorer thread
+        since the last call: the run ends `failed` with that error, which is then raised."""
+        if self.status != "running":
+            return
+        self._scoring.drain()
+        error = self._scoring.take_error()  # a step found bad on the scorer thread since the last call
+        if error is not None and status == "succeeded":
+            self.event("error", f"{type(error).__name__}: {error}")
+            status = "failed"
+        self._end(summary, status)
+        if error is not None:
+            raise error
+
+    def _end(self, summary: Mapping[str, Any] | None, status: str) -> None:
         if self.status != "running":
             return
         if status not in ("succeeded", "failed", "cancelled"):
@@ -463,9 +521,9 @@ class Run:
         exc = getattr(sys, "last_value", None)
         if exc is not None:
             self.event("error", f"{type(exc).__name__}: {exc}")
-            self.finish(status="failed")
+            self._end(None, "failed")
         else:
-            self.finish()
+            self._end(None, "succeeded")
 
     def __enter__(self) -> Run:
         return self
@@ -475,12 +533,12 @@ class Run:
             self.finish()
         elif isinstance(exc, KeyboardInterrupt):
             self.event("warning", "interrupted (KeyboardInterrupt): cancelled")
-            self.finish(status="cancelled")
+            self._end(None, "cancelled")
         else:
             tail = "".join(traceback.format_exception(exc_type, exc, tb))[-3000:]
             self.event("debug", f"traceback:\n{tail}")
             self.event("error", f"{type(exc).__name__}: {exc}")
-            self.finish(status="failed")
+            self._end(None, "failed")
 
     def __repr__(self) -> str:
         return f"<bml_core Run {self.id} {self.doc['name']!r} {self.status} step {self.step}>"
@@ -509,7 +567,8 @@ def init(
     else the SQLite store under BML_HOME). Options: ratio (pairwise_mean | vs_rest | vs_min),
     head (the nn.Linear for log_step(features=...)), alerts (the `alerts:` config),
     steps_per_epoch (the alerts' windows), total_steps (progress and ETA on /runs),
-    sink_options (DbMetricSink keywords)."""
+    sink_options (DbMetricSink keywords), scorer_options (the scorer thread's wake_every,
+    batch_max, max_wait_s, yield_every, yield_s, max_pending: see tracking/offthread.py)."""
     return Run(
         name=name,
         group=group,

@@ -94,14 +94,15 @@ class StepScorer:
     ) -> dict[str, torch.Tensor]:
         """`decompose` from a copy of the head's weight and bias (taken when the step was
         logged: the optimiser changes the layer in place afterwards). The same operations as
-        ConcatFusion.unimodal_logits (u_m = addmm(b / M, h_m, W_m^T)), so the same bits."""
-        share = (
-            bias / len(self.modalities)
-            if bias is not None
-            else torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
-        )
+        ConcatFusion.unimodal_logits (u_m = addmm(b / M, h_m, W_m^T)), so the same bits; no
+        autograd graph is kept."""
         out, start = {}, 0
         with torch.no_grad():
+            share = (
+                bias / len(self.modalities)
+                if bias is not None
+                else torch.zeros(weight.shape[0], dtype=weight.dtype, device=weight.device)
+            )
             for m in self.modalities:
                 h = features[m]
                 end = start + int(h.shape[1])
@@ -160,9 +161,10 @@ class StepScorer:
         unimodal: Mapping[str, torch.Tensor],
         y: torch.Tensor,
         loss: torch.Tensor | float | None = None,
+        step: int | None = None,
     ) -> dict[str, float]:
         """The step's metrics as floats (one host sync). TrackingInputError on shapes or on
-        non-finite logits / loss, naming the argument."""
+        non-finite logits / loss, naming the argument (and `step` when given)."""
         self.check_inputs(logits, unimodal, y, loss)
         batch = y.shape[0]
         u = {m: unimodal[m].detach().float() for m in self.modalities}
@@ -186,9 +188,11 @@ class StepScorer:
             logits.sum().reshape(1),  # NaN / inf anywhere in the logits shows here
         ]
         host = torch.cat([v.float() for v in values]).tolist()
-        return self._from_host(host, batch, loss is not None)
+        return self._from_host(host, batch, loss is not None, step)
 
-    def _from_host(self, host: list[float], batch: int, loss_given: bool) -> dict[str, float]:
+    def _from_host(
+        self, host: list[float], batch: int, loss_given: bool, step: int | None = None
+    ) -> dict[str, float]:
         """[loss, acc, loss_m.., acc_m.., s_m.., sum(logits)] read from the device -> the keys."""
         m_count = len(self.modalities)
         scores = host[2 + 2 * m_count : 2 + 3 * m_count]
@@ -198,7 +202,8 @@ class StepScorer:
         bad = [f for f, v in checked.items() if not math.isfinite(v)]
         if bad:
             raise TrackingInputError(
-                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf: this step was not "
+                f"{' and '.join(bad)} {'holds' if len(bad) == 1 else 'hold'} NaN or inf"
+                f"{'' if step is None else f' at step {step}'}: this step was not "
                 "recorded (the steps already stored are kept); check the learning rate and the inputs"
             )
         # rho from the scores already on the host: the same formulas (discrepancy_ratio_host)
@@ -211,16 +216,19 @@ class StepScorer:
         steps: Sequence[
             tuple[torch.Tensor, Mapping[str, torch.Tensor], torch.Tensor, torch.Tensor | float | None]
         ],
+        step_numbers: Sequence[int] | None = None,
     ) -> list[dict[str, float] | TrackingInputError]:
         """`compute` for several steps of the same batch size at once (the scorer thread's
         batches): the probe's operations on [steps x modalities, B, C] instead of [M, B, C],
         one host transfer for all. Rows are computed independently by the same kernels, so
         the values are `compute`'s (tests/tracking/test_tracking_offthread.py). A step with
-        NaN / inf gets its TrackingInputError in its place. Inputs are checked already."""
+        NaN / inf gets its TrackingInputError in its place (naming its step from
+        `step_numbers` when given). Inputs are checked already."""
         n = len(steps)
+        numbers = list(step_numbers) if step_numbers is not None else [None] * n
         if n == 1:
             try:
-                return [self.compute(*steps[0])]
+                return [self.compute(*steps[0], step=numbers[0])]
             except TrackingInputError as exc:
                 return [exc]
         mods = self.modalities
@@ -263,9 +271,9 @@ class StepScorer:
                 1,
             ).tolist()
         out: list[dict[str, float] | TrackingInputError] = []
-        for row, step in zip(table, steps, strict=True):
+        for row, step, number in zip(table, steps, numbers, strict=True):
             try:
-                out.append(self._from_host(row, batch, step[3] is not None))
+                out.append(self._from_host(row, batch, step[3] is not None, number))
             except TrackingInputError as exc:
                 out.append(exc)
         return out

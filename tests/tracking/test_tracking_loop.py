@@ -137,11 +137,17 @@ def test_bad_input_names_the_field_and_keeps_what_is_stored(engine: Engine) -> N
         run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": logits, "text": logits}, y=y)
     bad = logits.detach().clone()
     bad[0, 1] = float("nan")
-    with pytest.raises(TrackingInputError, match=r"^logits holds NaN or inf"):
-        run.log_step(logits=bad, unimodal_logits={"audio": logits, "visual": logits}, y=y)
-    with pytest.raises(TrackingInputError, match=r"unimodal_logits\['visual'\] holds NaN"):
-        run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": bad}, y=y)
-    with pytest.raises(TrackingInputError, match=r"^loss holds NaN"):
+    # NaN / inf in a tensor is found on the scorer thread (no host sync in the call): that step
+    # (2, then 3) is not recorded, and the next call raises the error before it records anything
+    run.log_step(logits=bad, unimodal_logits={"audio": logits, "visual": logits}, y=y)
+    assert run.flush(30)
+    with pytest.raises(TrackingInputError, match=r"^logits holds NaN or inf at step 2: this step was not"):
+        run.log({"lr": 0.1})
+    run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": bad}, y=y)
+    assert run.flush(30)
+    with pytest.raises(TrackingInputError, match=r"^unimodal_logits\['visual'\] holds NaN or inf at step 3"):
+        run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": logits}, y=y)
+    with pytest.raises(TrackingInputError, match=r"^loss holds NaN"):  # a float: refused in the call
         run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": logits}, y=y, loss=math.inf)
     with pytest.raises(TrackingInputError, match=r"logits has shape \[16, 3\]; expected \[batch=8"):
         run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": logits}, y=y[:8])
@@ -151,7 +157,10 @@ def test_bad_input_names_the_field_and_keeps_what_is_stored(engine: Engine) -> N
         run.log({"lr": "fast"})
     run.log_step(logits=logits, unimodal_logits={"audio": logits, "visual": logits}, y=y)
     run.finish()
-    assert sorted(_points(engine, run.id, "imbalance/ratio/audio")) == [1, 2]  # nothing lost, no gap
+    assert sorted(_points(engine, run.id, "imbalance/ratio/audio")) == [1, 4]  # bad steps not stored
+    assert "lr" not in db.series_keys(engine, run.id)  # the call that raised recorded nothing
+    events = [e.message for e in db.run_events(engine, run.id)]
+    assert sum("not recorded" in m and "NaN or inf at step" in m for m in events) == 2
     with pytest.raises(TrackingInputError, match="modalities must list at least two"):
         bml_core.init(name="x", modalities=["audio"], num_classes=3, store=engine)
     with pytest.raises(TrackingInputError, match="num_classes must be an integer"):
