@@ -7,6 +7,7 @@ browsers load an image or offer a link. Only the characters that build those are
 from __future__ import annotations
 
 import re
+from typing import Any
 
 # Backslash escapes (CommonMark: any ASCII punctuation may be escaped) for what opens
 # links, images, autolinks, raw HTML and Streamlit's `:color[...]` directives: [ ] < and the
@@ -39,3 +40,16 @@ def md(text: object, limit: int = MAX_SHOWN, *, email_links: bool = False) -> st
         lambda m: f"{m.group(1)}:{JOINER}\\/\\/" if m.group(2) else f"{m.group(3)}{JOINER}\\.", s
     )
     return s if email_links else _EMAIL.sub("@" + JOINER, s)
+
+
+def md_cells(rows: Any) -> Any:
+    """st.table renders string cells as Markdown: the same rows (a DataFrame or a list of
+    dicts) with every string cell made inert by `md` (a run or group name such as
+    `[g](http://…)` stays text); numbers untouched."""
+    if isinstance(rows, list):
+        return [{k: md(v, limit=2000) if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    out = rows.copy()
+    for col in out.columns:
+        out[col] = [md(v, limit=2000) if isinstance(v, str) else v for v in out[col]]
+    out.columns = [md(c) if isinstance(c, str) else c for c in out.columns]
+    return out

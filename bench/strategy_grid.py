@@ -449,9 +449,9 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
         runs = db.runs_for_report(engine, [group]).runs
         grouping = group_runs(runs, by=[STRATEGIES])
         res = results(grouping)
-        joint_label = f"{STRATEGIES}={JOINT}"
-        joint_rows = [r for r in res.rows if r.label == joint_label and r.n]
+        joint_rows = [r for r in res.rows if r.strategy == JOINT and r.n]
         joint = joint_rows[0] if joint_rows else None
+        joint_label = joint.label if joint else None
         joint_step = joint.metrics["train.step_ms"].mean if joint else math.nan
         joint_wall = joint.metrics["wall_s"].mean if joint else math.nan
         joint_config = next(

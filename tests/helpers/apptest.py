@@ -4,6 +4,7 @@ readers for what a page drew (charts, errors, tables)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,23 @@ def errors_of(at: Any) -> list[str]:
     return [e.value for e in at.error]
 
 
+def _shown(value: Any) -> Any:
+    """A st.table cell as the page shows it: the Markdown escapes (app.text.md) removed."""
+    return re.sub(r"\\(.)", r"\1", value) if isinstance(value, str) else value
+
+
 def frame_with(at: Any, column: str) -> Any:
     """The first dataframe or table (st.dataframe, st.table) on the page that has `column`
-    (st.dataframe without selection carries no key in AppTest)."""
-    for df in [*at.dataframe, *at.table]:
+    (st.dataframe without selection carries no key in AppTest); a table's cells and headers
+    as shown (st.table renders Markdown, so the page escapes them)."""
+    for df in at.dataframe:
         if column in df.value.columns:
             return df.value
+    for table in at.table:
+        frame = table.value.copy()
+        frame.columns = [_shown(c) for c in frame.columns]
+        if column in frame.columns:
+            for col in frame.columns:
+                frame[col] = [_shown(v) for v in frame[col]]
+            return frame
     raise KeyError(f"no dataframe with a {column!r} column")

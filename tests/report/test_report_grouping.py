@@ -134,7 +134,7 @@ def test_an_identical_relaunch_is_its_own_run_not_a_retry() -> None:
     relaunch = run(cfg(["opm"], 1))  # same config and seed, launched again: no retry_of
     runs.append(relaunch)
     g = group_runs(runs)
-    opm = g.group("strategies=opm")
+    opm = g.group("opm")
     assert opm.n == 3 and opm.seeds == [0, 1, 1]
     by_id = {r.record.id: r for r in g.runs}
     assert by_id[relaunch["id"]].retry_of is None and by_id[relaunch["id"]].flags == []
@@ -145,7 +145,7 @@ def test_a_retry_whose_original_is_not_selected_counts() -> None:
     runs = sweep()
     clone = run(cfg(["opm"], 1), retry_of=9_999)  # the original was deleted or not picked
     g = group_runs([*runs[:5], clone])
-    assert g.group("strategies=opm").run_ids == [runs[4]["id"], clone["id"]]
+    assert g.group("opm").run_ids == [runs[4]["id"], clone["id"]]
     assert next(r for r in g.runs if r.record.id == clone["id"]).flags == ["retry of #9999"]
 
 

@@ -16,7 +16,7 @@ from app import store
 from app.charts import line_figure_dict, png_config
 from app.labels import run_choice_label
 from app.plotly_chart import chart
-from app.text import md
+from app.text import md, md_cells
 from app.views.compare import data as cv
 from app.widgets import page_path
 
@@ -155,7 +155,7 @@ results = cv.results_table(res, names)
 if not show_excluded:
     results = results.drop(columns=["not pooled"])
 # A table whose cells wrap, every column in view (issue 25: a grid clipped it at "seeds").
-st.table(results, hide_index=True, width="stretch")
+st.table(md_cells(results), hide_index=True, width="stretch")
 st.caption(
     "Test accuracy over the pooled seeds: mean ± std (sample), 95 % interval (t; bootstrap from 10 seeds). "
     "Δ and verdict: fused test accuracy against the baseline, paired t-test over matching seeds (else "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import catalog
+from app.text import md_cells
 from app.views.methods import data as methods_data
 from app.widgets import page_path
 
@@ -22,7 +23,7 @@ for err in catalog.broken_plugins():
 entries = methods_data.methods()
 # A table whose cells wrap (issue 25: a grid cut "what it does" mid-sentence at 800 px).
 st.table(
-    [{"method": e.name, "cost": e.cost, "what it does": e.description} for e in entries],
+    md_cells([{"method": e.name, "cost": e.cost, "what it does": e.description} for e in entries]),
     hide_index=True,
     width="stretch",
 )
