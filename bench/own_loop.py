@@ -10,11 +10,12 @@ loop) in the same rounds.
 
     .venv/bin/python bench/own_loop.py --model mlp            # bml vs none
     .venv-compare/bin/python bench/own_loop.py --model cnn    # + mlflow, tensorboard
-    .venv/bin/python bench/own_loop.py --diagnose             # + bml-eager, bml-calls
+    .venv/bin/python bench/own_loop.py --diagnose             # + bml-eager, bml-noyield, bml-calls
 
-`--diagnose` adds two rows to tell the costs apart: `bml-eager` (the scorer thread woken
-for every step, no GIL yields: the batching's "without") and `bml-calls` (log_step's call
-only: the scorer never runs, what it would score is discarded).
+`--diagnose` adds three rows to tell the costs apart: `bml-eager` (the scorer thread woken
+for every step, no GIL yields: the batching's "without"), `bml-noyield` (batched, no GIL
+yields) and `bml-calls` (log_step's call only: the scorer never runs, what it would score
+is discarded).
 
 Each round runs one block per variant in a shuffled order; a block's time is the wall time of
 its steps plus the flush of an asynchronous writer at its end (the scorer and sink threads,
@@ -139,6 +140,7 @@ def main() -> None:
     runs = {"bml": new_run("own-loop-bench")}
     if args.diagnose:
         runs["bml-eager"] = new_run("own-loop-eager", scorer_options={"wake_every": 1, "yield_every": 0})
+        runs["bml-noyield"] = new_run("own-loop-noyield", scorer_options={"yield_every": 0})
         runs["bml-calls"] = new_run("own-loop-calls")
         runs["bml-calls"]._scoring.submit = lambda snap: None  # the call only: nothing scored
     scorer = runs["bml"].scorer
@@ -195,6 +197,7 @@ def main() -> None:
     next_step = dict.fromkeys(loggers, 0)
     call_s: dict[str, list[float]] = {k: [] for k in loggers}
     cpu_s: dict[str, list[tuple[float, float]]] = {k: [] for k in loggers}  # (training thread, process)
+    flush_s: dict[str, list[float]] = {k: [] for k in loggers}  # the block-end flush, in the block's time
 
     def block(name: str, n: int) -> float:
         log = loggers[name]
@@ -211,15 +214,17 @@ def main() -> None:
             c0 = time.perf_counter()
             log(next_step[name], logits, feats, y, loss)
             in_calls += time.perf_counter() - c0
+        f0 = time.perf_counter()
         if name in flushers:
             flushers[name]()
+        flush_s[name].append(time.perf_counter() - f0)
         call_s[name].append(in_calls / n)
         cpu_s[name].append(((time.thread_time() - c_thread) / n, (time.process_time() - c_proc) / n))
         return (time.perf_counter() - t0) / n
 
     for name in loggers:  # warm-up
         block(name, max(5, steps // 4))
-    for v in (*call_s.values(), *cpu_s.values()):
+    for v in (*call_s.values(), *cpu_s.values(), *flush_s.values()):
         v.clear()
     rng = random.Random(0)
     per_round: list[dict[str, float]] = []
@@ -272,6 +277,7 @@ def main() -> None:
             "ratio_min": min(ratios),
             "ratio_max": max(ratios),
             "in_calls_ms_median": statistics.median(call_s[name]) * 1000,
+            "flush_ms_median": statistics.median(flush_s[name]) * 1000,
             "cpu_us_per_step_extra": {
                 "training_thread": cpu(name, 0) - cpu("none", 0),
                 "process": cpu(name, 1) - cpu("none", 1),
@@ -280,7 +286,8 @@ def main() -> None:
         print(
             f"{name:>11}: step time ÷ no logging {summary(ratios)}; "
             f"{statistics.median(call_s[name]) * 1e6:.1f} µs per step in the call; CPU per step "
-            f"{cpu(name, 0) - cpu('none', 0):+.1f} µs training thread, {cpu(name, 1) - cpu('none', 1):+.1f} µs process"
+            f"{cpu(name, 0) - cpu('none', 0):+.1f} µs training thread, {cpu(name, 1) - cpu('none', 1):+.1f} µs process; "
+            f"block-end flush {statistics.median(flush_s[name]) * 1000:.1f} ms"
         )
     bml_steps = next_step["bml"]
     print(
