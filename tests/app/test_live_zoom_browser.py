@@ -17,8 +17,8 @@ from sqlalchemy import Engine
 import db
 from app.views.live import data as lv
 from tests.helpers.browser import (
+    chromium_page,
     drag_zoom,
-    launch_browser,
     open_page,
     serve_dashboard,
     wait_chart,
@@ -67,13 +67,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Engi
 
 @pytest.fixture(scope="module")
 def page(served: tuple[str, Engine, int]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch_browser(pw)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page() as pg:
         yield pg
-        browser.close()
 
 
 def _alert(step: int) -> dict[str, Any]:

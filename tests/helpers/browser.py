@@ -51,6 +51,19 @@ def launch_browser(playwright: Any) -> Any:
 
 
 @contextlib.contextmanager
+def chromium_page(viewport: Mapping[str, int] = VIEWPORT) -> Iterator[Any]:
+    """One page of Debian's Chromium at `viewport`, closed with its browser afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = launch_browser(pw)
+        try:
+            yield browser.new_page(viewport=dict(viewport))
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
 def serve_app(
     cmd: Sequence[str],
     port: int,

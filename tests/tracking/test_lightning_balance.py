@@ -49,25 +49,15 @@ def test_a_strategy_the_module_cannot_support_is_refused() -> None:
             super().__init__()
             del self.head
 
-    trainer = lightning.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[BmlBalanceCallback(["ogm"])],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with pytest.raises(BalancerError, match="model.head"):
-        trainer.fit(NoHead(), mod.loader())
-    trainer = lightning.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        callbacks=[BmlBalanceCallback(["mla"])],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    with pytest.raises(BalancerError, match="mla"):
-        trainer.fit(mod.AV(), mod.loader())
+    for strategies, model, match in ((["ogm"], NoHead(), "model.head"), (["mla"], mod.AV(), "mla")):
+        trainer = lightning.Trainer(
+            max_epochs=1,
+            accelerator="cpu",
+            logger=False,
+            callbacks=[BmlBalanceCallback(strategies)],
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+        with pytest.raises(BalancerError, match=match):
+            trainer.fit(model, mod.loader())

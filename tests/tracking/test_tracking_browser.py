@@ -13,7 +13,7 @@ import torch
 import bml_core
 import db
 from app.views.live import data as lv
-from tests.helpers.browser import launch_browser, open_page, serve_dashboard, wait_chart
+from tests.helpers.browser import chromium_page, open_page, serve_dashboard, wait_chart
 from tests.helpers.stored_runs import add_run
 from tests.tracking.loops import TinyAV, batches
 
@@ -50,13 +50,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int,
 
 @pytest.fixture(scope="module")
 def page(served: tuple[str, int, int]) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = launch_browser(pw)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with chromium_page() as pg:
         yield pg
-        browser.close()
 
 
 def test_own_loop_run_on_live(served: tuple[str, int, int], page: Any) -> None:
