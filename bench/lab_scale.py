@@ -75,6 +75,8 @@ class Settings:
     filler_runs: int  # finished runs added to the store before (the /runs page at 10,000)
     probe_ms: float
     drain_timeout_s: float
+    faults: bool = False  # SIGKILL one worker while all are busy; PostgreSQL away under the streams
+    outage_s: float = 3.0  # how long the streams' PostgreSQL is unreachable (--faults)
 
 
 QUICK = Settings(2, 12, 5, 5.0, 20.0, 30, 0, 50.0, 150.0)
@@ -306,6 +308,86 @@ def store_bytes(engine: Any) -> tuple[int, int]:
     return int(size), int(points)
 
 
+# --------------------------------------------------------------------------- faults (--faults)
+
+FAULT_ENV = {  # a killed worker's run is found stale and requeued in seconds, not the default 30 s
+    "BML_HEARTBEAT_INTERVAL_S": "0.5",
+    "BML_STALE_AFTER_S": "4",
+    "BML_REAPER_INTERVAL_S": "1",
+}
+
+
+@dataclass
+class FaultInjector:
+    """(1) once every worker has a run `running`, SIGKILL one worker's whole process group
+    (Celery, its pool, the run process): the other workers' reapers must requeue its run,
+    which then finishes once (attempt 2); (2) at 40 % of the streams' time, stop the TCP
+    proxy the streams reach PostgreSQL through (every connection closed, the port refused)
+    for `outage_s`, then start it again: the sinks must keep every point."""
+
+    engine: Any
+    workers: list[tuple[subprocess.Popen[bytes], Path]]
+    names: list[str]
+    proxy: Any
+    stream_s: float
+    outage_s: float
+    t0: float = field(default_factory=time.monotonic)
+    killed: list[dict[str, Any]] = field(default_factory=list)
+    outages: list[dict[str, float]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def kill_when_all_busy(self, stop: threading.Event, timeout_s: float = 300.0) -> None:
+        import db
+
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            running = db.list_runs(self.engine, group="lab-queue", status=["running"], limit=100).runs
+            if len(running) >= len(self.workers):
+                victim = running[0]
+                index = next(
+                    (i for i, n in enumerate(self.names) if victim.worker and victim.worker.startswith(n)),
+                    None,
+                )
+                if index is None:
+                    self.errors.append(f"run {victim.id} runs on unknown worker {victim.worker!r}")
+                    return
+                proc = self.workers[index][0]
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
+                self.killed.append(
+                    {
+                        "run": victim.id,
+                        "worker": self.names[index],
+                        "busy": len(running),
+                        "at_s": self.since(),
+                    }
+                )
+                return
+            time.sleep(0.2)
+        if not stop.is_set():
+            self.errors.append(
+                f"the {len(self.workers)} workers were never all busy within {timeout_s:.0f} s"
+            )
+
+    def outage(self, stop: threading.Event) -> None:
+        if stop.wait(self.stream_s * 0.4):
+            return
+        at = self.since()
+        self.proxy.stop()
+        time.sleep(self.outage_s)
+        self.proxy.start()
+        self.outages.append({"at_s": at, "down_s": self.since() - at})
+
+    def since(self) -> float:
+        return round(time.monotonic() - self.t0, 2)
+
+
+def proxied_url(url: str, port: int) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -319,6 +401,7 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
         "BML_BROKER_PREFIX": prefix,
         "BML_TORCH_THREADS": "1",
         "PYTHONUNBUFFERED": "1",
+        **(FAULT_ENV if cfg.faults else {}),
     }
     os.environ.update({k: env[k] for k in ("BML_HOME", "BML_RUNS_DIR", "BML_DATABASE_URL", "BML_BROKER_URL")})
     os.environ["BML_BROKER_PREFIX"] = prefix
@@ -333,10 +416,17 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
     add_filler_runs(engine, cfg.filler_runs)
     bytes0, points0 = store_bytes(engine)
 
-    workers = [
-        (start_worker(env, f"lab{i}@bench", work / f"w{i}.log"), work / f"w{i}.log")
-        for i in range(cfg.workers)
-    ]
+    names = [f"lab{i}@bench" for i in range(cfg.workers)]
+    workers = [(start_worker(env, n, work / f"w{i}.log"), work / f"w{i}.log") for i, n in enumerate(names)]
+    proxy = faults = None
+    stream_engine = engine
+    if cfg.faults:
+        from tests.tcp_proxy import TcpProxy  # the store tests' proxy: PostgreSQL away, the server untouched
+
+        pg = engine.url
+        proxy = TcpProxy((pg.host or "127.0.0.1", pg.port or 5432))
+        proxy.start()
+        stream_engine = db.make_engine(proxied_url(url, proxy.port))
     try:
         wait_ready(workers)
         stream_runs = []
@@ -344,7 +434,9 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
             rid = db.create_run(engine, {"name": f"stream-{i}", "group": "lab-streams", "seed": i})
             db.claim_run(engine, rid, "replay")
             stream_runs.append(rid)
-        gens = [ReplayLoadGenerator(engine, rid, cfg.rate, cfg.keys, cfg.stream_s) for rid in stream_runs]
+        gens = [
+            ReplayLoadGenerator(stream_engine, rid, cfg.rate, cfg.keys, cfg.stream_s) for rid in stream_runs
+        ]
         stop_streams, stop_probes = threading.Event(), threading.Event()
         probe = LagProbe(engine, gens, cfg.probe_ms / 1000)
         page_times: dict[str, list[float]] = {}
@@ -356,8 +448,16 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
         pages_t = threading.Thread(
             target=page_probes, args=(engine, stream_runs[0], stop_probes, page_times), daemon=True
         )
+        fault_threads: list[threading.Thread] = []
+        stop_faults = threading.Event()
+        if cfg.faults:
+            faults = FaultInjector(engine, workers, names, proxy, cfg.stream_s, cfg.outage_s)
+            fault_threads = [
+                threading.Thread(target=faults.kill_when_all_busy, args=(stop_faults,), daemon=True),
+                threading.Thread(target=faults.outage, args=(stop_faults,), daemon=True),
+            ]
         t_streams = time.monotonic()
-        for t in [*threads, probe_t, pages_t]:
+        for t in [*threads, probe_t, pages_t, *fault_threads]:
             t.start()
         for t in threads:
             t.join()
@@ -374,16 +474,33 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
             if left == 0:
                 break
             time.sleep(0.5)
+        stop_faults.set()
+        for t in fault_threads:
+            t.join()
     finally:
         stop_workers(workers)
+        if proxy is not None:
+            proxy.stop()
 
     runs = [db.get_run(engine, rid) for rid in run_ids]
     bytes1, points1 = store_bytes(engine)
     # ------------------------------------------------------------------ invariants
     problems = []
-    not_once = [(r.id, r.status, r.attempt) for r in runs if r.status != "succeeded" or r.attempt != 1]
+    killed = {k["run"] for k in faults.killed} if faults else set()
+    # a killed worker's run is requeued once (attempt 2); every other run ran once (attempt 1)
+    not_once = [
+        (r.id, r.status, r.attempt)
+        for r in runs
+        if r.status != "succeeded" or r.attempt != (2 if r.id in killed else 1)
+    ]
     if not_once:
         problems.append(f"runs not run exactly once (id, status, attempt): {not_once[:10]}")
+    if faults is not None:
+        problems += faults.errors
+        if not faults.killed:
+            problems.append("--faults: no worker was killed")
+        if not faults.outages:
+            problems.append("--faults: the streams' PostgreSQL outage did not happen")
     still = db.list_runs(engine, status=["running"]).total
     if still:
         problems.append(f"{still} run(s) left running after the workers stopped")
@@ -420,7 +537,8 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
         "queue_latency_s": p50_p95(latency),
         "runs_per_min": len(finished) / span_s * 60 if finished else 0.0,
         "lost_runs": sum(1 for r in runs if r.status != "succeeded"),
-        "duplicated_runs": sum(1 for r in runs if r.attempt > 1),
+        "duplicated_runs": sum(1 for r in runs if r.attempt > (2 if r.id in killed else 1)),
+        "faults": {"killed": faults.killed, "outages": faults.outages} if faults else None,
         "sink_lag_s": p50_p95(probe.lags),
         "points_per_s": written / stream_wall,
         "pg_bytes_per_million_points": (bytes1 - bytes0) / new_points * 1e6 if new_points else float("nan"),
@@ -444,6 +562,16 @@ def markdown(res: dict[str, Any]) -> str:
         f"| points / s ingested | {res['points_per_s']:.0f} |",
         f"| PostgreSQL bytes per million points | {res['pg_bytes_per_million_points'] / 1e6:.1f} MB |",
     ]
+    for k in (res.get("faults") or {}).get("killed", []):
+        lines.append(
+            f"| fault: worker {k['worker']} SIGKILLed at {k['at_s']:.1f} s with {k['busy']} busy | "
+            f"its run {k['run']} requeued, finished once (attempt 2) |"
+        )
+    for o in (res.get("faults") or {}).get("outages", []):
+        lines.append(
+            f"| fault: streams' PostgreSQL unreachable {o['down_s']:.1f} s at {o['at_s']:.1f} s (proxy) | "
+            "no point lost (the invariants) |"
+        )
     for name, t in res["page_ms"].items():
         lines.append(
             f"| {name} p50 / p95 (direct call) | {t['p50']:.0f} ms / {t['p95']:.0f} ms (n={t['n']}) |"
@@ -464,13 +592,21 @@ def main(argv: list[str] | None = None) -> int:
         ("filler-runs", int),
     ):
         ap.add_argument(f"--{name}", type=kind, default=None)
+    ap.add_argument(
+        "--faults",
+        action="store_true",
+        help="inject faults under load: SIGKILL one worker (its whole process group) once every worker is busy, "
+        "and make PostgreSQL unreachable to the streams for --outage-s through a TCP proxy mid-stream",
+    )
+    ap.add_argument("--outage-s", type=float, default=None)
     ap.add_argument("--json", type=Path, default=None, help="write every figure here")
     args = ap.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     over = {
         k.replace("-", "_"): getattr(args, k.replace("-", "_"))
-        for k in ("workers", "runs", "streams", "stream-s", "rate", "keys", "filler-runs")
+        for k in ("workers", "runs", "streams", "stream-s", "rate", "keys", "filler-runs", "outage-s")
     }
+    over["faults"] = args.faults or None
     cfg = Settings(**{**cfg.__dict__, **{k: v for k, v in over.items() if v is not None}})
     prefix = f"bml-lab-{os.getpid()}-{secrets.token_hex(3)}:"
     work = Path(tempfile.mkdtemp(prefix="bml-lab-"))

@@ -65,3 +65,32 @@ def test_lab_scale_quick_holds_its_invariants(tmp_path: Path) -> None:
 
     assert _bench_redis_keys() == keys_before  # its key prefix was cleaned up
     assert wall < 180, f"--quick took {wall:.0f} s (the budget is 3 min)"
+
+
+def test_lab_scale_faults_under_load(tmp_path: Path) -> None:
+    """Faults under load (issue 22): 8 workers all busy, one SIGKILLed (Celery, pool and run
+    process) -> its run is requeued by the others' reapers and finishes once (attempt 2),
+    every other run ran once; 50 streams write through a TCP proxy to PostgreSQL that is
+    stopped for 3 s mid-stream (every connection closed, the port refused) -> every point
+    written is stored, none dropped or lost."""
+    ensure_postgres()
+    ensure_machine_redis()
+    out = tmp_path / "faults.json"
+    # 50 streams at 2 steps/s x 10 keys: the outage spans 6 steps of each; 24 tiny runs on 8 workers
+    args = ["--quick", "--faults", "--workers", "8", "--runs", "24", "--streams", "50", "--rate", "2"]
+    args += ["--keys", "10", "--stream-s", "20", "--outage-s", "3", "--json", str(out)]
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "lab_scale.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=420,
+    )
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["problems"] == []
+    [killed] = res["faults"]["killed"]
+    assert killed["busy"] >= 8  # every worker had a run when one was killed
+    [outage] = res["faults"]["outages"]
+    assert outage["down_s"] >= 3 and outage["at_s"] < 20  # during the streams
+    assert res["lost_runs"] == 0 and res["duplicated_runs"] == 0
+    assert res["queue_latency_s"]["n"] == 24
