@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bml_core.models import SharedHead
-from bml_core.strategies.base import Batch, StepContext, Strategy
+from bml_core.strategies.base import Batch, Feats, StepContext, Strategy
 from bml_core.strategies.reconboost import ReconBoostParams
 
 
@@ -129,7 +129,5 @@ class ReconBoost(Strategy):
         ctx.optimizer_step()
         return metrics
 
-    def on_logits(
-        self, ctx: StepContext, h: dict[str, torch.Tensor], z: torch.Tensor, training: bool
-    ) -> torch.Tensor:
+    def on_logits(self, ctx: StepContext, h: Feats, z: torch.Tensor, training: bool) -> torch.Tensor:
         return z * self.beta_value.to(z.dtype)
