@@ -288,6 +288,12 @@ def authors(value: Any) -> dict[str, Any]:
     return {AUTHORS_KEY: value}
 
 
+def authors_default(value: Any, *, description: str, **constraints: Any) -> Any:
+    """A parameter whose default is the value the authors' released code uses, the value
+    written once: `Field(value, json_schema_extra=authors(value), description=..., ...)`."""
+    return Field(value, json_schema_extra=authors(value), description=description, **constraints)
+
+
 def authors_value(info: Any) -> Any:
     """The value a field's metadata marks as the authors' (None when unmarked)."""
     extra = getattr(info, "json_schema_extra", None)

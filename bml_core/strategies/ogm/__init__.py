@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import RatioName, StrategyParams, authors
+from bml_core.schema import RatioName, StrategyParams, authors, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -20,9 +20,7 @@ class OGMParams(StrategyParams):
 
     name: Literal["ogm"] = "ogm"
     alpha: float = Field(0.8, ge=0.0, description="modulation strength")
-    k_form: Literal["official", "smooth"] = Field(
-        "official", json_schema_extra=authors("official"), description="coefficient form"
-    )
+    k_form: Literal["official", "smooth"] = authors_default("official", description="coefficient form")
     params: Literal["weights", "conv_only", "all"] = Field(
         "weights",
         json_schema_extra=authors("conv_only"),
