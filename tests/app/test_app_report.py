@@ -10,7 +10,7 @@ import statistics
 
 from sqlalchemy import Engine
 
-from app.views.report import data as rv
+from app.views.report import data as report_data
 from services.report import make_report
 from tests.helpers.apptest import errors_of, frame_with, open_page
 from tests.helpers.stored_runs import add_run, summary_for
@@ -52,7 +52,7 @@ def test_report_page_shows_the_same_report_as_bml_report_with_downloads(engine: 
     assert {"Download HTML", "Download JSON"} <= set(buttons)
 
     doc = make_report(engine, ["rep"], [])
-    shown = rv.build(engine, ["rep"])
+    shown = report_data.build(engine, ["rep"])
     page_doc = json.loads(shown.json)
     expected = json.loads(json.dumps(doc))
     for d in (page_doc, expected):
@@ -73,7 +73,7 @@ def test_several_groups_and_a_link_back_to_compare(engine: Engine) -> None:
     at = open_page("report", group="a,b")
     assert not at.exception and not errors_of(at)
     assert at.multiselect(key="report_groups").value == ["a", "b"]
-    doc = json.loads(rv.build(engine, ["a", "b"]).json)
+    doc = json.loads(report_data.build(engine, ["a", "b"]).json)
     assert sum(g["n"] for g in doc["groups"]) == 8  # both groups' runs, grouped by strategy
     links = [el.proto for el in at.get("page_link")]
     assert [(link.page, link.query_string) for link in links if link.label == "Open in Compare"] == [

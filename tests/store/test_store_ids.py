@@ -53,12 +53,12 @@ def test_bml_delete_asks_unless_yes(engine: Engine) -> None:
 
 
 def test_retry_is_named_after_the_run_it_retries(engine: Engine, sent: list[int]) -> None:
-    from app.views.runs import data as rv
+    from app.views.runs import data as runs_data
     from services import actions as client
 
     (rid,) = client.submit({"name": "lr-probe"}, engine=engine)
     client.cancel(rid, engine=engine)
-    result = rv.run_action("retry", rid, engine)
+    result = runs_data.run_action("retry", rid, engine)
     assert result.ok and result.new_run_id is not None
     new = db.get_run(engine, result.new_run_id)
     assert new.name == f"lr-probe (retry of #{rid})" and new.status == "queued"
@@ -66,7 +66,7 @@ def test_retry_is_named_after_the_run_it_retries(engine: Engine, sent: list[int]
     client.cancel(new.id, engine=engine)
     again = db.get_run(engine, client.retry(new.id, engine=engine))
     assert again.name == f"lr-probe (retry of #{new.id})"  # one suffix, naming the run retried
-    message = rv.run_action("cancel", again.id, engine).message
+    message = runs_data.run_action("cancel", again.id, engine).message
     assert message == f"Run {again.id} cancelled."
 
 

@@ -77,8 +77,8 @@ class ReconBoost(Strategy):
     def on_epoch_start(self, ctx: StepContext) -> None:
         stage, phase, _ = self._schedule(ctx.epoch)
         if self.state.get("phase_of") != [stage, phase]:  # a new phase: fresh optimizer state
-            for group in ctx.optimizer.param_groups:
-                ctx.reset_optimizer_state(group["name"])
+            for param_group in ctx.optimizer.param_groups:
+                ctx.reset_optimizer_state(param_group["name"])
             self.state["phase_of"] = [stage, phase]
 
     def training_step(self, ctx: StepContext, batch: Batch) -> dict[str, float] | None:
