@@ -13,27 +13,19 @@ from sqlalchemy import Engine
 from app.views.report import data as report_data
 from services.report import make_report
 from tests.helpers.apptest import errors_of, frame_with, open_page
-from tests.helpers.stored_runs import add_run, summary_for
+from tests.helpers.stored_runs import add_run, add_seeded_runs, summary_for
 
 ACC = {"joint": [0.60, 0.62], "opm": [0.70, 0.715]}
 
 
 def _runs(engine: Engine, group: str) -> dict[str, list[int]]:
-    ids: dict[str, list[int]] = {}
-    for strategy, accs in ACC.items():
-        for seed, acc in enumerate(accs):
-            ids.setdefault(strategy, []).append(
-                add_run(
-                    engine,
-                    f"{group}-{strategy}-s{seed}",
-                    group,
-                    [] if strategy == "joint" else [strategy],
-                    seed=seed,
-                    steps=40,
-                    summary=summary_for(acc, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0),
-                )
-            )
-    return ids
+    return add_seeded_runs(
+        engine,
+        group,
+        ACC,
+        40,
+        lambda acc, seed: summary_for(acc, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0),
+    )
 
 
 def _page_html(at: object) -> str:
