@@ -1,5 +1,6 @@
 """Helpers shared by the store benchmarks: timing summaries, machine description, a
-throw-away PostgreSQL database, and a TCP proxy that can cut PostgreSQL off."""
+throw-away PostgreSQL database, a TCP proxy that can cut PostgreSQL off, and the MLflow and
+TensorBoard trackers the logging benchmarks compare against."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -64,3 +66,37 @@ def postgres_database(label: str, port: int = PG_PORT) -> Iterator[tuple[str, st
         yield f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{port}/{name}", name
     finally:
         _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def compare_trackers(work: Path, experiment: str, install_hint: str, skipped: list[str]) -> tuple[Any, Any]:
+    """The comparison trackers of the logging benchmarks: (the mlflow module with a run
+    started in work/mlflow.db under `experiment`, a TensorBoard SummaryWriter on work/tb);
+    None for one that is not installed, said in `skipped` with `install_hint`."""
+    mlflow_module = writer = None
+    try:
+        import logging
+
+        import mlflow
+
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
+        mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
+        mlflow.set_experiment(experiment)
+        mlflow.start_run()
+        mlflow_module = mlflow
+    except ImportError:
+        skipped.append(f"mlflow (not installed: {install_hint})")
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(work / "tb"))
+    except ImportError:
+        skipped.append(f"tensorboard (not installed: {install_hint})")
+    return mlflow_module, writer
+
+
+def close_trackers(mlflow: Any, writer: Any) -> None:
+    """End compare_trackers' MLflow run and close its SummaryWriter (None: not opened)."""
+    if mlflow is not None:
+        mlflow.end_run()
+    if writer is not None:
+        writer.close()
