@@ -12,6 +12,7 @@ from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.trainer import Trainer
 from tests.helpers.configs import small
+from tests.helpers.resume import stop_at_check
 
 
 def test_every_step_streams_the_contract_keys() -> None:
@@ -150,13 +151,7 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path, where: str) -
     full_summary = full.fit()
     reference = _weights(full)
 
-    counter = {"n": 0}
-
-    def stop() -> bool:
-        counter["n"] += 1
-        return counter["n"] >= stop_after
-
-    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop)
+    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop_at_check(stop_after))
     status = first.fit()["run"]["status"]
     assert status == "cancelled"
     assert first.global_step == stop_after

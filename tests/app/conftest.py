@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.browser import VIEWPORT, launch_browser
-from tests.helpers.fixtures import engine  # noqa: F401 (fixtures)
+from tests.helpers.fixtures import engine, sent  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")

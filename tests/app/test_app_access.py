@@ -11,20 +11,12 @@ from sqlalchemy import Engine
 import db
 from app.views.live import data as lv
 from app.views.runs import data as runs_data
-from services import actions as client
 from tests.helpers.apptest import open_page
 from tests.helpers.stored_runs import add_run
 
 ADMIN = db.Actor("ada", "admin")
 OPERATOR = db.Actor("otto", "operator")
 VIEWER = db.Actor("vic", "viewer")
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
 
 
 def test_without_a_session_only_the_login_prompt_is_drawn(

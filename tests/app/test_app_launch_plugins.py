@@ -24,15 +24,6 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     yield from installed_on_path(tmp_path, monkeypatch)
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
-
-
 def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
     fusion = next(s for s in ll.model_fields() if s.path == "model.fusion")
     assert fusion.kind == "choice" and set(fusion.options) == {

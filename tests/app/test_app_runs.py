@@ -102,15 +102,6 @@ def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, 
     }
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
-
-
 def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[int]) -> None:
     queued = add_run(engine, "waiting", "g", status="queued")
     running = add_run(engine, "busy", "g", steps=20, status="running")

@@ -1,6 +1,7 @@
 """Fixtures more than one suite uses, imported into its conftest (or test module): `engine`,
-the migrated SQLite store in the test's own BML_HOME (the one the app and the CLI open), and
-`embedded_cluster`, that store with the embedded broker for `bml worker` processes."""
+the migrated SQLite store in the test's own BML_HOME (the one the app and the CLI open),
+`embedded_cluster`, that store with the embedded broker for `bml worker` processes, and
+`sent`, the run ids the app or a service enqueued (recorded instead of sent to a broker)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,13 @@ def embedded_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     c.apply(monkeypatch)
     yield c
     c.stop_all()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Run ids services.actions.enqueue was given (recorded, not sent)."""
+    from services import actions as client
+
+    calls: list[int] = []
+    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
+    return calls

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -15,15 +14,6 @@ import db
 from bml_cli.main import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
 
 
 def test_a_deleted_newest_id_is_never_given_again(engine: Engine, sent: list[int]) -> None:
