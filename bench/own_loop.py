@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_common import close_trackers, compare_trackers, machine, summary  # noqa: E402
+from store_common import close_trackers, compare_trackers, interleaved_rounds, machine, summary  # noqa: E402
 
 Logger = Callable[[int, Any, Any, Any, Any], None]
 STEPS = {"mlp": 200, "cnn": 20}  # per block unless --steps
@@ -212,14 +212,7 @@ def main() -> None:
         block(name, max(5, steps // 4))
     for v in (*call_s.values(), *cpu_s.values(), *flush_s.values()):
         v.clear()
-    rng = random.Random(0)
-    per_round: list[dict[str, float]] = []
-    for r in range(args.rounds):
-        order = list(loggers)
-        rng.shuffle(order)
-        step_s = {name: block(name, block_steps[name]) for name in order}
-        per_round.append(step_s)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
+    per_round = interleaved_rounds(list(loggers), block, block_steps, args.rounds)
 
     wakes = runs["bml"]._scoring.wakes
     for run in runs.values():

@@ -7,11 +7,12 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import random
 import secrets
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,19 @@ def close_trackers(mlflow: Any, writer: Any) -> None:
         mlflow.end_run()
     if writer is not None:
         writer.close()
+
+
+def interleaved_rounds(
+    variants: list[str], block: Callable[[str, int], float], block_steps: dict[str, int], rounds: int
+) -> list[dict[str, float]]:
+    """`rounds` rounds of one block per variant (`block(name, steps)` -> seconds per step), in
+    an order shuffled each round (seed 0); each round's times, printed as it ends."""
+    rng = random.Random(0)
+    per_round: list[dict[str, float]] = []
+    for r in range(rounds):
+        order = list(variants)
+        rng.shuffle(order)
+        step_s = {name: block(name, block_steps[name]) for name in order}
+        per_round.append(step_s)
+        print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
+    return per_round

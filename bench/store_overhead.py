@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store_common import close_trackers, compare_trackers, machine, summary
+from store_common import close_trackers, compare_trackers, interleaved_rounds, machine, summary
 
 Logger = Callable[[int, dict[str, float]], None]
 
@@ -128,14 +127,7 @@ def main() -> None:
         call_s[k].clear()
         cpu_s[k].clear()
         main_cpu_s[k].clear()
-    rng = random.Random(0)
-    per_round: list[dict[str, float]] = []
-    for r in range(args.rounds):
-        order = list(loggers)
-        rng.shuffle(order)
-        step_s = {name: block(name, block_steps[name]) for name in order}
-        per_round.append(step_s)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
+    per_round = interleaved_rounds(list(loggers), block, block_steps, args.rounds)
 
     sink.on_end("succeeded", None)
     sink.close()
