@@ -98,6 +98,18 @@ def fields_grid(
             field_widget(spec, errors, shown)
 
 
+def group_picker(known_groups: Mapping[str, int], default: Sequence[str], key: str) -> list[str]:
+    """The groups multiselect of Compare and Report: each stored group with its run count."""
+    return st.multiselect(
+        "groups",
+        list(known_groups),
+        default=default,
+        format_func=lambda g: f"{g} ({known_groups[g]} run{'s' if known_groups[g] != 1 else ''})",
+        key=key,
+        placeholder="pick one or more groups",
+    )
+
+
 def page_path(name: str) -> Path:
     """A page script, for st.page_link / st.switch_page."""
     return VIEWS_DIR / name / "page.py"

@@ -190,11 +190,11 @@ class LagProbe:
 def runs_page_data(engine: Any) -> object:
     """What app/views/runs/page.py reads for page 1: the filter choices, the count (a one-row
     page), the page of 25 and its table rows."""
-    from app.views.runs import data as rv
+    from app.views.runs import data as runs_data
 
-    rv.filter_options(engine)
-    rv.runs_page(engine, rv.RunFilter(), 1, page_size=1)
-    return rv.table_rows(engine, rv.runs_page(engine, rv.RunFilter(), 1).runs)
+    runs_data.filter_options(engine)
+    runs_data.runs_page(engine, runs_data.RunFilter(), 1, page_size=1)
+    return runs_data.table_rows(engine, runs_data.runs_page(engine, runs_data.RunFilter(), 1).runs)
 
 
 def page_probes(engine: Any, live_run: int, stop: threading.Event, times: dict[str, list[float]]) -> None:

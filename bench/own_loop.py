@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_common import machine, summary  # noqa: E402
+from store_common import close_trackers, compare_trackers, interleaved_rounds, machine, summary  # noqa: E402
 
 Logger = Callable[[int, Any, Any, Any, Any], None]
 STEPS = {"mlp": 200, "cnn": 20}  # per block unless --steps
@@ -157,42 +157,28 @@ def main() -> None:
     for name, run in runs.items():
         loggers[name], flushers[name], block_steps[name] = logger(run), run.flush, steps
     skipped: list[str] = []
-    mlflow_run = tb_writer = None
+    mlflow = tb_writer = None  # the mlflow module (a run started) and a SummaryWriter
     if not args.no_compare:
-        try:
-            import logging
+        mlflow, tb_writer = compare_trackers(work, "own-loop", "make bench-compare-venv", skipped)
+    if mlflow is not None:
 
-            import mlflow
+        def log_mlflow(step: int, logits: Any, feats: Any, y: Any, loss: Any) -> None:
+            m = scorer.compute(logits, scorer.decompose(model.head, feats), y, loss)
+            mlflow.log_metrics(m, step=step)
 
-            logging.getLogger("mlflow").setLevel(logging.ERROR)
-            mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-            mlflow.set_experiment("own-loop")
-            mlflow_run = mlflow.start_run()
+        loggers["mlflow"] = log_mlflow
+        block_steps["mlflow"] = max(5, steps // 5)
+    if tb_writer is not None:
+        writer = tb_writer
 
-            def log_mlflow(step: int, logits: Any, feats: Any, y: Any, loss: Any) -> None:
-                m = scorer.compute(logits, scorer.decompose(model.head, feats), y, loss)
-                mlflow.log_metrics(m, step=step)
+        def log_tb(step: int, logits: Any, feats: Any, y: Any, loss: Any) -> None:
+            m = scorer.compute(logits, scorer.decompose(model.head, feats), y, loss)
+            for k, v in m.items():
+                writer.add_scalar(k, v, step)
 
-            loggers["mlflow"] = log_mlflow
-            block_steps["mlflow"] = max(5, steps // 5)
-        except ImportError:
-            skipped.append("mlflow (not installed: make bench-compare-venv)")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb_writer = SummaryWriter(str(work / "tb"))
-            writer = tb_writer
-
-            def log_tb(step: int, logits: Any, feats: Any, y: Any, loss: Any) -> None:
-                m = scorer.compute(logits, scorer.decompose(model.head, feats), y, loss)
-                for k, v in m.items():
-                    writer.add_scalar(k, v, step)
-
-            loggers["tensorboard"] = log_tb
-            flushers["tensorboard"] = writer.flush
-            block_steps["tensorboard"] = steps
-        except ImportError:
-            skipped.append("tensorboard (not installed: make bench-compare-venv)")
+        loggers["tensorboard"] = log_tb
+        flushers["tensorboard"] = writer.flush
+        block_steps["tensorboard"] = steps
 
     next_step = dict.fromkeys(loggers, 0)
     call_s: dict[str, list[float]] = {k: [] for k in loggers}
@@ -226,14 +212,7 @@ def main() -> None:
         block(name, max(5, steps // 4))
     for v in (*call_s.values(), *cpu_s.values(), *flush_s.values()):
         v.clear()
-    rng = random.Random(0)
-    per_round: list[dict[str, float]] = []
-    for r in range(args.rounds):
-        order = list(loggers)
-        rng.shuffle(order)
-        step_s = {name: block(name, block_steps[name]) for name in order}
-        per_round.append(step_s)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
+    per_round = interleaved_rounds(list(loggers), block, block_steps, args.rounds)
 
     wakes = runs["bml"]._scoring.wakes
     for run in runs.values():
@@ -243,12 +222,7 @@ def main() -> None:
     engine = db.make_engine(store)
     main_run = runs["bml"]
     stored = sum(len(s.steps) for s in db.run_points(engine, main_run.id).values())
-    if mlflow_run is not None:
-        import mlflow
-
-        mlflow.end_run()
-    if tb_writer is not None:
-        tb_writer.close()
+    close_trackers(mlflow, tb_writer)
 
     baseline = [r["none"] for r in per_round]
     print()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import tempfile
 import time
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from store_common import machine, summary
+from store_common import close_trackers, compare_trackers, interleaved_rounds, machine, summary
 
 Logger = Callable[[int, dict[str, float]], None]
 
@@ -80,36 +79,22 @@ def main() -> None:
     flushers: dict[str, Callable[[], None]] = {"db": lambda: sink.flush(60)}
     block_steps = {"none": args.steps, "db": args.steps}
     skipped: list[str] = []
-    mlflow_run = tb_writer = None
+    mlflow = tb_writer = None  # the mlflow module (a run started) and a SummaryWriter
     if not args.no_compare:
-        try:
-            import logging
+        mlflow, tb_writer = compare_trackers(work, "overhead", "see bench/requirements-compare.txt", skipped)
+    if mlflow is not None:
+        loggers["mlflow"] = lambda step, m: mlflow.log_metrics(m, step=step)
+        block_steps["mlflow"] = max(20, args.steps // 5)
+    if tb_writer is not None:
+        writer = tb_writer
 
-            import mlflow
+        def tb_log(step: int, m: dict[str, float]) -> None:
+            for k, v in m.items():
+                writer.add_scalar(k, v, step)
 
-            logging.getLogger("mlflow").setLevel(logging.ERROR)
-            mlflow.set_tracking_uri(f"sqlite:///{work / 'mlflow.db'}")
-            mlflow.set_experiment("overhead")
-            mlflow_run = mlflow.start_run()
-            loggers["mlflow"] = lambda step, m: mlflow.log_metrics(m, step=step)
-            block_steps["mlflow"] = max(20, args.steps // 5)
-        except ImportError:
-            skipped.append("mlflow (not installed: see bench/requirements-compare.txt)")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb_writer = SummaryWriter(str(work / "tb"))
-            writer = tb_writer
-
-            def tb_log(step: int, m: dict[str, float]) -> None:
-                for k, v in m.items():
-                    writer.add_scalar(k, v, step)
-
-            loggers["tensorboard"] = tb_log
-            flushers["tensorboard"] = writer.flush
-            block_steps["tensorboard"] = args.steps
-        except ImportError:
-            skipped.append("tensorboard (not installed: see bench/requirements-compare.txt)")
+        loggers["tensorboard"] = tb_log
+        flushers["tensorboard"] = writer.flush
+        block_steps["tensorboard"] = args.steps
 
     next_step = dict.fromkeys(loggers, 0)
     call_s: dict[str, list[float]] = {k: [] for k in loggers}
@@ -142,25 +127,13 @@ def main() -> None:
         call_s[k].clear()
         cpu_s[k].clear()
         main_cpu_s[k].clear()
-    rng = random.Random(0)
-    per_round: list[dict[str, float]] = []
-    for r in range(args.rounds):
-        order = list(loggers)
-        rng.shuffle(order)
-        step_s = {name: block(name, block_steps[name]) for name in order}
-        per_round.append(step_s)
-        print(f"round {r + 1}: " + ", ".join(f"{k} {v * 1000:.3f} ms" for k, v in step_s.items()), flush=True)
+    per_round = interleaved_rounds(list(loggers), block, block_steps, args.rounds)
 
     sink.on_end("succeeded", None)
     sink.close()
     stored = sum(len(s.steps) for s in db.run_points(engine, run_id).values())
     expected = next_step["db"] * 16
-    if mlflow_run is not None:
-        import mlflow
-
-        mlflow.end_run()
-    if tb_writer is not None:
-        tb_writer.close()
+    close_trackers(mlflow, tb_writer)
 
     baseline = [r["none"] for r in per_round]
     print()

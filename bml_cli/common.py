@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -30,8 +31,13 @@ def plain(text: object) -> str:
 def check_run_id(run_id: int) -> int:
     """An id the store could hold, else exit 2 with the usual 'no run' message."""
     if not 0 <= run_id <= MAX_RUN_ID:
-        raise fail(f"error: no run with id {run_id} (see `bml runs`)")
+        raise no_such_run(run_id)
     return run_id
+
+
+def no_such_run(run_id: int) -> typer.Exit:
+    """The usual 'no run' message (exit 2): `raise no_such_run(run_id) from None`."""
+    return fail(f"error: no run with id {run_id} (see `bml runs`)")
 
 
 def check_output_file(path: Path, what: str = "-o") -> Path:
@@ -48,6 +54,7 @@ def bml_home() -> Path:
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> typer.Exit:
+    """Print `message` on stderr; the exit to raise: `raise fail(f"error: {exc}") from None`."""
     typer.echo(message, err=True)
     return typer.Exit(code)
 
@@ -67,8 +74,13 @@ def invalid_input_exits() -> Iterator[None]:
         print_config_errors(exc)
         raise typer.Exit(EXIT_INVALID) from None
     except DatasetError as exc:
-        typer.echo(f"error: invalid dataset:\n  {exc.field}: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(f"error: invalid dataset:\n  {exc.field}: {exc}") from None
+
+
+def overrides_option() -> Any:
+    """`--set KEY.PATH=VALUE` (repeatable) as `bml train` and `bml submit` take it; the
+    values go to read_run_config."""
+    return typer.Option(None, "--set", help="dotted override, e.g. train.epochs=3 (repeatable)")
 
 
 def read_run_config(
@@ -86,8 +98,7 @@ def check_webhook_or_exit() -> None:
 
     message = webhook_env_error()
     if message:
-        typer.echo(f"error: {message}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail(f"error: {message}")
 
 
 def warn(msg: str) -> None:

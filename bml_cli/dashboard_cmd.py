@@ -14,7 +14,7 @@ import subprocess
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID
+from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, fail
 
 
 def resolve_auth(host: str, auth: bool, insecure_no_auth: bool) -> str:
@@ -26,22 +26,19 @@ def resolve_auth(host: str, auth: bool, insecure_no_auth: bool) -> str:
     try:
         mode = "local" if auth else auth_mode()
     except AuthConfigError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(f"error: {exc}") from None
     if mode == "oidc":
         from app.oidc import oidc_secrets
 
         try:
             oidc_secrets()
         except AuthConfigError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
     try:
         check_bind(host, mode)
     except AuthConfigError as exc:
         if not insecure_no_auth:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         banner = "!" * 78
         typer.echo(
             f"{banner}\nWARNING: --insecure-no-auth: serving the dashboard on {host} WITHOUT A LOGIN.\n"
@@ -95,8 +92,7 @@ def port_problem(host: str, port: int) -> str | None:
 def check_port_or_exit(host: str, port: int) -> None:
     problem = port_problem(host, port)
     if problem is not None:
-        typer.echo(f"error: {problem}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail(f"error: {problem}")
 
 
 def check_store_or_exit() -> None:
@@ -107,8 +103,7 @@ def check_store_or_exit() -> None:
     try:
         check_schema(engine)
     except SchemaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
+        raise fail(f"error: {exc}", EXIT_FAILURE) from None
     finally:
         engine.dispose()
 
@@ -144,5 +139,4 @@ def register(app: typer.Typer) -> None:
             proc.terminate()
             code = proc.wait(timeout=10)
         if code not in (0, -15):
-            typer.echo(f"error: the dashboard exited with status {code} (is port {port} free?)", err=True)
-            raise typer.Exit(EXIT_FAILURE)
+            raise fail(f"error: the dashboard exited with status {code} (is port {port} free?)", EXIT_FAILURE)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bml_cli.common import EXIT_INVALID, invalid_input_exits
+from bml_cli.common import fail, invalid_input_exits
 
 if TYPE_CHECKING:
     from bml_core.data.prepare import PrepareResult
@@ -97,8 +97,7 @@ def register(app: typer.Typer) -> None:
         """Encode a raw dataset once into the features format; train on it with
         `dataset: {name: features, path: DST}`. Exit 0 ok, 2 invalid input (the file is named)."""
         if dataset.replace("_", "-") not in PREPARABLE:
-            typer.echo(f"error: cannot prepare {dataset!r}; choose one of {', '.join(PREPARABLE)}", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"error: cannot prepare {dataset!r}; choose one of {', '.join(PREPARABLE)}")
         partial = dst.with_name(dst.name + ".partial")
         try:
             result = _prepare(dataset, src, dst, param, trust_pickle, dtype, force, progress)

@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, invalid_input_exits, plain
+from bml_cli.common import EXIT_FAILURE, fail, invalid_input_exits, plain
 from bml_cli.store_cmd import _engine
 from bml_core.seeds import SeedError, parse_seeds
 from services.report import make_report
@@ -96,26 +96,21 @@ def _report_command(
     from db import RUN_STATUSES
 
     if fmt not in FORMATS:
-        typer.echo(f"error: unknown format {fmt!r}; one of {', '.join(FORMATS)}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail(f"error: unknown format {fmt!r}; one of {', '.join(FORMATS)}")
     if not groups and not runs:
-        typer.echo("error: say which runs: --group NAME (repeatable) or --runs ID,ID,...", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail("error: say which runs: --group NAME (repeatable) or --runs ID,ID,...")
     bad = [s for s in include if s not in RUN_STATUSES]
     if bad:
-        typer.echo(f"error: --include {bad[0]!r} is not a status; one of {', '.join(RUN_STATUSES)}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        raise fail(f"error: --include {bad[0]!r} is not a status; one of {', '.join(RUN_STATUSES)}")
     try:
         ids = parse_ids(runs, "--runs") if runs else []
     except typer.BadParameter as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(f"error: {exc}") from None
     engine = _engine()
     try:
         doc = make_report(engine, groups, ids, by or None, baseline, ("succeeded", *include), title)
     except (ValueError, KeyError) as exc:
-        typer.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
-        raise typer.Exit(EXIT_INVALID) from None
+        raise fail(f"error: {exc.args[0] if exc.args else exc}") from None
     target = output or f"report-{_slug(groups, ids)}.{fmt}"
     _write(render(doc, fmt), target)
     if target != "-":
@@ -202,13 +197,11 @@ def register(app: typer.Typer) -> None:
         from services import actions as client
 
         if fmt not in FORMATS:
-            typer.echo(f"error: unknown format {fmt!r}; one of {', '.join(FORMATS)}", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"error: unknown format {fmt!r}; one of {', '.join(FORMATS)}")
         try:
             seed_list = parse_seeds(seeds)
         except SeedError as exc:
-            typer.echo(f"error: --seeds: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: --seeds: {exc}") from None
         name = group or f"{grid}-{dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
         engine = _engine()
         with invalid_input_exits():
@@ -221,8 +214,7 @@ def register(app: typer.Typer) -> None:
                     engine=engine,
                 )
             except client.BrokerUnavailable as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(EXIT_FAILURE) from None
+                raise fail(f"error: {exc}", EXIT_FAILURE) from None
         typer.echo(
             f"submitted {len(ids)} runs of grid {grid} as group {name}: {', '.join(str(i) for i in ids)}"
         )
@@ -232,6 +224,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"when they have finished: {command}")
             return
         if not _wait(engine, ids, timeout_s):
-            typer.echo(f"error: runs still going after {timeout_s:g}s; later: {command}", err=True)
-            raise typer.Exit(EXIT_FAILURE)
+            raise fail(f"error: runs still going after {timeout_s:g}s; later: {command}", EXIT_FAILURE)
         _report_command([name], None, fmt, target, [], None, [], None)

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import typer
 
-from bml_cli.common import EXIT_FAILURE, EXIT_INVALID, check_output_file, check_run_id, plain
+from bml_cli.common import EXIT_FAILURE, check_output_file, check_run_id, fail, plain
 
 EXPORT_FORMATS = ("csv", "parquet", "json")
 EVENT_KINDS = ("alert", "log")
@@ -34,16 +34,14 @@ def _engine(check: bool = True) -> Any:
         if check:
             check_schema(engine)
     except SchemaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(EXIT_FAILURE) from None
+        raise fail(f"error: {exc}", EXIT_FAILURE) from None
     if check and os.environ.get("BML_USER", "").strip():  # reads too: BML_USER must name an account
         from db import PermissionDenied, resolve_actor
 
         try:
             resolve_actor(engine, os.environ["BML_USER"].strip())
         except PermissionDenied as exc:
-            typer.echo(f"error: BML_USER: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: BML_USER: {exc}") from None
     return engine
 
 
@@ -132,8 +130,9 @@ def register(app: typer.Typer) -> None:
         try:
             rev = upgrade(engine)
         except Exception as exc:  # noqa: BLE001 - reported, exit 1
-            typer.echo(f"error: could not migrate {describe(engine)}: {type(exc).__name__}: {exc}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise fail(
+                f"error: could not migrate {describe(engine)}: {type(exc).__name__}: {exc}", EXIT_FAILURE
+            ) from None
         typer.echo(f"store {describe(engine)} is at revision {rev} (head {head_revision()})")
 
     @app.command("runs")
@@ -150,8 +149,7 @@ def register(app: typer.Typer) -> None:
         from db import RUN_STATUSES, list_runs
 
         if status is not None and status not in RUN_STATUSES:
-            typer.echo(f"error: unknown status {status!r}; one of {', '.join(RUN_STATUSES)}", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"error: unknown status {status!r}; one of {', '.join(RUN_STATUSES)}")
         page = list_runs(_engine(), status=status, group=group, owner=owner, limit=limit)
         if as_json:
             from db.models import json_safe
@@ -176,13 +174,11 @@ def register(app: typer.Typer) -> None:
         from db.models import json_safe
 
         if kind is not None and kind not in EVENT_KINDS:
-            typer.echo(f"error: unknown kind {kind!r}; one of {', '.join(EVENT_KINDS)}", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"error: unknown kind {kind!r}; one of {', '.join(EVENT_KINDS)}")
         try:
             rows = run_events(_engine(), run_id, kind=kind)
         except RunNotFound as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         if as_json:
             typer.echo(json.dumps([json_safe(e.to_dict()) for e in rows], indent=2, ensure_ascii=False))
             return
@@ -205,8 +201,7 @@ def register(app: typer.Typer) -> None:
         from db import RunNotFound
 
         if fmt not in EXPORT_FORMATS:
-            typer.echo(f"error: unknown format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"error: unknown format {fmt!r}; one of {', '.join(EXPORT_FORMATS)}")
         check_run_id(run_id)
         target: IO[Any] | Path = sys.stdout if output == "-" else Path(output or f"run-{run_id}.{fmt}")
         if isinstance(target, Path):
@@ -215,10 +210,8 @@ def register(app: typer.Typer) -> None:
         try:
             n = _write_export(engine, run_id, fmt, target)
         except RunNotFound as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         except OSError as exc:
-            typer.echo(f"error: could not write {target}: {exc.strerror or exc}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise fail(f"error: could not write {target}: {exc.strerror or exc}", EXIT_FAILURE) from None
         if isinstance(target, Path):
             typer.echo(f"wrote {n} points of run {run_id} to {target}")

@@ -12,10 +12,11 @@ import typer
 
 from bml_cli.common import (
     EXIT_FAILURE,
-    EXIT_INVALID,
     bml_home,
     check_webhook_or_exit,
+    fail,
     invalid_input_exits,
+    overrides_option,
     read_run_config,
 )
 
@@ -56,9 +57,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         config: Path = typer.Argument(None, help="run config (YAML or JSON); defaults for every key"),
-        set_: list[str] = typer.Option(
-            None, "--set", help="dotted override, e.g. train.epochs=3 (repeatable)"
-        ),
+        set_: list[str] = overrides_option(),
         summary_json: Path = typer.Option(None, "--summary-json", help="write the summary JSON here"),
         out: Path = typer.Option(
             None, "--out", help="run directory (checkpoints, metrics.jsonl, summary.json)"
@@ -82,8 +81,7 @@ def register(app: typer.Typer) -> None:
 
         check_webhook_or_exit()
         if out is not None and out.exists() and not out.is_dir():
-            typer.echo(f"error: --out {out} is a file; give a folder for the run's files", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"error: --out {out} is a file; give a folder for the run's files")
         with invalid_input_exits():
             cfg = read_run_config(config, set_, preset, device)
             bundle = build_dataset(cfg.dataset)
@@ -119,15 +117,14 @@ def register(app: typer.Typer) -> None:
             summary = trainer.fit()
         except DatasetError as exc:  # a bad file met while training (also from DataLoader workers)
             last_line = str(exc).strip().splitlines()[-1].split("DatasetError: ", 1)[-1]
-            typer.echo(f"error: invalid dataset:\n  {exc.field}: {last_line}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: invalid dataset:\n  {exc.field}: {last_line}") from None
         except Exception as exc:  # noqa: BLE001 - reported, exit 1
-            typer.echo(f"error: training failed: {type(exc).__name__}: {exc}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise fail(f"error: training failed: {type(exc).__name__}: {exc}", EXIT_FAILURE) from None
         status = summary["run"]["status"]
         if status != "succeeded":
-            typer.echo(f"stopped ({status}); continue with: bml train ... --out {run_dir} --resume", err=True)
-            raise typer.Exit(EXIT_FAILURE)
+            raise fail(
+                f"stopped ({status}); continue with: bml train ... --out {run_dir} --resume", EXIT_FAILURE
+            )
         text = json.dumps(summary, indent=2)
         (run_dir / "summary.json").write_text(text)
         if summary_json:

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from bml_cli.common import EXIT_INVALID
+from bml_cli.common import fail
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -34,8 +34,7 @@ def register(app: typer.Typer) -> None:
         try:
             fn()  # type: ignore[operator]
         except (PermissionDenied, UserError) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
 
     @user_app.command("add")
     def add(

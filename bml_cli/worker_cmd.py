@@ -11,7 +11,10 @@ from bml_cli.common import (
     EXIT_INVALID,
     check_run_id,
     check_webhook_or_exit,
+    fail,
     invalid_input_exits,
+    no_such_run,
+    overrides_option,
     read_run_config,
 )
 from bml_cli.store_cmd import _engine
@@ -33,9 +36,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def submit(
         config: Path = typer.Argument(None, help="run config (YAML or JSON)"),
-        set_: list[str] = typer.Option(
-            None, "--set", help="dotted override, e.g. train.epochs=3 (repeatable)"
-        ),
+        set_: list[str] = overrides_option(),
         seeds: str = typer.Option(
             None, "--seeds", help="seeds, one run each: 0,1,2 or a range 0-4 (at most 64)"
         ),
@@ -50,18 +51,15 @@ def register(app: typer.Typer) -> None:
         try:
             seed_list = parse_seeds(seeds) if seeds else None
         except SeedError as exc:
-            typer.echo(f"error: --seeds: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: --seeds: {exc}") from None
         with invalid_input_exits():
             cfg = read_run_config(config, set_, preset)
             try:
                 ids = submit_runs(cfg, seed_list, engine=engine)
             except BrokerUnavailable as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(EXIT_FAILURE) from None
+                raise fail(f"error: {exc}", EXIT_FAILURE) from None
             except PermissionDenied as exc:
-                typer.echo(f"error: {exc}", err=True)
-                raise typer.Exit(EXIT_INVALID) from None
+                raise fail(f"error: {exc}") from None
         for run_id in ids:
             typer.echo(run_id)
 
@@ -75,11 +73,9 @@ def register(app: typer.Typer) -> None:
         try:
             status = cancel_run(run_id, engine=_engine())
         except RunNotFound:
-            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise no_such_run(run_id) from None
         except PermissionDenied as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         typer.echo(
             f"run {run_id}: " + ("cancelling (stops within seconds)" if status == "running" else status)
         )
@@ -96,14 +92,11 @@ def register(app: typer.Typer) -> None:
         try:
             new_id = retry_run(run_id, engine=_engine())
         except RunNotFound:
-            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise no_such_run(run_id) from None
         except (PermissionDenied, ValueError) as exc:  # ValueError: an own-loop run has no config to run
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         except BrokerUnavailable as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise fail(f"error: {exc}", EXIT_FAILURE) from None
         typer.echo(new_id)
 
     @app.command()
@@ -120,18 +113,15 @@ def register(app: typer.Typer) -> None:
         try:
             run = get_run(engine, run_id)
         except RunNotFound:
-            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise no_such_run(run_id) from None
         if not yes and not typer.confirm(
             f"Delete run {run_id} ({run.name}, {run.status}) with all its data?", default=False, err=True
         ):
-            typer.echo(f"run {run_id}: kept", err=True)
-            raise typer.Exit(EXIT_INVALID)
+            raise fail(f"run {run_id}: kept")
         try:
             delete_run(run_id, engine=engine)
         except (PermissionDenied, InvalidRunState) as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         typer.echo(f"run {run_id}: deleted")
 
     @app.command()
@@ -153,8 +143,7 @@ def register(app: typer.Typer) -> None:
         try:
             check = rerun_check(run_id, engine=engine)
         except RunNotFound:
-            typer.echo(f"error: no run with id {run_id} (see `bml runs`)", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise no_such_run(run_id) from None
         for note in check.notes:
             typer.echo(f"note: {note}", err=True)
         for item in check.blocking:
@@ -171,11 +160,9 @@ def register(app: typer.Typer) -> None:
         try:
             new_id = rerun_run(run_id, engine=engine)
         except PermissionDenied as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise fail(f"error: {exc}") from None
         except BrokerUnavailable as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_FAILURE) from None
+            raise fail(f"error: {exc}", EXIT_FAILURE) from None
         typer.echo(new_id)
 
     @app.command()

@@ -18,16 +18,16 @@ HEAD_GROUP = "head"
 def parameter_groups(model: MultimodalModel) -> list[dict[str, Any]]:
     """One optimizer group per modality's encoder (named by the modality), then one for the
     rest (fusion head, aux heads) named "head"."""
-    groups: list[dict[str, Any]] = []
+    param_groups: list[dict[str, Any]] = []
     seen: set[int] = set()
     for m in model.modalities:
         params = model.encoder_parameters(m)
         seen.update(id(p) for p in params)
-        groups.append({"params": params, "name": m})
+        param_groups.append({"params": params, "name": m})
     rest = [p for p in model.parameters() if id(p) not in seen]
     if rest:
-        groups.append({"params": rest, "name": HEAD_GROUP})
-    return groups
+        param_groups.append({"params": rest, "name": HEAD_GROUP})
+    return param_groups
 
 
 def build_optimizer(cfg: RunConfig, model: MultimodalModel) -> torch.optim.Optimizer:

@@ -56,10 +56,15 @@ def _whole_number(v: Any) -> Any:
 Int = Annotated[int, BeforeValidator(_whole_number)]
 
 
+def is_control(c: str) -> bool:
+    """A C0 or C1 control character or DEL (U+0000-001F, U+007F-009F)."""
+    return ord(c) < 32 or 127 <= ord(c) < 160
+
+
 def no_control_chars(value: str, what: str = "text") -> str:
     """Refuse NUL and other control characters in names, groups and tags (PostgreSQL refuses
     NUL, terminals interpret escape codes)."""
-    bad = sorted({f"U+{ord(c):04X}" for c in value if ord(c) < 32 or 127 <= ord(c) < 160})
+    bad = sorted({f"U+{ord(c):04X}" for c in value if is_control(c)})
     if bad:
         raise ValueError(f"{what} must not contain control characters (found {', '.join(bad)})")
     return value
@@ -286,6 +291,12 @@ def authors(value: Any) -> dict[str, Any]:
     `Field("official", json_schema_extra=authors("official"))`. The Launch form and /methods
     show that value as `official (authors')` (issue 21)."""
     return {AUTHORS_KEY: value}
+
+
+def authors_default(value: Any, *, description: str, **constraints: Any) -> Any:
+    """A parameter whose default is the value the authors' released code uses, the value
+    written once: `Field(value, json_schema_extra=authors(value), description=..., ...)`."""
+    return Field(value, json_schema_extra=authors(value), description=description, **constraints)
 
 
 def authors_value(info: Any) -> Any:

@@ -222,7 +222,7 @@ class Trainer:
         if any(s.spec is not None and s.spec.has("needs_init_snapshot") for s in self.strategies):
             self.init_snapshot = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.optimizer = build_optimizer(cfg, self.model)
-        self._groups = {g["name"]: g for g in self.optimizer.param_groups}
+        self._param_groups = {pg["name"]: pg for pg in self.optimizer.param_groups}
         self.lr_mults: dict[str, float] = {}  # per group name; checkpointed
         self.scheduler = build_scheduler(cfg, self.optimizer)
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.train.amp]
@@ -501,21 +501,25 @@ class Trainer:
     def optimizer_step(self) -> None:
         """optimizer.step() (through the grad scaler), with each group's lr multiplier applied
         for this step only, so the scheduler keeps owning the base rates."""
-        scaled = [(g, g["lr"]) for name, g in self._groups.items() if self.lr_mults.get(name, 1.0) != 1.0]
-        for g, lr in scaled:
-            g["lr"] = lr * self.lr_mults[g["name"]]
+        scaled = [
+            (param_group, param_group["lr"])
+            for name, param_group in self._param_groups.items()
+            if self.lr_mults.get(name, 1.0) != 1.0
+        ]
+        for param_group, lr in scaled:
+            param_group["lr"] = lr * self.lr_mults[param_group["name"]]
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
             self.optimizer.step()
-        for g, lr in scaled:
-            g["lr"] = lr
+        for param_group, lr in scaled:
+            param_group["lr"] = lr
 
     def param_group(self, modality: str) -> dict[str, Any]:
-        if modality not in self._groups:
-            raise KeyError(f"no parameter group {modality!r}; groups: {', '.join(self._groups)}")
-        return self._groups[modality]
+        if modality not in self._param_groups:
+            raise KeyError(f"no parameter group {modality!r}; groups: {', '.join(self._param_groups)}")
+        return self._param_groups[modality]
 
     def set_lr_mult(self, modality: str, mult: float) -> None:
         self.param_group(modality)
@@ -799,7 +803,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # load_state_dict replaces the group dicts: look them up again (lr multipliers, param_group)
-        self._groups = {g["name"]: g for g in self.optimizer.param_groups}
+        self._param_groups = {pg["name"]: pg for pg in self.optimizer.param_groups}
         if self.scheduler and state["scheduler"]:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler and state["scaler"]:

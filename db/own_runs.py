@@ -18,7 +18,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from db.engine import write_tx
 from db.models import MAX_NAME_LENGTH, Event, Run, RunTag, utcnow
-from db.runs import _check_tags, max_error_chars
+from db.runs import _check_tags, check_label, max_error_chars
 
 OWN_LOOP_TAG = "own-loop"
 OWN_LOOP_WORKER_PREFIX = "own-loop@"
@@ -35,14 +35,6 @@ def own_loop_stale_after_s() -> float:
         raise ValueError(f"BML_OWN_LOOP_STALE_AFTER_S={raw!r} is not a number of seconds") from None
 
 
-def _check_label(label: str, value: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
-        raise ValueError(f"run {label} {value!r} refused: 1 to {MAX_NAME_LENGTH} characters")
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):
-        raise ValueError(f"run {label} {value!r} refused: it must not contain control characters")
-    return value
-
-
 def create_own_run(
     engine: Engine,
     *,
@@ -57,8 +49,8 @@ def create_own_run(
 ) -> int:
     """Insert a `running` own-loop run (attempt 1 of 1, heartbeat now) and return its id.
     `config` is the JSON document shown and compared (bml_core.tracking builds it)."""
-    _check_label("name", name)
-    _check_label("group", group)
+    check_label("name", name)
+    check_label("group", group)
     tag_list = _check_tags([*tags, OWN_LOOP_TAG])
     now = utcnow()
     worker = f"{OWN_LOOP_WORKER_PREFIX}{socket.gethostname()}:{os.getpid()}"[:MAX_NAME_LENGTH]

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Engine, delete, insert, select, update
 
 from bml_core.config import RunConfig, validate_config
+from bml_core.schema import is_control
 from db.accounts import Actor, authorize, record
 from db.engine import write_tx
 from db.errors import InvalidRunState, RunNotFound
@@ -50,9 +51,19 @@ def _check_tags(tags: Iterable[str]) -> list[str]:
     for tag in out:
         if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG_LENGTH:
             raise ValueError(f"tag {tag!r} refused: tags are 1 to {MAX_TAG_LENGTH} characters")
-        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in tag):
+        if any(is_control(c) for c in tag):
             raise ValueError(f"tag {tag!r} refused: tags must not contain control characters")
     return out
+
+
+def check_label(label: str, value: str) -> str:
+    """A run's name or group as the store takes it: 1 to MAX_NAME_LENGTH characters, no
+    control characters (NUL breaks PostgreSQL)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_LENGTH:
+        raise ValueError(f"run {label} {value!r} refused: 1 to {MAX_NAME_LENGTH} characters")
+    if any(is_control(c) for c in value):
+        raise ValueError(f"run {label} {value!r} refused: it must not contain control characters")
+    return value
 
 
 def create_run(
@@ -77,11 +88,8 @@ def create_run(
     cfg = config if isinstance(config, RunConfig) else validate_config(config, path_rules=False)
     name = cfg.name if name is None else name
     group = cfg.group if group is None else group
-    for label, value in (("name", name), ("group", group)):
-        if not value or len(value) > MAX_NAME_LENGTH:
-            raise ValueError(f"run {label} {value!r} refused: 1 to {MAX_NAME_LENGTH} characters")
-        if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value):  # NUL breaks PostgreSQL
-            raise ValueError(f"run {label} {value!r} refused: it must not contain control characters")
+    check_label("name", name)
+    check_label("group", group)
     if max_attempts < 1:
         raise ValueError("max_attempts must be >= 1")
     tag_list = _check_tags(cfg.tags if tags is None else tags)

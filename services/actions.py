@@ -286,21 +286,23 @@ def _refuse_own_loop(run: Any, action: str) -> None:
 def retry(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> int:
     """A clone of the run (same config) as a new queued run owned by the actor, linked to
     it (`retry_of`); returns its id. Operators retry their own runs, admins any (audited)."""
+    return _queue_copy("retry", run_id, engine, actor)
+
+
+def _queue_copy(action: str, run_id: int, engine: Engine | None, actor: Actor | None) -> int:
+    """retry and rerun: the run's config as a new queued run owned by the actor, linked to
+    the original (`retry_of` / `rerun_of`), audited and enqueued; returns its id."""
     eng = _engine(engine)
     act = actor or current_actor(eng)
     run = get_run(eng, run_id)
-    _refuse_own_loop(run, "retry")
-    authorize(act, "retry", run.owner, what=f"run {run_id}")
-    new_id = create_run(
-        eng,
-        run.config,
-        name=retry_name(run.name, run_id),
-        group=run.group,
-        tags=run.tags,
-        owner=act.name,
-        retry_of=run_id,
-    )
-    log_action(eng, act, "retry", run_id=run_id, detail=f"as run {new_id}")
+    _refuse_own_loop(run, action)
+    authorize(act, action, run.owner, what=f"run {run_id}")
+    if action == "retry":
+        name, link = retry_name(run.name, run_id), {"retry_of": run_id}
+    else:
+        name, link = run.name, {"rerun_of": run_id}
+    new_id = create_run(eng, run.config, name=name, group=run.group, tags=run.tags, owner=act.name, **link)
+    log_action(eng, act, action, run_id=run_id, detail=f"as run {new_id}")
     _enqueue_all(eng, [new_id])
     return new_id
 
@@ -334,17 +336,7 @@ def rerun(run_id: int, *, engine: Engine | None = None, actor: Actor | None = No
     """A new queued run with the original's resolved config and seed, linked to it
     (`rerun_of`), owned by the actor (operators and admins; audited). Call `rerun_check`
     first to tell the user what changed."""
-    eng = _engine(engine)
-    act = actor or current_actor(eng)
-    run = get_run(eng, run_id)
-    _refuse_own_loop(run, "rerun")
-    authorize(act, "rerun", run.owner, what=f"run {run_id}")
-    new_id = create_run(
-        eng, run.config, name=run.name, group=run.group, tags=run.tags, owner=act.name, rerun_of=run_id
-    )
-    log_action(eng, act, "rerun", run_id=run_id, detail=f"as run {new_id}")
-    _enqueue_all(eng, [new_id])
-    return new_id
+    return _queue_copy("rerun", run_id, engine, actor)
 
 
 def delete(run_id: int, *, engine: Engine | None = None, actor: Actor | None = None) -> None:

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from bml_core import plugins
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "examples" / "plugins"
@@ -25,3 +30,14 @@ def install(target: Path) -> Path:
     assert r.returncode == 0, r.stdout + r.stderr
     assert (target / "bml_example_plugins" / "encoder.py").is_file()
     return target
+
+
+def installed_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """For a fixture to `yield from`: the package installed under tmp_path, on sys.path and
+    discovered for the test; afterwards off sys.path and forgotten again."""
+    target = install(tmp_path / "plugin-package")
+    monkeypatch.syspath_prepend(str(target))
+    plugins.discover(refresh=True)
+    yield target
+    monkeypatch.undo()
+    plugins.discover(refresh=True)

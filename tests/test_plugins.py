@@ -18,6 +18,7 @@ from bml_core.config import ConfigError, load_config, validate_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies import all_specs, discover, get_spec, plugin_errors
 from bml_core.trainer import Trainer
+from tests.helpers.resume import stop_at_check
 from tests.test_trainer import small
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,13 +262,7 @@ def test_should_stop_ends_the_run_cleanly_and_resume_does_not_continue(plugin: s
 
 def test_strategy_state_survives_a_mid_epoch_resume(plugin: str, tmp_path: Path) -> None:
     cfg = load_config(small(strategies=["recorder"], train={"epochs": 2}))
-    counter = {"n": 0}
-
-    def stop() -> bool:
-        counter["n"] += 1
-        return counter["n"] >= 4
-
-    first = Trainer(cfg, run_dir=tmp_path / "r", stop_requested=stop)
+    first = Trainer(cfg, run_dir=tmp_path / "r", stop_requested=stop_at_check(4))
     assert first.fit()["run"]["status"] == "cancelled"
     second = Trainer(cfg, run_dir=tmp_path / "r")
     second.fit()

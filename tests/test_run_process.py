@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 import db
+from tests.helpers.cluster import process_alive as _alive
 from worker.run_process import start_watchdog
 
 LONG = {
@@ -37,15 +38,6 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     db.upgrade(engine)
     yield engine
     engine.dispose()
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie nobody reaped yet counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _wait(predicate: object, timeout: float, what: str) -> None:

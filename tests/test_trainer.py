@@ -11,33 +11,8 @@ import torch
 from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.trainer import Trainer
-
-SMALL = {
-    "dataset": {
-        "params": {
-            "num_samples": 360,
-            "modalities": [
-                {"name": "audio", "strength": 1.5, "shape": [16]},
-                {"name": "visual", "strength": 0.6, "shape": [8]},
-            ],
-        }
-    },
-    "model": {"feature_dim": 16, "encoders": {"audio": {"hidden_dim": 32}, "visual": {"hidden_dim": 32}}},
-    "optim": {"lr": 0.05, "scheduler": {"name": "none"}},
-    "train": {"epochs": 2, "batch_size": 32, "threads": 1},
-}
-
-
-def small(**over: object) -> dict:
-    import copy
-
-    raw = copy.deepcopy(SMALL)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(raw.get(k), dict):
-            raw[k].update(v)  # type: ignore[union-attr]
-        else:
-            raw[k] = v
-    return raw
+from tests.helpers.configs import small
+from tests.helpers.resume import stop_at_check
 
 
 def test_every_step_streams_the_contract_keys() -> None:
@@ -176,13 +151,7 @@ def test_stopped_then_resumed_equals_uninterrupted(tmp_path: Path, where: str) -
     full_summary = full.fit()
     reference = _weights(full)
 
-    counter = {"n": 0}
-
-    def stop() -> bool:
-        counter["n"] += 1
-        return counter["n"] >= stop_after
-
-    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop)
+    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop_at_check(stop_after))
     status = first.fit()["run"]["status"]
     assert status == "cancelled"
     assert first.global_step == stop_after

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from bml_core.alerts.config import (
     DominanceConfig,
@@ -21,6 +21,7 @@ from bml_core.alerts.config import (
     SaturationConfig,
     SuppressedGradientsConfig,
     UnderOptimisedConfig,
+    WindowConfig,
 )
 
 
@@ -108,14 +109,26 @@ def _get(metrics: dict[str, float], key: str) -> float | None:
     return None if v is None else float(v)
 
 
-class StepDetector:
-    """Base of the per-step detectors: one WindowEpisode per modality."""
+class _Windowed(Protocol):
+    window: WindowConfig
+
+
+C = TypeVar("C", bound=_Windowed)
+
+
+class StepDetector(Generic[C]):
+    """Base of the per-step detectors: one WindowEpisode per modality over the config's
+    window, reading the per-modality series `<series>/<m>` (`keys`)."""
 
     name = ""
+    series: ClassVar[str] = ""
 
-    def __init__(self, modalities: list[str], window: int, share: float):
+    def __init__(self, modalities: list[str], cfg: C, steps_per_epoch: int):
         self.modalities = list(modalities)
-        self.episodes = {m: WindowEpisode(window, share) for m in self.modalities}
+        self.cfg = cfg
+        window = cfg.window.length(steps_per_epoch)
+        self.episodes = {m: WindowEpisode(window, cfg.window.share) for m in self.modalities}
+        self.keys = {m: f"{self.series}/{m}" for m in self.modalities}
 
     def update(self, step: int, metrics: dict[str, float]) -> list[Finding]:
         raise NotImplementedError
@@ -129,16 +142,12 @@ class StepDetector:
                 self.episodes[m].load_state_dict(st)
 
 
-class DominanceDetector(StepDetector):
+class DominanceDetector(StepDetector[DominanceConfig]):
     """rho_m (`imbalance/ratio/<m>`) above the threshold for a window: m dominates, the
     modality with the lowest rho at that step is the one left behind."""
 
     name = "dominance"
-
-    def __init__(self, modalities: list[str], cfg: DominanceConfig, steps_per_epoch: int):
-        super().__init__(modalities, cfg.window.length(steps_per_epoch), cfg.window.share)
-        self.cfg = cfg
-        self.keys = {m: f"imbalance/ratio/{m}" for m in self.modalities}
+    series = "imbalance/ratio"
 
     def update(self, step: int, metrics: dict[str, float]) -> list[Finding]:
         out: list[Finding] = []
@@ -170,15 +179,11 @@ class DominanceDetector(StepDetector):
         return out
 
 
-class SuppressedGradientsDetector(StepDetector):
+class SuppressedGradientsDetector(StepDetector[SuppressedGradientsConfig]):
     """`grad/norm/<m>` below `fraction` of the mean of the other modalities' for a window."""
 
     name = "suppressed_gradients"
-
-    def __init__(self, modalities: list[str], cfg: SuppressedGradientsConfig, steps_per_epoch: int):
-        super().__init__(modalities, cfg.window.length(steps_per_epoch), cfg.window.share)
-        self.cfg = cfg
-        self.keys = {m: f"grad/norm/{m}" for m in self.modalities}
+    series = "grad/norm"
 
     def update(self, step: int, metrics: dict[str, float]) -> list[Finding]:
         norms = {m: _get(metrics, k) for m, k in self.keys.items()}

@@ -147,17 +147,33 @@ def prepare_features(
             )
     dst_path.parent.mkdir(parents=True, exist_ok=True)
     partial = dst_path.with_name(dst_path.name + ".partial")
-    shapes = source.splits["train"].input_shapes
-    labels = np.array([int(ds.y[i]) for ds, i, _ in rows], dtype=np.int64)
-    split_codes = np.array([code for _, _, code in rows], dtype=np.int8)
-    if dst_path.suffix.lower() == ".npz":
-        resumed = _write_npz(
-            partial, rows, shapes, labels, split_codes, source.classes, meta, dtype, progress
-        )
-    else:
-        resumed = _write_h5(partial, rows, shapes, labels, split_codes, source.classes, meta, dtype, progress)
+    table = _Table(
+        rows,
+        source.splits["train"].input_shapes,
+        np.array([int(ds.y[i]) for ds, i, _ in rows], dtype=np.int64),
+        np.array([code for _, _, code in rows], dtype=np.int8),
+        source.classes,
+        meta,
+        dtype,
+    )
+    write = _write_npz if dst_path.suffix.lower() == ".npz" else _write_h5
+    resumed = write(partial, table, progress)
     partial.replace(dst_path)
     return PrepareResult(dst_path, len(rows), False, time.perf_counter() - t0, resumed)
+
+
+@dataclass(frozen=True)
+class _Table:
+    """What a prepared file holds: one row per (dataset, index, split code), the per-modality
+    input shapes, labels, split codes, class names, the meta record and the feature dtype."""
+
+    rows: list[tuple[FileDataset, int, int]]
+    shapes: dict[str, tuple[int, ...]]
+    labels: np.ndarray
+    split_codes: np.ndarray
+    classes: list[str]
+    meta: dict[str, Any]
+    dtype: str
 
 
 def _encode(ds: FileDataset, index: int) -> dict[str, np.ndarray]:
@@ -165,17 +181,8 @@ def _encode(ds: FileDataset, index: int) -> dict[str, np.ndarray]:
     return {m: t.numpy() for m, t in x.items()}
 
 
-def _write_npz(
-    partial: Path,
-    rows: list[tuple[FileDataset, int, int]],
-    shapes: dict[str, tuple[int, ...]],
-    labels: np.ndarray,
-    split_codes: np.ndarray,
-    classes: list[str],
-    meta: dict[str, Any],
-    dtype: str,
-    progress: ProgressFn | None,
-) -> int:
+def _write_npz(partial: Path, table: _Table, progress: ProgressFn | None) -> int:
+    rows, shapes, dtype = table.rows, table.shapes, table.dtype
     arrays = {f"x_{m}": np.empty((len(rows), *s), dtype=dtype) for m, s in shapes.items()}
     for n, (ds, i, _) in enumerate(rows):
         for m, a in _encode(ds, i).items():
@@ -183,32 +190,23 @@ def _write_npz(
         if progress:
             progress(n + 1, len(rows))
     arrays.update(
-        y=labels.astype(np.int64),
-        split=split_codes,
-        classes=np.asarray(classes, dtype=str),
-        **{META_ATTR: np.asarray(json.dumps(meta, sort_keys=True))},
+        y=table.labels.astype(np.int64),
+        split=table.split_codes,
+        classes=np.asarray(table.classes, dtype=str),
+        **{META_ATTR: np.asarray(json.dumps(table.meta, sort_keys=True))},
     )
     with partial.open("wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
     return 0
 
 
-def _write_h5(
-    partial: Path,
-    rows: list[tuple[FileDataset, int, int]],
-    shapes: dict[str, tuple[int, ...]],
-    labels: np.ndarray,
-    split_codes: np.ndarray,
-    classes: list[str],
-    meta: dict[str, Any],
-    dtype: str,
-    progress: ProgressFn | None,
-) -> int:
+def _write_h5(partial: Path, table: _Table, progress: ProgressFn | None) -> int:
     """Row by row into `partial`; rows already flagged done in a partial file written with
     the same settings are kept (resume). Returns how many rows were resumed."""
     import h5py
 
-    meta_json = json.dumps(meta, sort_keys=True)
+    rows, shapes, dtype = table.rows, table.shapes, table.dtype
+    meta_json = json.dumps(table.meta, sort_keys=True)
     resume = partial.exists() and read_meta(partial) == json.loads(meta_json)
     if partial.exists() and not resume:
         partial.unlink()
@@ -222,9 +220,11 @@ def _write_h5(
             f.attrs[META_ATTR] = meta_json
             for m, s in shapes.items():
                 f.create_dataset(f"x_{m}", shape=(len(rows), *s), dtype=dtype, chunks=(1, *s))
-            f.create_dataset("y", data=labels.astype(np.int64))
-            f.create_dataset("split", data=split_codes)
-            f.create_dataset("classes", data=np.asarray(classes, dtype=object), dtype=h5py.string_dtype())
+            f.create_dataset("y", data=table.labels.astype(np.int64))
+            f.create_dataset("split", data=table.split_codes)
+            f.create_dataset(
+                "classes", data=np.asarray(table.classes, dtype=object), dtype=h5py.string_dtype()
+            )
             f.create_dataset(DONE_KEY, shape=(len(rows),), dtype=bool, fillvalue=False)
         done = f[DONE_KEY][()]
         resumed = int(done.sum())

@@ -24,6 +24,13 @@ if TYPE_CHECKING:
     from bml_core.strategies.spec import StrategySpec
 
 Batch = tuple[dict[str, torch.Tensor], torch.Tensor]
+# The event arguments of STRATEGIES.md section 1, named as the spec names them:
+#   h  per-modality features {modality: [B, D]} (the trainer's `feats`)
+#   z  fused logits [B, C] (the trainer's `logits`)
+#   u  uni-modal logits {modality: [B, C]} (the probe's, or the heads' with gradient)
+#   y  labels [B]
+Feats = dict[str, torch.Tensor]  # h or u: one tensor per modality
+Losses = dict[str, torch.Tensor | None]  # compute_loss's terms: {name: scalar}, None removes one
 EVENTS = (
     "on_fit_start",
     "on_epoch_start",
@@ -57,9 +64,7 @@ class Runtime(Protocol):
     def forward(
         self, x: dict[str, torch.Tensor], present: set[str] | None = None, zero: str = "input"
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]: ...
-    def unimodal_logits(
-        self, h: dict[str, torch.Tensor], heads: str | None = None
-    ) -> dict[str, torch.Tensor]: ...
+    def unimodal_logits(self, h: Feats, heads: str | None = None) -> Feats: ...
     def loaders(self) -> dict[str, Any]: ...
     def iter_batches(self, split: str, fraction: float = 1.0, seed: int | None = None) -> Iterator[Batch]: ...
     def iter_features(
@@ -79,7 +84,7 @@ class Runtime(Protocol):
         ctx: StepContext,
         loss: torch.Tensor,
         logits: torch.Tensor,
-        u: dict[str, torch.Tensor],
+        u: Feats,
         y: torch.Tensor,
         grad_norms: torch.Tensor | None = None,
     ) -> dict[str, float]: ...
@@ -274,7 +279,7 @@ class StepContext:
         self,
         loss: torch.Tensor,
         logits: torch.Tensor,
-        u: dict[str, torch.Tensor],
+        u: Feats,
         y: torch.Tensor,
         grad_norms: torch.Tensor | None = None,
     ) -> dict[str, float]:
@@ -318,23 +323,14 @@ class Strategy:
     def before_forward(self, ctx: StepContext, batch: Batch) -> Batch:
         return batch
 
-    def on_features(self, ctx: StepContext, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def on_features(self, ctx: StepContext, h: Feats) -> Feats:
         return h
 
-    def on_logits(
-        self, ctx: StepContext, h: dict[str, torch.Tensor], z: torch.Tensor, training: bool
-    ) -> torch.Tensor:
+    def on_logits(self, ctx: StepContext, h: Feats, z: torch.Tensor, training: bool) -> torch.Tensor:
         return z
 
     # 6-9: loss, backward, gradients
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         """Loss terms to add ({name: scalar}); a term named like an existing one replaces it
         ("ce" is the trainer's fused cross-entropy), None removes it."""
         return {}

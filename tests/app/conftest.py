@@ -1,26 +1,15 @@
 """Fixtures of the dashboard tests: a migrated SQLite store in the test's own BML_HOME, and
-Debian's Chromium for the browser tests (one per test module)."""
+Debian's Chromium for the browser tests (one per test module, a fresh page per test)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
-import db
-from tests.helpers.browser import launch_browser
-
-
-@pytest.fixture
-def engine(_isolated_home: Path) -> Iterator[Engine]:
-    """The store the app will open (SQLite under this test's BML_HOME), migrated."""
-    eng = db.make_engine()
-    db.upgrade(eng)
-    yield eng
-    eng.dispose()
+from tests.helpers.browser import VIEWPORT, launch_browser
+from tests.helpers.fixtures import engine, sent  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -31,3 +20,12 @@ def browser() -> Iterator[Any]:
         b = launch_browser(pw)
         yield b
         b.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page per test (the module's Chromium)."""
+    context = browser.new_context(viewport=VIEWPORT)
+    pg = context.new_page()
+    yield pg
+    context.close()

@@ -10,21 +10,13 @@ from sqlalchemy import Engine
 
 import db
 from app.views.live import data as lv
-from app.views.runs import data as rv
-from services import actions as client
+from app.views.runs import data as runs_data
 from tests.helpers.apptest import open_page
 from tests.helpers.stored_runs import add_run
 
 ADMIN = db.Actor("ada", "admin")
 OPERATOR = db.Actor("otto", "operator")
 VIEWER = db.Actor("vic", "viewer")
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
 
 
 def test_without_a_session_only_the_login_prompt_is_drawn(
@@ -42,32 +34,32 @@ def test_without_a_session_only_the_login_prompt_is_drawn(
 def test_each_role_is_offered_only_its_actions(engine: Engine) -> None:
     mine = db.get_run(engine, db.create_run(engine, {"name": "m"}, owner="otto"))
     theirs = db.get_run(engine, db.create_run(engine, {"name": "t"}, owner="olga"))
-    assert rv.permitted_actions(VIEWER, mine) == {
+    assert runs_data.permitted_actions(VIEWER, mine) == {
         "cancel": False,
         "retry": False,
         "rerun": False,
         "delete": False,
     }
-    assert rv.permitted_actions(OPERATOR, mine) == {
+    assert runs_data.permitted_actions(OPERATOR, mine) == {
         "cancel": True,
         "retry": True,
         "rerun": True,
         "delete": False,
     }
-    assert rv.permitted_actions(OPERATOR, theirs) == {
+    assert runs_data.permitted_actions(OPERATOR, theirs) == {
         "cancel": False,
         "retry": False,
         "rerun": True,
         "delete": False,
     }
-    assert all(rv.permitted_actions(ADMIN, theirs).values())
+    assert all(runs_data.permitted_actions(ADMIN, theirs).values())
 
 
 def test_actions_run_as_the_actor(engine: Engine, sent: list[int]) -> None:
     run_id = add_run(engine, "done", "g")
-    refused = rv.run_action("delete", run_id, engine, VIEWER)
+    refused = runs_data.run_action("delete", run_id, engine, VIEWER)
     assert not refused.ok and refused.message.startswith("Refused: user 'vic' (viewer) may not delete run")
-    result = rv.run_action("rerun", run_id, engine, OPERATOR)
+    result = runs_data.run_action("rerun", run_id, engine, OPERATOR)
     assert result.ok and result.new_run_id is not None and sent == [result.new_run_id]
     rerun = db.get_run(engine, result.new_run_id)
     assert (
@@ -75,7 +67,7 @@ def test_actions_run_as_the_actor(engine: Engine, sent: list[int]) -> None:
         and rerun.owner == "otto"
         and rerun.config == db.get_run(engine, run_id).config
     )
-    assert rv.run_action("delete", run_id, engine, ADMIN).ok
+    assert runs_data.run_action("delete", run_id, engine, ADMIN).ok
 
 
 def test_environment_rows() -> None:

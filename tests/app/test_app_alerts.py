@@ -43,15 +43,6 @@ def _store(engine: Engine, run_id: int, *alerts: dict[str, Any]) -> list[db.Even
     return db.run_events(engine, run_id, kind="alert")
 
 
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
-
-
 def test_live_strip_newest_first_with_evidence_try_this_and_chart_markers(engine: Engine) -> None:
     rid = add_run(engine, "joint", "g", [], steps=100, status="running")
     first, second = _store(engine, rid, _alert(40), _alert(90, "suppressed_gradients", "critical"))

@@ -33,6 +33,7 @@ import db
 from app.plotly_chart import PLOTLY_BASIC_VERSION
 from app.views.live import data as lv
 from tests.helpers.browser import (
+    VIEWPORT,
     after_rerun,
     chart_points,
     choose,
@@ -82,7 +83,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[S
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    context = browser.new_context(viewport=VIEWPORT, accept_downloads=True)  # conftest's page, with downloads
     pg = context.new_page()
     yield pg
     context.close()

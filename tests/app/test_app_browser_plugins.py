@@ -42,14 +42,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[t
         yield url, home
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    yield pg
-    context.close()
-
-
 def test_launch_the_example_plugins_from_the_browser(studio: tuple[str, Path], page: Any) -> None:
     url, home = studio
     open_page(page, f"{url}/launch")

@@ -34,14 +34,6 @@ def dashboard(home: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    yield pg
-    context.close()
-
-
 def test_retry_on_the_runs_page_records_and_shows_retry_of(dashboard: str, home: Path, page: Any) -> None:
     engine = db.make_engine(f"sqlite:///{home / 'bml.db'}")
     try:

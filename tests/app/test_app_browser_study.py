@@ -37,14 +37,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory, bml_exe: str) -> Iterator[t
         yield url, home
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = context.new_page()
-    yield pg
-    context.close()
-
-
 def _finished_study(home: Path, name: str, timeout_s: float) -> optuna.Study:
     engine = db.make_engine(f"sqlite:///{home / 'bml.db'}")
     deadline = time.monotonic() + timeout_s

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 import db
 from app.views.compare import data as cv
 from tests.helpers.apptest import chart_specs, errors_of, frame_with, open_page
-from tests.helpers.stored_runs import add_run, series_for, summary_for
+from tests.helpers.stored_runs import add_run, add_seeded_runs, series_for, summary_for
 
 
 @pytest.fixture
@@ -153,24 +153,15 @@ SWEEP_ACC = {"joint": [0.60, 0.62], "ogm_ge": [0.63, 0.64], "opm": [0.70, 0.715]
 
 
 def _sweep(engine: Engine, group: str = "sweep") -> dict[str, list[int]]:
-    ids: dict[str, list[int]] = {}
-    for strategy, accs in SWEEP_ACC.items():
-        for seed, acc in enumerate(accs):
-            summary = summary_for(
-                acc - 0.01, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0 + seed
-            )
-            ids.setdefault(strategy, []).append(
-                add_run(
-                    engine,
-                    f"{group}-{strategy}-s{seed}",
-                    group,
-                    [] if strategy == "joint" else [strategy],
-                    seed=seed,
-                    steps=120,
-                    summary=summary,
-                )
-            )
-    return ids
+    return add_seeded_runs(
+        engine,
+        group,
+        SWEEP_ACC,
+        120,
+        lambda acc, seed: summary_for(
+            acc - 0.01, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0 + seed
+        ),
+    )
 
 
 def _lines(at: object, title: str) -> list[dict[str, object]]:

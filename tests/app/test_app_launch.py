@@ -13,20 +13,7 @@ from app import catalog
 from app.views.launch import logic as ll
 from bml_core.config import PRESETS, strategy_params
 from tests.helpers.apptest import errors_of, open_page
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Run ids the app enqueued (services.actions.enqueue recorded, not sent)."""
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
-
-
-def _key(path: str) -> str:
-    return f"f:{path}"
+from tests.helpers.apptest import widget_key as _key
 
 
 def test_fields_come_from_the_models() -> None:

@@ -15,28 +15,13 @@ import db
 from app import catalog
 from app.views.launch import logic as ll
 from app.views.launch import plugin_fields as pf
-from bml_core import plugins
 from tests.helpers.apptest import errors_of, open_page
-from tests.plugin_package import DIST, install
+from tests.plugin_package import DIST, installed_on_path
 
 
 @pytest.fixture
 def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    target = install(tmp_path / "plugin-package")
-    monkeypatch.syspath_prepend(str(target))
-    plugins.discover(refresh=True)
-    yield target
-    monkeypatch.undo()
-    plugins.discover(refresh=True)
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
+    yield from installed_on_path(tmp_path, monkeypatch)
 
 
 def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:

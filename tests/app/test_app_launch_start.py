@@ -15,19 +15,7 @@ from app.views.launch import logic as ll
 from bml_core.config import validate_config
 from bml_core.dataspecs import get_dataset_spec
 from tests.helpers.apptest import errors_of, open_page
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
-
-
-def _key(path: str) -> str:
-    return f"f:{path}"
+from tests.helpers.apptest import widget_key as _key
 
 
 def test_bad_dataset_params_show_under_the_field_and_nothing_is_stored(

@@ -10,30 +10,22 @@ import statistics
 
 from sqlalchemy import Engine
 
-from app.views.report import data as rv
+from app.views.report import data as report_data
 from services.report import make_report
 from tests.helpers.apptest import errors_of, frame_with, open_page
-from tests.helpers.stored_runs import add_run, summary_for
+from tests.helpers.stored_runs import add_run, add_seeded_runs, summary_for
 
 ACC = {"joint": [0.60, 0.62], "opm": [0.70, 0.715]}
 
 
 def _runs(engine: Engine, group: str) -> dict[str, list[int]]:
-    ids: dict[str, list[int]] = {}
-    for strategy, accs in ACC.items():
-        for seed, acc in enumerate(accs):
-            ids.setdefault(strategy, []).append(
-                add_run(
-                    engine,
-                    f"{group}-{strategy}-s{seed}",
-                    group,
-                    [] if strategy == "joint" else [strategy],
-                    seed=seed,
-                    steps=40,
-                    summary=summary_for(acc, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0),
-                )
-            )
-    return ids
+    return add_seeded_runs(
+        engine,
+        group,
+        ACC,
+        40,
+        lambda acc, seed: summary_for(acc, acc, {"audio": acc - 0.1, "visual": acc - 0.3}, 0.2, 10.0),
+    )
 
 
 def _page_html(at: object) -> str:
@@ -52,7 +44,7 @@ def test_report_page_shows_the_same_report_as_bml_report_with_downloads(engine: 
     assert {"Download HTML", "Download JSON"} <= set(buttons)
 
     doc = make_report(engine, ["rep"], [])
-    shown = rv.build(engine, ["rep"])
+    shown = report_data.build(engine, ["rep"])
     page_doc = json.loads(shown.json)
     expected = json.loads(json.dumps(doc))
     for d in (page_doc, expected):
@@ -73,7 +65,7 @@ def test_several_groups_and_a_link_back_to_compare(engine: Engine) -> None:
     at = open_page("report", group="a,b")
     assert not at.exception and not errors_of(at)
     assert at.multiselect(key="report_groups").value == ["a", "b"]
-    doc = json.loads(rv.build(engine, ["a", "b"]).json)
+    doc = json.loads(report_data.build(engine, ["a", "b"]).json)
     assert sum(g["n"] for g in doc["groups"]) == 8  # both groups' runs, grouped by strategy
     links = [el.proto for el in at.get("page_link")]
     assert [(link.page, link.query_string) for link in links if link.label == "Open in Compare"] == [

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 import db
 from app import progress
-from app.views.runs import data as rv
+from app.views.runs import data as runs_data
 from tests.helpers.apptest import frame_with, open_page
 from tests.helpers.stored_runs import add_run, summary_for
 
@@ -31,7 +31,7 @@ def many_runs(engine: Engine) -> dict[str, list[int]]:
 def test_table_paginates_and_filters(engine: Engine, many_runs: dict[str, list[int]]) -> None:
     at = open_page("runs")
     table = frame_with(at, "ETA")
-    assert len(table) == rv.page_size_runs
+    assert len(table) == runs_data.page_size_runs
     assert list(table["id"]) == sorted((i for v in many_runs.values() for i in v), reverse=True)[:25]
     assert {"status", "progress", "ETA", "strategy", "dataset", "group", "best val acc", "live"} <= set(
         table.columns
@@ -67,10 +67,10 @@ def test_best_val_accuracy_and_eta(engine: Engine) -> None:
     live = add_run(engine, "live", "g", steps=60, status="running")
     queued = add_run(engine, "q", "g", status="queued")
     runs = {r.id: r for r in db.list_runs(engine).runs}
-    assert rv.best_val_accuracy(engine, runs[done]) == pytest.approx(0.77)
+    assert runs_data.best_val_accuracy(engine, runs[done]) == pytest.approx(0.77)
     val = db.series_since(engine, live, keys=["val/acc"])["val/acc"].values
-    assert rv.best_val_accuracy(engine, runs[live]) == pytest.approx(max(val))
-    assert rv.best_val_accuracy(engine, runs[queued]) is None
+    assert runs_data.best_val_accuracy(engine, runs[live]) == pytest.approx(max(val))
+    assert runs_data.best_val_accuracy(engine, runs[queued]) is None
     running = runs[live]
     assert running.started_at is not None
     later = running.started_at + timedelta(seconds=40)  # progress 0.4 after 40 s: 60 s left
@@ -82,33 +82,24 @@ def test_best_val_accuracy_and_eta(engine: Engine) -> None:
 
 def test_allowed_actions_follow_the_status(engine: Engine, many_runs: dict[str, list[int]]) -> None:
     runs = {r.id: r for r in db.list_runs(engine, limit=None).runs}
-    assert rv.allowed_actions(runs[many_runs["queued"][0]]) == {
+    assert runs_data.allowed_actions(runs[many_runs["queued"][0]]) == {
         "cancel": True,
         "retry": False,
         "rerun": True,
         "delete": True,
     }
-    assert rv.allowed_actions(runs[many_runs["running"][0]]) == {
+    assert runs_data.allowed_actions(runs[many_runs["running"][0]]) == {
         "cancel": True,
         "retry": False,
         "rerun": True,
         "delete": False,
     }
-    assert rv.allowed_actions(runs[many_runs["ogm"][0]]) == {
+    assert runs_data.allowed_actions(runs[many_runs["ogm"][0]]) == {
         "cancel": False,
         "retry": True,
         "rerun": True,
         "delete": True,
     }
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
 
 
 def test_cancel_retry_and_delete_with_confirmation(engine: Engine, sent: list[int]) -> None:

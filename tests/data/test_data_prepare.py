@@ -24,6 +24,23 @@ SIZE = 16
 runner = CliRunner()
 
 
+def sets(*overrides: str) -> list[str]:
+    """`--set OVERRIDE` for each one, as `bml train` takes them."""
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+def cremad_sets(root: Path) -> list[str]:
+    return sets("dataset.name=cremad", f"dataset.path={root}", f"dataset.params.image_size={SIZE}")
+
+
+CNN_ENCODERS = sets(
+    "model.encoders.audio.name=cnn",
+    "model.encoders.audio.channels=4",
+    "model.encoders.visual.name=cnn",
+    "model.encoders.visual.channels=4",
+)
+
+
 def prepare_cli(*args: str):
     return runner.invoke(app, ["data", "prepare", *args, "--no-progress", "--param", f"image_size={SIZE}"])
 
@@ -167,14 +184,8 @@ def test_bad_cremad_input_fails_prepare_and_train_with_exit_2(
             "--no-progress",
             "--out",
             str(tmp_path / "run"),
-            "--set",
-            "dataset.name=cremad",
-            "--set",
-            f"dataset.path={cremad_root}",
-            "--set",
-            f"dataset.params.image_size={SIZE}",
-            "--set",
-            "train.epochs=1",
+            *cremad_sets(cremad_root),
+            *sets("train.epochs=1"),
         ],
     )
     assert trained.exit_code == 2, trained.output
@@ -194,26 +205,9 @@ def test_a_file_that_breaks_only_on_decoding_fails_training_with_exit_2(
     check_image_header(jpg)  # the header still parses
     common = [
         "--no-progress",
-        "--set",
-        "dataset.name=cremad",
-        "--set",
-        f"dataset.path={cremad_root}",
-        "--set",
-        f"dataset.params.image_size={SIZE}",
-        "--set",
-        "dataset.params.frames=4",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "train.num_workers=2",
-        "--set",
-        "model.encoders.audio.name=cnn",
-        "--set",
-        "model.encoders.audio.channels=4",
-        "--set",
-        "model.encoders.visual.name=cnn",
-        "--set",
-        "model.encoders.visual.channels=4",
+        *cremad_sets(cremad_root),
+        *sets("dataset.params.frames=4", "train.epochs=1", "train.num_workers=2"),
+        *CNN_ENCODERS,
     ]
     trained = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), *common])
     assert trained.exit_code == 2, trained.output
@@ -244,20 +238,7 @@ def test_pickle_needs_the_trust_flag(tmp_path: Path) -> None:
 
 
 def test_train_directly_and_on_prepared_data(cremad_root: Path, tmp_path: Path) -> None:
-    small_cnn = [
-        "--set",
-        "model.encoders.audio.name=cnn",
-        "--set",
-        "model.encoders.audio.channels=4",
-        "--set",
-        "model.encoders.visual.name=cnn",
-        "--set",
-        "model.encoders.visual.channels=4",
-        "--set",
-        "train.epochs=1",
-        "--set",
-        "train.batch_size=8",
-    ]
+    small_cnn = [*CNN_ENCODERS, *sets("train.epochs=1", "train.batch_size=8")]
     direct = runner.invoke(
         app,
         [
@@ -267,14 +248,8 @@ def test_train_directly_and_on_prepared_data(cremad_root: Path, tmp_path: Path) 
             str(tmp_path / "direct"),
             "--summary-json",
             str(tmp_path / "direct.json"),
-            "--set",
-            "dataset.name=cremad",
-            "--set",
-            f"dataset.path={cremad_root}",
-            "--set",
-            f"dataset.params.image_size={SIZE}",
-            "--set",
-            "train.num_workers=2",
+            *cremad_sets(cremad_root),
+            *sets("train.num_workers=2"),
             *small_cnn,
         ],
     )
@@ -290,10 +265,7 @@ def test_train_directly_and_on_prepared_data(cremad_root: Path, tmp_path: Path) 
             str(tmp_path / "prepared"),
             "--summary-json",
             str(tmp_path / "prepared.json"),
-            "--set",
-            "dataset.name=features",
-            "--set",
-            f"dataset.path={dst}",
+            *sets("dataset.name=features", f"dataset.path={dst}"),
             *small_cnn,
         ],
     )

@@ -12,6 +12,11 @@ APP_DIR = Path(__file__).resolve().parents[2] / "app"
 MAIN_SCRIPT = str(APP_DIR / "main.py")
 
 
+def widget_key(path: str) -> str:
+    """The session-state key of a Launch form field's widget (`f:<path>`)."""
+    return f"f:{path}"
+
+
 def open_page(page: str | None = None, timeout_s: float = 60.0, **query: str) -> Any:
     """An AppTest of the whole app (st.navigation), switched to `views/<page>/page.py` with the
     given query parameters, after its first run."""

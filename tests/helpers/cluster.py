@@ -192,6 +192,15 @@ def wait_until(
         time.sleep(interval_s)
 
 
+def process_alive(pid: int) -> bool:
+    """Running or stopped (a zombie nobody reaped yet counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def run_process_pids(run_id: int, home: Path | None = None) -> list[int]:
     """Run processes of this run id under this BML_HOME (other test sessions may run a run
     with the same id at the same time)."""

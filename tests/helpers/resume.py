@@ -5,6 +5,7 @@ summary and the step count."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,17 +34,23 @@ class Resumed:
     checkpoint: dict[str, Any]  # the uninterrupted run's last.pt
 
 
-def assert_resume_bitwise(raw: dict[str, Any], tmp_path: Path, stop_after: int) -> Resumed:
-    cfg = load_config(raw)
-    full = Trainer(cfg, run_dir=tmp_path / "full")
-    full_summary = full.fit()
+def stop_at_check(n: int) -> Callable[[], bool]:
+    """A Trainer `stop_requested` that asks for the stop at its n-th call (the trainer asks
+    once a step, so the run stops after n steps)."""
     counter = {"n": 0}
 
     def stop() -> bool:
         counter["n"] += 1
-        return counter["n"] >= stop_after
+        return counter["n"] >= n
 
-    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop)
+    return stop
+
+
+def assert_resume_bitwise(raw: dict[str, Any], tmp_path: Path, stop_after: int) -> Resumed:
+    cfg = load_config(raw)
+    full = Trainer(cfg, run_dir=tmp_path / "full")
+    full_summary = full.fit()
+    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop_at_check(stop_after))
     assert first.fit()["run"]["status"] == "cancelled"
     assert first.global_step == stop_after
     second = Trainer(cfg, run_dir=tmp_path / "resumed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Engine
@@ -109,3 +109,29 @@ def add_run(
         summary = summary_for(base, base - 0.02, {"audio": base - 0.05, "visual": base - 0.2}, 0.1, 12.0)
     db.finish_run(engine, run_id, status, summary=summary, error="stopped" if status == "failed" else None)
     return run_id
+
+
+def add_seeded_runs(
+    engine: Engine,
+    group: str,
+    accs: dict[str, list[float]],
+    steps: int,
+    summary: Callable[[float, int], dict[str, Any]],
+) -> dict[str, list[int]]:
+    """One succeeded run per strategy (joint: none) and seed, named GROUP-STRATEGY-sSEED, its
+    summary `summary(acc, seed)` for the seed's accuracy in `accs`; the ids per strategy."""
+    ids: dict[str, list[int]] = {}
+    for strategy, strategy_accs in accs.items():
+        for seed, acc in enumerate(strategy_accs):
+            ids.setdefault(strategy, []).append(
+                add_run(
+                    engine,
+                    f"{group}-{strategy}-s{seed}",
+                    group,
+                    [] if strategy == "joint" else [strategy],
+                    seed=seed,
+                    steps=steps,
+                    summary=summary(acc, seed),
+                )
+            )
+    return ids

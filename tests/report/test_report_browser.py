@@ -10,17 +10,11 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from bml_cli.main import app
+from tests.helpers.browser import launch_browser
 from tests.helpers.report_runs import add_run
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-]
 
 
 def test_html_report_draws_offline_without_errors(engine: Engine, tmp_path: Path) -> None:
@@ -41,7 +35,7 @@ def test_html_report_draws_offline_without_errors(engine: Engine, tmp_path: Path
     errors: list[str] = []
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_browser(p)
         context = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
         page = context.new_page()
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

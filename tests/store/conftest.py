@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import db
+from tests.helpers.fixtures import sent  # noqa: F401 (a fixture)
 from tests.helpers.postgres import PostgresDatabases, pg_url
 from tests.tcp_proxy import TcpProxy
 

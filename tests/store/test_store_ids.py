@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 from typer.testing import CliRunner
 
@@ -15,15 +14,6 @@ import db
 from bml_cli.main import app
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from services import actions as client
-
-    calls: list[int] = []
-    monkeypatch.setattr(client, "enqueue", lambda run_id: calls.append(int(run_id)))
-    return calls
 
 
 def test_a_deleted_newest_id_is_never_given_again(engine: Engine, sent: list[int]) -> None:
@@ -53,12 +43,12 @@ def test_bml_delete_asks_unless_yes(engine: Engine) -> None:
 
 
 def test_retry_is_named_after_the_run_it_retries(engine: Engine, sent: list[int]) -> None:
-    from app.views.runs import data as rv
+    from app.views.runs import data as runs_data
     from services import actions as client
 
     (rid,) = client.submit({"name": "lr-probe"}, engine=engine)
     client.cancel(rid, engine=engine)
-    result = rv.run_action("retry", rid, engine)
+    result = runs_data.run_action("retry", rid, engine)
     assert result.ok and result.new_run_id is not None
     new = db.get_run(engine, result.new_run_id)
     assert new.name == f"lr-probe (retry of #{rid})" and new.status == "queued"
@@ -66,7 +56,7 @@ def test_retry_is_named_after_the_run_it_retries(engine: Engine, sent: list[int]
     client.cancel(new.id, engine=engine)
     again = db.get_run(engine, client.retry(new.id, engine=engine))
     assert again.name == f"lr-probe (retry of #{new.id})"  # one suffix, naming the run retried
-    message = rv.run_action("cancel", again.id, engine).message
+    message = runs_data.run_action("cancel", again.id, engine).message
     assert message == f"Run {again.id} cancelled."
 
 

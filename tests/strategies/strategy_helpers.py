@@ -1,40 +1,17 @@
-"""Shared pieces of the strategy tests: a small synthetic run config and the
+"""Shared pieces of the strategy tests: the small synthetic run config (tests/helpers/configs.py) and the
 stopped-then-resumed check (as tests/test_trainer.py does it for OPM + OGM-GE)."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
 
-SMALL: dict[str, Any] = {
-    "dataset": {
-        "params": {
-            "num_samples": 360,
-            "modalities": [
-                {"name": "audio", "strength": 1.5, "shape": [16]},
-                {"name": "visual", "strength": 0.6, "shape": [8]},
-            ],
-        }
-    },
-    "model": {"feature_dim": 16, "encoders": {"audio": {"hidden_dim": 32}, "visual": {"hidden_dim": 32}}},
-    "optim": {"lr": 0.05, "scheduler": {"name": "none"}},
-    "train": {"epochs": 2, "batch_size": 32, "threads": 1},
-}
-
-
-def small(**over: Any) -> dict[str, Any]:
-    raw = copy.deepcopy(SMALL)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(raw.get(k), dict):
-            raw[k].update(v)
-        else:
-            raw[k] = v
-    return raw
+__all__ = ["assert_resume_is_bitwise", "small"]
 
 
 def assert_resume_is_bitwise(tmp_path: Path, strategies: list[Any], stop_after: int | str) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
-from tests.helpers.resume import states_equal
+from tests.helpers.resume import states_equal, stop_at_check
 from tests.strategies.strategy_helpers import small
 
 CASES: dict[str, list[Any]] = {
@@ -59,13 +59,7 @@ def _run(raw: dict[str, Any], tmp_path: Path, forget_state: bool) -> bool:
     steps = Trainer(cfg).steps_per_epoch
     stop_after = 2 * steps + steps // 2
     full_summary = Trainer(cfg, run_dir=tmp_path / "full").fit()
-    counter = {"n": 0}
-
-    def stop() -> bool:
-        counter["n"] += 1
-        return counter["n"] >= stop_after
-
-    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop)
+    first = Trainer(cfg, run_dir=tmp_path / "resumed", stop_requested=stop_at_check(stop_after))
     assert first.fit()["run"]["status"] == "cancelled"
     if forget_state:
         path = tmp_path / "resumed" / "last.pt"

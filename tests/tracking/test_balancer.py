@@ -67,6 +67,25 @@ def _native(strategies: list[dict[str, object]]) -> tuple[Trainer, Capture, dict
     return trainer, cap, init, seen
 
 
+def _replay(
+    trainer: Trainer, init: dict[str, object], seen: list, strategies: list[str], **kw: object
+) -> list:
+    """The native run's batches through a Balancer on the same initial weights and SGD; the
+    metrics of each step."""
+    model = OwnAV(init["encoders"], init["head"])  # type: ignore[arg-type]
+    o = trainer.cfg.optim
+    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    balancer = bml_core.Balancer(model, strategies, seed=trainer.cfg.seed, **kw)
+    got = []
+    for x, y in seen:
+        out = balancer.forward(x, y)
+        loss = F.cross_entropy(out.logits, y)
+        opt.zero_grad()
+        got.append(balancer.backward(loss, out, y))
+        opt.step()
+    return got
+
+
 def _points(engine: Engine, run_id: int, key: str) -> dict[int, float]:
     data = db.series_since(engine, run_id, keys=[key])
     return dict(zip(data[key].steps, data[key].values, strict=True)) if key in data else {}
@@ -76,17 +95,7 @@ def test_opm_with_ogm_ge_equals_the_native_run() -> None:
     """OPM's drop probabilities and masks and OGM-GE's coefficients, step by step, equal a native
     Trainer run with both strategies (same weights, batches, seed)."""
     trainer, cap, init, seen = _native([{"name": "opm"}, {"name": "ogm_ge"}])
-    model = OwnAV(init["encoders"], init["head"])  # type: ignore[arg-type]
-    o = trainer.cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
-    balancer = bml_core.Balancer(model, ["opm", "ogm_ge"], seed=trainer.cfg.seed)
-    got = []
-    for x, y in seen:
-        out = balancer.forward(x, y)
-        loss = F.cross_entropy(out.logits, y)
-        opt.zero_grad()
-        got.append(balancer.backward(loss, out, y))
-        opt.step()
+    got = _replay(trainer, init, seen, ["opm", "ogm_ge"])
     keys = [k for k in cap.steps[0] if k.startswith(("opm/", "ogm/coef/"))]
     assert any(k.startswith("opm/drop_prob/") for k in keys)
     for mine, native in zip(got, cap.steps, strict=True):
@@ -97,20 +106,10 @@ def test_opm_with_ogm_ge_equals_the_native_run() -> None:
 def test_ogm_ge_coefficients_equal_the_native_run(engine: Engine) -> None:
     trainer, cap, init, seen = _native([{"name": "ogm_ge"}])
     mods = trainer.modalities
-    model = OwnAV(init["encoders"], init["head"])  # type: ignore[arg-type]
-    o = trainer.cfg.optim
-    opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     with bml_core.init(
         name="own-ogm-ge", modalities=mods, num_classes=trainer.num_classes, store=engine
     ) as run:
-        balancer = bml_core.Balancer(model, ["ogm_ge"], run=run, seed=trainer.cfg.seed)
-        got = []
-        for x, y in seen:
-            out = balancer.forward(x, y)
-            loss = F.cross_entropy(out.logits, y)
-            opt.zero_grad()
-            got.append(balancer.backward(loss, out, y))
-            opt.step()
+        got = _replay(trainer, init, seen, ["ogm_ge"], run=run)
         run_id = run.id
     assert len(got) == len(cap.steps) > 2
     for mine, native in zip(got, cap.steps, strict=True):

@@ -179,11 +179,11 @@ def test_log_keeps_out_of_order_steps(engine: Engine) -> None:
 
 
 def test_runs_page_marks_own_loop_runs(engine: Engine) -> None:
-    from app.views.runs import data as rv
+    from app.views.runs import data as runs_data
 
     with bml_core.init(name="marked", modalities=MODS, num_classes=3, store=engine):
         pass
-    rows = rv.table_rows(engine, rv.runs_page(engine, rv.RunFilter(), 1).runs)
+    rows = runs_data.table_rows(engine, runs_data.runs_page(engine, runs_data.RunFilter(), 1).runs)
     assert list(rows["name"]) == ["marked [own loop]"]
 
 
@@ -208,17 +208,17 @@ def test_an_unreachable_store_is_refused_at_init_with_the_fix() -> None:
 
 
 def test_runs_page_offers_cancel_but_no_retry_or_rerun_for_own_loop_runs(engine: Engine) -> None:
-    from app.views.runs import data as rv
+    from app.views.runs import data as runs_data
 
     run = bml_core.init(name="mine", modalities=MODS, num_classes=3, store=engine)
-    assert rv.allowed_actions(db.get_run(engine, run.id)) == {
+    assert runs_data.allowed_actions(db.get_run(engine, run.id)) == {
         "cancel": True,
         "retry": False,
         "rerun": False,
         "delete": False,
     }
     run.finish()
-    assert rv.allowed_actions(db.get_run(engine, run.id)) == {
+    assert runs_data.allowed_actions(db.get_run(engine, run.id)) == {
         "cancel": False,
         "retry": False,
         "rerun": False,

@@ -97,7 +97,7 @@ def test_runs_page_cancel_stops_an_own_loop_run_and_rerun_is_refused(
 ) -> None:
     import time
 
-    from app.views.runs import data as rv
+    from app.views.runs import data as runs_data
     from services import actions as client
 
     monkeypatch.setenv("BML_OWN_LOOP_POLL_S", "0.1")
@@ -105,9 +105,9 @@ def test_runs_page_cancel_stops_an_own_loop_run_and_rerun_is_refused(
     y = torch.tensor([0, 1, 2, 0])
     with bml_core.init(name="to-cancel", modalities=MODS, num_classes=3, store=engine) as run:
         info = db.get_run(engine, run.id)
-        assert rv.allowed_actions(info)["cancel"] and not rv.allowed_actions(info)["rerun"]
+        assert runs_data.allowed_actions(info)["cancel"] and not runs_data.allowed_actions(info)["rerun"]
         assert not run.should_stop
-        assert rv.run_action("cancel", run.id, engine).ok
+        assert runs_data.run_action("cancel", run.id, engine).ok
         deadline = time.monotonic() + 10
         steps = 0
         while not run.should_stop and time.monotonic() < deadline:

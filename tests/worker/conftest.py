@@ -21,6 +21,7 @@ from tests.helpers.cluster import (
     migrated_home,
     redis_up,
 )
+from tests.helpers.fixtures import embedded_cluster  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +48,6 @@ def cluster(
     else:
         broker = {"BML_BROKER_URL": ""}
     c = migrated_home(tmp_path, broker)
-    c.apply(monkeypatch)
-    yield c
-    c.stop_all()
-
-
-@pytest.fixture
-def embedded_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    c = migrated_home(tmp_path, {"BML_BROKER_URL": ""})
     c.apply(monkeypatch)
     yield c
     c.stop_all()

@@ -10,22 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from bml_core import plugins
 from bml_core.config import read_config_file
 from db import get_run, make_engine
 from services import actions as client
 from tests.helpers.cluster import Cluster, wait_until
-from tests.plugin_package import CONFIG, DIST, install
+from tests.plugin_package import CONFIG, DIST, installed_on_path
 
 
 @pytest.fixture
 def submitted_with_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    target = install(tmp_path / "plugin-package")
-    monkeypatch.syspath_prepend(str(target))
-    plugins.discover(refresh=True)
-    yield target
-    monkeypatch.undo()
-    plugins.discover(refresh=True)
+    yield from installed_on_path(tmp_path, monkeypatch)
 
 
 def _submit() -> int:

@@ -66,13 +66,7 @@ def test_rerun_reproduces_bitwise_and_a_changed_data_file_is_reported(
         }
     ]
 
-    out = subprocess.run(
-        [BML, "rerun", str(first)],
-        env=embedded_cluster_env(embedded_cluster),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _rerun(embedded_cluster, first)
     assert out.returncode == 0, out.stderr
     assert "changed:" not in out.stderr
     second = int(out.stdout.strip())
@@ -89,23 +83,11 @@ def test_rerun_reproduces_bitwise_and_a_changed_data_file_is_reported(
 
     write_features(data, seed=2)  # the data file changes under the same path
     before = list_runs(eng, limit=None).total
-    out = subprocess.run(
-        [BML, "rerun", str(first)],
-        env=embedded_cluster_env(embedded_cluster),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _rerun(embedded_cluster, first)
     assert out.returncode == 2
     assert f"changed: data file {data.resolve()} changed (sha256" in out.stderr and "--yes" in out.stderr
     assert list_runs(eng, limit=None).total == before  # nothing queued
-    out = subprocess.run(
-        [BML, "rerun", str(first), "--yes"],
-        env=embedded_cluster_env(embedded_cluster),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _rerun(embedded_cluster, first, "--yes")
     assert out.returncode == 0, out.stderr
     third = int(out.stdout.strip())
     assert get_run(eng, third).rerun_of == first
@@ -116,6 +98,17 @@ def embedded_cluster_env(cluster: Cluster) -> dict[str, str]:
     import os
 
     return {**os.environ, **cluster.env}
+
+
+def _rerun(cluster: Cluster, run_id: int, *flags: str) -> subprocess.CompletedProcess[str]:
+    """`bml rerun RUN_ID [FLAGS]` against the cluster's store and broker."""
+    return subprocess.run(
+        [BML, "rerun", str(run_id), *flags],
+        env=embedded_cluster_env(cluster),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_rerun_check_without_a_recorded_environment(embedded_cluster: Cluster) -> None:

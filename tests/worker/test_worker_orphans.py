@@ -15,6 +15,7 @@ import pytest
 from db import get_run, make_engine, run_events
 from services import actions as client
 from tests.helpers.cluster import BML, SMALL_RUN, Cluster, WorkerProc, run_process_pids, wait_until
+from tests.helpers.cluster import process_alive as _alive
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +29,6 @@ def _children(pid: int) -> list[int]:
 
 def _ppid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-
-
-def _alive(pid: int) -> bool:
-    """Running or stopped (a zombie nobody reaped yet counts as gone)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _training(cluster: Cluster) -> tuple[int, int, int, int, WorkerProc]:

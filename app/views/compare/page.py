@@ -18,7 +18,7 @@ from app.labels import run_choice_label
 from app.plotly_chart import chart
 from app.text import md, md_cells
 from app.views.compare import data as cv
-from app.widgets import page_path
+from app.widgets import group_picker, page_path
 
 st.title("Compare")
 engine = store.engine()
@@ -42,14 +42,7 @@ mode = st.radio(
 )
 picked_groups: list[str] = []
 if mode == "groups":
-    picked_groups = st.multiselect(
-        "groups",
-        list(known_groups),
-        default=groups_param,
-        format_func=lambda g: f"{g} ({known_groups[g]} run{'s' if known_groups[g] != 1 else ''})",
-        key="compare_groups",
-        placeholder="pick one or more groups",
-    )
+    picked_groups = group_picker(known_groups, groups_param, "compare_groups")
     if picked_groups and st.query_params.get_all("group") != [",".join(picked_groups)]:
         kept_by = st.query_params.get("by")
         st.query_params.clear()

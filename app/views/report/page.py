@@ -11,7 +11,7 @@ from app import store
 from app.address import parse_groups, parse_run_ids
 from app.text import md, plain
 from app.views.report import data as report_data
-from app.widgets import page_path
+from app.widgets import group_picker, page_path
 
 st.title("Report")
 engine = store.engine()
@@ -25,14 +25,7 @@ for name in unknown:
 if bad:
     st.error(f"runs= in the address has parts that are not run ids: {md(', '.join(bad))}")
 
-picked = st.multiselect(
-    "groups",
-    list(known_groups),
-    default=groups_param,
-    format_func=lambda g: f"{g} ({known_groups[g]} run{'s' if known_groups[g] != 1 else ''})",
-    key="report_groups",
-    placeholder="pick one or more groups",
-)
+picked = group_picker(known_groups, groups_param, "report_groups")
 if picked and st.query_params.get_all("group") != [",".join(picked)]:
     st.query_params["group"] = ",".join(picked)
 if not picked and not ids_param:

@@ -10,7 +10,7 @@ import streamlit as st
 import db
 from app import access, store
 from app.text import md
-from app.views.runs import data as rv
+from app.views.runs import data as runs_data
 from app.views.runs import page_columns as cols
 from app.widgets import page_path
 from services import actions as client
@@ -23,7 +23,7 @@ if message is not None:
         st.toast(md(message.message), icon="✅")
 engine = store.engine()
 actor = access.current_actor()
-options = rv.filter_options(engine)
+options = runs_data.filter_options(engine)
 
 # Rows that wrap (fixed widths): nothing is cut short at 800 px, one row at 1400 px.
 with st.container(horizontal=True):
@@ -41,17 +41,17 @@ with st.container(horizontal=True):
         "owner", options["owner"], index=None, key="runs_owner", placeholder="anyone", width=150
     )
     text = st.text_input("search (name, group, strategy, id or #id)", key="runs_text", width=260)
-flt = rv.RunFilter(tuple(statuses), strategy, dataset, group, text, owner)
+flt = runs_data.RunFilter(tuple(statuses), strategy, dataset, group, text, owner)
 if st.session_state.get("runs_filter_seen") != flt:
     st.session_state["runs_filter_seen"] = flt
     st.session_state["runs_page"] = 1
 
-first = rv.runs_page(engine, flt, 1, page_size=1)
-pages = rv.page_count(first.total)
+first = runs_data.runs_page(engine, flt, 1, page_size=1)
+pages = runs_data.page_count(first.total)
 page_no = min(int(st.session_state.get("runs_page", 1)), pages)
 st.session_state["runs_page"] = page_no
-page = rv.runs_page(engine, flt, page_no)
-rows = rv.table_rows(engine, page.runs)
+page = runs_data.runs_page(engine, flt, page_no)
+rows = runs_data.table_rows(engine, page.runs)
 
 st.caption(f"{page.total} run(s) match · page {page_no} of {pages}")
 widths = cols.WIDTHS  # every column in view at 1400 px, none clipped (issue 25)
@@ -99,23 +99,23 @@ st.caption(  # the columns the table leaves out, and the name whole
     f"#{run.id} {md(str(row['name']))} · dataset {md(run.dataset)} · owner {md(str(row['owner']))} · "
     f"seed {run.seed} · attempt {run.attempt} · created {row['created']}",
 )
-if (origin := rv.lineage(run)) is not None:
+if (origin := runs_data.lineage(run)) is not None:
     st.container(key="runs-lineage").caption(f"Run #{run.id}: {origin}.")
-allowed = rv.allowed_actions(run)
-permitted = rv.permitted_actions(actor, run)
+allowed = runs_data.allowed_actions(run)
+permitted = runs_data.permitted_actions(actor, run)
 actions = st.container(horizontal=True, vertical_alignment="center")
 if permitted["cancel"] and actions.button("Cancel", disabled=not allowed["cancel"], key="runs_cancel"):
-    st.session_state["runs_message"] = rv.run_action("cancel", run.id, engine, actor)
+    st.session_state["runs_message"] = runs_data.run_action("cancel", run.id, engine, actor)
     st.rerun()
 if permitted["retry"] and actions.button("Retry (clone)", disabled=not allowed["retry"], key="runs_retry"):
-    st.session_state["runs_message"] = rv.run_action("retry", run.id, engine, actor)
+    st.session_state["runs_message"] = runs_data.run_action("retry", run.id, engine, actor)
     st.rerun()
 if permitted["rerun"] and allowed["rerun"] and actions.button("Rerun exactly", key="runs_rerun"):
     check = client.rerun_check(run.id, engine=engine)
     if check.blocking:
         st.session_state["runs_confirm_rerun"] = (run.id, check.blocking, check.notes)
     else:
-        st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
+        st.session_state["runs_message"] = runs_data.run_action("rerun", run.id, engine, actor)
         st.rerun()
 if permitted["delete"] and actions.button("Delete", disabled=not allowed["delete"], key="runs_delete"):
     st.session_state["runs_confirm_delete"] = run.id
@@ -145,7 +145,7 @@ if pending and pending[0] == run.id:
         choice = st.container(horizontal=True)
         if choice.button("Rerun anyway", key="runs_rerun_confirm"):
             st.session_state.pop("runs_confirm_rerun", None)
-            st.session_state["runs_message"] = rv.run_action("rerun", run.id, engine, actor)
+            st.session_state["runs_message"] = runs_data.run_action("rerun", run.id, engine, actor)
             st.rerun()
         if choice.button("Don't", key="runs_rerun_keep"):
             st.session_state.pop("runs_confirm_rerun", None)
@@ -159,7 +159,7 @@ if st.session_state.get("runs_confirm_delete") == run.id:
         confirm = st.container(horizontal=True)
         if confirm.button("Yes, delete", type="primary", key="runs_delete_confirm"):
             st.session_state.pop("runs_confirm_delete", None)
-            st.session_state["runs_message"] = rv.run_action("delete", run.id, engine, actor)
+            st.session_state["runs_message"] = runs_data.run_action("delete", run.id, engine, actor)
             st.rerun()
         if confirm.button("Keep it", key="runs_delete_keep"):
             st.session_state.pop("runs_confirm_delete", None)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -26,22 +26,19 @@ class AGMParams(StrategyParams):
     end_epoch: int | None = Field(
         20, ge=0, description="last epoch with modulation (inclusive; official 0..20); null = the end"
     )
-    empty_set: Literal["zero", "zero_input"] = Field(
+    empty_set: Literal["zero", "zero_input"] = authors_default(
         "zero",
-        json_schema_extra=authors("zero"),
         description="value of the empty coalition: zero = the authors' code (v(empty) = 0, so the "
         "Shapley logits sum to z, the logits evaluation scores; lihong2303/AGM model/CREMAD_net.py "
         "L10-17); zero_input = f(0, .., 0), the Shapley formula of STRATEGIES.md (sum of phi = f - f(0))",
     )
-    masked_mode: Literal["eval", "train"] = Field(
+    masked_mode: Literal["eval", "train"] = authors_default(
         "eval",
-        json_schema_extra=authors("eval"),
         description="mode of the masked forwards: eval = the authors' code (BatchNorm statistics "
         "untouched by zeroed inputs; model/CREMAD_net.py L61-66); train = our earlier reading",
     )
-    grad_clip: float | None = Field(
+    grad_clip: float | None = authors_default(
         1.0,
-        json_schema_extra=authors(1.0),
         gt=0.0,
         description="when an entry of the fusion head's weight gradient leaves [-1, 1], clip the "
         "model's gradient norm to this (the authors' loop, run/CREMAD_main.py L233-238); null = off",

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from bml_core.config import ConfigError
 from bml_core.strategies.agm import MAX_MODALITIES, AGMParams
-from bml_core.strategies.base import Batch, StepContext, Strategy
+from bml_core.strategies.base import Batch, Feats, Losses, StepContext, Strategy
 
 SCORE_P_MIN = 1e-8  # p clamped before the log, as the official code
 COEFF_EXPONENT_CAP = 10.0
@@ -178,14 +178,7 @@ class AGM(Strategy):
         if weights and bool(torch.stack([g.abs().max() for g in weights]).max() > 1):
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
 
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         batch, self._batch = self._batch, None
         if not self.active(ctx.epoch) or batch is None:
             ctx.log(self._coef_names, torch.ones(len(self.modalities), device=z.device))

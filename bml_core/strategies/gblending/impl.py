@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from bml_core.data.base import stable_seed
 from bml_core.models import MultimodalModel
 from bml_core.optim import build_optimizer
-from bml_core.strategies.base import Batch, StepContext, Strategy
+from bml_core.strategies.base import Batch, Feats, Losses, StepContext, Strategy
 from bml_core.strategies.gblending import GBlendingParams
 
 EPS = 1e-12
@@ -128,14 +128,7 @@ class GBlending(Strategy):
         )
         return w if w is not None else self.state["w"]
 
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         w = self._w
         aux = ctx.unimodal_logits(h, heads="aux")
         per_sample = F.cross_entropy(z.float(), y, reduction="none")

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -16,24 +16,21 @@ class InfoRegParams(StrategyParams):
     """InfoReg (STRATEGIES.md section 2.6)."""
 
     name: Literal["infreg"] = "infreg"
-    preset: Literal["official", "paper"] = Field(
+    preset: Literal["official", "paper"] = authors_default(
         "official",
-        json_schema_extra=authors("official"),
         description="official: the authors' main.py (GeWu-Lab/InfoReg_CVPR2025@939b2ed L240-243, L465-476, "
         "L510-572; two modalities): beta = beta0 exp(tanh(s_1 - s_2)) on batch sums for the first "
         "modality when it leads, beta0_second exp(tanh(s_2 - s_1)) for the second when it leads, "
         "window shifted by one epoch, Fisher trace of the first modality's encoder only; paper: "
         "our M-modality reading (above-mean modalities, gap / B, trace of every encoder)",
     )
-    beta0_second: float = Field(
+    beta0_second: float = authors_default(
         0.1,
-        json_schema_extra=authors(0.1),
         ge=0.0,
         description="preset official only: the second modality's (visual) proximal constant (authors' 0.1)",
     )
-    beta0: float = Field(
+    beta0: float = authors_default(
         0.95,
-        json_schema_extra=authors(0.95),
         ge=0.0,
         description="proximal strength: beta_m = beta0 * exp(tanh((s_m - mean s) / B)) for modalities "
         "above the mean score (official M = 2 constant 0.95, dataset-tuned)",

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.base import Feats, Losses, StepContext, Strategy
 from bml_core.strategies.infreg import InfoRegParams
 
 
@@ -165,14 +165,7 @@ class InfoReg(Strategy):
             growth=growth,
         )
 
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         if self.state["anchors"] is None:  # a step driven without the epoch-start event
             self.on_epoch_start(ctx)
         logits = torch.stack([u[m] for m in self.modalities]).float()  # [M, B, C]

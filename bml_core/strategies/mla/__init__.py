@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -24,15 +24,13 @@ class MLAParams(StrategyParams):
         description="project the shared head's weight gradient (the paper); false reproduces the "
         "released code, which never applies it",
     )
-    normalize: bool = Field(
+    normalize: bool = authors_default(
         True,
-        json_schema_extra=authors(True),
         description="rescale P to unit Frobenius norm after each update (the authors' GSPlugin, "
         "utils/utils.py L38-40); false = our earlier reading, under which P collapses",
     )
-    skip_first: bool = Field(
+    skip_first: bool = authors_default(
         True,
-        json_schema_extra=authors(True),
         description="no projection on the run's first uni-modal update (the authors' GSPlugin, "
         "utils/utils.py L29: train_exp_counter != 0)",
     )

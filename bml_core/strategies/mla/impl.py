@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from bml_core.models import SharedHead
-from bml_core.strategies.base import Batch, StepContext, Strategy
+from bml_core.strategies.base import Batch, Feats, StepContext, Strategy
 from bml_core.strategies.mla import MLAParams
 
 
@@ -115,8 +115,6 @@ class MLA(Strategy):
             ctx.log(["mla/p_norm"], self.state["P"].norm().reshape(1))
         return ctx.step_metrics(total, fuse(stacked, self.params.fusion_eval), u, y, torch.stack(norms))
 
-    def on_logits(
-        self, ctx: StepContext, h: dict[str, torch.Tensor], z: torch.Tensor, training: bool
-    ) -> torch.Tensor:
+    def on_logits(self, ctx: StepContext, h: Feats, z: torch.Tensor, training: bool) -> torch.Tensor:
         stacked = self.head.stacked(h)
         return fuse(stacked.float(), self.params.fusion_eval).to(z.dtype)

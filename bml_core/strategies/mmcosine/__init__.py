@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -23,9 +23,8 @@ class MMCosineParams(StrategyParams):
 
     name: Literal["mmcosine"] = "mmcosine"
     scale: float = Field(10.0, gt=0.0, description="s: the cosine logits are s * cos(h_m, W_m[k])")
-    eval_logits: Literal["linear", "cosine"] = Field(
+    eval_logits: Literal["linear", "cosine"] = authors_default(
         "linear",
-        json_schema_extra=authors("linear"),
         description="fused logits scored at evaluation: linear = the plain concat head W h + b, "
         "as the authors' code (GeWu-Lab/MMCosine_ICASSP23 main_CD.py L181, L196: prediction = "
         "softmax(out)); cosine = the cosine head trained on (our earlier reading)",

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from bml_core.config import ConfigError
 from bml_core.models.fusion import ConcatFusion
-from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.base import Feats, StepContext, Strategy
 from bml_core.strategies.mmcosine import MMCosineParams
 
 NORM_EPS = 1e-12  # F.normalize's default floor on the norm
@@ -60,9 +60,7 @@ class MMCosine(Strategy):
         self.fusion = fusion
         self._names = [f"mmcosine/{k}/{m}" for k in ("cos", "acc") for m in self.modalities]
 
-    def on_logits(
-        self, ctx: StepContext, h: dict[str, torch.Tensor], z: torch.Tensor, training: bool
-    ) -> torch.Tensor:
+    def on_logits(self, ctx: StepContext, h: Feats, z: torch.Tensor, training: bool) -> torch.Tensor:
         if not training and self.params.eval_logits == "linear":
             return z  # official main_CD.py L181/L196: the plain linear logits are scored
         scale = self.params.scale

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 
@@ -22,9 +22,8 @@ class MMParetoParams(StrategyParams):
     gamma: float = Field(
         1.5, gt=0.0, description="multiplies each encoder's combined gradient (official 1.5)"
     )
-    restore: Literal["per_tensor", "per_encoder"] = Field(
+    restore: Literal["per_tensor", "per_encoder"] = authors_default(
         "per_tensor",
-        json_schema_extra=authors("per_tensor"),
         description="norm restore: per_tensor = the authors' code (GeWu-Lab/MMPareto_ICML2024 "
         "code/MMPareto.py L184-207); per_encoder = our earlier reading (one factor per encoder)",
     )

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.base import Feats, Losses, StepContext, Strategy
 from bml_core.strategies.mmpareto import MMParetoParams
 
 
@@ -71,14 +71,7 @@ class MMPareto(Strategy):
         taken = {id(p) for ps in [*self._enc.values(), *self._aux.values()] for p in ps}
         self._rest = [p for p in model.parameters() if id(p) not in taken]
 
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         aux = ctx.unimodal_logits(h, heads="aux")
         return {self._terms[m]: F.cross_entropy(aux[m].float(), y) for m in self.modalities}
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -39,9 +39,8 @@ class MSLRParams(_StartMults):
 
     name: Literal["mslr"] = "mslr"
     window: int = Field(5, ge=1, description="epochs of validation accuracy averaged in the update")
-    form: Literal["official", "compound"] = Field(
+    form: Literal["official", "compound"] = authors_default(
         "official",
-        json_schema_extra=authors("official"),
         description="official = the only released code (lihong2303/AGM run/CREMAD_main.py L195-198, "
         "L671-684): mult = start * acc_t / mean(previous window epochs), from the epoch the window "
         "is full, bounded; compound = our earlier reading, mult *= acc_t / mean(window incl. t)",
@@ -55,9 +54,8 @@ class MSESParams(_StartMults):
     """Modality-specific early stopping, the mses variant (STRATEGIES.md section 2.2)."""
 
     name: Literal["mses"] = "mses"
-    patience: int = Field(
+    patience: int = authors_default(
         80,
-        json_schema_extra=authors(80),
         ge=1,
         description="epochs without a better smoothed val loss before a modality is frozen "
         "(official 80: run/CREMAD_main.py L722, epoch - best_epoch > 80)",
@@ -65,9 +63,8 @@ class MSESParams(_StartMults):
     smoothing: float = Field(
         0.6, ge=0.0, lt=1.0, description="weight of the previous val loss (0.6 prev + 0.4 current)"
     )
-    form: Literal["official", "ours"] = Field(
+    form: Literal["official", "ours"] = authors_default(
         "official",
-        json_schema_extra=authors("official"),
         description="official (lihong2303/AGM run/CREMAD_main.py L686-729): smoothing over the "
         "previous RAW loss, frozen once epochs since the best > patience, and the whole model and "
         "optimizer reloaded from the best epoch; ours = our earlier reading (previous smoothed "

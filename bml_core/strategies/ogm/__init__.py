@@ -4,11 +4,12 @@ specs; the formulas and the implementation are in impl.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import RatioName, StrategyParams, authors
+from bml_core.schema import RatioName, StrategyParams, authors, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -20,9 +21,7 @@ class OGMParams(StrategyParams):
 
     name: Literal["ogm"] = "ogm"
     alpha: float = Field(0.8, ge=0.0, description="modulation strength")
-    k_form: Literal["official", "smooth"] = Field(
-        "official", json_schema_extra=authors("official"), description="coefficient form"
-    )
+    k_form: Literal["official", "smooth"] = authors_default("official", description="coefficient form")
     params: Literal["weights", "conv_only", "all"] = Field(
         "weights",
         json_schema_extra=authors("conv_only"),
@@ -32,6 +31,11 @@ class OGMParams(StrategyParams):
     )
     ratio: RatioName = Field("pairwise_mean", description="discrepancy ratio for M modalities")
     summary: ClassVar[str] = "Scales down the dominant encoder's gradients (CVPR 2022)."
+
+    @property
+    def modulated_tensors(self) -> str:
+        """The `params` key (its config name, kept): which encoder tensors OGM modulates."""
+        return self.params
 
 
 class OGMGEParams(OGMParams):
@@ -79,28 +83,27 @@ COEF = MetricFamily(
     description="k_m multiplying the encoder gradients of modality m this step",
 )
 
+OGM_SPEC = StrategySpec(
+    name="ogm",
+    description="Scales down the dominant modality's encoder gradients by k = 1 - tanh(alpha rho).",
+    params=OGMParams,
+    impl="bml_core.strategies.ogm.impl:OGM",
+    reference=REFERENCE,
+    metrics=(COEF,),
+    advisories=(_adaptive_optimiser, _conv_only_on_mlp),
+    cost="cheap",
+    cost_note="one multiply per selected encoder gradient tensor",
+)
+# ogm_ge: OGM's reference, metric, advisories and cost class, with its own noise and rule
 SPECS = (
-    StrategySpec(
-        name="ogm",
-        description="Scales down the dominant modality's encoder gradients by k = 1 - tanh(alpha rho).",
-        params=OGMParams,
-        impl="bml_core.strategies.ogm.impl:OGM",
-        reference=REFERENCE,
-        metrics=(COEF,),
-        advisories=(_adaptive_optimiser, _conv_only_on_mlp),
-        cost="cheap",
-        cost_note="one multiply per selected encoder gradient tensor",
-    ),
-    StrategySpec(
+    OGM_SPEC,
+    replace(
+        OGM_SPEC,
         name="ogm_ge",
         description="OGM plus Gaussian gradient noise with the unmodulated gradient's std.",
         params=OGMGEParams,
         impl="bml_core.strategies.ogm.impl:OGMGE",
-        reference=REFERENCE,
-        metrics=(COEF,),
-        advisories=(_adaptive_optimiser, _conv_only_on_mlp),
         rules=(_not_with_ogm,),
-        cost="cheap",
         cost_note="OGM plus one normal draw per selected encoder weight (prefetched on the CPU)",
     ),
 )

@@ -35,14 +35,14 @@ def ogm_coefficient_host(rho: list[float], alpha: float, k_form: str = "official
     raise ValueError(f"unknown k_form {k_form!r}")
 
 
-def select_parameters(params: list[torch.nn.Parameter], which: str) -> list[torch.nn.Parameter]:
+def select_parameters(tensors: list[torch.nn.Parameter], which: str) -> list[torch.nn.Parameter]:
     """weights: tensors with >= 2 dims; conv_only: 4-D tensors; all: every tensor."""
     if which == "weights":
-        return [p for p in params if p.dim() >= 2]
+        return [p for p in tensors if p.dim() >= 2]
     if which == "conv_only":
-        return [p for p in params if p.dim() == 4]
+        return [p for p in tensors if p.dim() == 4]
     if which == "all":
-        return list(params)
+        return list(tensors)
     raise ValueError(f"unknown params selection {which!r}")
 
 
@@ -89,7 +89,7 @@ class OGM(Strategy):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.selected = {
-            m: select_parameters(self.model.encoder_parameters(m), self.params.params)
+            m: select_parameters(self.model.encoder_parameters(m), self.params.modulated_tensors)
             for m in self.modalities
         }
         shapes = [p.shape for m in self.modalities for p in self.selected[m]]

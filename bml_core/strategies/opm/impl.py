@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from bml_core.strategies.base import StepContext, Strategy, register_strategy
+from bml_core.strategies.base import Feats, StepContext, Strategy, register_strategy
 from bml_core.strategies.opm import OPMParams
 
 
@@ -105,7 +105,7 @@ class OPM(Strategy):
         self._dropped_names = [f"opm/dropped/{m}" for m in self.modalities]
         self._host_weights: list[float] | None = None
 
-    def on_features(self, ctx: StepContext, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def on_features(self, ctx: StepContext, h: Feats) -> Feats:
         out, alive = self.transform_features(h, ctx)
         if alive is not None:
             ctx.keep_samples(alive)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -19,16 +19,14 @@ class PMRParams(StrategyParams):
 
     name: Literal["pmr"] = "pmr"
     alpha: float = Field(1.0, ge=0.0, description="weight scale of the prototype loss (CREMA-D script: 2.0)")
-    form: Literal["switch", "smooth"] = Field(
+    form: Literal["switch", "smooth"] = authors_default(
         "switch",
-        json_schema_extra=authors("switch"),
         description="switch (official (authors'), fanyunfeng-bit/Modal-Imbalance-PMR@3615e48 "
         "main_Prototype_grad.py L169-177): alpha on every modality behind the best one; smooth: "
         "alpha * clip(rho - 1, 0, 1) (our reading of the paper)",
     )
-    ema_skip_first: bool = Field(
+    ema_skip_first: bool = authors_default(
         True,
-        json_schema_extra=authors(True),
         description="true (official (authors'), main_Prototype_grad.py L435-437 with L539/L557): the "
         "prototypes of epoch 1 are not averaged (computed with epoch = 0), the EMA starts at epoch 2; "
         "false: every recomputation after the first is averaged",

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.base import Feats, Losses, StepContext, Strategy
 from bml_core.strategies.pmr import PMRParams
 
 
@@ -137,7 +137,7 @@ class PMR(Strategy):
         self.state = {"prototypes": None, "epoch": -1}
         self._h: dict[str, torch.Tensor] | None = None
 
-    def on_features(self, ctx: StepContext, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def on_features(self, ctx: StepContext, h: Feats) -> Feats:
         self._h = h  # the encoders' features before any later strategy (OPM) drops or rescales them
         return h
 
@@ -161,14 +161,7 @@ class PMR(Strategy):
             "epoch": ctx.epoch,
         }
 
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         if self.state["prototypes"] is None:  # a step driven without the epoch-start event
             self.on_epoch_start(ctx)
         protos = self.state["prototypes"]

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from bml_core.dataspecs import get_dataset_spec
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -26,23 +26,19 @@ class ReconBoostParams(StrategyParams):
     correct_epochs: int = Field(4, ge=0, description="phase 2 epochs per stage (everything, on CE(F))")
     w1: float = Field(5.0, gt=0.0, description="per-sample weight w1 - w2 q_{-m}(y)")
     w2: float = Field(1.0, ge=0.0, description="per-sample weight w1 - w2 q_{-m}(y)")
-    class_mean: bool = Field(
+    class_mean: bool = authors_default(
         True,
-        json_schema_extra=authors(True),
         description="phase-1 loss averaged over the C classes as well (the authors' code, "
         "huacong/ReconBoost train.py L339-340: `(target * log_softmax).mean(-1)`, i.e. CE / C); "
         "false = our earlier reading (C times larger)",
     )
-    head: Literal["mlp", "linear"] = Field(
+    head: Literal["mlp", "linear"] = authors_default(
         "mlp",
-        json_schema_extra=authors("mlp"),
         description="the shared head: mlp = the authors' Head d -> head_hidden -> ReLU -> C "
         "(huacong/ReconBoost@14ab57a models/dynamic_net.py L5-15, 512 -> 256 -> C; the MSA data "
         "set alone uses one Linear, L17-23); linear = one Linear d -> C (our earlier reading)",
     )
-    head_hidden: int = Field(
-        256, ge=1, json_schema_extra=authors(256), description="hidden width of the mlp head (authors' 256)"
-    )
+    head_hidden: int = authors_default(256, ge=1, description="hidden width of the mlp head (authors' 256)")
     summary: ClassVar[str] = "Alternating boosting stages per modality with global correction (ICML 2024)."
 
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bml_core.models import SharedHead
-from bml_core.strategies.base import Batch, StepContext, Strategy
+from bml_core.strategies.base import Batch, Feats, StepContext, Strategy
 from bml_core.strategies.reconboost import ReconBoostParams
 
 
@@ -77,8 +77,8 @@ class ReconBoost(Strategy):
     def on_epoch_start(self, ctx: StepContext) -> None:
         stage, phase, _ = self._schedule(ctx.epoch)
         if self.state.get("phase_of") != [stage, phase]:  # a new phase: fresh optimizer state
-            for group in ctx.optimizer.param_groups:
-                ctx.reset_optimizer_state(group["name"])
+            for param_group in ctx.optimizer.param_groups:
+                ctx.reset_optimizer_state(param_group["name"])
             self.state["phase_of"] = [stage, phase]
 
     def training_step(self, ctx: StepContext, batch: Batch) -> dict[str, float] | None:
@@ -129,7 +129,5 @@ class ReconBoost(Strategy):
         ctx.optimizer_step()
         return metrics
 
-    def on_logits(
-        self, ctx: StepContext, h: dict[str, torch.Tensor], z: torch.Tensor, training: bool
-    ) -> torch.Tensor:
+    def on_logits(self, ctx: StepContext, h: Feats, z: torch.Tensor, training: bool) -> torch.Tensor:
         return z * self.beta_value.to(z.dtype)

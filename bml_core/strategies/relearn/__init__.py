@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bml_core.schema import StrategyParams, authors
+from bml_core.schema import StrategyParams, authors_default
 from bml_core.strategies.spec import MetricFamily, StrategySpec
 
 if TYPE_CHECKING:
@@ -25,9 +25,8 @@ class RelearnParams(StrategyParams):
     every: int = Field(20, ge=1, description="epochs between diagnoses")
     times: int = Field(3, ge=0, description="at most this many re-initialisations")
     lam: float = Field(3.0, ge=0.0, description="alpha_m = tanh(lam * purity gap)")
-    form: Literal["official", "ours"] = Field(
+    form: Literal["official", "ours"] = authors_default(
         "official",
-        json_schema_extra=authors("official"),
         description="official (GeWu-Lab/Diagnosing_Relearning_ECCV2024@025085e code/ours.py L139-169, "
         "L418-427): re-initialise after epoch e with e % every == 0 and e > 0, parameters only, the "
         "optimizer state kept; ours: after e with (e + 1) % every == 0, parameters and BatchNorm "

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from bml_core.config import ConfigError
-from bml_core.strategies.base import StepContext, Strategy
+from bml_core.strategies.base import Feats, Losses, StepContext, Strategy
 from bml_core.strategies.uni_aux import UniAuxParams
 
 
@@ -71,14 +71,7 @@ class UniAux(Strategy):
         self.encoder_grads_of = [q for m in self.modalities for q in self.model.encoder_parameters(m)]
         self._names = [f"uni_aux/loss/{m}" for m in self.modalities]
 
-    def compute_loss(
-        self,
-        ctx: StepContext,
-        h: dict[str, torch.Tensor],
-        z: torch.Tensor,
-        u: dict[str, torch.Tensor],
-        y: torch.Tensor,
-    ) -> dict[str, torch.Tensor | None]:
+    def compute_loss(self, ctx: StepContext, h: Feats, z: torch.Tensor, u: Feats, y: torch.Tensor) -> Losses:
         ce = unimodal_cross_entropy(torch.stack([u[m] for m in self.modalities]), y)
         ctx.log(self._names, ce)
         if not self.active(ctx.epoch):

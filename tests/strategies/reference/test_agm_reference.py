@@ -13,27 +13,18 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
+from tests.helpers.configs import bn_buffers, small_cnn
 from tests.strategies.reference.agm_official import official_step
-from tests.strategies.strategy_helpers import small
 
 
 def _trainer(**params: object) -> Trainer:
-    raw = small(
+    raw = small_cnn(
+        num_samples=64,
         strategies=[{"name": "agm", **params}],
         train={"epochs": 1, "batch_size": 16},
         optim={"lr": 0.5, "momentum": 0.0, "weight_decay": 0.0, "scheduler": {"name": "none"}},
     )
-    raw["dataset"]["params"]["num_samples"] = 64
-    raw["dataset"]["params"]["modalities"] = [
-        {"name": "audio", "strength": 1.5, "shape": [8, 8]},
-        {"name": "visual", "strength": 0.6, "shape": [8, 8]},
-    ]
-    raw["model"]["encoders"] = {"audio": {"name": "cnn"}, "visual": {"name": "cnn"}}
     return Trainer(load_config(raw))
-
-
-def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
 
 
 def test_agm_step_with_batchnorm_encoders_matches_the_official_code() -> None:
@@ -78,7 +69,7 @@ def test_agm_step_with_batchnorm_encoders_matches_the_official_code() -> None:
     for n, g in want_grads.items():
         assert torch.allclose(grads[n], g, atol=1e-6), n
     # BatchNorm running statistics: only the full (train-mode) forward updates them
-    got, want = _bn_buffers(model), _bn_buffers(ref)
+    got, want = bn_buffers(model), bn_buffers(ref)
     assert got.keys() == want.keys() and got
     for k in want:
         assert torch.equal(got[k], want[k]), k
@@ -94,8 +85,8 @@ def test_masked_forwards_leave_batchnorm_statistics_as_joint_training_does() -> 
         ref.train()
         with torch.no_grad():
             ref(x)  # the one train-mode forward of joint training
-        got = _bn_buffers(trainer.model)
-        for k, v in _bn_buffers(ref).items():
+        got = bn_buffers(trainer.model)
+        for k, v in bn_buffers(ref).items():
             assert torch.allclose(got[k], v, atol=1e-6), k
 
 

@@ -16,8 +16,8 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
+from tests.helpers.configs import SGD_MOMENTUM, bn_buffers, small_cnn
 from tests.strategies.reference.infreg_official import official_epoch
-from tests.strategies.strategy_helpers import small
 
 STEPS = 2
 BATCH = 16
@@ -25,22 +25,13 @@ HIGH = 0.01
 
 
 def _trainer(**params: object) -> Trainer:
-    raw = small(
+    raw = small_cnn(
+        num_samples=96,
         strategies=[{"name": "infreg", **params}],
         train={"epochs": 20, "batch_size": BATCH},
-        optim={"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "scheduler": {"name": "none"}},
+        optim=SGD_MOMENTUM,
     )
-    raw["dataset"]["params"]["num_samples"] = 96
-    raw["dataset"]["params"]["modalities"] = [
-        {"name": "audio", "strength": 1.5, "shape": [8, 8]},
-        {"name": "visual", "strength": 0.6, "shape": [8, 8]},
-    ]
-    raw["model"]["encoders"] = {"audio": {"name": "cnn"}, "visual": {"name": "cnn"}}
     return Trainer(load_config(raw))
-
-
-def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
 
 
 def _compare_with_the_official_run(
@@ -110,7 +101,7 @@ def _compare_with_the_official_run(
         assert strat.state["history"][-1] == pytest.approx(traces[-1], rel=1e-5, abs=1e-9), epoch
         for (n, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
             assert torch.allclose(p, q, atol=1e-6), (epoch, n)
-        got, want_bn = _bn_buffers(model), _bn_buffers(ref)
+        got, want_bn = bn_buffers(model), bn_buffers(ref)
         assert got.keys() == want_bn.keys() and got
         for key in want_bn:
             assert torch.allclose(got[key], want_bn[key], atol=1e-6), (epoch, key)

@@ -14,21 +14,16 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
+from tests.helpers.configs import SGD_MOMENTUM, small_cnn
 from tests.strategies.reference.ogm_official import official_step
-from tests.strategies.strategy_helpers import small
 
 
 def _trainer(**params: object) -> Trainer:
-    raw = small(
+    raw = small_cnn(
         strategies=[{"name": "ogm", "alpha": 0.8, **params}],
         train={"epochs": 1, "batch_size": 16},
-        optim={"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "scheduler": {"name": "none"}},
+        optim=SGD_MOMENTUM,
     )
-    raw["dataset"]["params"]["modalities"] = [
-        {"name": "audio", "strength": 1.5, "shape": [8, 8]},
-        {"name": "visual", "strength": 0.6, "shape": [8, 8]},
-    ]
-    raw["model"]["encoders"] = {"audio": {"name": "cnn"}, "visual": {"name": "cnn"}}
     return Trainer(load_config(raw))
 
 

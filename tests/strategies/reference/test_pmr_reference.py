@@ -15,23 +15,18 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
+from tests.helpers.configs import SGD_MOMENTUM, bn_buffers, small_cnn
 from tests.strategies.reference.pmr_official import calculate_prototype, official_step
-from tests.strategies.strategy_helpers import small
 
 BATCH = 16
 
 
 def _trainer(**params: object) -> Trainer:
-    raw = small(
+    raw = small_cnn(
         strategies=[{"name": "pmr", **params}],
         train={"epochs": 4, "batch_size": BATCH},
-        optim={"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "scheduler": {"name": "none"}},
+        optim=SGD_MOMENTUM,
     )
-    raw["dataset"]["params"]["modalities"] = [
-        {"name": "audio", "strength": 1.5, "shape": [8, 8]},
-        {"name": "visual", "strength": 0.6, "shape": [8, 8]},
-    ]
-    raw["model"]["encoders"] = {"audio": {"name": "cnn"}, "visual": {"name": "cnn"}}
     return Trainer(load_config(raw))
 
 
@@ -40,10 +35,6 @@ def _encode(model: torch.nn.Module) -> Any:
         return model.encoders["audio"](x["audio"]), model.encoders["visual"](x["visual"])
 
     return encode
-
-
-def _bn_buffers(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
 
 
 def _compare(trainer: Trainer, epochs: int = 4) -> None:
@@ -66,9 +57,9 @@ def _compare(trainer: Trainer, epochs: int = 4) -> None:
         protos = strat.state["prototypes"]
         assert torch.allclose(protos["audio"], a_proto, atol=1e-6), epoch
         assert torch.allclose(protos["visual"], v_proto, atol=1e-6), epoch
-        assert _bn_buffers(model).keys() == _bn_buffers(ref).keys()  # the pass ran in eval mode
-        for k, v in _bn_buffers(ref).items():
-            assert torch.equal(_bn_buffers(model)[k], v), k
+        assert bn_buffers(model).keys() == bn_buffers(ref).keys()  # the pass ran in eval mode
+        for k, v in bn_buffers(ref).items():
+            assert torch.equal(bn_buffers(model)[k], v), k
 
         x, y = batches[epoch % len(batches)]
         want = official_step(ref, _encode(ref), ref.fusion.fc, x, y, a_proto, v_proto)
@@ -93,8 +84,8 @@ def _compare(trainer: Trainer, epochs: int = 4) -> None:
         assert set(grads) == set(want_grads)
         for n, g in want_grads.items():
             assert torch.allclose(grads[n], g, atol=1e-6), (epoch, n)
-        for k, v in _bn_buffers(ref).items():
-            assert torch.allclose(_bn_buffers(model)[k], v, atol=1e-6), k
+        for k, v in bn_buffers(ref).items():
+            assert torch.allclose(bn_buffers(model)[k], v, atol=1e-6), k
 
 
 def test_pmr_defaults_match_the_authors_prototypes_and_steps() -> None:

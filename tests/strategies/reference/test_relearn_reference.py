@@ -18,21 +18,16 @@ import torch
 
 from bml_core.config import load_config
 from bml_core.trainer import Trainer
+from tests.helpers.configs import SGD_MOMENTUM, small_cnn
 from tests.strategies.reference.relearn_official import reinit, reinit_score
-from tests.strategies.strategy_helpers import small
 
 
 def _trained(form: str = "official") -> Trainer:
-    raw = small(
+    raw = small_cnn(
         strategies=[{"name": "relearn", "every": 1, "times": 1, "lam": 3.0, "form": form}],
         train={"epochs": 1, "batch_size": 16},
-        optim={"lr": 0.05, "momentum": 0.9, "weight_decay": 1e-4, "scheduler": {"name": "none"}},
+        optim=SGD_MOMENTUM,
     )
-    raw["dataset"]["params"]["modalities"] = [
-        {"name": "audio", "strength": 1.5, "shape": [8, 8]},
-        {"name": "visual", "strength": 0.6, "shape": [8, 8]},
-    ]
-    raw["model"]["encoders"] = {"audio": {"name": "cnn"}, "visual": {"name": "cnn"}}
     trainer = Trainer(load_config(raw))
     trainer.fit()  # one epoch (the last): no re-initialisation yet
     return trainer
