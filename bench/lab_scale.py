@@ -34,7 +34,6 @@ import os
 import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +49,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from store_common import machine, postgres_database  # noqa: E402
+
+from services.processes import stop_sessions, wait_worker_ready  # noqa: E402
 
 BML = str(Path(sys.executable).parent / "bml")
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -226,27 +227,6 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
     )
 
 
-def wait_ready(procs: list[tuple[subprocess.Popen[bytes], Path]], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    for proc, log in procs:
-        while "ready." not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.1)
-
-
-def stop_workers(procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
-    for proc, _ in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc, _ in procs:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-
-
 def add_filler_runs(engine: Any, n: int) -> None:
     """n finished runs (no series): what a store holds after a semester, for the /runs page.
     One validated config, inserted in bulk (the rows `db.create_run` + `finish_run` leave)."""
@@ -338,7 +318,8 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
         for i in range(cfg.workers)
     ]
     try:
-        wait_ready(workers)
+        for proc, log in workers:
+            wait_worker_ready(proc, log)
         stream_runs = []
         for i in range(cfg.streams):
             rid = db.create_run(engine, {"name": f"stream-{i}", "group": "lab-streams", "seed": i})
@@ -375,7 +356,7 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
                 break
             time.sleep(0.5)
     finally:
-        stop_workers(workers)
+        stop_sessions([proc for proc, _ in workers], timeout_s=60)
 
     runs = [db.get_run(engine, rid) for rid in run_ids]
     bytes1, points1 = store_bytes(engine)
