@@ -9,36 +9,21 @@ and summary. When the database is unreachable the writer keeps the batch and ret
 exponential backoff; points that arrive while the queue is full are dropped, counted,
 and recorded on the run (`runs.dropped_points` and an event) once it is reachable again.
 
-The package: `plan` (the queue's items and the pure planner: what a commit writes, decided
-without the store) and `writer` (`DbMetricSink`: the queue, the writer thread and the
-transaction that executes a plan)."""
+The package: `plan` (the queue's items, their limits and the pure planner: what a
+commit writes, decided without the store) and `writer` (`DbMetricSink`: the queue, the
+writer thread and the transaction that executes a plan)."""
 
 from __future__ import annotations
 
-from db.sink.plan import (
-    ALERT_LEVELS,
-    EVENT_LEVELS,
-    MAX_STEP,
-    AlertItem,
-    EndItem,
-    EvalItem,
-    EventItem,
-    QueueItem,
-    StartItem,
-    StepItem,
-)
+from db.sink.plan import AlertItem, EndItem, EvalItem, EventItem, StartItem, StepItem
 from db.sink.writer import DbMetricSink, insert_alerts
 
 __all__ = [
-    "ALERT_LEVELS",
-    "EVENT_LEVELS",
-    "MAX_STEP",
     "AlertItem",
     "DbMetricSink",
     "EndItem",
     "EvalItem",
     "EventItem",
-    "QueueItem",
     "StartItem",
     "StepItem",
     "insert_alerts",

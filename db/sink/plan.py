@@ -121,6 +121,20 @@ class Writes:
     total_steps: int | None  # the run's total steps after this batch
 
 
+@dataclass(frozen=True)
+class SinkState:
+    """What a commit needs besides the batch: the sink's run and settings, and what the
+    trainer and earlier commits told it."""
+
+    run_id: int
+    max_pending_points: int
+    record_status: bool = True
+    total_steps: int | None = None  # as known before this batch
+    last_error: str | None = None  # the trainer's last error event: a failed run's error
+    last_db_error: str | None = None
+    outage_s: float | None = None  # how long the store was away, when this commit ends an outage
+
+
 def plan_keys(
     batch: Batch,
     known: Collection[str],
@@ -209,20 +223,11 @@ def start_total_steps(info: dict[str, Any]) -> int | None:
     return int(total) if total else None
 
 
-def event_rows(
-    run_id: int,
-    plan: Plan,
-    batch: Batch,
-    messages: list[str],
-    *,
-    max_pending_points: int,
-    outage_s: float | None,
-    last_db_error: str | None,
-) -> list[dict[str, Any]]:
+def event_rows(plan: Plan, batch: Batch, messages: list[str], state: SinkState) -> list[dict[str, Any]]:
     """The event rows of the transaction: the batch's own, then the sink's reports (keys
     refused, values dropped, points lost while the store was away, an outage that ended
-    after `outage_s` seconds), then the start of training."""
-    now = plan.now
+    after `state.outage_s` seconds), then the start of training."""
+    now, run_id = plan.now, state.run_id
     events: list[dict[str, Any]] = [
         {"run_id": run_id, "time": _ts(t), "level": level, "message": msg[:max_event_chars]}
         for t, level, msg in batch.events
@@ -238,17 +243,17 @@ def event_rows(
                 "time": now,
                 "level": "error",
                 "message": f"{plan.dropped} metric points and {plan.dropped_events} events were dropped: "
-                f"the store was unreachable and the sink's buffer ({max_pending_points} points) was full",
+                f"the store was unreachable and the sink's buffer ({state.max_pending_points} points) was full",
             }
         )
-    if outage_s is not None:
+    if state.outage_s is not None:
         events.append(
             {
                 "run_id": run_id,
                 "time": now,
                 "level": "warning",
-                "message": f"the store was unreachable for {outage_s:.1f}s "
-                f"({last_db_error}); held points were written after it came back",
+                "message": f"the store was unreachable for {state.outage_s:.1f}s "
+                f"({state.last_db_error}); held points were written after it came back",
             }
         )
     if batch.start is not None:
@@ -317,45 +322,22 @@ def run_values(
     return values
 
 
-def plan_writes(
-    run_id: int,
-    batch: Batch,
-    plan: Plan,
-    ids: Mapping[str, int],
-    *,
-    total_steps: int | None,
-    max_pending_points: int,
-    outage_s: float | None,
-    last_db_error: str | None,
-    record_status: bool,
-    last_error: str | None,
-) -> Writes:
-    """Every row the transaction writes, given the series id of each key of the batch
-    (`total_steps`: what the run knew before this batch)."""
-    if batch.start is not None:
-        total_steps = start_total_steps(batch.start)
+def plan_writes(batch: Batch, plan: Plan, ids: Mapping[str, int], state: SinkState) -> Writes:
+    """Every row the transaction writes, given the series id of each key of the batch."""
+    total_steps = state.total_steps if batch.start is None else start_total_steps(batch.start)
     rows, skipped, messages = point_rows(batch.steps, ids, plan.skip)
     eval_rows, eval_skipped, eval_messages = point_rows(batch.evals, ids, plan.skip)
     rows += eval_rows
     skipped += eval_skipped
     messages += eval_messages
-    events = event_rows(
-        run_id,
-        plan,
-        batch,
-        messages,
-        max_pending_points=max_pending_points,
-        outage_s=outage_s,
-        last_db_error=last_db_error,
-    )
     return Writes(
         points=rows,
         skipped=skipped,
         spans=rollup_spans(batch, plan, ids),
-        events=events,
-        alerts=alert_rows(run_id, [(_ts(t), a) for t, a in batch.alerts]),
+        events=event_rows(plan, batch, messages, state),
+        alerts=alert_rows(state.run_id, [(_ts(t), a) for t, a in batch.alerts]),
         run_values=run_values(
-            batch, plan.now, total_steps, record_status=record_status, last_error=last_error
+            batch, plan.now, total_steps, record_status=state.record_status, last_error=state.last_error
         ),
         lost=skipped + plan.dropped,
         total_steps=total_steps,

@@ -31,6 +31,7 @@ from db.sink.plan import (
     EvalItem,
     EventItem,
     QueueItem,
+    SinkState,
     StartItem,
     StepItem,
     alert_rows,
@@ -324,18 +325,16 @@ class DbMetricSink(MetricSink):
             ids = dict(self._sids)
             if plan.new_keys:
                 ids.update(ensure_series(conn, self.run_id, plan.new_keys))
-            writes = plan_writes(
+            state = SinkState(
                 self.run_id,
-                batch,
-                plan,
-                ids,
-                total_steps=self._total_steps,
-                max_pending_points=self.max_pending_points,
-                outage_s=None if plan.outage is None else time.monotonic() - plan.outage,
-                last_db_error=self.last_db_error,
-                record_status=self.record_status,
-                last_error=self._last_error_message,
+                self.max_pending_points,
+                self.record_status,
+                self._total_steps,
+                self._last_error_message,
+                self.last_db_error,
+                None if plan.outage is None else time.monotonic() - plan.outage,
             )
+            writes = plan_writes(batch, plan, ids, state)
             self._total_steps = writes.total_steps
             for msg in plan.refused_now.values():
                 log.error("run %d: %s", self.run_id, msg)

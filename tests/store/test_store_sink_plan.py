@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from db.sink.plan import AlertItem, Batch, EndItem, EvalItem, EventItem, StepItem, plan_keys, plan_writes
+from db.sink.plan import (
+    AlertItem,
+    Batch,
+    EndItem,
+    EvalItem,
+    EventItem,
+    SinkState,
+    StepItem,
+    plan_keys,
+    plan_writes,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -32,18 +42,8 @@ def test_plan_writes_gives_every_row_of_the_commit() -> None:
         end=EndItem("succeeded", {"val/acc": 0.5}),
     )
     plan = plan_keys(batch, {}, set(), now=NOW, outage=None, dropped=2, dropped_events=0)
-    writes = plan_writes(
-        7,
-        batch,
-        plan,
-        {"loss": 1, "val/acc": 2},
-        total_steps=None,
-        max_pending_points=100,
-        outage_s=1.5,
-        last_db_error="OperationalError: gone",
-        record_status=True,
-        last_error=None,
-    )
+    state = SinkState(7, 100, outage_s=1.5, last_db_error="OperationalError: gone")
+    writes = plan_writes(batch, plan, {"loss": 1, "val/acc": 2}, state)
     assert writes.points == [(1, 10, 1.0), (2, 15, 0.5)]
     assert writes.skipped == 2 and writes.lost == 4  # the refused key, "x"; plus 2 dropped earlier
     assert writes.spans == {1: (10, 20), 2: (15, 15)}
@@ -75,17 +75,6 @@ def test_plan_writes_gives_every_row_of_the_commit() -> None:
 def test_a_heartbeat_batch_writes_only_the_heartbeat() -> None:
     batch = Batch()
     plan = plan_keys(batch, {}, set(), now=NOW, outage=None, dropped=0, dropped_events=0)
-    writes = plan_writes(
-        1,
-        batch,
-        plan,
-        {},
-        total_steps=8,
-        max_pending_points=100,
-        outage_s=None,
-        last_db_error=None,
-        record_status=True,
-        last_error=None,
-    )
+    writes = plan_writes(batch, plan, {}, SinkState(1, 100, total_steps=8))
     assert (writes.points, writes.spans, writes.events, writes.alerts, writes.lost) == ([], {}, [], [], 0)
     assert writes.run_values == {"heartbeat_at": NOW} and writes.total_steps == 8
