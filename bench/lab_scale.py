@@ -51,6 +51,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from store_common import machine, postgres_database  # noqa: E402
 
+from services.processes import stop_sessions, wait_worker_ready  # noqa: E402
+
 BML = str(Path(sys.executable).parent / "bml")
 REDIS_URL = "redis://127.0.0.1:6379/0"
 # a real run of a few seconds: 60 synthetic samples, one epoch, one thread
@@ -226,27 +228,6 @@ def start_worker(env: dict[str, str], name: str, log: Path) -> subprocess.Popen[
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-
-
-def wait_ready(procs: list[tuple[subprocess.Popen[bytes], Path]], timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    for proc, log in procs:
-        while "ready." not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"worker not ready:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.1)
-
-
-def stop_workers(procs: list[tuple[subprocess.Popen[bytes], Path]]) -> None:
-    for proc, _ in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc, _ in procs:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 def add_filler_runs(engine: Any, n: int) -> None:
@@ -428,7 +409,8 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
         proxy.start()
         stream_engine = db.make_engine(proxied_url(url, proxy.port))
     try:
-        wait_ready(workers)
+        for proc, log in workers:
+            wait_worker_ready(proc, log)
         stream_runs = []
         for i in range(cfg.streams):
             rid = db.create_run(engine, {"name": f"stream-{i}", "group": "lab-streams", "seed": i})
@@ -478,7 +460,7 @@ def run_bench(cfg: Settings, work: Path, url: str, prefix: str) -> dict[str, Any
         for t in fault_threads:
             t.join()
     finally:
-        stop_workers(workers)
+        stop_sessions([proc for proc, _ in workers], timeout_s=60)
         if proxy is not None:
             proxy.stop()
 

@@ -31,15 +31,12 @@ import json
 import math
 import os
 import platform
-import secrets
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,17 +46,17 @@ for _path in (ROOT, ROOT / "bench"):  # the project, and the benchmarks' shared 
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from cluster_common import Cluster, cluster  # noqa: E402 - after the sys.path lines
+from grid_markdown import JOINT, markdown  # noqa: E402
+
 DATASETS = {
     "mfeat": ROOT / "examples" / "mfeat-imbalance.yaml",
     "synthetic": ROOT / "examples" / "synthetic-joint.yaml",
 }
-JOINT = "joint"
 SCHEMA = "bml.strategy_grid/1"
 POLL_S = 2.0
-WORKER_READY_TIMEOUT_S = 120.0
 # paths that differ between runs of one grid by construction, never "settings"
 RUN_IDENTITY = ("name", "group", "tags", "seed")
-VERDICT_SHORT = {"not distinguishable from seed noise": "seed noise", "not tested": "not tested"}
 
 
 class Usage(Exception):
@@ -203,133 +200,7 @@ def plan(dataset: str, strategy: str, epochs: int | None) -> Plan:
     return Plan(dataset, strategy, raw)
 
 
-# --------------------------------------------------------------------------- workers
-
-
-@contextlib.contextmanager
-def environment(values: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or, for None, remove) environment variables in this process; restore them after."""
-    saved = {k: os.environ.get(k) for k in values}
-    try:
-        _set_environment(values)
-        yield
-    finally:
-        _set_environment(saved)
-
-
-def _set_environment(values: Mapping[str, str | None]) -> None:
-    for k, v in values.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
-    while "ready." not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(
-                f"worker did not start (see {log}):\n{log.read_text(errors='replace')[-2000:]}"
-            )
-        time.sleep(0.2)
-
-
-def start_workers(n: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
-    """n Celery workers as `bml up` starts them (one run at a time, CPU), each in its own
-    session so that stopping it reaches its run process too."""
-    from services.processes import worker_command
-    from worker.embedded_broker import prepare
-    from worker.settings import QUEUE_NAME, broker_url, is_embedded
-
-    if is_embedded():
-        prepare(broker_url(), QUEUE_NAME)  # once, before the workers race to create it
-    log_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    try:
-        for i in range(n):
-            log = log_dir / f"worker-{i}.log"
-            with log.open("ab") as out:
-                procs.append(
-                    subprocess.Popen(
-                        worker_command(f"grid{i}-{os.getpid()}@%h"),
-                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-                )
-        for i, proc in enumerate(procs):
-            _wait_ready(proc, log_dir / f"worker-{i}.log")
-    except BaseException:
-        stop_workers(procs)
-        raise
-    return procs
-
-
-def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
-    """A warm shutdown (SIGTERM), then SIGKILL to whatever is left in each worker's session."""
-    from services.processes import stop_processes
-
-    stop_processes(procs)
-    for p in procs:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)
-
-
-def _drop_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    conn = redis.Redis.from_url(url)
-    keys = list(conn.scan_iter(match=prefix + "*", count=1000))
-    if keys:
-        conn.delete(*keys)
-
-
-@dataclass
-class Cluster:
-    engine: Any
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def alive(self) -> bool:
-        return any(p.poll() is None for p in self.workers)
-
-
-@contextlib.contextmanager
-def cluster(home: Path, broker: str, workers: int) -> Iterator[Cluster]:
-    """A migrated SQLite store under `home`, the broker and `workers` worker processes. The
-    environment is this grid's only while it runs."""
-    import db
-
-    prefix = f"bmlgrid-{os.getpid()}-{secrets.token_hex(3)}:"
-    env = {
-        "BML_HOME": str(home),
-        "BML_RUNS_DIR": str(home / "runs"),
-        "BML_DATABASE_URL": None,  # the SQLite store under BML_HOME
-        "BML_BROKER_URL": "" if broker == "embedded" else broker,
-        "BML_BROKER_PREFIX": prefix,
-        "BML_TORCH_THREADS": "1",
-        "BML_USER": None,  # the local admin of this fresh store
-    }
-    with environment(env):
-        home.mkdir(parents=True, exist_ok=True)
-        engine = db.make_engine()
-        db.upgrade(engine)
-        if broker != "embedded":
-            import redis
-
-            try:
-                redis.Redis.from_url(broker, socket_timeout=5).ping()
-            except redis.RedisError as exc:
-                raise RuntimeError(f"--broker {broker}: Redis does not answer ({exc})") from None
-        procs = start_workers(workers, home / "logs")
-        try:
-            yield Cluster(engine, procs)
-        finally:
-            stop_workers(procs)
-            engine.dispose()
-            if broker != "embedded":
-                _drop_redis_keys(broker, prefix)
+# --------------------------------------------------------------------------- runs
 
 
 def submit(
@@ -506,128 +377,6 @@ def collect(engine: Any, groups: Mapping[str, str]) -> dict[str, Any]:
             ],
         }
     return finite_json(out)  # NaN and inf as null
-
-
-# --------------------------------------------------------------------------- output
-
-
-def _pct(d: Mapping[str, Any]) -> str:
-    if d["mean"] is None:
-        return "—"
-    if d["std"] is None:
-        return f"{100 * d['mean']:.1f}"
-    return f"{100 * d['mean']:.1f} ± {100 * d['std']:.1f}"
-
-
-def _num(x: float | None, fmt: str) -> str:
-    return "—" if x is None else format(x, fmt)
-
-
-def _p(p: float | None) -> str:
-    if p is None:
-        return "—"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _vs(row: Mapping[str, Any]) -> tuple[str, str, str]:
-    vs = row["vs_joint"]
-    if vs is None:
-        return "(baseline)" if row["strategy"] == JOINT else "—", "—", "—"
-    verdict = VERDICT_SHORT.get(vs["verdict"], vs["verdict"])
-    if vs["diff"] is None:
-        return "—", "—", verdict
-    diff = f"{100 * vs['diff']:+.1f}"
-    lo, hi = vs["diff_ci"]
-    if lo is not None and hi is not None:
-        diff += f" ({100 * lo:+.1f} to {100 * hi:+.1f})"
-    elif vs["test"] is not None:
-        diff += " (equal on every seed)"  # stats.diff_interval: no spread and no difference
-    if vs["p"] is None:
-        return diff, "—", verdict
-    return diff, f"{_p(vs['p'])} / {_p(vs['p_holm'])}", verdict
-
-
-def markdown_table(dataset: str, block: Mapping[str, Any]) -> str:
-    mods = block["modalities"]
-    head = (
-        ["strategy", "n", "fused test acc %"]
-        + [f"{m} test acc %" for m in mods]
-        + [
-            "imbalance degree ×100",
-            "step ms",
-            "step ÷ joint",
-            "run s",
-            "Δ fused vs joint, points (95 % CI)",
-            "p: paired t / Holm",
-            "verdict",
-            "settings beyond joint's config",
-        ]
-    )
-    lines = [f"**{dataset}** (group `{block['group']}`)", "", "| " + " | ".join(head) + " |"]
-    lines.append("|" + "---|" * len(head))
-    for row in block["rows"]:
-        deg = row["imbalance_degree"]
-        diff, p, verdict = _vs(row)
-        cells = (
-            [row["strategy"], str(row["n"]), _pct(row["test_acc"])]
-            + [_pct(row["test_acc_per_modality"][m]) for m in mods]
-            + [
-                "—"
-                if deg["mean"] is None
-                else f"{100 * deg['mean']:.1f}"
-                + ("" if deg["std"] is None else f" ± {100 * deg['std']:.1f}"),
-                _num(row["step_ms"]["mean"], ".2f"),
-                _num(row["step_ratio_to_joint"], ".2f"),
-                _num(row["wall_s"]["mean"], ".1f"),
-                diff,
-                p,
-                verdict,
-                "; ".join(row["settings"]) or "—",
-            ]
-        )
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    warned = [(row["strategy"], a) for row in block["rows"] for a in row.get("advisories", [])]
-    if warned:
-        lines.append("Advisories the runs' configs raise:")
-        lines += [f"- {strategy}: {text}" for strategy, text in warned]
-        lines.append("")
-    if block["not_pooled"]:
-        lines.append("Runs not pooled (listed, never averaged in):")
-        for r in block["not_pooled"]:
-            lines.append(f"- #{r['id']} {r['strategy']} seed {r['seed']}: {r['status']}, {r['reason']}")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def markdown(doc: Mapping[str, Any]) -> str:
-    meta = doc["meta"]
-    parts = [
-        f"Command: `{meta['command']}`",
-        "",
-        f"Started {meta['started']}, grid wall time {meta['grid_wall_s']:.0f} s "
-        f"({meta['runs']} runs, {meta['workers']} workers); load average at start "
-        f"{meta['load_start']}, at end {meta['load_end']}.",
-        f"Machine: {meta['machine']}.",
-        f"Seeds {meta['seeds']}; epochs: {meta['epochs']}.",
-        "",
-        "Step time = a run's training seconds ÷ its steps (summary `train.seconds` / `train.steps`: "
-        "the training loop's wall time per optimizer step, the hand-off of its metrics to the "
-        "store's writer included; evaluation and epoch-start/-end work such as relearn's "
-        "k-means or gblending's estimates excluded); ÷ joint = the strategy's mean over seeds "
-        "÷ joint's on the same dataset. Run s = claimed → finished (process start-up, evaluation "
-        "and epoch work included). Δ and verdict: fused test accuracy against joint over the "
-        "same seeds (paired t, then Holm's correction across the strategies of a dataset; "
-        "better/worse when the corrected p < 0.05).",
-        "",
-    ]
-    for dataset, block in doc["datasets"].items():
-        parts.append(markdown_table(dataset, block))
-    if doc.get("not_run"):
-        parts.append("Not run (their config is invalid on this dataset):")
-        parts += [f"- {r['dataset']} {r['strategy']}: {r['error']}" for r in doc["not_run"]]
-        parts.append("")
-    return "\n".join(parts)
 
 
 def machine() -> str:

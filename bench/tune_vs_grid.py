@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from strategy_grid import cluster  # noqa: E402
+from cluster_common import cluster  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BML = str(Path(sys.executable).parent / "bml")

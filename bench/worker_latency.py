@@ -25,14 +25,12 @@ RUN_200 = {"name": "run200", "strategies": ["ogm_ge"], "train": {"epochs": 6, "t
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    from services.processes import wait_worker_ready
+
     proc = subprocess.Popen(
         [BML, "worker", "--cpu", "--name", "bench"], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 60
-    while "ready." not in log.read_text(errors="replace"):
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError(log.read_text()[-2000:])
-        time.sleep(0.1)
+    wait_worker_ready(proc, log, timeout_s=60)
     return proc
 
 

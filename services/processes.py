@@ -6,6 +6,7 @@ routes). The app is named by its file path, never imported: this layer sits belo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -183,6 +184,18 @@ def start_workers(
     return procs
 
 
+def wait_worker_ready(proc: subprocess.Popen[bytes], log: Path, timeout_s: float = 120.0) -> None:
+    """Wait until a worker started with its output in `log` says `ready.` (Celery's line once
+    it consumes); RuntimeError with the log's tail if it exits or `timeout_s` runs out."""
+    deadline = time.monotonic() + timeout_s
+    while "ready." not in log.read_text(errors="replace"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(
+                f"worker did not start (see {log}):\n{log.read_text(errors='replace')[-2000:]}"
+            )
+        time.sleep(0.1)
+
+
 def stop_processes(procs: list[subprocess.Popen[bytes]], timeout_s: float = WORKER_STOP_TIMEOUT_S) -> None:
     """SIGTERM (a Celery warm shutdown: the running run checkpoints and is requeued), then kill."""
     for p in procs:
@@ -214,3 +227,12 @@ def wait_for(procs: list[subprocess.Popen[bytes]]) -> int:
         time.sleep(0.2)
     stop_processes(procs)
     return code
+
+
+def stop_sessions(procs: list[subprocess.Popen[bytes]], timeout_s: float = WORKER_STOP_TIMEOUT_S) -> None:
+    """`stop_processes`, then SIGKILL to whatever is left in each process's session (workers
+    started with `start_new_session`: their run processes too)."""
+    stop_processes(procs, timeout_s)
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)

@@ -119,7 +119,8 @@ def test_the_worker_refuses_before_opening_any_file(
 
 
 def test_the_launch_form_shows_a_path_param_outside_the_roots(layout: dict[str, Path]) -> None:
-    from app.views.launch.logic import check_form, default_values
+    from app.views.launch.check import check_form
+    from app.views.launch.fields import default_values
 
     values = default_values()
     values.update(

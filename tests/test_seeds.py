@@ -41,12 +41,13 @@ def test_api_list_check_has_the_same_cap() -> None:
 
 
 def test_every_way_in_uses_the_one_parser() -> None:
-    from app.views.launch import logic
+    from app.views.launch import fields as launch_fields
+    from app.views.launch import parse as launch_parse
     from bml_cli import report_cmd, worker_cmd
 
-    assert logic.parse_seeds is parse_seeds and report_cmd.parse_seeds is parse_seeds
+    assert launch_parse.parse_seeds is parse_seeds and report_cmd.parse_seeds is parse_seeds
     assert worker_cmd.parse_seeds is parse_seeds
-    assert logic.max_seeds == MAX_SEEDS and logic.max_sweep_runs == MAX_SWEEP_RUNS
+    assert launch_fields.max_seeds == MAX_SEEDS and launch_fields.max_sweep_runs == MAX_SWEEP_RUNS
 
 
 def test_actions_api_refuses_more_than_64_seeds_and_256_sweep_runs() -> None:

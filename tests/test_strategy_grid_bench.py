@@ -128,7 +128,9 @@ def test_table_from_known_summaries(engine: Any) -> None:
     assert lost["id"] == failed and lost["strategy"] == "mla" and lost["status"] == "failed"
     assert "boom" in lost["reason"]
 
-    table = grid.markdown_table("synthetic", out)
+    from grid_markdown import markdown_table  # bench/, on sys.path once strategy_grid is loaded
+
+    table = markdown_table("synthetic", out)
     assert "| opm | 3 | 87.0 ± 2.6 | 70.0 ± 0.0 | 60.0 ± 0.0 | 10.0 ± 0.0 | 12.00 | 2.00 |" in table
     # CI: .05 +- t_.975,2 (4.303) x .01 / sqrt 3 = .05 +- .0248
     assert f"| +5.0 (+2.5 to +7.5) | {p_opm:.3f} / {2 * p_opm:.3f} | better |" in table

@@ -10,20 +10,21 @@ from sqlalchemy import Engine
 
 import db
 from app import catalog
-from app.views.launch import logic as ll
+from app.views.launch.fields import strategy_fields
+from app.views.launch.parse import parse_grid, parse_seeds
 from bml_core.config import PRESETS, strategy_params
 from tests.helpers.apptest import errors_of, open_page
 from tests.helpers.apptest import widget_key as _key
 
 
 def test_fields_come_from_the_models() -> None:
-    names = {s.name for s in ll.strategy_fields("opm")}
+    names = {s.name for s in strategy_fields("opm")}
     assert names == set(strategy_params()["opm"].model_fields) - {"name"}
-    rescale = next(s for s in ll.strategy_fields("opm") if s.name == "rescale")
+    rescale = next(s for s in strategy_fields("opm") if s.name == "rescale")
     assert rescale.kind == "choice" and rescale.options == ("global", "per_modality", "none")
-    q_base = next(s for s in ll.strategy_fields("opm") if s.name == "q_base")
+    q_base = next(s for s in strategy_fields("opm") if s.name == "q_base")
     assert q_base.kind == "float" and "≤ 1" in q_base.help and "drop probability" in q_base.help
-    end = next(s for s in ll.strategy_fields("ogm_ge") if s.name == "end_epoch")
+    end = next(s for s in strategy_fields("ogm_ge") if s.name == "end_epoch")
     assert end.optional and end.kind == "int"
     assert set(catalog.datasets()) == {
         "synthetic",
@@ -152,7 +153,7 @@ def test_sweep_grid_launches_every_combination_in_one_group(engine: Engine, sent
 
 
 def test_seed_and_grid_parsers() -> None:
-    assert ll.parse_seeds("0-2, 7, 2") == [0, 1, 2, 7]
+    assert parse_seeds("0-2, 7, 2") == [0, 1, 2, 7]
     for bad, text in (
         ("", "at least one seed"),
         ("3-1", "backwards"),
@@ -160,8 +161,8 @@ def test_seed_and_grid_parsers() -> None:
         ("0-99", "at most"),
     ):
         with pytest.raises(ValueError, match=text):
-            ll.parse_seeds(bad)
-    assert ll.parse_grid("# comment\nstrategies.0.alpha = [0.4, 0.8]\n") == {"strategies.0.alpha": [0.4, 0.8]}
+            parse_seeds(bad)
+    assert parse_grid("# comment\nstrategies.0.alpha = [0.4, 0.8]\n") == {"strategies.0.alpha": [0.4, 0.8]}
     for bad, text in (
         ("alpha", "line 1"),
         ("a..b = [1]", "not a dotted"),
@@ -169,7 +170,7 @@ def test_seed_and_grid_parsers() -> None:
         ("a=[1]\na=[2]", "twice"),
     ):
         with pytest.raises(ValueError, match=text):
-            ll.parse_grid(bad)
+            parse_grid(bad)
 
 
 def test_sweep_keeps_the_typed_run_name_and_says_so_before_launch(engine: Engine, sent: list[int]) -> None:

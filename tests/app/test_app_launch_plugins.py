@@ -13,8 +13,9 @@ from sqlalchemy import Engine
 
 import db
 from app import catalog
-from app.views.launch import logic as ll
 from app.views.launch import plugin_fields as pf
+from app.views.launch.check import check_form
+from app.views.launch.fields import default_values, encoder_fields, model_fields, values_from_config
 from tests.helpers.apptest import errors_of, open_page
 from tests.plugin_package import DIST, installed_on_path
 
@@ -25,7 +26,7 @@ def installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
-    fusion = next(s for s in ll.model_fields() if s.path == "model.fusion")
+    fusion = next(s for s in model_fields() if s.path == "model.fusion")
     assert fusion.kind == "choice" and set(fusion.options) == {
         "concat",
         "sum",
@@ -36,14 +37,14 @@ def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
     (temperature,) = pf.fusion_param_fields("weighted_sum")
     assert temperature.path == "fusion.weighted_sum.temperature" and temperature.kind == "float"
     assert "> 0" in temperature.help and temperature.default == 1.0
-    name = next(s for s in ll.encoder_fields("ring") if s.name == "name")
+    name = next(s for s in encoder_fields("ring") if s.name == "name")
     assert name.kind == "choice" and "residual_mlp" in name.options and "transformer" in name.options
     width, blocks = pf.encoder_param_fields("ring", "residual_mlp")
     assert (width.path, width.kind, width.default) == ("encoder.ring.residual_mlp.width", "int", 64)
     assert blocks.name == "blocks"
     assert "two_rings" in catalog.datasets()
     values = {
-        **ll.default_values(),
+        **default_values(),
         "dataset.name": "two_rings",
         "dataset.params": "",
         "model.fusion": "weighted_sum",
@@ -51,15 +52,15 @@ def test_plugin_fields_are_generated_from_the_specs(installed: Path) -> None:
         "model.encoders.ring.name": "residual_mlp",
         "encoder.ring.residual_mlp.width": 2,
     }
-    check = ll.check_form(values, [], ["ring"])
+    check = check_form(values, [], ["ring"])
     assert set(check.errors) == {"fusion.weighted_sum.temperature", "encoder.ring.residual_mlp.width"}
     values.update({"fusion.weighted_sum.temperature": 2.0, "encoder.ring.residual_mlp.width": 16})
-    check = ll.check_form(values, [], ["ring"])
+    check = check_form(values, [], ["ring"])
     assert check.ok, check.errors
     assert check.config is not None and check.config.model.fusion_params == {"temperature": 2.0}
     assert check.config.model.encoders["ring"].params == {"width": 16, "blocks": 2}
     # the form holds exactly a launched config again
-    back = ll.values_from_config(check.config.to_dict())
+    back = values_from_config(check.config.to_dict())
     assert back["fusion.weighted_sum.temperature"] == 2.0 and back["encoder.ring.residual_mlp.width"] == 16
 
 

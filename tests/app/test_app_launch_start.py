@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 import db
 from app import catalog
-from app.views.launch import logic as ll
+from app.views.launch.fields import short_description
 from bml_core.config import validate_config
 from bml_core.dataspecs import get_dataset_spec
 from tests.helpers.apptest import errors_of, open_page
@@ -123,4 +123,4 @@ def test_strategy_choices_are_short_names_with_descriptions_in_help(engine: Engi
     assert list(picker.options) == list(catalog.strategies())
     assert all("—" not in o for o in picker.options)
     for name, spec in catalog.strategy_specs().items():
-        assert f"**{name}**" in picker.help and ll.short_description(spec)[:40] in picker.help
+        assert f"**{name}**" in picker.help and short_description(spec)[:40] in picker.help

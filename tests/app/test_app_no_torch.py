@@ -62,7 +62,10 @@ def test_no_app_module_or_page_imports_torch(engine: Engine, monkeypatch: pytest
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert {
-        "app.views.launch.logic",
+        "app.views.launch.fields",
+        "app.views.launch.parse",
+        "app.views.launch.check",
+        "app.views.launch.submit",
         "app.views.live.data",
         "app.views.compare.data",
         "app.views.report.data",

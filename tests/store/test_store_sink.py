@@ -276,15 +276,15 @@ def test_memory_bound_while_the_database_is_away_drops_and_counts(pg_proxy: Any,
 
 
 def test_spans_cover_each_series_first_to_last_step_and_skip_refused_keys() -> None:
-    """The planner's rollup spans (db.sink._spans, no store needed): step and eval keys get
+    """The planner's rollup spans (db.sink.plan.rollup_spans, no store needed): step and eval keys get
     the steps of their own items; a refused key gets none."""
-    from db.sink import EvalItem, StepItem, _Batch, _Plan, _spans
+    from db.sink.plan import Batch, EvalItem, Plan, StepItem, rollup_spans
 
-    batch = _Batch(
+    batch = Batch(
         steps=[StepItem(3, {"a": 1.0, "bad key": 2.0}), StepItem(7, {"a": 1.5})],
         evals=[EvalItem(5, {"val/acc": 0.5})],
     )
-    plan = _Plan(
+    plan = Plan(
         step_keys={"a", "bad key"},
         eval_keys={"val/acc"},
         new_keys=["a", "val/acc"],
@@ -295,4 +295,4 @@ def test_spans_cover_each_series_first_to_last_step_and_skip_refused_keys() -> N
         dropped=0,
         dropped_events=0,
     )
-    assert _spans(batch, plan, {"a": 11, "val/acc": 12}) == {11: (3, 7), 12: (5, 5)}
+    assert rollup_spans(batch, plan, {"a": 11, "val/acc": 12}) == {11: (3, 7), 12: (5, 5)}

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 import db
-from app.views.launch import logic as ll
+from app.views.launch.fields import values_from_config
 from bml_core.alerts import apply_advice
 from bml_core.config import ConfigError
 
@@ -78,7 +78,7 @@ def apply_query(
         return False
     try:
         raw, note = advised_config(engine, int(link[0]), int(link[1]))
-        values = ll.values_from_config(raw)
+        values = values_from_config(raw)
     except AdviceError as exc:
         state[NOTE_STATE] = ("error", f"Cannot apply the advice: {exc}.")
         return False

@@ -14,12 +14,37 @@ import streamlit as st
 
 import db
 from app import access, catalog, store
-from app.form_fields import coerce
+from app.form_fields import coerce, widget_value
 from app.text import md
 from app.views.launch import advice as try_advice
-from app.views.launch import logic as ll
 from app.views.launch import plugin_fields as pf
 from app.views.launch import tune as tune_section
+from app.views.launch.check import check_form, error_shown, touched_paths
+from app.views.launch.fields import (
+    ENCODER_MODALITIES_PATH,
+    SECTIONS,
+    SEEDS_PATH,
+    STRATEGIES_PATH,
+    SWEEP_GRID_PATH,
+    SWEEP_NAME_PATH,
+    SWEEP_STRATEGIES_PATH,
+    all_fields,
+    dataset_default_values,
+    dataset_fields,
+    dataset_modalities,
+    default_values,
+    encoder_fields,
+    model_fields,
+    preselect_from_query,
+    preset_values,
+    run_fields,
+    section_fields,
+    short_description,
+    strategy_fields,
+    values_from_config,
+)
+from app.views.launch.parse import parse_yaml_config
+from app.views.launch.submit import submit_checked
 from app.widgets import (
     ensure_defaults,
     field_widget,
@@ -29,6 +54,7 @@ from app.widgets import (
     widget_key,
     widget_values,
 )
+from bml_core.config import ConfigError
 from services import actions as client
 
 st.title("Launch runs")
@@ -36,15 +62,13 @@ engine = store.engine()
 datasets = catalog.datasets()
 strategies = catalog.strategies()
 specs_by_name = catalog.strategy_specs()
-ensure_defaults(ll.default_values())
-ll.preselect_from_query(st.query_params.get("strategy"), st.session_state, widget_key(ll.STRATEGIES_PATH))
-st.session_state.setdefault(widget_key(ll.SWEEP_GRID_PATH), "")
-st.session_state.setdefault(widget_key(ll.SWEEP_NAME_PATH), "")
-st.session_state.setdefault(widget_key(ll.SWEEP_STRATEGIES_PATH), [])
+ensure_defaults(default_values())
+preselect_from_query(st.query_params.get("strategy"), st.session_state, widget_key(STRATEGIES_PATH))
+st.session_state.setdefault(widget_key(SWEEP_GRID_PATH), "")
+st.session_state.setdefault(widget_key(SWEEP_NAME_PATH), "")
+st.session_state.setdefault(widget_key(SWEEP_STRATEGIES_PATH), [])
 # what the form was last filled with: a field whose value differs is "touched"
-st.session_state.setdefault(
-    "launch_baseline", {**ll.default_values(), ll.SWEEP_GRID_PATH: "", ll.SWEEP_NAME_PATH: ""}
-)
+st.session_state.setdefault("launch_baseline", {**default_values(), SWEEP_GRID_PATH: "", SWEEP_NAME_PATH: ""})
 
 
 def _seed_defaults(specs: list[Any]) -> list[Any]:
@@ -52,14 +76,14 @@ def _seed_defaults(specs: list[Any]) -> list[Any]:
     at their model's defaults, not at the widget's empty value."""
     for spec in specs:
         if widget_key(spec.path) not in st.session_state:
-            st.session_state[widget_key(spec.path)] = ll.widget_value(spec, spec.default)
+            st.session_state[widget_key(spec.path)] = widget_value(spec, spec.default)
     return specs
 
 
 def _fill(values: dict[str, Any]) -> None:
     """Put values into the widgets (before they are drawn) and make them the baseline."""
-    encoders = list(values.get(ll.ENCODER_MODALITIES_PATH) or [])
-    specs = {s.path: s for s in ll.all_fields(list(strategies), encoders)}
+    encoders = list(values.get(ENCODER_MODALITIES_PATH) or [])
+    specs = {s.path: s for s in all_fields(list(strategies), encoders)}
     baseline = dict(st.session_state["launch_baseline"])
     for path, value in values.items():
         spec = specs.get(path)
@@ -71,8 +95,8 @@ def _fill(values: dict[str, Any]) -> None:
 
 def _fill_from_config(raw: dict[str, Any], source: str) -> None:
     try:
-        values = ll.values_from_config(raw)
-    except ll.ConfigError as exc:
+        values = values_from_config(raw)
+    except ConfigError as exc:
         st.session_state["launch_start_error"] = (source, exc.errors)
         return
     st.session_state.pop("launch_start_error", None)
@@ -95,8 +119,8 @@ def _start_from_yaml() -> None:
         else st.session_state.get("launch_yaml", "")
     )
     try:
-        raw = ll.parse_yaml_config(text)
-    except ll.ConfigError as exc:
+        raw = parse_yaml_config(text)
+    except ConfigError as exc:
         st.session_state["launch_start_error"] = ("YAML", exc.errors)
         return
     _fill_from_config(raw, f"the uploaded file {upload.name}" if upload is not None else "the pasted YAML")
@@ -121,7 +145,7 @@ def _start_from_picked_run() -> None:
 
 def _apply_dataset_defaults() -> None:
     name = str(st.session_state[widget_key("dataset.name")])
-    _fill(ll.dataset_default_values(name))
+    _fill(dataset_default_values(name))
     st.session_state["launch_started_from"] = f"{name}'s recommended settings"
 
 
@@ -142,8 +166,8 @@ def _apply_preset() -> None:
     preset = st.session_state.get("launch_preset")
     if not preset:
         return
-    specs = {s.path: s for s in ll.all_fields(list(strategies), [])}
-    for path, value in ll.preset_values(preset).items():
+    specs = {s.path: s for s in all_fields(list(strategies), [])}
+    for path, value in preset_values(preset).items():
         spec = specs.get(path)
         st.session_state[widget_key(path)] = coerce(spec, value) if spec else value
 
@@ -162,27 +186,27 @@ if note := st.session_state.get(try_advice.NOTE_STATE):
     else:
         st.error("The advice link could not be applied", icon=":material/error:")
     st.text(note[1])  # quotes run names and alert messages: plain text, not Markdown
-strategy_names: list[str] = list(st.session_state[widget_key(ll.STRATEGIES_PATH)])
-modalities: list[str] = list(st.session_state[widget_key(ll.ENCODER_MODALITIES_PATH)])
+strategy_names: list[str] = list(st.session_state[widget_key(STRATEGIES_PATH)])
+modalities: list[str] = list(st.session_state[widget_key(ENCODER_MODALITIES_PATH)])
 sweep_on = bool(st.session_state.get("launch_sweep", False))
-sweep_strategies = list(st.session_state[widget_key(ll.SWEEP_STRATEGIES_PATH)])
-paths = [s.path for s in ll.all_fields(strategy_names, modalities)] + [
-    ll.SEEDS_PATH,
-    ll.SWEEP_GRID_PATH,
-    ll.SWEEP_NAME_PATH,
+sweep_strategies = list(st.session_state[widget_key(SWEEP_STRATEGIES_PATH)])
+paths = [s.path for s in all_fields(strategy_names, modalities)] + [
+    SEEDS_PATH,
+    SWEEP_GRID_PATH,
+    SWEEP_NAME_PATH,
 ]
 values = widget_values(paths)
 for name in sweep_strategies:
-    values.update(widget_values([s.path for s in ll.strategy_fields(name)]))
-check = ll.check_form(values, strategy_names, modalities, sweep=sweep_on, sweep_strategies=sweep_strategies)
+    values.update(widget_values([s.path for s in strategy_fields(name)]))
+check = check_form(values, strategy_names, modalities, sweep=sweep_on, sweep_strategies=sweep_strategies)
 submitted = st.session_state.get("launch_submit_errors")
 all_errors = dict(check.errors)
 if submitted and submitted[0] == repr(values):
     for path, msg in submitted[1].items():
         all_errors.setdefault(path, msg)
-touched = ll.touched_paths(values, st.session_state["launch_baseline"])
+touched = touched_paths(values, st.session_state["launch_baseline"])
 attempted = bool(st.session_state.get("launch_attempted"))
-errors = {p: m for p, m in all_errors.items() if ll.error_shown(p, touched, attempted)}
+errors = {p: m for p, m in all_errors.items() if error_shown(p, touched, attempted)}
 shown: set[str] = set()
 
 with st.container(border=True, key="start-from"):
@@ -243,7 +267,7 @@ with st.container(border=True, key="start-from"):
 with st.container(border=True):
     st.subheader("Run")
     c1, c2, c3, c4 = st.columns(4)
-    run_specs = {s.path: s for s in ll.run_fields()}
+    run_specs = {s.path: s for s in run_fields()}
     with c1:
         field_widget(run_specs["name"], errors, shown)
     with c2:
@@ -251,12 +275,12 @@ with st.container(border=True):
     with c3:
         field_widget(run_specs["tags"], errors, shown)
     with c4, st.container(key="field-seeds"):
-        st.text_input("seeds", key=widget_key(ll.SEEDS_PATH), help="one run per seed: 0,1,2 or 0-4")
-        show_error(ll.SEEDS_PATH, errors, shown)
+        st.text_input("seeds", key=widget_key(SEEDS_PATH), help="one run per seed: 0,1,2 or 0-4")
+        show_error(SEEDS_PATH, errors, shown)
 
 with st.container(border=True):
     st.subheader("Dataset")
-    ds_specs = {s.path: s for s in ll.dataset_fields()}
+    ds_specs = {s.path: s for s in dataset_fields()}
     c1, c2 = st.columns([1, 2])
     with c1:
         field_widget(ds_specs["dataset.name"], errors, shown, on_change=_apply_dataset_defaults)
@@ -283,25 +307,25 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.subheader("Model")
-    fields_grid(ll.model_fields(), errors, shown, columns=2)
+    fields_grid(model_fields(), errors, shown, columns=2)
     fusion_params = _seed_defaults(
         pf.fusion_param_fields(str(st.session_state.get(widget_key("model.fusion"))))
     )
     if fusion_params:
         fields_grid(fusion_params, errors, shown, columns=4)
-    known = ll.dataset_modalities(chosen, values.get("dataset.params"))
+    known = dataset_modalities(chosen, values.get("dataset.params"))
     with st.container(key="field-model-encoders"):
         st.multiselect(
             "modalities with a chosen encoder (the others are picked from their input rank)",
             sorted(set(known) | set(modalities)),
-            key=widget_key(ll.ENCODER_MODALITIES_PATH),
+            key=widget_key(ENCODER_MODALITIES_PATH),
             accept_new_options=True,
         )
-        show_error(ll.ENCODER_MODALITIES_PATH, errors, shown)
+        show_error(ENCODER_MODALITIES_PATH, errors, shown)
     for m in modalities:
         with st.expander(f"encoder of {m}", expanded=True):
             show_error(f"model.encoders.{m}", errors, shown)
-            fields_grid(_seed_defaults(ll.encoder_fields(m)), errors, shown, columns=5)
+            fields_grid(_seed_defaults(encoder_fields(m)), errors, shown, columns=5)
             chosen_encoder = str(st.session_state.get(widget_key(f"model.encoders.{m}.name")))
             encoder_params = _seed_defaults(pf.encoder_param_fields(m, chosen_encoder))
             if encoder_params:
@@ -315,12 +339,12 @@ with st.container(border=True):
         st.multiselect(
             "strategies, applied in order (none = joint training)",
             list(strategies),
-            key=widget_key(ll.STRATEGIES_PATH),
-            help="\n".join(f"- **{n}**: {ll.short_description(spec)}" for n, spec in specs_by_name.items()),
+            key=widget_key(STRATEGIES_PATH),
+            help="\n".join(f"- **{n}**: {short_description(spec)}" for n, spec in specs_by_name.items()),
         )
         for err in catalog.broken_plugins():
             st.warning(f"strategy plug-in not loaded: {md(err)}", icon=":material/extension_off:")
-        show_error(ll.STRATEGIES_PATH, errors, shown)
+        show_error(STRATEGIES_PATH, errors, shown)
     with c2:
         presets = catalog.presets()
         st.selectbox(
@@ -341,13 +365,13 @@ with st.container(border=True):
         with st.expander(f"{name} parameters", expanded=True):
             st.caption(f"{specs_by_name[name].description} Reference: {specs_by_name[name].reference}")
             show_error(f"strategy.{name}", errors, shown)
-            fields_grid(ll.strategy_fields(name), errors, shown, columns=4)
+            fields_grid(strategy_fields(name), errors, shown, columns=4)
 
-for title, section in ll.SECTIONS:
+for title, section in SECTIONS:
     with st.container(border=True):
         st.subheader(title)
         show_error(section, errors, shown)
-        fields_grid(ll.section_fields(section), errors, shown, columns=4)
+        fields_grid(section_fields(section), errors, shown, columns=4)
 
 with st.container(border=True):
     st.subheader("Sweep")
@@ -360,11 +384,11 @@ with st.container(border=True):
             st.multiselect(
                 "strategies to compare (each with the parameters above)",
                 list(strategies),
-                key=widget_key(ll.SWEEP_STRATEGIES_PATH),
+                key=widget_key(SWEEP_STRATEGIES_PATH),
             )
             with st.container(key="field-sweep-name"):
-                st.text_input("sweep name (the group of its runs)", key=widget_key(ll.SWEEP_NAME_PATH))
-                show_error(ll.SWEEP_NAME_PATH, errors, shown)
+                st.text_input("sweep name (the group of its runs)", key=widget_key(SWEEP_NAME_PATH))
+                show_error(SWEEP_NAME_PATH, errors, shown)
                 # what the runs will be called, before launch (issue 25: the typed name was replaced silently)
                 first = [options[0] for options in (check.grid or {}).values()]
                 example = client.sweep_run_name(
@@ -380,10 +404,10 @@ with st.container(border=True):
         with c2, st.container(key="field-sweep-grid"):
             st.text_area(
                 "parameter grid: one `key.path = [values]` per line",
-                key=widget_key(ll.SWEEP_GRID_PATH),
+                key=widget_key(SWEEP_GRID_PATH),
                 placeholder="strategies.0.alpha = [0.4, 0.8]\noptim.lr = [0.01, 0.001]",
             )
-            show_error(ll.SWEEP_GRID_PATH, errors, shown)
+            show_error(SWEEP_GRID_PATH, errors, shown)
 
 tune_section.render(check, engine, access.current_actor(), db.allowed(access.current_actor(), "launch"))
 
@@ -408,7 +432,7 @@ if may_launch and st.button(label, type="primary", key="launch_button", on_click
             f"Nothing was launched: fix the {len(all_errors)} field(s) marked above.", icon=":material/block:"
         )
     else:
-        result = ll.submit_checked(check, strategy_names, engine=engine, actor=actor)
+        result = submit_checked(check, strategy_names, engine=engine, actor=actor)
         if result.errors:
             st.session_state["launch_submit_errors"] = (repr(values), result.errors)
             st.rerun()

@@ -1,13 +1,6 @@
-"""DbMetricSink: the trainer's sink that streams a run into the store.
-
-The training thread only appends to an in-memory queue (bounded by `max_pending_points`);
-a writer thread drains it every `flush_interval_s` (or as soon as `flush_points` are
-waiting) and writes each batch in one transaction: the points with one bulk upsert
-(idempotent on (series, step), so a resumed run that sends steps again duplicates
-nothing), the rollups they touch, events, progress, heartbeat, and at the end the status
-and summary. When the database is unreachable the writer keeps the batch and retries with
-exponential backoff; points that arrive while the queue is full are dropped, counted,
-and recorded on the run (`runs.dropped_points` and an event) once it is reachable again."""
+"""`DbMetricSink`: the trainer's side (a bounded queue), the writer thread (batches, retries
+with backoff, losses counted) and the transaction that executes a commit's plan
+(`db.sink.plan`)."""
 
 from __future__ import annotations
 
@@ -17,125 +10,36 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from itertools import repeat
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from bml_core.sinks import MetricSink
 from db.engine import make_engine, write_tx
-from db.errors import InvalidMetricKey
-from db.ingest import PointRow, dialect_insert, ensure_series, insert_points, refresh_rollups, validate_key
+from db.ingest import dialect_insert, ensure_series, insert_points, refresh_rollups
 from db.models import Event, Run, utcnow
 from db.queries import require_run
-from db.runs import TERMINAL_STATUSES, max_error_chars, max_event_chars
+from db.runs import max_error_chars
+from db.sink.plan import (
+    EVENT_LEVELS,
+    MAX_STEP,
+    AlertItem,
+    Batch,
+    EndItem,
+    EvalItem,
+    EventItem,
+    QueueItem,
+    SinkState,
+    StartItem,
+    StepItem,
+    alert_rows,
+    plan_keys,
+    plan_writes,
+)
 
 log = logging.getLogger("bml.db.sink")
-
-
-class StepItem(NamedTuple):
-    """One training step's metrics, as queued by `on_step`."""
-
-    step: int
-    metrics: dict[str, float]
-
-
-class EvalItem(NamedTuple):
-    """One evaluation's metrics (`on_eval`)."""
-
-    step: int
-    metrics: dict[str, float]
-
-
-class EventItem(NamedTuple):
-    """A human-readable event (`on_event`): wall-clock time, level, message."""
-
-    time: float
-    level: str
-    message: str
-
-
-class AlertItem(NamedTuple):
-    """An imbalance alert (`on_alert`): stored as an event of kind `alert`, once per key."""
-
-    time: float
-    alert: dict[str, Any]
-
-
-class StartItem(NamedTuple):
-    """The trainer's start info (`on_start`): total steps, device, resumed, start step."""
-
-    info: dict[str, Any]
-
-
-class EndItem(NamedTuple):
-    """The run's end (`on_end`): final status and summary."""
-
-    status: str
-    summary: dict[str, Any] | None
-
-
-QueueItem = StepItem | EvalItem | EventItem | AlertItem | StartItem | EndItem
-EVENT_LEVELS = {"debug", "info", "warning", "error"}
-MAX_STEP = 2**63 - 1
-
-
-@dataclass
-class _Batch:
-    """Items taken off the queue for one transaction (kept as is across retries)."""
-
-    steps: list[StepItem] = field(default_factory=list)
-    evals: list[EvalItem] = field(default_factory=list)
-    events: list[EventItem] = field(default_factory=list)
-    alerts: list[AlertItem] = field(default_factory=list)
-    start: dict[str, Any] | None = None
-    end: EndItem | None = None
-    points: int = 0  # metric values in steps + evals
-    queued: int = 0  # what the batch counts in the queue bound (points + events)
-
-    def empty(self) -> bool:
-        return not (
-            self.steps
-            or self.evals
-            or self.events
-            or self.alerts
-            or self.start is not None
-            or self.end is not None
-        )
-
-
-@dataclass
-class _Plan:
-    """A transaction decided before it opens (DbMetricSink._plan)."""
-
-    step_keys: set[str]
-    eval_keys: set[str]
-    new_keys: list[str]  # valid keys with no series yet
-    refused_now: dict[str, str]  # key -> why it is refused (reported once)
-    skip: set[str]  # every refused key
-    now: datetime
-    outage: float | None  # monotonic start of the outage this commit ends
-    dropped: int  # points dropped while the buffer was full, not yet reported
-    dropped_events: int
-
-
-def _spans(batch: _Batch, plan: _Plan, ids: dict[str, int]) -> dict[int, tuple[int, int]]:
-    """Series id -> the (first, last) step the batch wrote to it: what the rollups refresh."""
-    spans: dict[int, tuple[int, int]] = {}
-    for items, group_keys in ((batch.steps, plan.step_keys), (batch.evals, plan.eval_keys)):
-        if not items:
-            continue
-        lo = min(step for step, _ in items)
-        hi = max(step for step, _ in items)
-        for key in group_keys - plan.skip:
-            sid = ids[key]
-            old = spans.get(sid)
-            spans[sid] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
-    return spans
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -319,12 +223,12 @@ class DbMetricSink(MetricSink):
                     break
             heartbeat_due = time.monotonic() - self._last_commit >= self.heartbeat_interval_s
             if not wrote and heartbeat_due and not stopping:
-                self._commit_with_retry(_Batch())
+                self._commit_with_retry(Batch())
             if stopping and not self._items:
                 return
 
-    def _take_batch(self) -> _Batch:
-        batch = _Batch()
+    def _take_batch(self) -> Batch:
+        batch = Batch()
         while self._items and batch.points < self.flush_points:
             item = self._items.popleft()
             if isinstance(item, StepItem):
@@ -348,12 +252,12 @@ class DbMetricSink(MetricSink):
                 break  # nothing follows the end; commit it with what came before
         return batch
 
-    def _done(self, batch: _Batch) -> None:
+    def _done(self, batch: Batch) -> None:
         with self._lock:
             self._pending -= batch.queued
             self._room.notify_all()
 
-    def _commit_with_retry(self, batch: _Batch) -> bool:
+    def _commit_with_retry(self, batch: Batch) -> bool:
         delay = self.retry_initial_s
         while True:
             try:
@@ -379,7 +283,7 @@ class DbMetricSink(MetricSink):
             self._done(batch)
             return True
 
-    def _drop_points(self, batch: _Batch, exc: BaseException) -> bool:
+    def _drop_points(self, batch: Batch, exc: BaseException) -> bool:
         """The database refused the batch (not a connection problem): count its points as
         dropped and still record its events, start and end without them."""
         reason = f"{type(exc).__name__}: {exc}"[:max_error_chars]
@@ -392,7 +296,7 @@ class DbMetricSink(MetricSink):
             self._dropped_unrecorded += batch.points
             self.dropped_points += batch.points
         message = f"{batch.points} metric points could not be stored and were dropped: {reason}"
-        rest = _Batch(
+        rest = Batch(
             events=[*batch.events, EventItem(time.time(), "error", message)],
             alerts=batch.alerts,
             start=batch.start,
@@ -401,130 +305,54 @@ class DbMetricSink(MetricSink):
         )
         return self._commit_with_retry(rest)
 
-    def _rows(
-        self, items: Iterable[StepItem | EvalItem], ids: dict[str, int], skip: set[str]
-    ) -> tuple[list[PointRow], int, list[str]]:
-        """(rows, points skipped, messages) for (step, metrics) items."""
-        rows: list[PointRow] = []
-        extend = rows.extend
-        skipped = 0
-        messages: list[str] = []
-        for step, metrics in items:
-            if not skip:
-                mark = len(rows)
-                try:
-                    extend(zip(map(ids.__getitem__, metrics), repeat(step), map(float, metrics.values())))
-                    continue
-                except (TypeError, ValueError, KeyError):
-                    del rows[mark:]
-            for key, value in metrics.items():
-                if key in skip:
-                    skipped += 1
-                    continue
-                try:
-                    rows.append((ids[key], step, float(value)))
-                except (TypeError, ValueError, KeyError):
-                    skipped += 1
-                    messages.append(f"value {value!r} of {key!r} at step {step} is not a number: dropped")
-        return rows, skipped, messages
-
-    def _plan(self, batch: _Batch) -> _Plan:
-        """What the transaction will do, decided before it opens (no store access): the keys
-        of the batch, the new ones to create a series for, the ones refused now, the losses
-        to report."""
+    def _commit(self, batch: Batch) -> None:
+        """One transaction executing the batch's plan: series for new keys, the points and
+        their rollups, events, alerts and the run row; the writer's state advances only once
+        it committed."""
         with self._lock:
             dropped = self._dropped_unrecorded
             dropped_events = self._dropped_events_unrecorded
-        step_keys: set[str] = set()
-        for _, metrics in batch.steps:
-            step_keys.update(metrics)
-        eval_keys: set[str] = set()
-        for _, metrics in batch.evals:
-            eval_keys.update(metrics)
-        refused_now: dict[str, str] = {}
-        valid: list[str] = []
-        for key in step_keys | eval_keys:
-            if key in self._sids or key in self._refused:
-                continue
-            try:
-                valid.append(validate_key(key))
-            except InvalidMetricKey as exc:
-                refused_now[key] = str(exc)
-        return _Plan(
-            step_keys=step_keys,
-            eval_keys=eval_keys,
-            new_keys=valid,
-            refused_now=refused_now,
-            skip=self._refused | set(refused_now),
+        plan = plan_keys(
+            batch,
+            self._sids,
+            self._refused,
             now=utcnow(),
             outage=self._outage_since,
             dropped=dropped,
             dropped_events=dropped_events,
         )
-
-    def _events(self, plan: _Plan, batch: _Batch, messages: list[str]) -> list[dict[str, Any]]:
-        """The event rows of the transaction: the batch's own, then the sink's reports (keys
-        refused, values dropped, points lost while the store was away, an outage that ended)."""
-        now = plan.now
-        events: list[dict[str, Any]] = [
-            {"run_id": self.run_id, "time": _ts(t), "level": level, "message": msg[:max_event_chars]}
-            for t, level, msg in batch.events
-        ]
-        for msg in plan.refused_now.values():
-            events.append({"run_id": self.run_id, "time": now, "level": "error", "message": msg})
-            log.error("run %d: %s", self.run_id, msg)
-        for msg in messages[:20]:
-            events.append({"run_id": self.run_id, "time": now, "level": "error", "message": msg})
-        if plan.dropped or plan.dropped_events:
-            events.append(
-                {
-                    "run_id": self.run_id,
-                    "time": now,
-                    "level": "error",
-                    "message": f"{plan.dropped} metric points and {plan.dropped_events} events were dropped: "
-                    f"the store was unreachable and the sink's buffer ({self.max_pending_points} points) was full",
-                }
-            )
-        if plan.outage is not None:
-            events.append(
-                {
-                    "run_id": self.run_id,
-                    "time": now,
-                    "level": "warning",
-                    "message": f"the store was unreachable for {time.monotonic() - plan.outage:.1f}s "
-                    f"({self.last_db_error}); held points were written after it came back",
-                }
-            )
-        if batch.start is not None:
-            self._start_event(batch.start, events, now)
-        return events
-
-    def _commit(self, batch: _Batch) -> None:
-        """One transaction: series for new keys, the points and their rollups, events, alerts
-        and the run row; the writer's state advances only once it committed."""
-        plan = self._plan(batch)
         with write_tx(self.engine) as conn:
             ids = dict(self._sids)
             if plan.new_keys:
                 ids.update(ensure_series(conn, self.run_id, plan.new_keys))
-            rows, skipped, messages = self._rows(batch.steps, ids, plan.skip)
-            eval_rows, eval_skipped, eval_messages = self._rows(batch.evals, ids, plan.skip)
-            rows += eval_rows
-            skipped += eval_skipped
-            messages += eval_messages
-            insert_points(conn, rows)
-            refresh_rollups(conn, _spans(batch, plan, ids))
-            events = self._events(plan, batch, messages)
-            if events:
-                conn.execute(insert(Event), events)
-            if batch.alerts:
-                insert_alerts(conn, self.run_id, [(_ts(t), a) for t, a in batch.alerts])
-            self._update_run(conn, batch, plan.now, skipped + plan.dropped, rows)
+            state = SinkState(
+                self.run_id,
+                self.max_pending_points,
+                self.record_status,
+                self._total_steps,
+                self._last_error_message,
+                self.last_db_error,
+                None if plan.outage is None else time.monotonic() - plan.outage,
+            )
+            writes = plan_writes(batch, plan, ids, state)
+            self._total_steps = writes.total_steps
+            for msg in plan.refused_now.values():
+                log.error("run %d: %s", self.run_id, msg)
+            insert_points(conn, writes.points)
+            refresh_rollups(conn, writes.spans)
+            if writes.events:
+                conn.execute(insert(Event), writes.events)
+            if writes.alerts:
+                _insert_alert_rows(conn, writes.alerts)
+            values: dict[str, Any] = dict(writes.run_values)
+            if writes.lost:
+                values["dropped_points"] = Run.dropped_points + writes.lost
+            conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
         # committed: only now is the writer's state advanced
         self._sids = ids
         self._refused |= set(plan.refused_now)
-        self.written_points += len(rows)
-        self.dropped_points += skipped
+        self.written_points += len(writes.points)
+        self.dropped_points += writes.skipped
         self._last_commit = time.monotonic()
         if plan.outage is not None:
             log.warning("store reachable again after %.1fs", time.monotonic() - plan.outage)
@@ -533,74 +361,14 @@ class DbMetricSink(MetricSink):
             self._dropped_unrecorded -= plan.dropped
             self._dropped_events_unrecorded -= plan.dropped_events
 
-    def _start_event(self, info: dict[str, Any], events: list[dict[str, Any]], now: Any) -> None:
-        total = info.get("total_steps")
-        self._total_steps = int(total) if total else None
-        events.append(
-            {
-                "run_id": self.run_id,
-                "time": now,
-                "level": "info",
-                "message": f"training {'resumed' if info.get('resumed') else 'started'} on "
-                f"{info.get('device', '?')}: {total} steps, from step {info.get('start_step', 0)}",
-            }
-        )
-
-    def _update_run(self, conn: Connection, batch: _Batch, now: Any, lost: int, rows: list[PointRow]) -> None:
-        values: dict[str, Any] = {"heartbeat_at": now}
-        if batch.start is not None and self._total_steps is not None:
-            values["total_steps"] = self._total_steps
-        if batch.steps:
-            last = max(step for step, _ in batch.steps)
-            values["step"] = last
-            if self._total_steps:
-                values["progress"] = min(1.0, last / self._total_steps)
-        if lost:
-            values["dropped_points"] = Run.dropped_points + lost
-        if batch.end is not None and self.record_status:
-            status, summary = batch.end
-            if status in TERMINAL_STATUSES:
-                values["status"] = status
-                values["finished_at"] = now
-                if status == "succeeded":
-                    values["progress"] = 1.0
-                if status == "failed" and self._last_error_message:
-                    values["error"] = self._last_error_message[:max_error_chars]
-            if summary is not None:
-                values["summary"] = summary
-        conn.execute(update(Run).where(Run.id == self.run_id).values(**values))
-
-
-ALERT_LEVELS = {"critical": "error", "warning": "warning", "info": "info"}
-
 
 def insert_alerts(conn: Connection, run_id: int, alerts: list[tuple[datetime, dict[str, Any]]]) -> None:
     """Store alerts as events of kind `alert`; one already stored under the same key (a
     resumed run sends it again) is left as it is."""
-    rows = []
-    for when, a in alerts:
-        doc = {
-            k: a.get(k)
-            for k in ("severity", "modality", "detector", "evidence", "advice", "step_range", "epoch")
-        }
-        rows.append(
-            {
-                "run_id": run_id,
-                "time": when,
-                "level": ALERT_LEVELS.get(str(a.get("severity")), "warning"),
-                "message": str(a.get("message", ""))[:max_event_chars],
-                "kind": "alert",
-                "step": a.get("step"),
-                "alert_key": str(a.get("key") or f"{a.get('detector')}:{a.get('modality')}:{a.get('step')}")[
-                    :200
-                ],
-                "data": doc,
-            }
-        )
+    _insert_alert_rows(conn, alert_rows(run_id, alerts))
+
+
+def _insert_alert_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
     insert_stmt: Any = dialect_insert(conn, Event.__table__)
     stmt = insert_stmt.on_conflict_do_nothing(index_elements=["run_id", "alert_key"])
     conn.execute(stmt, rows)
-
-
-def _ts(epoch_s: float) -> datetime:
-    return datetime.fromtimestamp(epoch_s, UTC)
