@@ -12,7 +12,7 @@ import torch
 
 from bml_core.config import ConfigError, load_config
 from bml_core.trainer import Trainer
-from tests.test_trainer import small
+from tests.helpers.configs import small
 
 
 @pytest.fixture

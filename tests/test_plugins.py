@@ -18,8 +18,8 @@ from bml_core.config import ConfigError, load_config, validate_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies import all_specs, discover, get_spec, plugin_errors
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import stop_at_check
-from tests.test_trainer import small
 
 ROOT = Path(__file__).resolve().parents[1]
 

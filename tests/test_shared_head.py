@@ -10,7 +10,7 @@ import torch
 from bml_core.config import ConfigError, ModelConfig, load_config
 from bml_core.models import Projected, SharedHead, build_model
 from bml_core.trainer import Trainer
-from tests.test_trainer import small
+from tests.helpers.configs import small
 
 
 def test_one_linear_applied_to_every_modality() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from bml_core.config import ConfigError, load_config
 from bml_core.trainer import Trainer
-from tests.test_trainer import small
+from tests.helpers.configs import small
 
 
 @pytest.mark.parametrize("name", ["mmpareto", "gblending", "relearn"])

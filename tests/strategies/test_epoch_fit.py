@@ -12,7 +12,7 @@ from bml_core.sinks import MemorySink
 from bml_core.strategies.relearn import diagnoses
 from bml_core.strategies.spec import epoch_fits
 from bml_core.trainer import Trainer
-from tests.test_trainer import small
+from tests.helpers.configs import small
 
 
 def _fit(strategy: object, epochs: int, **model: object) -> tuple[dict, list[str]]:

@@ -14,8 +14,8 @@ from bml_core.config import ConfigError, advisories, load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.gblending.impl import blend_weights
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 
 def test_weights_from_given_loss_curves() -> None:

@@ -22,8 +22,8 @@ from bml_core.strategies.mla.impl import (
     update_projection,
 )
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 
 def test_projection_update_on_hand_numbers() -> None:

@@ -16,8 +16,8 @@ from bml_core.sinks import MemorySink
 from bml_core.strategies.mmcosine.impl import cosine_logits, mmcosine_logits
 from bml_core.strategies.spec import get_spec
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 
 def test_cosine_logits_are_scaled_cosines_with_normalised_rows() -> None:

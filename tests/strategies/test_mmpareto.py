@@ -17,8 +17,8 @@ from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.mmpareto.impl import mgda_two, pareto_combine
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 
 def test_mgda_two_vector_weight_is_the_closed_form() -> None:

@@ -14,8 +14,8 @@ from bml_core.sinks import MemorySink
 from bml_core.strategies.mslr.impl import MSES, mses_update, mslr_ratio, mslr_update, smoothed_loss
 from bml_core.strategies.spec import get_spec
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 # val accuracy per epoch (rows), modalities a, v (columns)
 HISTORY = torch.tensor([[0.5, 0.2], [0.6, 0.2], [0.7, 0.1]], dtype=torch.float64)

@@ -14,8 +14,8 @@ from bml_core.config import ConfigError, load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.reconboost.impl import sample_weights, schedule
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 
 def test_per_sample_weight() -> None:

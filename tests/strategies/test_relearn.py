@@ -17,8 +17,8 @@ from bml_core.config import load_config
 from bml_core.sinks import MemorySink
 from bml_core.strategies.relearn.impl import kmeans_purity, purity, relearn_alpha, soft_reinit
 from bml_core.trainer import Trainer
+from tests.helpers.configs import small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import small
 
 
 def test_purity_of_a_hand_made_clustering() -> None:

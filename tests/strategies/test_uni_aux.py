@@ -19,8 +19,8 @@ from bml_core.strategies.uni_aux.impl import (
     unimodal_cross_entropy,
 )
 from bml_core.trainer import Trainer
+from tests.helpers.configs import SMALL, small
 from tests.helpers.resume import assert_resume_bitwise
-from tests.test_trainer import SMALL, small
 
 LN = math.log
 # Two modalities, two samples, two classes, y = [0, 1]:
