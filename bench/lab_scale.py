@@ -31,17 +31,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from lab_faults import FAULT_ENV, FaultInjector, proxied_url  # noqa: E402
+from lab_streams import LagProbe, ReplayLoadGenerator  # noqa: E402
 from store_common import machine, postgres_database  # noqa: E402
 
 from services.processes import stop_sessions, wait_worker_ready  # noqa: E402
@@ -63,7 +63,6 @@ TINY_RUN = {
     "train": {"epochs": 1, "threads": 1},
     "strategies": ["ogm_ge"],
 }
-PROBE_KEY = "train/loss"
 
 
 @dataclass
@@ -94,96 +93,6 @@ def pct(values: list[float], q: float) -> float:
 
 def p50_p95(values: list[float]) -> dict[str, float]:
     return {"p50": pct(values, 50), "p95": pct(values, 95), "n": len(values)}
-
-
-# --------------------------------------------------------------------------- (b) streams
-
-
-@dataclass
-class ReplayLoadGenerator:
-    """A load generator (not a trainer): one stream writes `steps` steps of `keys` metrics
-    each at `rate` steps/s through the product's `DbMetricSink`, recording when each step
-    was handed to the sink."""
-
-    engine: Any
-    run_id: int
-    rate: float
-    keys: int
-    duration_s: float
-    written_at: dict[int, float] = field(default_factory=dict)
-    steps: int = 0
-    sink_figures: dict[str, int] = field(default_factory=dict)
-
-    def metric_names(self) -> list[str]:
-        base = [PROBE_KEY, "train/acc", "imbalance/ratio/audio", "imbalance/ratio/visual"]
-        return (base + [f"replay/k{i:02d}" for i in range(self.keys)])[: self.keys]
-
-    def run(self, stop: threading.Event) -> None:
-        from db.sink import DbMetricSink
-
-        names = self.metric_names()
-        rng = random.Random(self.run_id)
-        sink = DbMetricSink(self.engine, self.run_id, record_status=False)
-        t0 = time.monotonic()
-        step = 0
-        while not stop.is_set() and time.monotonic() - t0 < self.duration_s:
-            step += 1
-            target = t0 + step / self.rate
-            delay = target - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            metrics = {k: 1.0 / step + rng.random() * 1e-3 for k in names}
-            self.written_at[step] = time.time()
-            sink.on_step(step, 0, metrics)
-        self.steps = step
-        sink.close()
-        self.sink_figures = {
-            "written": sink.written_points,
-            "dropped": sink.dropped_points,
-            "lost": sink.lost_points,
-        }
-
-
-class LagProbe:
-    """One reader polling the newest committed step of every stream's probe series (one
-    statement per poll): a step's lag is when it was first seen minus when it was written."""
-
-    def __init__(self, engine: Any, gens: list[ReplayLoadGenerator], interval_s: float):
-        self.engine, self.gens, self.interval_s = engine, gens, interval_s
-        self.lags: list[float] = []
-        self.seen: dict[int, int] = {g.run_id: 0 for g in gens}
-
-    def run(self, stop: threading.Event) -> None:
-        from sqlalchemy import func, select
-
-        from db.models import Point, Series
-
-        by_run = {g.run_id: g for g in self.gens}
-        sids: dict[int, int] = {}
-        while True:
-            done = stop.is_set()
-            with self.engine.connect() as conn:
-                if len(sids) < len(by_run):
-                    q = select(Series.id, Series.run_id).where(
-                        Series.run_id.in_(list(by_run)), Series.key == PROBE_KEY
-                    )
-                    sids = {int(sid): int(rid) for sid, rid in conn.execute(q)}
-                rows = conn.execute(
-                    select(Point.series_id, func.max(Point.step))
-                    .where(Point.series_id.in_(list(sids)))
-                    .group_by(Point.series_id)
-                ).all()
-            now = time.time()
-            for sid, newest in rows:
-                rid = sids[int(sid)]
-                gen = by_run[rid]
-                for s in range(self.seen[rid] + 1, int(newest) + 1):
-                    if s in gen.written_at:
-                        self.lags.append(now - gen.written_at[s])
-                self.seen[rid] = max(self.seen[rid], int(newest))
-            if done:
-                return
-            time.sleep(self.interval_s)
 
 
 # --------------------------------------------------------------------------- (c) pages
@@ -287,86 +196,6 @@ def store_bytes(engine: Any) -> tuple[int, int]:
         ).scalar_one()
         points = conn.execute(text("SELECT count(*) FROM points")).scalar_one()
     return int(size), int(points)
-
-
-# --------------------------------------------------------------------------- faults (--faults)
-
-FAULT_ENV = {  # a killed worker's run is found stale and requeued in seconds, not the default 30 s
-    "BML_HEARTBEAT_INTERVAL_S": "0.5",
-    "BML_STALE_AFTER_S": "4",
-    "BML_REAPER_INTERVAL_S": "1",
-}
-
-
-@dataclass
-class FaultInjector:
-    """(1) once every worker has a run `running`, SIGKILL one worker's whole process group
-    (Celery, its pool, the run process): the other workers' reapers must requeue its run,
-    which then finishes once (attempt 2); (2) at 40 % of the streams' time, stop the TCP
-    proxy the streams reach PostgreSQL through (every connection closed, the port refused)
-    for `outage_s`, then start it again: the sinks must keep every point."""
-
-    engine: Any
-    workers: list[tuple[subprocess.Popen[bytes], Path]]
-    names: list[str]
-    proxy: Any
-    stream_s: float
-    outage_s: float
-    t0: float = field(default_factory=time.monotonic)
-    killed: list[dict[str, Any]] = field(default_factory=list)
-    outages: list[dict[str, float]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def kill_when_all_busy(self, stop: threading.Event, timeout_s: float = 300.0) -> None:
-        import db
-
-        deadline = time.monotonic() + timeout_s
-        while not stop.is_set() and time.monotonic() < deadline:
-            running = db.list_runs(self.engine, group="lab-queue", status=["running"], limit=100).runs
-            if len(running) >= len(self.workers):
-                victim = running[0]
-                index = next(
-                    (i for i, n in enumerate(self.names) if victim.worker and victim.worker.startswith(n)),
-                    None,
-                )
-                if index is None:
-                    self.errors.append(f"run {victim.id} runs on unknown worker {victim.worker!r}")
-                    return
-                proc = self.workers[index][0]
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-                self.killed.append(
-                    {
-                        "run": victim.id,
-                        "worker": self.names[index],
-                        "busy": len(running),
-                        "at_s": self.since(),
-                    }
-                )
-                return
-            time.sleep(0.2)
-        if not stop.is_set():
-            self.errors.append(
-                f"the {len(self.workers)} workers were never all busy within {timeout_s:.0f} s"
-            )
-
-    def outage(self, stop: threading.Event) -> None:
-        if stop.wait(self.stream_s * 0.4):
-            return
-        at = self.since()
-        self.proxy.stop()
-        time.sleep(self.outage_s)
-        self.proxy.start()
-        self.outages.append({"at_s": at, "down_s": self.since() - at})
-
-    def since(self) -> float:
-        return round(time.monotonic() - self.t0, 2)
-
-
-def proxied_url(url: str, port: int) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
 
 
 # --------------------------------------------------------------------------- main
