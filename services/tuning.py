@@ -124,6 +124,10 @@ def drive(
                     db.request_prune(engine, i, f"study {study.study_name} trial {number} at evaluation {n}")
             runs = [db.get_run(engine, i) for i in ids]
             if all(r.status in db.TERMINAL_STATUSES for r in runs):
+                # read again: the series above may predate the runs' last evaluations (a run
+                # that ended between that read and this status read); a terminal run's series
+                # are all committed (the sink is flushed before the status is written)
+                values = [_series(engine, i, metric) for i in ids]
                 # a run that finished before its stop took effect keeps its result
                 if number in pruning and [db.mark_pruned(engine, i) for i in ids].count(True):
                     tell(study, trial, state=optuna.trial.TrialState.PRUNED)
