@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import os
 
-from celery import Celery
+# Celery names its processes with setproctitle (a dependency, for worker.spare); without this
+# the title overwrites /proc/PID/environ, where operators (and tests) read a worker's settings
+os.environ.setdefault("SPT_NOENV", "1")
+
+from celery import Celery  # noqa: E402
 
 import worker.embedded_broker  # noqa: F401  (registers the embedded transport)
 from worker.settings import QUEUE_NAME, broker_url, is_embedded

@@ -178,7 +178,12 @@ def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int |
 
 
 if __name__ == "__main__":
-    code = main(sys.argv[1:])
+    if sys.argv[1:] == ["--spare-run-process"]:  # a warm start: imports first, the run later (worker.spare)
+        from worker.spare import serve
+
+        code = serve(main)
+    else:
+        code = main(sys.argv[1:])
     sys.stdout.flush()
     sys.stderr.flush()
     # everything is committed by now; skip the interpreter's slow teardown of torch so

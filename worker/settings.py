@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from db.engine import bml_home
+from worker import spare
 
 EMBEDDED_SCHEME = "bmlsqla"
 QUEUE_NAME = "bml"
@@ -71,6 +72,7 @@ class SupervisorSettings:
     stale_after_s: float
     cancel_grace_s: float
     reaper_interval_s: float
+    warm_start: bool = False  # start the next run's process while a run trains (worker.spare)
 
     @classmethod
     def from_env(cls) -> SupervisorSettings:
@@ -79,4 +81,5 @@ class SupervisorSettings:
             stale_after_s=_float("BML_STALE_AFTER_S", 30.0),
             cancel_grace_s=_float("BML_CANCEL_GRACE_S", 8.0),
             reaper_interval_s=_float("BML_REAPER_INTERVAL_S", 5.0),
+            warm_start=spare.enabled(),
         )

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from db import TERMINAL_STATUSES, StoreError, finish_run, get_run, heartbeat, requeue_run
+from worker import spare
 from worker.run_process import EXIT_INTERRUPTED
 from worker.settings import SupervisorSettings, run_dir
 
@@ -78,13 +79,19 @@ class RunSupervisor:
         previous = signal.signal(signal.SIGTERM, self._on_shutdown)
         try:
             with log_path.open("ab") as out:
-                self.process = subprocess.Popen(
+                warm = spare.take(self.run_id, log_path, env) if self.settings.warm_start else None
+                self.process = warm or subprocess.Popen(
                     [sys.executable, "-m", "worker.run_process", str(self.run_id)],
                     stdout=out,
                     stderr=subprocess.STDOUT,
                     env=env,
                 )
-                log.info("run %s: attempt %s started as pid %s", self.run_id, run.attempt, self.process.pid)
+                log.info(
+                    "run %s: attempt %s started as pid %s%s",
+                    self.run_id, run.attempt, self.process.pid, " (warm)" if warm else "",
+                )  # fmt: skip
+                if self.settings.warm_start:
+                    spare.prepare(env)  # the next run's process, importing while this one trains
                 returncode = self._watch(self.process)
         finally:
             signal.signal(signal.SIGTERM, previous)

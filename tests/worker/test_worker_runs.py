@@ -252,9 +252,8 @@ def test_gpus_option_starts_one_worker_process_per_gpu(embedded_cluster: Cluster
         except TimeoutError:
             raise AssertionError(f"live: {live_workers(10)}; log:\n{log.read_text()[-4000:]}") from None
         assert [n.split("@")[0] for n in names] == ["node-gpu0", "node-gpu1"]  # type: ignore[union-attr]
-        out = subprocess.run(
-            ["pgrep", "-f", "celery -A worker.celery_app worker"], capture_output=True, text=True
-        )
+        # the worker's processes: its session (Celery retitles them with setproctitle)
+        out = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True)
         envs = []
         for pid in out.stdout.split():
             try:
