@@ -51,7 +51,7 @@ def run_study(cfg: Path, name: str, pruner: str, q_base: str, lr: str, parallel:
         "--space", f"optim.lr=cat({lr})",
         "--sampler", "grid", "--pruner", pruner,
         "--trials", str(n), "--parallel", str(parallel),
-        "--name", name, "--metric", "val/acc", "--poll", "0.5",
+        "--name", name, "--metric", "val/acc", "--poll", "0.25",
     ]  # fmt: skip
     t0 = time.monotonic()
     r = subprocess.run(cmd, capture_output=True, text=True)

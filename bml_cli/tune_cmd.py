@@ -44,7 +44,7 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Option(None, "--name", help="study name (= the runs' group)"),
         wait: bool = typer.Option(True, "--wait/--no-wait", help="this process drives the study to its end"),
         resume: str = typer.Option(None, "--resume", help="continue the study S after its driver died"),
-        poll: float = typer.Option(1.0, "--poll", help="seconds between polls of the trials' series"),
+        poll: float = typer.Option(0.25, "--poll", help="seconds between polls of the trials' series"),
     ) -> None:
         """Tune a config's parameters with Optuna; trials are runs on the workers (exit 2: bad input)."""
         import optuna

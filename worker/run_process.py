@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
 
     engine = make_engine()
     check_schema(engine)
-    interval = max(0.2, SupervisorSettings.from_env().heartbeat_interval_s)
+    interval = max(0.05, SupervisorSettings.from_env().cancel_poll_s)
     start_watchdog(stop, parent_pid, lambda: cancel_requested(engine, run_id), interval)
     try:
         return _train(engine, run_id, stop, parent_pid)

@@ -73,6 +73,7 @@ class SupervisorSettings:
     cancel_grace_s: float
     reaper_interval_s: float
     warm_start: bool = False  # start the next run's process while a run trains (worker.spare)
+    cancel_poll_s: float = 0.25  # how often the run process reads its cancel flag (a prune is one)
 
     @classmethod
     def from_env(cls) -> SupervisorSettings:
@@ -82,4 +83,5 @@ class SupervisorSettings:
             cancel_grace_s=_float("BML_CANCEL_GRACE_S", 8.0),
             reaper_interval_s=_float("BML_REAPER_INTERVAL_S", 5.0),
             warm_start=spare.enabled(),
+            cancel_poll_s=_float("BML_CANCEL_POLL_S", 0.25),
         )

@@ -154,6 +154,9 @@ class DbMetricSink(MetricSink):
         if not 0 <= step <= MAX_STEP:
             raise ValueError(f"step {step} refused: steps are integers from 0 to {MAX_STEP}")
         self._put(EvalItem(step, dict(metrics)), len(metrics))
+        # committed now rather than at the next flush interval: an evaluation is rare (once an
+        # epoch) and is what a study's pruner and Live's evaluation panels wait for
+        self._wake.set()
 
     def on_event(self, level: str, message: str) -> None:
         level = level if level in EVENT_LEVELS else "info"
