@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, func, select, union_all
 from sqlalchemy.orm import aliased
 
 from db.errors import SeriesNotFound
-from db.models import Point, Series
+from db.models import Event, Point, Run, Series
 from db.queries.runs import require_run
 
 
@@ -136,3 +136,25 @@ def latest_values(
             .where(Series.id.in_(list(ids.values())), Point.step == last)
         )
         return {k: (int(s), _f(v)) for k, s, v in conn.execute(query)}
+
+
+def change_mark(engine: Engine, run_id: int) -> tuple[Any, ...]:
+    """A value that changes whenever anything the Live page draws of the run changes: the
+    newest step of each of its series (one index probe per series), its newest event (alerts
+    are events) and the run row's status, step, progress, heartbeat and cancel flag. Cheap
+    (a few index lookups, no points read), so the page can ask it often and rebuild its
+    charts only when it moved (`app/views/live/data.py`)."""
+    newest = select(func.max(Point.step)).where(Point.series_id == Series.id).scalar_subquery()
+    with engine.connect() as conn:
+        per_series = conn.execute(select(Series.id, newest).where(Series.run_id == run_id)).all()
+        row = conn.execute(
+            select(
+                Run.status, Run.attempt, Run.step, Run.progress, Run.heartbeat_at, Run.cancel_requested
+            ).where(Run.id == run_id)
+        ).one_or_none()
+        last_event = conn.execute(select(func.max(Event.id)).where(Event.run_id == run_id)).scalar()
+    return (
+        tuple(row) if row is not None else None,
+        tuple(sorted((int(sid), step) for sid, step in per_series)),
+        last_event,
+    )

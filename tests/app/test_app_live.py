@@ -5,6 +5,9 @@ once the run has ended."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlalchemy import Engine
 
@@ -89,8 +92,8 @@ def test_long_run_is_read_downsampled_and_the_tail_is_compacted(engine: Engine) 
 def test_refresh_stops_when_the_run_ends(engine: Engine) -> None:
     rid = add_run(engine, "r", "g", ["opm"], steps=20, status="running")
     state = lv.refresh(engine, lv.LiveState(run_id=rid))
-    assert lv.refresh_every_s(state.run) == lv.refresh_interval_s
-    assert 1.0 <= lv.refresh_interval_s <= 2.0
+    assert lv.refresh_every_s(state.run) == lv.poll_interval_s
+    assert 0.02 <= lv.poll_interval_s <= 0.2 and 1.0 <= lv.refresh_interval_s <= 2.0
     db.add_event(engine, rid, "warning", "checkpoint written")
     db.finish_run(engine, rid, "cancelled")
     lv.refresh(engine, state)
@@ -99,6 +102,47 @@ def test_refresh_stops_when_the_run_ends(engine: Engine) -> None:
     assert [e.message for e in state.events] == ["checkpoint written"]
     at = open_page("live", run=str(rid))
     assert {m.label: m.value for m in at.metric}["status"] == "cancelled"
+
+
+def test_a_refresh_waits_for_something_new_and_no_longer(engine: Engine) -> None:
+    """`wait_for_change` returns as soon as a point, an event or the run row changes, and
+    after `max_wait_s` (False) when nothing did; `interrupted` cuts the wait short."""
+    rid = add_run(engine, "r", "g", ["ogm_ge"], steps=20, status="running")
+    state = lv.refresh(engine, lv.LiveState(run_id=rid))
+    t0 = time.monotonic()
+    assert not lv.wait_for_change(engine, state, max_wait_s=0.3, poll_s=0.02)
+    assert 0.3 <= time.monotonic() - t0 < 2.0 and state.checks > 3
+    t0 = time.monotonic()
+    assert not lv.wait_for_change(engine, state, max_wait_s=30, poll_s=0.02, interrupted=lambda: True)
+    assert time.monotonic() - t0 < 2.0
+
+    def later(write) -> float:
+        timer = threading.Timer(0.2, write)
+        t0 = time.monotonic()
+        timer.start()
+        assert lv.wait_for_change(engine, state, max_wait_s=30, poll_s=0.02)
+        timer.join()
+        waited = time.monotonic() - t0
+        lv.refresh(engine, state)
+        assert not lv.wait_for_change(engine, state, max_wait_s=0.05, poll_s=0.02)  # seen: nothing new
+        return waited
+
+    assert later(lambda: db.write_points(engine, rid, {"imbalance/ratio/audio": [(21, 1.5)]})) < 5
+    assert state.series["imbalance/ratio/audio"].last_step == 21
+    assert later(lambda: db.write_points(engine, rid, {"brand/new": [(3, 1.0)]})) < 5  # a new series
+    assert later(lambda: db.add_event(engine, rid, "warning", "alert")) < 5
+    assert later(lambda: db.heartbeat(engine, rid, progress=0.9, step=21)) < 5
+    assert later(lambda: db.finish_run(engine, rid, "succeeded")) < 5
+    assert state.run is not None and state.run.status == "succeeded"
+
+
+def test_the_live_intervals_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = lv._seconds_from_env
+    monkeypatch.setenv("BML_LIVE_POLL_S", "0.25")
+    assert read("BML_LIVE_POLL_S", 0.1, 0.02, 5.0) == 0.25
+    for bad, expected in (("x", 0.1), ("nan", 0.1), ("0", 0.02), ("99", 5.0), ("", 0.1)):
+        monkeypatch.setenv("BML_LIVE_POLL_S", bad)
+        assert read("BML_LIVE_POLL_S", 0.1, 0.02, 5.0) == expected
 
 
 def test_unknown_or_bad_run_in_the_link_is_reported(engine: Engine) -> None:

@@ -11,7 +11,9 @@ so a refresh costs the same at step 100 and at step 1,000,000."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +23,23 @@ import db
 from app.charts import Trace, line_figure_dict
 from bml_core.strategies.spec import MetricFamily, all_specs
 
-refresh_interval_s = 1.0
+
+
+def _seconds_from_env(name: str, default: float, low: float, high: float) -> float:
+    """A duration from the environment (`BML_LIVE_POLL_S`, `BML_LIVE_REFRESH_S`), clamped to
+    [low, high]; the default when it is unset or not a number."""
+    try:
+        value = float(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        return default
+    return min(high, max(low, value)) if math.isfinite(value) else default
+
+
+# While a run is active the page asks the store every `poll_interval_s` whether anything it
+# draws has changed (`db.change_mark`: a few index lookups) and refreshes as soon as it has;
+# with nothing new it refreshes anyway after `refresh_interval_s` (the ETA, the status).
+poll_interval_s = _seconds_from_env("BML_LIVE_POLL_S", 0.1, 0.02, 5.0)
+refresh_interval_s = _seconds_from_env("BML_LIVE_REFRESH_S", 1.0, 0.1, 60.0)
 history_max_buckets = 600
 poll_max_points = 2_000  # per key and refresh; more means the chart fell behind: re-read the history
 tail_compaction_points = 1_200  # raw points kept after the history before it is re-read
@@ -177,6 +195,8 @@ class LiveState:
     refreshes: int = 0
     last_new_points: int = 0  # points the last refresh fetched incrementally
     last_history_reads: int = 0  # series whose history the last refresh re-read
+    mark: tuple[Any, ...] | None = None  # `db.change_mark` as read at the start of the last refresh
+    checks: int = 0  # change checks made by `wait_for_change`
 
 
 def _load_history(engine: Engine, state: LiveState, keys: list[str]) -> None:
@@ -193,7 +213,9 @@ def _load_history(engine: Engine, state: LiveState, keys: list[str]) -> None:
 
 
 def refresh(engine: Engine, state: LiveState) -> LiveState:
-    """Bring the state up to date: the run row, new series, new points, new events."""
+    """Bring the state up to date: the run row, new series, new points, new events. The
+    change mark is read first, so what is committed while the refresh reads is newer than it."""
+    state.mark = db.change_mark(engine, state.run_id)
     state.run = db.get_run(engine, state.run_id)
     state.refreshes += 1
     state.last_new_points = 0
@@ -221,14 +243,39 @@ def refresh(engine: Engine, state: LiveState) -> LiveState:
     return state
 
 
+def wait_for_change(
+    engine: Engine,
+    state: LiveState,
+    max_wait_s: float | None = None,
+    poll_s: float | None = None,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Wait until something the page draws has changed since the last refresh (True), or
+    `max_wait_s` (default `refresh_interval_s`) has passed or `interrupted()` says the page
+    has other work (False). Asks `db.change_mark` every `poll_s` (default `poll_interval_s`)."""
+    max_wait = refresh_interval_s if max_wait_s is None else max_wait_s
+    poll = poll_interval_s if poll_s is None else poll_s
+    deadline = time.monotonic() + max_wait
+    while True:
+        state.checks += 1
+        if state.mark is None or db.change_mark(engine, state.run_id) != state.mark:
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0 or interrupted():
+            return False
+        time.sleep(min(poll, left))
+
+
 def is_active(run: db.RunInfo | None) -> bool:
     """Whether the run can still change (the page keeps refreshing while it is)."""
     return run is not None and run.status not in db.TERMINAL_STATUSES
 
 
 def refresh_every_s(run: db.RunInfo | None) -> float | None:
-    """The fragment's refresh interval: every `refresh_interval_s` while the run is active, never after."""
-    return refresh_interval_s if is_active(run) else None
+    """The fragment's rerun timer: every `poll_interval_s` while the run is active, never
+    after. Each rerun first waits in `wait_for_change` (up to `refresh_interval_s`), so the
+    timer's ticks queue up behind it and the next wait starts as the last refresh ends."""
+    return poll_interval_s if is_active(run) else None
 
 
 def trace_label(panel: Panel, key: str) -> str:

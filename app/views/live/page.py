@@ -1,9 +1,12 @@
 """Live (`/live?run=ID`): one run's imbalance as it trains. The header says which modality
 dominates and since which step, with ρ as a recent mean; per-step series are drawn
 EMA-smoothed (raw faint behind), raw, or as per-epoch mean and range; every strategy has
-its own panels. A fragment refreshes every `refresh_interval_s` while the run is active,
-fetching only the new points, and stops once the run has ended (the run picker's status is
-read fresh); charts keep the user's zoom (`uirevision`). A finished run shows its result
+its own panels. While the run is active a fragment asks the store every `poll_interval_s`
+(0.1 s) whether anything it draws changed (`db.change_mark`, a few index lookups) and
+refreshes as soon as it has, fetching only the new points (at the latest after
+`refresh_interval_s`, 1 s; both set by BML_LIVE_POLL_S / BML_LIVE_REFRESH_S); it stops once
+the run has ended (the run picker's status is read fresh); charts keep the user's zoom
+(`uirevision`). A finished run shows its result
 (test accuracy fused and per modality, best epoch, imbalance degree) with links to Compare
 its group and a joint baseline. Below: the resolved config, who launched it, the run it
 reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
@@ -15,6 +18,8 @@ import contextlib
 import streamlit as st
 import yaml
 from sqlalchemy import Engine
+from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
+from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 import db
 from app import store
@@ -107,10 +112,29 @@ if mode == lv.SMOOTH_EPOCH and view.steps_per_epoch is None:
 chart_width_px = 450
 
 
+def _other_work_pending() -> bool:
+    """Whether this session has a request that should cut the fragment's wait short: a full
+    rerun (a widget changed) or a stop (the tab closed). Its own timer's ticks, queued
+    fragment reruns, are not. Streamlit has no public call for this; its request queue is
+    read defensively and an unknown shape counts as nothing pending (the wait then ends at
+    `refresh_interval_s` at the latest)."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    requests = getattr(ctx, "script_requests", None)
+    kind = getattr(requests, "_state", None)
+    if kind is ScriptRequestType.STOP:
+        return True
+    if kind is not ScriptRequestType.RERUN:
+        return False
+    data = getattr(requests, "_rerun_data", None)
+    return not getattr(data, "fragment_id_queue", None) or bool(getattr(data, "is_fragment_scoped_rerun", False))
+
+
 def render_live() -> None:
     """The refreshing part: header, charts and events of the picked run. The first pass
-    of a full rerun uses the refresh made above; each timed rerun fetches new points."""
+    of a full rerun uses the refresh made above; each timed rerun waits until the store has
+    something new for the page (or `refresh_interval_s` passed), then fetches the new points."""
     if first_pass["done"]:
+        lv.wait_for_change(engine, state, interrupted=_other_work_pending)
         lv.refresh(engine, state)
     first_pass["done"] = True
     run = state.run
