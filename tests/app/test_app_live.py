@@ -5,7 +5,6 @@ once the run has ended."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -104,36 +103,31 @@ def test_refresh_stops_when_the_run_ends(engine: Engine) -> None:
     assert {m.label: m.value for m in at.metric}["status"] == "cancelled"
 
 
-def test_a_refresh_waits_for_something_new_and_no_longer(engine: Engine) -> None:
-    """`wait_for_change` returns as soon as a point, an event or the run row changes, and
-    after `max_wait_s` (False) when nothing did; `interrupted` cuts the wait short."""
+def test_a_refresh_is_due_when_something_drawn_changed_and_only_then(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`is_due` says yes after a point, a new series, an event or a change of the run row,
+    and after `refresh_interval_s` with nothing new; no otherwise."""
+    monkeypatch.setattr(lv, "refresh_interval_s", 3600.0)
     rid = add_run(engine, "r", "g", ["ogm_ge"], steps=20, status="running")
     state = lv.refresh(engine, lv.LiveState(run_id=rid))
-    t0 = time.monotonic()
-    assert not lv.wait_for_change(engine, state, max_wait_s=0.3, poll_s=0.02)
-    assert 0.3 <= time.monotonic() - t0 < 2.0 and state.checks > 3
-    t0 = time.monotonic()
-    assert not lv.wait_for_change(engine, state, max_wait_s=30, poll_s=0.02, interrupted=lambda: True)
-    assert time.monotonic() - t0 < 2.0
-
-    def later(write) -> float:
-        timer = threading.Timer(0.2, write)
-        t0 = time.monotonic()
-        timer.start()
-        assert lv.wait_for_change(engine, state, max_wait_s=30, poll_s=0.02)
-        timer.join()
-        waited = time.monotonic() - t0
+    assert not lv.is_due(engine, state) and not lv.is_due(engine, state)
+    for change in (
+        lambda: db.write_points(engine, rid, {"imbalance/ratio/audio": [(21, 1.5)]}),
+        lambda: db.write_points(engine, rid, {"brand/new": [(3, 1.0)]}),
+        lambda: db.add_event(engine, rid, "warning", "alert"),
+        lambda: db.heartbeat(engine, rid, progress=0.9, step=21),
+        lambda: db.finish_run(engine, rid, "succeeded"),
+    ):
+        change()
+        assert lv.is_due(engine, state)
         lv.refresh(engine, state)
-        assert not lv.wait_for_change(engine, state, max_wait_s=0.05, poll_s=0.02)  # seen: nothing new
-        return waited
-
-    assert later(lambda: db.write_points(engine, rid, {"imbalance/ratio/audio": [(21, 1.5)]})) < 5
-    assert state.series["imbalance/ratio/audio"].last_step == 21
-    assert later(lambda: db.write_points(engine, rid, {"brand/new": [(3, 1.0)]})) < 5  # a new series
-    assert later(lambda: db.add_event(engine, rid, "warning", "alert")) < 5
-    assert later(lambda: db.heartbeat(engine, rid, progress=0.9, step=21)) < 5
-    assert later(lambda: db.finish_run(engine, rid, "succeeded")) < 5
+        assert not lv.is_due(engine, state)
+    assert state.series["imbalance/ratio/audio"].last_step == 21 and "brand/new" in state.series
     assert state.run is not None and state.run.status == "succeeded"
+    monkeypatch.setattr(lv, "refresh_interval_s", 0.05)
+    time.sleep(0.06)
+    assert lv.is_due(engine, state)  # nothing new, but the last refresh is old
 
 
 def test_the_live_intervals_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,7 +196,9 @@ class LiveState:
     last_new_points: int = 0  # points the last refresh fetched incrementally
     last_history_reads: int = 0  # series whose history the last refresh re-read
     mark: tuple[Any, ...] | None = None  # `db.change_mark` as read at the start of the last refresh
-    checks: int = 0  # change checks made by `wait_for_change`
+    refreshed_at: float = 0.0  # time.monotonic() of the last refresh
+    checks: int = 0  # `is_due` calls
+    asked_at: float | None = None  # when the page's change check last asked for a refresh
 
 
 def _load_history(engine: Engine, state: LiveState, keys: list[str]) -> None:
@@ -216,6 +218,7 @@ def refresh(engine: Engine, state: LiveState) -> LiveState:
     """Bring the state up to date: the run row, new series, new points, new events. The
     change mark is read first, so what is committed while the refresh reads is newer than it."""
     state.mark = db.change_mark(engine, state.run_id)
+    state.refreshed_at = time.monotonic()
     state.run = db.get_run(engine, state.run_id)
     state.refreshes += 1
     state.last_new_points = 0
@@ -243,27 +246,14 @@ def refresh(engine: Engine, state: LiveState) -> LiveState:
     return state
 
 
-def wait_for_change(
-    engine: Engine,
-    state: LiveState,
-    max_wait_s: float | None = None,
-    poll_s: float | None = None,
-    interrupted: Callable[[], bool] = lambda: False,
-) -> bool:
-    """Wait until something the page draws has changed since the last refresh (True), or
-    `max_wait_s` (default `refresh_interval_s`) has passed or `interrupted()` says the page
-    has other work (False). Asks `db.change_mark` every `poll_s` (default `poll_interval_s`)."""
-    max_wait = refresh_interval_s if max_wait_s is None else max_wait_s
-    poll = poll_interval_s if poll_s is None else poll_s
-    deadline = time.monotonic() + max_wait
-    while True:
-        state.checks += 1
-        if state.mark is None or db.change_mark(engine, state.run_id) != state.mark:
-            return True
-        left = deadline - time.monotonic()
-        if left <= 0 or interrupted():
-            return False
-        time.sleep(min(poll, left))
+def is_due(engine: Engine, state: LiveState) -> bool:
+    """Whether the page should refresh now: something it draws changed since the last refresh
+    (`db.change_mark` moved: a few index lookups, no points read), or that refresh is
+    `refresh_interval_s` old (the ETA, a heartbeat)."""
+    state.checks += 1
+    if state.mark is None or time.monotonic() - state.refreshed_at >= refresh_interval_s:
+        return True
+    return db.change_mark(engine, state.run_id) != state.mark
 
 
 def is_active(run: db.RunInfo | None) -> bool:
@@ -272,9 +262,8 @@ def is_active(run: db.RunInfo | None) -> bool:
 
 
 def refresh_every_s(run: db.RunInfo | None) -> float | None:
-    """The fragment's rerun timer: every `poll_interval_s` while the run is active, never
-    after. Each rerun first waits in `wait_for_change` (up to `refresh_interval_s`), so the
-    timer's ticks queue up behind it and the next wait starts as the last refresh ends."""
+    """The page's change check timer: every `poll_interval_s` while the run is active (each
+    tick asks `is_due`, and the charts' fragment reruns only when it says so), never after."""
     return poll_interval_s if is_active(run) else None
 
 

@@ -1,10 +1,11 @@
 """Live (`/live?run=ID`): one run's imbalance as it trains. The header says which modality
 dominates and since which step, with ρ as a recent mean; per-step series are drawn
 EMA-smoothed (raw faint behind), raw, or as per-epoch mean and range; every strategy has
-its own panels. While the run is active a fragment asks the store every `poll_interval_s`
-(0.1 s) whether anything it draws changed (`db.change_mark`, a few index lookups) and
-refreshes as soon as it has, fetching only the new points (at the latest after
-`refresh_interval_s`, 1 s; both set by BML_LIVE_POLL_S / BML_LIVE_REFRESH_S); it stops once
+its own panels. While the run is active a fragment that draws nothing asks the store every
+`poll_interval_s` (0.1 s) whether anything the page draws changed (`db.change_mark`, a few
+index lookups) and reruns the charts' fragment as soon as it has, which fetches only the new
+points (at the latest after `refresh_interval_s`, 1 s; both set by BML_LIVE_POLL_S /
+BML_LIVE_REFRESH_S); it stops once
 the run has ended (the run picker's status is read fresh); charts keep the user's zoom
 (`uirevision`). A finished run shows its result
 (test accuracy fused and per modality, best epoch, imbalance degree) with links to Compare
@@ -14,12 +15,11 @@ reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import streamlit as st
 import yaml
 from sqlalchemy import Engine
-from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
-from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
 
 import db
 from app import store
@@ -28,6 +28,7 @@ from app.charts import png_config
 from app.labels import run_choice_label
 from app.plotly_chart import chart
 from app.progress import eta_seconds, format_duration
+from app.rerun import rerun_fragment
 from app.text import md
 from app.views.live import data as lv
 from app.views.live.strip import poll_alerts, render_alert_strip
@@ -85,7 +86,7 @@ if str(picked) != st.query_params.get("run"):
 state = states.setdefault(picked, lv.LiveState(run_id=picked))
 lv.refresh(engine, state)
 interval = lv.refresh_every_s(state.run)
-first_pass = {"done": False}
+first_pass = {"done": False, "watched": False}
 
 view_row = st.container(horizontal=True, gap="large", vertical_alignment="bottom", key="live-view")
 mode = view_row.segmented_control(
@@ -112,29 +113,12 @@ if mode == lv.SMOOTH_EPOCH and view.steps_per_epoch is None:
 chart_width_px = 450
 
 
-def _other_work_pending() -> bool:
-    """Whether this session has a request that should cut the fragment's wait short: a full
-    rerun (a widget changed) or a stop (the tab closed). Its own timer's ticks, queued
-    fragment reruns, are not. Streamlit has no public call for this; its request queue is
-    read defensively and an unknown shape counts as nothing pending (the wait then ends at
-    `refresh_interval_s` at the latest)."""
-    ctx = get_script_run_ctx(suppress_warning=True)
-    requests = getattr(ctx, "script_requests", None)
-    kind = getattr(requests, "_state", None)
-    if kind is ScriptRequestType.STOP:
-        return True
-    if kind is not ScriptRequestType.RERUN:
-        return False
-    data = getattr(requests, "_rerun_data", None)
-    return not getattr(data, "fragment_id_queue", None) or bool(getattr(data, "is_fragment_scoped_rerun", False))
-
-
 def render_live() -> None:
     """The refreshing part: header, charts and events of the picked run. The first pass
-    of a full rerun uses the refresh made above; each timed rerun waits until the store has
-    something new for the page (or `refresh_interval_s` passed), then fetches the new points."""
+    of a full rerun uses the refresh made above; each rerun asked by `watch_live` fetches
+    the new points."""
+    state.asked_at = None
     if first_pass["done"]:
-        lv.wait_for_change(engine, state, interrupted=_other_work_pending)
         lv.refresh(engine, state)
     first_pass["done"] = True
     run = state.run
@@ -249,7 +233,8 @@ def _result(engine: Engine, run: db.RunDetail, result: lv.Result) -> None:
             )
 
 
-st.fragment(render_live, run_every=interval)()
+LIVE_FRAGMENT = "live-refresh"
+st.fragment(render_live, key=LIVE_FRAGMENT)()
 
 detail = db.get_run(engine, picked)
 byline = f"launched by {md(detail.owner)}" if detail.owner else "launched before accounts existed"
@@ -268,3 +253,21 @@ with st.expander("environment (what it ran on)", expanded=False):
         st.table({"what": [r[0] for r in env_rows], "value": [r[1] for r in env_rows]})
     else:
         st.text("Not recorded yet: the run process records it when it starts.")
+
+
+def watch_live() -> None:
+    """The change check, every `poll_interval_s` while the run is active: it draws nothing,
+    and reruns the charts' fragment only when the store has something new for it (never in
+    the full run, which has just refreshed: a fragment rerun asked then would cut it short)."""
+    if not first_pass["watched"]:
+        first_pass["watched"] = True
+        return
+    if state.asked_at is not None and time.monotonic() - state.asked_at < lv.refresh_interval_s:
+        return  # asked already: the charts' rerun is queued (a check asking again would cut it short)
+    if lv.is_due(engine, state):
+        state.asked_at = time.monotonic()
+        rerun_fragment(LIVE_FRAGMENT)
+
+
+if interval is not None:  # last on the page
+    st.fragment(watch_live, run_every=interval, key="live-watch")()
