@@ -47,7 +47,9 @@ def start_streams(url: str, streams: int, rate: float, keys: int) -> subprocess.
         return None
     cmd = [sys.executable, str(ROOT / "bench" / "lab_streams.py"), url, "--streams", str(streams)]
     proc = subprocess.Popen(
-        [*cmd, "--rate", str(rate), "--keys", str(keys), "--seconds", "3600"], stdout=subprocess.PIPE, text=True
+        [*cmd, "--rate", str(rate), "--keys", str(keys), "--seconds", "3600"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
     time.sleep(3.0)  # their first flushes are in

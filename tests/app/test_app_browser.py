@@ -403,7 +403,9 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
             time.sleep(1.0 / steps_per_s)
 
     seen: dict[int, float] = {}
-    with _background_streams(f"sqlite:///{studio.home / 'bml.db'}", streams, stream_rate, stream_keys) as load:
+    with _background_streams(
+        f"sqlite:///{studio.home / 'bml.db'}", streams, stream_rate, stream_keys
+    ) as load:
         thread = threading.Thread(target=writer, daemon=True)
         thread.start()
         end = time.monotonic() + duration_s

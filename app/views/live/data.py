@@ -24,7 +24,6 @@ from app.charts import Trace, line_figure_dict
 from bml_core.strategies.spec import MetricFamily, all_specs
 
 
-
 def _seconds_from_env(name: str, default: float, low: float, high: float) -> float:
     """A duration from the environment (`BML_LIVE_POLL_S`, `BML_LIVE_REFRESH_S`), clamped to
     [low, high]; the default when it is unset or not a number."""
