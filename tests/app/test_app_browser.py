@@ -56,7 +56,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 RATIO_TITLE = lv.PANELS[0].title
-live_latency_target_s = 2.0
+# The median, commit -> on the page: held at 0.35-0.40 s on the loaded 2-core VM (docs/benchmarks.md);
+# with BML_LIVE_LATENCY_STREAMS=50 beside it 0.42-0.74 s there, so that run only bounds it by 1 s.
+live_latency_target_s = 0.5
+live_latency_target_loaded_s = 1.0
 # How many times each Live chart has been updated in place (app/plotly_chart.py counts them).
 UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-chart')).map(el => el.dataset.updates)"
 
@@ -440,7 +443,7 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
         assert load["dropped"] + load["lost"] == 0, report
     print(report)
     (studio.home / "live_latency.txt").write_text(report + "\n")
-    assert median <= live_latency_target_s, report
+    assert median <= (live_latency_target_loaded_s if streams else live_latency_target_s), report
 
 
 # A joint run whose dominance detector fires within its first steps (threshold just above 1,

@@ -5,9 +5,8 @@ its own panels. While the run is active a fragment that draws nothing asks the s
 `poll_interval_s` (0.1 s) whether anything the page draws changed (`db.change_mark`, a few
 index lookups) and reruns the charts' fragment as soon as it has, which fetches only the new
 points (at the latest after `refresh_interval_s`, 1 s; both set by BML_LIVE_POLL_S /
-BML_LIVE_REFRESH_S); it stops once
-the run has ended (the run picker's status is read fresh); charts keep the user's zoom
-(`uirevision`). A finished run shows its result
+BML_LIVE_REFRESH_S); it stops once the run has ended (the run picker's status is read
+fresh); charts keep the user's zoom (`uirevision`). A finished run shows its result
 (test accuracy fused and per modality, best epoch, imbalance degree) with links to Compare
 its group and a joint baseline. Below: the resolved config, who launched it, the run it
 reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
