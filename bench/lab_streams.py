@@ -98,3 +98,64 @@ class LagProbe:
             if done:
                 return
             time.sleep(self.interval_s)
+
+
+def main() -> None:
+    """`python bench/lab_streams.py URL --streams N --rate R --keys K --seconds S`: N new
+    running runs streamed through the sink into the store at URL for S seconds (or until
+    SIGTERM/SIGINT), in a process of their own (the load a test measures beside, e.g. the Live
+    latency test). Prints `started` once they write, then one JSON line of figures."""
+    import argparse
+    import json
+    import signal
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import db
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--streams", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--keys", type=int, default=30)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    engine = db.make_engine(args.url)
+    gens = []
+    for i in range(args.streams):
+        rid = db.create_run(engine, {"name": f"load-{i}", "group": "stream-load", "seed": i})
+        db.claim_run(engine, rid, "replay")
+        gens.append(ReplayLoadGenerator(engine, rid, args.rate, args.keys, args.seconds))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threads = [threading.Thread(target=g.run, args=(stop,), daemon=True) for g in gens]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    print("started", flush=True)
+    for t in threads:
+        while t.is_alive():
+            t.join(timeout=0.2)
+    wall = time.monotonic() - t0
+    for g in gens:
+        db.finish_run(engine, g.run_id, "succeeded")
+    steps = sum(g.steps for g in gens)
+    figures = {
+        "streams": args.streams,
+        "rate": args.rate,
+        "keys": args.keys,
+        "seconds": round(wall, 1),
+        "steps": steps,
+        "steps_per_s": round(steps / wall, 1) if wall else 0.0,
+        "written": sum(g.sink_figures.get("written", 0) for g in gens),
+        "dropped": sum(g.sink_figures.get("dropped", 0) for g in gens),
+        "lost": sum(g.sink_figures.get("lost", 0) for g in gens),
+    }
+    print(json.dumps(figures), flush=True)
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -44,6 +44,7 @@ from db.queries.runs import (
 )
 from db.queries.series import (
     SeriesData,
+    change_mark,
     latest_values,
     run_points,
     series_keys,
@@ -87,5 +88,6 @@ __all__ = [
     "series_keys",
     "series_per_statement",
     "series_since",
+    "change_mark",
     "series_tail",
 ]

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, func, select, union_all
 from sqlalchemy.orm import aliased
 
 from db.errors import SeriesNotFound
-from db.models import Point, Series
+from db.models import Event, Point, Run, Series
 from db.queries.runs import require_run
 
 
@@ -136,3 +136,29 @@ def latest_values(
             .where(Series.id.in_(list(ids.values())), Point.step == last)
         )
         return {k: (int(s), _f(v)) for k, s, v in conn.execute(query)}
+
+
+def change_mark(engine: Engine, run_id: int) -> tuple[Any, ...] | None:
+    """A value that changes whenever anything the Live page draws of the run changes: the
+    number of its series and the sum of their newest steps (one index probe per series; a
+    point is only ever added after a series' last step), its newest event id (alerts are
+    events), and the run row's status, attempt, step, progress, heartbeat and cancel flag.
+    None when there is no such run. One statement, no points read (about 1 ms on SQLite),
+    so the page can ask it often and rebuild its charts only when it moved
+    (`app/views/live/data.py`)."""
+    newest = select(func.max(Point.step)).where(Point.series_id == Series.id).scalar_subquery()
+    maxima = select(newest.label("newest")).where(Series.run_id == run_id).subquery()
+    statement = select(
+        Run.status,
+        Run.attempt,
+        Run.step,
+        Run.progress,
+        Run.heartbeat_at,
+        Run.cancel_requested,
+        select(func.count()).select_from(maxima).scalar_subquery(),
+        select(func.sum(maxima.c.newest)).scalar_subquery(),
+        select(func.max(Event.id)).where(Event.run_id == run_id).scalar_subquery(),
+    ).where(Run.id == run_id)
+    with engine.connect() as conn:
+        row = conn.execute(statement).one_or_none()
+    return None if row is None else tuple(row)

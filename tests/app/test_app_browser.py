@@ -18,9 +18,12 @@ import os
 import re
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +54,12 @@ from tests.helpers.net import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parents[2]
 RATIO_TITLE = lv.PANELS[0].title
-live_latency_target_s = 2.0
+# The median, commit -> on the page: held at 0.35-0.40 s on the loaded 2-core VM (docs/benchmarks.md);
+# with BML_LIVE_LATENCY_STREAMS=50 beside it 0.42-0.74 s there, so that run only bounds it by 1 s.
+live_latency_target_s = 0.5
+live_latency_target_loaded_s = 1.0
 # How many times each Live chart has been updated in place (app/plotly_chart.py counts them).
 UPDATES_JS = "() => Array.from(document.querySelectorAll('.bml-chart')).map(el => el.dataset.updates)"
 
@@ -338,10 +345,37 @@ def test_compare_a_sweep_of_three_strategies_over_two_seeds(studio: Studio, page
     assert [g["n"] for g in doc["groups"]] == [2, 2, 2]
 
 
+@contextmanager
+def _background_streams(url: str, streams: int, rate: float, keys: int) -> Iterator[dict[str, Any]]:
+    """`streams` other running runs written at `rate` steps/s of `keys` series each through
+    the real sink, by bench/lab_streams.py's load generator in a process of its own (as
+    workers would be); yields the figures it prints once stopped (filled on exit)."""
+    figures: dict[str, Any] = {}
+    if streams <= 0:
+        yield figures
+        return
+    cmd = [sys.executable, str(ROOT / "bench" / "lab_streams.py"), url, "--streams", str(streams)]
+    cmd += ["--rate", str(rate), "--keys", str(keys), "--seconds", "600"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "started"
+        time.sleep(3.0)  # the streams' first flushes are in before the probe starts
+        yield figures
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    figures.update(json.loads(out.strip().splitlines()[-1]))
+
+
 def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any) -> None:
     """A run written by the test (as a worker would) at 10 steps per second; the page is
     polled every 25 ms; each step's latency is from its commit to the first poll whose
-    ratio chart holds it."""
+    ratio chart holds it. With BML_LIVE_LATENCY_STREAMS=N, N other runs stream meanwhile
+    through the real sink into the same store (BML_LIVE_LATENCY_STREAM_RATE steps/s,
+    default 20, of BML_LIVE_LATENCY_STREAM_KEYS series, default 30): the issue-22 load."""
+    streams = int(os.environ.get("BML_LIVE_LATENCY_STREAMS", "0"))
+    stream_rate = float(os.environ.get("BML_LIVE_LATENCY_STREAM_RATE", "20"))
+    stream_keys = int(os.environ.get("BML_LIVE_LATENCY_STREAM_KEYS", "30"))
     run_id = db.create_run(
         studio.engine, {"name": "latency-probe", "group": "probe", "strategies": ["ogm_ge"]}
     )
@@ -371,19 +405,22 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
             step += 1
             time.sleep(1.0 / steps_per_s)
 
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
     seen: dict[int, float] = {}
-    end = time.monotonic() + duration_s
-    while time.monotonic() < end:
-        points = chart_points(page, RATIO_TITLE) or {}
-        now = time.monotonic()
-        top = int(max(points.get("audio") or [0]))
-        for step in range(1, top + 1):
-            seen.setdefault(step, now)
-        page.wait_for_timeout(25)
-    stop.set()
-    thread.join(timeout=10)
+    with _background_streams(
+        f"sqlite:///{studio.home / 'bml.db'}", streams, stream_rate, stream_keys
+    ) as load:
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
+        end = time.monotonic() + duration_s
+        while time.monotonic() < end:
+            points = chart_points(page, RATIO_TITLE) or {}
+            now = time.monotonic()
+            top = int(max(points.get("audio") or [0]))
+            for step in range(1, top + 1):
+                seen.setdefault(step, now)
+            page.wait_for_timeout(25)
+        stop.set()
+        thread.join(timeout=10)
     db.finish_run(studio.engine, run_id, "succeeded")
     # the page notices the end and stops refreshing
     page.get_by_text("succeeded", exact=True).wait_for(timeout=10_000)
@@ -397,9 +434,16 @@ def test_live_latency_from_a_steps_write_to_its_point(studio: Studio, page: Any)
     median = statistics.median(latencies)
     p90 = sorted(latencies)[int(0.9 * (len(latencies) - 1))]
     report = f"live latency over {len(latencies)} steps: median {median:.3f}s, p90 {p90:.3f}s, max {max(latencies):.3f}s"
+    if load:
+        report += (
+            f" (meanwhile {streams} streams x {stream_rate:g} steps/s x {stream_keys} keys wrote"
+            f" {load['steps']} steps, {load['steps_per_s']} steps/s, through the sink;"
+            f" {load['dropped'] + load['lost']} points dropped or lost)"
+        )
+        assert load["dropped"] + load["lost"] == 0, report
     print(report)
     (studio.home / "live_latency.txt").write_text(report + "\n")
-    assert median <= live_latency_target_s, report
+    assert median <= (live_latency_target_loaded_s if streams else live_latency_target_s), report
 
 
 # A joint run whose dominance detector fires within its first steps (threshold just above 1,

@@ -5,6 +5,8 @@ once the run has ended."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from sqlalchemy import Engine
 
@@ -89,8 +91,8 @@ def test_long_run_is_read_downsampled_and_the_tail_is_compacted(engine: Engine) 
 def test_refresh_stops_when_the_run_ends(engine: Engine) -> None:
     rid = add_run(engine, "r", "g", ["opm"], steps=20, status="running")
     state = lv.refresh(engine, lv.LiveState(run_id=rid))
-    assert lv.refresh_every_s(state.run) == lv.refresh_interval_s
-    assert 1.0 <= lv.refresh_interval_s <= 2.0
+    assert lv.refresh_every_s(state.run) == lv.poll_interval_s
+    assert 0.02 <= lv.poll_interval_s <= 0.2 and 1.0 <= lv.refresh_interval_s <= 2.0
     db.add_event(engine, rid, "warning", "checkpoint written")
     db.finish_run(engine, rid, "cancelled")
     lv.refresh(engine, state)
@@ -99,6 +101,42 @@ def test_refresh_stops_when_the_run_ends(engine: Engine) -> None:
     assert [e.message for e in state.events] == ["checkpoint written"]
     at = open_page("live", run=str(rid))
     assert {m.label: m.value for m in at.metric}["status"] == "cancelled"
+
+
+def test_a_refresh_is_due_when_something_drawn_changed_and_only_then(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`is_due` says yes after a point, a new series, an event or a change of the run row,
+    and after `refresh_interval_s` with nothing new; no otherwise."""
+    monkeypatch.setattr(lv, "refresh_interval_s", 3600.0)
+    rid = add_run(engine, "r", "g", ["ogm_ge"], steps=20, status="running")
+    state = lv.refresh(engine, lv.LiveState(run_id=rid))
+    assert not lv.is_due(engine, state) and not lv.is_due(engine, state)
+    for change in (
+        lambda: db.write_points(engine, rid, {"imbalance/ratio/audio": [(21, 1.5)]}),
+        lambda: db.write_points(engine, rid, {"brand/new": [(3, 1.0)]}),
+        lambda: db.add_event(engine, rid, "warning", "alert"),
+        lambda: db.heartbeat(engine, rid, progress=0.9, step=21),
+        lambda: db.finish_run(engine, rid, "succeeded"),
+    ):
+        change()
+        assert lv.is_due(engine, state)
+        lv.refresh(engine, state)
+        assert not lv.is_due(engine, state)
+    assert state.series["imbalance/ratio/audio"].last_step == 21 and "brand/new" in state.series
+    assert state.run is not None and state.run.status == "succeeded"
+    monkeypatch.setattr(lv, "refresh_interval_s", 0.05)
+    time.sleep(0.06)
+    assert lv.is_due(engine, state)  # nothing new, but the last refresh is old
+
+
+def test_the_live_intervals_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    read = lv._seconds_from_env
+    monkeypatch.setenv("BML_LIVE_POLL_S", "0.25")
+    assert read("BML_LIVE_POLL_S", 0.1, 0.02, 5.0) == 0.25
+    for bad, expected in (("x", 0.1), ("nan", 0.1), ("0", 0.02), ("99", 5.0), ("", 0.1)):
+        monkeypatch.setenv("BML_LIVE_POLL_S", bad)
+        assert read("BML_LIVE_POLL_S", 0.1, 0.02, 5.0) == expected
 
 
 def test_unknown_or_bad_run_in_the_link_is_reported(engine: Engine) -> None:

@@ -11,6 +11,8 @@ so a refresh costs the same at step 100 and at step 1,000,000."""
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +23,22 @@ import db
 from app.charts import Trace, line_figure_dict
 from bml_core.strategies.spec import MetricFamily, all_specs
 
-refresh_interval_s = 1.0
+
+def _seconds_from_env(name: str, default: float, low: float, high: float) -> float:
+    """A duration from the environment (`BML_LIVE_POLL_S`, `BML_LIVE_REFRESH_S`), clamped to
+    [low, high]; the default when it is unset or not a number."""
+    try:
+        value = float(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        return default
+    return min(high, max(low, value)) if math.isfinite(value) else default
+
+
+# While a run is active the page asks the store every `poll_interval_s` whether anything it
+# draws has changed (`db.change_mark`: a few index lookups) and refreshes as soon as it has;
+# with nothing new it refreshes anyway after `refresh_interval_s` (the ETA, the status).
+poll_interval_s = _seconds_from_env("BML_LIVE_POLL_S", 0.1, 0.02, 5.0)
+refresh_interval_s = _seconds_from_env("BML_LIVE_REFRESH_S", 1.0, 0.1, 60.0)
 history_max_buckets = 600
 poll_max_points = 2_000  # per key and refresh; more means the chart fell behind: re-read the history
 tail_compaction_points = 1_200  # raw points kept after the history before it is re-read
@@ -177,6 +194,10 @@ class LiveState:
     refreshes: int = 0
     last_new_points: int = 0  # points the last refresh fetched incrementally
     last_history_reads: int = 0  # series whose history the last refresh re-read
+    mark: tuple[Any, ...] | None = None  # `db.change_mark` as read at the start of the last refresh
+    refreshed_at: float = 0.0  # time.monotonic() of the last refresh
+    checks: int = 0  # `is_due` calls
+    asked_at: float | None = None  # when the page's change check last asked for a refresh
 
 
 def _load_history(engine: Engine, state: LiveState, keys: list[str]) -> None:
@@ -193,7 +214,10 @@ def _load_history(engine: Engine, state: LiveState, keys: list[str]) -> None:
 
 
 def refresh(engine: Engine, state: LiveState) -> LiveState:
-    """Bring the state up to date: the run row, new series, new points, new events."""
+    """Bring the state up to date: the run row, new series, new points, new events. The
+    change mark is read first, so what is committed while the refresh reads is newer than it."""
+    state.mark = db.change_mark(engine, state.run_id)
+    state.refreshed_at = time.monotonic()
     state.run = db.get_run(engine, state.run_id)
     state.refreshes += 1
     state.last_new_points = 0
@@ -221,14 +245,25 @@ def refresh(engine: Engine, state: LiveState) -> LiveState:
     return state
 
 
+def is_due(engine: Engine, state: LiveState) -> bool:
+    """Whether the page should refresh now: something it draws changed since the last refresh
+    (`db.change_mark` moved: a few index lookups, no points read), or that refresh is
+    `refresh_interval_s` old (the ETA, a heartbeat)."""
+    state.checks += 1
+    if state.mark is None or time.monotonic() - state.refreshed_at >= refresh_interval_s:
+        return True
+    return db.change_mark(engine, state.run_id) != state.mark
+
+
 def is_active(run: db.RunInfo | None) -> bool:
     """Whether the run can still change (the page keeps refreshing while it is)."""
     return run is not None and run.status not in db.TERMINAL_STATUSES
 
 
 def refresh_every_s(run: db.RunInfo | None) -> float | None:
-    """The fragment's refresh interval: every `refresh_interval_s` while the run is active, never after."""
-    return refresh_interval_s if is_active(run) else None
+    """The page's change check timer: every `poll_interval_s` while the run is active (each
+    tick asks `is_due`, and the charts' fragment reruns only when it says so), never after."""
+    return poll_interval_s if is_active(run) else None
 
 
 def trace_label(panel: Panel, key: str) -> str:

@@ -1,9 +1,12 @@
 """Live (`/live?run=ID`): one run's imbalance as it trains. The header says which modality
 dominates and since which step, with ρ as a recent mean; per-step series are drawn
 EMA-smoothed (raw faint behind), raw, or as per-epoch mean and range; every strategy has
-its own panels. A fragment refreshes every `refresh_interval_s` while the run is active,
-fetching only the new points, and stops once the run has ended (the run picker's status is
-read fresh); charts keep the user's zoom (`uirevision`). A finished run shows its result
+its own panels. While the run is active a fragment that draws nothing asks the store every
+`poll_interval_s` (0.1 s) whether anything the page draws changed (`db.change_mark`, a few
+index lookups) and reruns the charts' fragment as soon as it has, which fetches only the new
+points (at the latest after `refresh_interval_s`, 1 s; both set by BML_LIVE_POLL_S /
+BML_LIVE_REFRESH_S); it stops once the run has ended (the run picker's status is read
+fresh); charts keep the user's zoom (`uirevision`). A finished run shows its result
 (test accuracy fused and per modality, best epoch, imbalance degree) with links to Compare
 its group and a joint baseline. Below: the resolved config, who launched it, the run it
 reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
@@ -11,6 +14,7 @@ reruns, and the environment it recorded (versions, commit, GPU, data sha256)."""
 from __future__ import annotations
 
 import contextlib
+import time
 
 import streamlit as st
 import yaml
@@ -23,6 +27,7 @@ from app.charts import png_config
 from app.labels import run_choice_label
 from app.plotly_chart import chart
 from app.progress import eta_seconds, format_duration
+from app.rerun import rerun_fragment
 from app.text import md
 from app.views.live import data as lv
 from app.views.live.strip import poll_alerts, render_alert_strip
@@ -80,7 +85,7 @@ if str(picked) != st.query_params.get("run"):
 state = states.setdefault(picked, lv.LiveState(run_id=picked))
 lv.refresh(engine, state)
 interval = lv.refresh_every_s(state.run)
-first_pass = {"done": False}
+first_pass = {"done": False, "watched": False}
 
 view_row = st.container(horizontal=True, gap="large", vertical_alignment="bottom", key="live-view")
 mode = view_row.segmented_control(
@@ -109,7 +114,9 @@ chart_width_px = 450
 
 def render_live() -> None:
     """The refreshing part: header, charts and events of the picked run. The first pass
-    of a full rerun uses the refresh made above; each timed rerun fetches new points."""
+    of a full rerun uses the refresh made above; each rerun asked by `watch_live` fetches
+    the new points."""
+    state.asked_at = None
     if first_pass["done"]:
         lv.refresh(engine, state)
     first_pass["done"] = True
@@ -225,7 +232,8 @@ def _result(engine: Engine, run: db.RunDetail, result: lv.Result) -> None:
             )
 
 
-st.fragment(render_live, run_every=interval)()
+LIVE_FRAGMENT = "live-refresh"
+st.fragment(render_live, key=LIVE_FRAGMENT)()
 
 detail = db.get_run(engine, picked)
 byline = f"launched by {md(detail.owner)}" if detail.owner else "launched before accounts existed"
@@ -244,3 +252,21 @@ with st.expander("environment (what it ran on)", expanded=False):
         st.table({"what": [r[0] for r in env_rows], "value": [r[1] for r in env_rows]})
     else:
         st.text("Not recorded yet: the run process records it when it starts.")
+
+
+def watch_live() -> None:
+    """The change check, every `poll_interval_s` while the run is active: it draws nothing,
+    and reruns the charts' fragment only when the store has something new for it (never in
+    the full run, which has just refreshed: a fragment rerun asked then would cut it short)."""
+    if not first_pass["watched"]:
+        first_pass["watched"] = True
+        return
+    if state.asked_at is not None and time.monotonic() - state.asked_at < lv.refresh_interval_s:
+        return  # asked already: the charts' rerun is queued (a check asking again would cut it short)
+    if lv.is_due(engine, state):
+        state.asked_at = time.monotonic()
+        rerun_fragment(LIVE_FRAGMENT)
+
+
+if interval is not None:  # last on the page
+    st.fragment(watch_live, run_every=interval, key="live-watch")()
