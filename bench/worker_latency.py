@@ -52,8 +52,8 @@ def wait_status(engine: object, run_id: int, statuses: set[str], timeout_s: floa
 def measure(broker: str, n: int, sweep: int, warm: bool, tmp: Path) -> dict[str, object]:
     home = tmp / f"{broker.split(':')[0]}-{'warm' if warm else 'cold'}"
     env = {
-        "BML_WARM_START": "1" if warm else "0",
         **os.environ,
+        "BML_WARM_START": "1" if warm else "0",
         "BML_HOME": str(home),
         "BML_BROKER_URL": "" if broker == "embedded" else broker,
         "BML_BROKER_PREFIX": f"bmlbench-{secrets.token_hex(3)}:",
