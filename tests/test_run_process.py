@@ -9,14 +9,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine
 
 import db
 from tests.helpers.cluster import process_alive as _alive
+from tests.helpers.fixtures import process_store  # noqa: F401 (the `store` fixture)
 from worker.run_process import start_watchdog
 
 LONG = {
@@ -26,18 +25,6 @@ LONG = {
     "optim": {"scheduler": {"name": "none"}},
     "train": {"epochs": 5000, "batch_size": 16, "threads": 1, "device": "cpu"},
 }
-
-
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'bml.db'}"
-    monkeypatch.setenv("BML_DATABASE_URL", url)
-    monkeypatch.setenv("BML_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("BML_HEARTBEAT_INTERVAL_S", "0.2")
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _wait(predicate: object, timeout: float, what: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 import db
 from tests.helpers.cluster import process_alive, run_process_pids
+from tests.helpers.fixtures import process_store  # noqa: F401 (the `store` fixture)
 from worker import spare
 from worker.settings import SupervisorSettings, run_dir
 from worker.supervisor import RunSupervisor
@@ -35,19 +36,12 @@ TINY = {
 }
 
 
-@pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    url = f"sqlite:///{tmp_path / 'bml.db'}"
-    monkeypatch.setenv("BML_DATABASE_URL", url)
-    monkeypatch.setenv("BML_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("BML_HEARTBEAT_INTERVAL_S", "0.2")
-    monkeypatch.setenv("BML_HOME", str(tmp_path))
+@pytest.fixture(autouse=True)
+def _warm_start_on(store: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("BML_HOME", str(tmp_path))  # run_process_pids looks for it
     monkeypatch.delenv("BML_WARM_START", raising=False)
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    yield engine
+    yield
     spare.discard()
-    engine.dispose()
 
 
 def _claimed(engine: Engine, config: dict[str, object] = TINY) -> int:
