@@ -27,27 +27,14 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from worker.lifecycle import die_with_parent
+from worker.spare import SPARE_FLAG, serve
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: checkpoint written, run it again later
 EXIT_FAILED = 1
-
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(sig: int = signal.SIGTERM) -> bool:
-    """Ask the kernel to send `sig` to this process when its parent exits (Linux only)."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 def start_watchdog(
@@ -178,9 +165,7 @@ def _train(engine: Engine, run_id: int, stop: threading.Event, parent_pid: int |
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--spare-run-process"]:  # a warm start: imports first, the run later (worker.spare)
-        from worker.spare import serve
-
+    if sys.argv[1:] == [SPARE_FLAG]:  # a warm start: imports first, the run later (worker.spare)
         code = serve(main)
     else:
         code = main(sys.argv[1:])

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from worker.lifecycle import die_with_parent
+
 log = logging.getLogger("bml.worker")
 
 SPARE_FLAG = "--spare-run-process"  # as long as a 19-digit run id: the title fits argv's room
@@ -184,8 +186,6 @@ def preload() -> None:
 def serve(main: Callable[[list[str]], int], stdin: IO[str] | None = None) -> int:
     """Preload, wait for a run, then be that run's process (`main([RUN_ID])`). Exits 0 without
     a run when stdin closes (the supervisor dropped the spare)."""
-    from worker.run_process import die_with_parent
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on `bml worker` is the supervisor's business
     die_with_parent()
     idle = _may_leave_idle()
