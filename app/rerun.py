@@ -7,15 +7,28 @@ Streamlit 1.67, the whole page reruns instead (`st.rerun()`, public: slower, sam
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
-from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
-from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+_internals: tuple[Any, Any] | None
+try:  # Streamlit 1.67's layout; another release may move them: then the fallback below
+    from streamlit.runtime.scriptrunner_utils.script_requests import RerunData
+    from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
+
+    _internals = (RerunData, get_script_run_ctx)
+except ImportError:
+    _internals = None
 
 
 def rerun_fragment(key: str) -> None:
     """Queue a rerun of the fragment registered as `st.fragment(key=key)`; it starts at the
     caller's next Streamlit call or when the calling fragment returns (call it last: never
     `st.stop()` after it, which would replace the request with a stop)."""
+    if _internals is None:
+        st.rerun()
+        return
+    RerunData, get_script_run_ctx = _internals  # noqa: N806
     ctx = get_script_run_ctx()
     queued = False
     try:
