@@ -11,9 +11,9 @@ supervisor process, started with the same environment (a spare whose environment
 from the next run's is dropped, and the run starts cold), and set up like any run process:
 it dies with its parent (PDEATHSIG), ignores Ctrl-C, and its command line is changed to the
 run's (`python -m worker.run_process RUN_ID`, with setproctitle) once it has one, so `ps` and
-`pgrep` find it as before. While it imports it runs at SCHED_IDLE where the process may
-return to the normal policy afterwards (root, or RLIMIT_NICE allowing nice 0), so it only
-uses CPU time the training leaves idle.
+`pgrep` find it as before. Its imports run at SCHED_IDLE where the process may return to the
+normal policy afterwards (root, or RLIMIT_NICE allowing nice 0), so they only use CPU time
+the training leaves idle, and at the normal policy from the moment a run is handed over.
 
 BML_WARM_START=0 turns it off (every run starts cold)."""
 
@@ -185,19 +185,35 @@ def preload() -> None:
 
 def serve(main: Callable[[list[str]], int], stdin: IO[str] | None = None) -> int:
     """Preload, wait for a run, then be that run's process (`main([RUN_ID])`). Exits 0 without
-    a run when stdin closes (the supervisor dropped the spare)."""
+    a run when stdin closes (the supervisor dropped the spare).
+
+    The imports run in a thread of their own at SCHED_IDLE while the main thread waits on
+    stdin: a run handed over before they are done lifts them to the normal policy at once
+    (they are its imports now), instead of leaving them starved by busy cores until done."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on `bml worker` is the supervisor's business
     die_with_parent()
     idle = _may_leave_idle()
-    if idle:
-        _set_policy(os.SCHED_IDLE)
-    with contextlib.suppress(Exception):  # the run imports again and records any error itself
-        preload()
+    lock = threading.Lock()
+    handed = threading.Event()
+
+    def load() -> None:
+        with lock:
+            if idle and not handed.is_set():  # 0: this thread (the policy is per thread)
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        with contextlib.suppress(Exception):  # the run imports again and records any error itself
+            preload()
+
+    loader = threading.Thread(target=load, name="bml-spare-preload", daemon=True)
+    loader.start()
     line = (stdin or sys.stdin).readline()
-    if idle:
-        _set_policy(os.SCHED_OTHER)
+    with lock:
+        handed.set()
+        if idle:
+            _set_policy(os.SCHED_OTHER)  # every thread, the loader and any it started
     if not line.strip():
         return 0
+    loader.join()  # the run's own imports start once the loader's are done: never two at once
     order = json.loads(line)
     run_id = int(order["run_id"])
     fd = os.open(order["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -185,3 +185,36 @@ def test_the_spare_dies_with_its_parent(store: Engine, tmp_path: Path) -> None:
     while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not process_alive(child)
+
+
+def _policies(pid: int) -> list[int]:
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            out.append(os.sched_getscheduler(int(tid)))
+        except OSError:  # a thread that has just ended
+            continue
+    return out
+
+
+def test_a_run_handed_over_mid_import_lifts_the_idle_policy_at_once(store: Engine) -> None:
+    """The spare imports at SCHED_IDLE; a run handed to it before the imports are done gets
+    them at the normal policy at once, not starved behind busy cores until they finish."""
+    if not spare._may_leave_idle():
+        pytest.skip("this process may not return from SCHED_IDLE (not root, RLIMIT_NICE)")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "BML_SUPERVISOR_PID": str(os.getpid())}
+    s = spare.Spare(env)
+    deadline = time.monotonic() + 10
+    while os.SCHED_IDLE not in _policies(s.process.pid):  # its imports under way, idle
+        assert time.monotonic() < deadline and s.alive(), "the spare never imported at SCHED_IDLE"
+        time.sleep(0.01)
+    run_id = _claimed(store)
+    log = Path(str(store.url.database)).parent / "handed.log"
+    proc = s.take(run_id, log)
+    assert proc is not None
+    deadline = time.monotonic() + 1.0  # the imports take seconds more; the policy changes now
+    while os.SCHED_IDLE in _policies(proc.pid):
+        assert time.monotonic() < deadline, f"still SCHED_IDLE after the hand-over: {_policies(proc.pid)}"
+        time.sleep(0.01)
+    assert proc.wait(timeout=120) == 0
+    assert db.get_run(store, run_id).status == "succeeded"
