@@ -40,6 +40,7 @@ from db.sink.plan import (
 )
 
 log = logging.getLogger("bml.db.sink")
+EVAL_FLUSH_MIN_GAP_S = 0.05  # evaluations wake the writer at once, at most this often
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -93,6 +94,7 @@ class DbMetricSink(MetricSink):
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._wake = threading.Event()
+        self._eval_woken_at = -math.inf
         self._pending = 0  # points + events queued or held by the writer, not yet committed
         self._dropped_unrecorded = 0  # dropped points not yet added to runs.dropped_points
         self._dropped_events_unrecorded = 0
@@ -155,8 +157,13 @@ class DbMetricSink(MetricSink):
             raise ValueError(f"step {step} refused: steps are integers from 0 to {MAX_STEP}")
         self._put(EvalItem(step, dict(metrics)), len(metrics))
         # committed now rather than at the next flush interval: an evaluation is rare (once an
-        # epoch) and is what a study's pruner and Live's evaluation panels wait for
-        self._wake.set()
+        # epoch) and is what a study's pruner and Live's evaluation panels wait for; an own
+        # loop that logs evaluations every step still wakes the writer at most every
+        # EVAL_FLUSH_MIN_GAP_S (the rest wait for the next flush: never a commit per step)
+        now = time.monotonic()
+        if now - self._eval_woken_at >= EVAL_FLUSH_MIN_GAP_S:
+            self._eval_woken_at = now
+            self._wake.set()
 
     def on_event(self, level: str, message: str) -> None:
         level = level if level in EVENT_LEVELS else "info"

@@ -64,6 +64,26 @@ def test_a_training_run_streams_into_the_store(engine: Engine) -> None:
     assert any(m.startswith("training started on cpu") for m in messages)
 
 
+def test_an_evaluation_is_committed_at_once_not_at_the_next_flush(engine: Engine) -> None:
+    """A study's pruner and Live wait for evaluations: they are committed within moments,
+    with the steps queued before them, even when the flush interval is long."""
+    run_id = db.create_run(engine, {"name": "eval-now"})
+    assert db.claim_run(engine, run_id, "test")
+    sink = db.DbMetricSink(engine, run_id, flush_interval_s=30.0)
+    try:
+        sink.on_step(0, 0, {"train/loss": 1.0})
+        time.sleep(0.3)
+        assert _point_count(engine, run_id) == 0  # steps wait for the flush interval
+        sink.on_eval(1, 0, {"val/acc": 0.5})
+        deadline = time.monotonic() + 5.0
+        while _point_count(engine, run_id) < 2:
+            assert time.monotonic() < deadline, "the evaluation waited for the 30 s flush"
+            time.sleep(0.02)
+        assert db.series_since(engine, run_id, keys=["val/acc"])["val/acc"].values == [0.5]
+    finally:
+        sink.close()
+
+
 def test_a_resumed_run_sending_steps_again_stores_each_step_once(engine: Engine) -> None:
     run_id = db.create_run(engine, {"name": "resume"})
     first = db.DbMetricSink(engine, run_id, flush_interval_s=0.05)
