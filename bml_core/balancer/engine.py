@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bml_core.balancer.errors import BalancerError
 from bml_core.balancer.runtime import OwnLoopRuntime
 from bml_core.data.base import stable_seed
 from bml_core.imbalance import UnimodalProbe
@@ -19,6 +20,8 @@ from bml_core.models.fusion import ConcatFusion
 from bml_core.optim import parameter_groups
 from bml_core.strategies.base import StepContext, Strategy, overrides
 from bml_core.strategies.spec import get_spec
+
+__all__ = ["Balancer", "BalancerError", "BalancerOutput"]  # BalancerError re-exported
 
 # strategies whose events use only what an own loop lends (the features, the gradients after
 # the user's backward, and, through the own-loop runtime, the user's optimizer and loaders and
@@ -47,10 +50,6 @@ NEEDS = {
     "reconboost": "the whole training step (alternating boosting stages)",
     "relearn": "the initial weights snapshot and the optimiser to re-initialise encoders",
 }
-
-
-class BalancerError(ValueError):
-    """The Balancer got a model, input or strategy it cannot use; the message names the field."""
 
 
 @dataclass

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bml_core.balancer.errors import BalancerError
+
 if TYPE_CHECKING:
     from bml_core.balancer.engine import Balancer
 
@@ -44,8 +46,6 @@ class OwnLoopRuntime:
 
     # ------------------------------------------------------------------ optimiser
     def _match_groups(self, optimizer: torch.optim.Optimizer) -> dict[str, dict[str, Any]]:
-        from bml_core.balancer.engine import BalancerError
-
         groups: dict[str, dict[str, Any]] = {}
         for m in self.balancer.modalities:
             want = {id(p) for p in self.model.encoder_parameters(m)}
@@ -103,8 +103,6 @@ class OwnLoopRuntime:
         return dict(self._loaders)
 
     def _loader(self, split: str) -> Iterable[Any]:
-        from bml_core.balancer.engine import BalancerError
-
         if split not in self._loaders:
             raise BalancerError(f"no loaders[{split!r}]: pass Balancer(..., loaders={{{split!r}: ...}})")
         return self._loaders[split]
@@ -136,8 +134,6 @@ class OwnLoopRuntime:
     def unimodal_logits(
         self, h: dict[str, torch.Tensor], heads: str | None = None
     ) -> dict[str, torch.Tensor]:
-        from bml_core.balancer.engine import BalancerError
-
         if heads == "aux":
             raise BalancerError("aux heads are not lent by the Balancer: u_m comes from model.head")
         return self.balancer._unimodal(h)
@@ -152,6 +148,4 @@ class OwnLoopRuntime:
 
     # ------------------------------------------------------------------ not lent
     def __getattr__(self, name: str) -> Any:
-        from bml_core.balancer.engine import BalancerError
-
         raise BalancerError(f"the Balancer's own-loop runtime does not lend {name!r} to strategies")
