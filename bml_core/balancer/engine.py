@@ -195,7 +195,8 @@ class Balancer:
         return [s for s in self._strategies if s is not None]
 
     @property
-    def _needs_epochs(self) -> bool:
+    def needs_epoch_calls(self) -> bool:
+        """Whether a strategy acts at epoch boundaries (epoch_start / epoch_end required)."""
         return any(overrides(s, e) for s in self.strategies for e in EPOCH_EVENTS)
 
     # ------------------------------------------------------------------ construction
@@ -286,7 +287,8 @@ class Balancer:
                 "epoch_end() without epoch_start(): call epoch_start() before the epoch's steps"
             )
         metrics: dict[str, float] | None = dict(val_metrics) if val_metrics is not None else None
-        if metrics is None and "val" in self.runtime.loaders():
+        evaluated = metrics is None and "val" in self.runtime.loaders()
+        if evaluated:
             metrics = self.evaluate("val")
         for s in self.strategies:
             if s.params.name == "mslr":
@@ -301,8 +303,17 @@ class Balancer:
             if overrides(s, "on_epoch_end"):
                 s.on_epoch_end(ctx, dict(metrics) if metrics is not None else None)
         self.epoch_metrics = {**(metrics or {}), **ctx.metrics}
-        if self.run is not None and self.epoch_metrics:
-            self.run.log(self.epoch_metrics, step=self.step)
+        if self.run is not None:
+            if evaluated and metrics is not None:  # the user's own val_metrics are theirs to log
+                self.run.log_eval(
+                    "val",
+                    acc=metrics["val/acc"],
+                    acc_per_modality={m: metrics[f"val/acc/{m}"] for m in self.modalities},
+                    loss=metrics["val/loss"],
+                    step=self.step,
+                )
+            if ctx.metrics:  # the strategies' per-epoch series (mslr/ratio, mses/smoothed_loss)
+                self.run.log(ctx.metrics, step=self.step)
         stop = self.should_stop
         for s in self.strategies:
             if overrides(s, "should_stop") and s.should_stop(ctx):
@@ -392,7 +403,7 @@ class Balancer:
     def forward(self, x: Mapping[str, torch.Tensor], y: torch.Tensor | None = None) -> BalancerOutput:
         """Encoders, the probe's scores from the undropped features (as the trainer), the
         strategies' on_features (OPM masks) and on_logits, then the head."""
-        if self._needs_epochs and not self._in_epoch:
+        if self.needs_epoch_calls and not self._in_epoch:
             names = sorted({s.params.name for s in self.strategies for e in EPOCH_EVENTS if overrides(s, e)})
             raise BalancerError(
                 f"{', '.join(names)} act at epoch boundaries: call balancer.epoch_start() before each "

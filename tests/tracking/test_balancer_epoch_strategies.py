@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from sqlalchemy import Engine
 from torch import nn
 
 import bml_core
+import db
 from bml_core.balancer import BalancerError
 from bml_core.config import load_config
 from bml_core.sinks import MetricSink
@@ -322,3 +324,31 @@ def test_lr_multiplier_acts_for_one_step_only() -> None:
     assert torch.equal(before["encoders.a.weight"], after["encoders.a.weight"])
     assert not torch.equal(before["encoders.b.weight"], after["encoders.b.weight"])
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.1, 0.1]
+
+
+def test_epoch_end_logs_the_evaluation_and_the_epoch_series_to_the_run(engine: Engine) -> None:
+    model = _model()
+    opt = torch.optim.SGD(bml_core.Balancer.param_groups(model), lr=0.1)
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(3):
+        y = torch.randint(0, 2, (8,), generator=g)
+        batches.append(
+            ({"a": torch.randn(8, 4, generator=g) + y[:, None], "b": torch.randn(8, 3, generator=g)}, y)
+        )
+    with bml_core.init(name="own-mses", modalities=["a", "b"], num_classes=2, store=engine) as run:
+        balancer = bml_core.Balancer(model, ["mses"], run=run, optimizer=opt, loaders={"val": batches})
+        for _ in range(2):
+            balancer.epoch_start()
+            for x, y in batches:
+                out = balancer.forward(x, y)
+                opt.zero_grad()
+                balancer.backward(F.cross_entropy(out.logits, y), out, y)
+                opt.step()
+            balancer.epoch_end()
+        run_id = run.id
+    evaluated = balancer.evaluate("val")
+    keys = set(db.series_keys(engine, run_id))
+    assert {"val/acc", "val/acc/a", "val/loss", "mses/smoothed_loss/a", "mses/lr_mult/b"} <= keys
+    acc = db.series_since(engine, run_id, keys=["val/acc"])["val/acc"]
+    assert acc.steps == [3, 6] and acc.values[-1] == pytest.approx(evaluated["val/acc"])
