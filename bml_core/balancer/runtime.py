@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bml_core.balancer.errors import BalancerError
+from bml_core.optim import GroupLrMultipliers
 
 if TYPE_CHECKING:
     from bml_core.balancer.engine import Balancer
 
 
-class OwnLoopRuntime:
+class OwnLoopRuntime(GroupLrMultipliers):
     """The Runtime of a Balancer: param groups matched to modalities by identity of the
     encoders' parameters; lr multipliers applied for each `optimizer.step()` only (a step
     pre-hook multiplies the group's rate, a post-hook restores it, so the user's scheduler
@@ -37,10 +38,10 @@ class OwnLoopRuntime:
         self._loaders = dict(loaders)
         self.lr_mults: dict[str, float] = {}
         self.init_snapshot = None
-        self._groups: dict[str, dict[str, Any]] = {}
-        self._saved: list[tuple[dict[str, Any], float]] = []
+        self._param_groups: dict[str, dict[str, Any]] = {}
+        self._saved: list[tuple[dict[str, Any], float, float]] = []
         if optimizer is not None:
-            self._groups = self._match_groups(optimizer)
+            self._param_groups = self._match_groups(optimizer)
             optimizer.register_step_pre_hook(self._pre_step)
             optimizer.register_step_post_hook(self._post_step)
 
@@ -60,35 +61,20 @@ class OwnLoopRuntime:
         return groups
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        self._saved = [(self._groups[m], self._groups[m]["lr"]) for m, f in self.lr_mults.items() if f != 1.0]
-        for group, lr in self._saved:
-            group["lr"] = lr * self.lr_mults[self._name(group)]
+        self._saved = [
+            (self._param_groups[m], self._param_groups[m]["lr"], f)
+            for m, f in self.lr_mults.items()
+            if f != 1.0
+        ]
+        for group, lr, mult in self._saved:
+            group["lr"] = lr * mult
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        for group, lr in self._saved:
+        for group, lr, _ in self._saved:
             group["lr"] = lr
         self._saved = []
 
-    def _name(self, group: dict[str, Any]) -> str:
-        return next(m for m, g in self._groups.items() if g is group)
-
-    def param_group(self, modality: str) -> dict[str, Any]:
-        if modality not in self._groups:
-            raise KeyError(f"no parameter group {modality!r}; groups: {', '.join(self._groups)}")
-        return self._groups[modality]
-
-    def set_lr_mult(self, modality: str, mult: float) -> None:
-        self.param_group(modality)
-        self.lr_mults[modality] = float(mult)
-
-    def lr_mult(self, modality: str) -> float:
-        return self.lr_mults.get(modality, 1.0)
-
-    def reset_optimizer_state(self, modality: str) -> None:
-        group = self.param_group(modality)  # groups exist only with an optimizer
-        assert self.optimizer is not None
-        for p in group["params"]:
-            self.optimizer.state.pop(p, None)
+    # param_group, set_lr_mult, lr_mult, reset_optimizer_state: GroupLrMultipliers
 
     # ------------------------------------------------------------------ data
     @property

@@ -21,9 +21,9 @@ from torch import nn
 import bml_core
 import db
 from bml_core.balancer import BalancerError
-from bml_core.config import load_config
 from bml_core.sinks import MetricSink
 from bml_core.trainer import Trainer
+from tests.tracking.test_balancer import native_trainer
 
 torch.set_num_threads(1)
 
@@ -71,22 +71,8 @@ def _clone(
 
 
 def _native(strategies: list[dict[str, object]], epochs: int, lr: float = 0.05) -> dict[str, Any]:
-    cfg = load_config(
-        {
-            "name": "native",
-            "seed": 3,
-            "dataset": {"name": "synthetic", "params": {"num_samples": 200}},
-            "train": {"epochs": epochs, "batch_size": 32, "device": "cpu"},
-            "optim": {"lr": lr},
-            "strategies": strategies,
-        }
-    )
     cap = Capture()
-    trainer = Trainer(cfg, sinks=[cap], run_dir=None)
-    init = {
-        "encoders": {m: copy.deepcopy(trainer.model.encoders[m]) for m in trainer.modalities},
-        "head": copy.deepcopy(trainer.model.fusion.fc),
-    }
+    trainer, init = native_trainer(strategies, cap, epochs=epochs, lr=lr)
     val = [_clone(b) for b in trainer.iter_batches("val")]
     seen: list[tuple[int, Any]] = []
     drawn: dict[int, list[Any]] = {}
