@@ -238,6 +238,8 @@ class Balancer:
         for arg, how in REQUIRES.get(name, ()):
             if not have.get(arg, False):
                 raise BalancerError(f"strategies[{i}] = {name!r} needs {arg}: pass {how}")
+            if arg == "optimizer" and rt.group_error is not None:
+                raise BalancerError(f"strategies[{i}] = {name!r}: {rt.group_error}")
         if name == "pmr" and not hasattr(rt.loaders()["train"], "__len__"):
             raise BalancerError(
                 f"strategies[{i}] = 'pmr' needs len(loaders['train']) (its prototypes use the first "

@@ -40,8 +40,12 @@ class OwnLoopRuntime(GroupLrMultipliers):
         self.init_snapshot = None
         self._param_groups: dict[str, dict[str, Any]] = {}
         self._saved: list[tuple[dict[str, Any], float, float]] = []
+        self.group_error: BalancerError | None = None  # raised for a strategy that sets lr multipliers
         if optimizer is not None:
-            self._param_groups = self._match_groups(optimizer)
+            try:
+                self._param_groups = self._match_groups(optimizer)
+            except BalancerError as exc:
+                self.group_error = exc
             optimizer.register_step_pre_hook(self._pre_step)
             optimizer.register_step_post_hook(self._post_step)
 

@@ -250,6 +250,7 @@ def test_each_missing_need_is_refused_at_construction() -> None:
     single = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(BalancerError, match=r"model.encoders\['a'\].*Balancer.param_groups\(model\)"):
         bml_core.Balancer(model, ["mslr"], optimizer=single)
+    bml_core.Balancer(model, ["ogm_ge", "infreg"], optimizer=single)  # no lr multipliers: any groups do
 
     class DictHead(nn.Module):
         def forward(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
