@@ -30,6 +30,34 @@ def parameter_groups(model: MultimodalModel) -> list[dict[str, Any]]:
     return param_groups
 
 
+class GroupLrMultipliers:
+    """The per-modality optimizer groups a strategy reaches through its context
+    (`ctx.param_group`, `set_lr_mult`, `lr_mult`, `reset_optimizer_state`), shared by the
+    native trainer and the Balancer's own-loop runtime: `_param_groups` maps a group's name
+    (the modality) to the optimizer's group, `lr_mults` holds the multipliers that the owner
+    applies for each optimizer step."""
+
+    optimizer: Any
+    _param_groups: dict[str, dict[str, Any]]
+    lr_mults: dict[str, float]
+
+    def param_group(self, modality: str) -> dict[str, Any]:
+        if modality not in self._param_groups:
+            raise KeyError(f"no parameter group {modality!r}; groups: {', '.join(self._param_groups)}")
+        return self._param_groups[modality]
+
+    def set_lr_mult(self, modality: str, mult: float) -> None:
+        self.param_group(modality)
+        self.lr_mults[modality] = float(mult)
+
+    def lr_mult(self, modality: str) -> float:
+        return self.lr_mults.get(modality, 1.0)
+
+    def reset_optimizer_state(self, modality: str) -> None:
+        for p in self.param_group(modality)["params"]:
+            self.optimizer.state.pop(p, None)
+
+
 def build_optimizer(cfg: RunConfig, model: MultimodalModel) -> torch.optim.Optimizer:
     params: Any = parameter_groups(model)
     o = cfg.optim

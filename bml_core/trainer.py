@@ -46,7 +46,7 @@ from bml_core.metrics import (
     shapley_values,
 )
 from bml_core.models import MultimodalModel, build_model
-from bml_core.optim import build_optimizer, build_scheduler
+from bml_core.optim import GroupLrMultipliers, build_optimizer, build_scheduler
 from bml_core.sinks import MetricSink, SinkGroup
 from bml_core.strategies.base import EVENTS, Batch, StepContext, Strategy, overrides
 from bml_core.strategies.runtime import build_strategies, wants_aux_heads
@@ -169,7 +169,7 @@ class EvalResult:
         return out
 
 
-class Trainer:
+class Trainer(GroupLrMultipliers):
     """Trains one run. `stop_requested` is polled after every step (cancel / SIGTERM): the
     step finishes, a checkpoint is written and `fit` returns with status `cancelled`."""
 
@@ -516,21 +516,7 @@ class Trainer:
         for param_group, lr in scaled:
             param_group["lr"] = lr
 
-    def param_group(self, modality: str) -> dict[str, Any]:
-        if modality not in self._param_groups:
-            raise KeyError(f"no parameter group {modality!r}; groups: {', '.join(self._param_groups)}")
-        return self._param_groups[modality]
-
-    def set_lr_mult(self, modality: str, mult: float) -> None:
-        self.param_group(modality)
-        self.lr_mults[modality] = float(mult)
-
-    def lr_mult(self, modality: str) -> float:
-        return self.lr_mults.get(modality, 1.0)
-
-    def reset_optimizer_state(self, modality: str) -> None:
-        for p in self.param_group(modality)["params"]:
-            self.optimizer.state.pop(p, None)
+    # param_group, set_lr_mult, lr_mult, reset_optimizer_state: GroupLrMultipliers (bml_core/optim.py)
 
     def forward(
         self, x: dict[str, torch.Tensor], present: set[str] | None = None, zero: str = "input"

@@ -12,9 +12,14 @@ head over the concatenation in modality order is decomposed as the official OGM-
     balancer.backward(loss, out, y)           # loss.backward(), rho, OGM(-GE) scaling, telemetry
     optimizer.step()
 
-Strategies that need what an own loop does not lend (extra forward passes through the trainer,
-the optimiser, a held-out split, aux heads, the whole step) are refused at construction with the
-missing piece named: the Balancer never runs a strategy as a silent no-op."""
+Epoch-level strategies (mmcosine, pmr, mslr, mses, infreg) get what they need from the loop's
+own objects through a small Runtime (bml_core/balancer/runtime.py): `optimizer=` (built on
+`Balancer.param_groups(model)`: per-modality learning rates), `loaders={"train": ..., "val":
+...}` and the epoch calls `balancer.epoch_start()` / `balancer.epoch_end(val_metrics=None)`
+(returns `should_stop`). Strategies that need what an own loop does not lend (extra forward
+passes through the trainer, a held-out split, the whole step), or whose need was not passed,
+are refused at construction with the missing piece named: the Balancer never runs a strategy
+as a silent no-op."""
 
 from __future__ import annotations
 

@@ -4,29 +4,45 @@ uses, driven from the user's forward / backward (see bml_core/balancer/__init__.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from bml_core.balancer.errors import BalancerError
+from bml_core.balancer.runtime import OwnLoopRuntime
 from bml_core.data.base import stable_seed
 from bml_core.imbalance import UnimodalProbe
 from bml_core.models.fusion import ConcatFusion
+from bml_core.optim import parameter_groups
 from bml_core.strategies.base import StepContext, Strategy, overrides
 from bml_core.strategies.spec import get_spec
 
+__all__ = ["Balancer", "BalancerError", "BalancerOutput"]  # BalancerError re-exported
+
 # strategies whose events use only what an own loop lends (the features, the gradients after
-# the user's backward); the others reach for the trainer (forward passes, optimiser, data)
-SUPPORTED = {"joint", "ogm", "ogm_ge", "opm", "uni_aux"}
-# what each unsupported strategy needs that the Balancer cannot lend yet (the refusal names it)
+# the user's backward, and, through the own-loop runtime, the user's optimizer and loaders and
+# the epoch calls); the others reach for the trainer (extra forward passes, the whole step)
+SUPPORTED = {"joint", "ogm", "ogm_ge", "opm", "uni_aux", "mmcosine", "pmr", "mslr", "mses", "infreg"}
+# what each supported strategy needs of the Balancer's arguments: (argument, how to pass it)
+OPTIMIZER = ("optimizer", "Balancer(..., optimizer=opt) with opt built on Balancer.param_groups(model)")
+TRAIN = (
+    "loaders['train']",
+    "Balancer(..., loaders={'train': loader}) (a re-iterable with len(), yielding (x: dict, y))",
+)
+VAL = ("loaders['val']", "Balancer(..., loaders={'val': loader}) (a re-iterable yielding (x: dict, y))")
+REQUIRES: dict[str, tuple[tuple[str, str], ...]] = {
+    "pmr": (TRAIN,),  # prototypes from the training data at each epoch start
+    "mslr": (OPTIMIZER,),  # per-modality lr; val accuracies from loaders['val'] or epoch_end(val_metrics)
+    "mses": (OPTIMIZER, VAL),  # lr 0 for a frozen encoder, optimizer snapshots, val losses per modality
+}
+# the strategies with epoch events: forward refuses to run outside epoch_start() ... epoch_end()
+EPOCH_EVENTS = ("on_fit_start", "on_epoch_start", "on_epoch_end", "should_stop")
+# what each unsupported strategy needs that the Balancer cannot lend (the refusal names it)
 NEEDS = {
-    "mslr": "the optimiser's per-modality learning-rate multipliers and a validation split",
-    "mses": "a validation split evaluated at epoch ends and per-modality early stopping",
-    "mmcosine": "a head replaced by its cosine-normalised form",
-    "pmr": "per-class prototypes built from the training data at epoch starts",
-    "infreg": "optimiser access (per-modality lr) and the trace of the Fisher information each epoch",
     "agm": "extra forward passes with modalities zeroed through the trainer",
     "gblending": "a held-out split and the trainer's super-epoch loop",
     "mla": "the whole training step (alternating modalities)",
@@ -34,10 +50,6 @@ NEEDS = {
     "reconboost": "the whole training step (alternating boosting stages)",
     "relearn": "the initial weights snapshot and the optimiser to re-initialise encoders",
 }
-
-
-class BalancerError(ValueError):
-    """The Balancer got a model, input or strategy it cannot use; the message names the field."""
 
 
 @dataclass
@@ -77,11 +89,26 @@ class _ModelView:
     def parameters(self) -> Any:
         return self.module.parameters()
 
+    def state_dict(self) -> dict[str, Any]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> Any:
+        return self.module.load_state_dict(state)
+
 
 class Balancer:
     """Applies strategies to `model` inside the user's own loop; telemetry goes to `run`
     (a bml_core.Run, optional). `strategies`: names or StrategyParams; `seed`: the strategies'
-    noise seed (the native run's cfg.seed gives the native run's noise)."""
+    noise seed (the native run's cfg.seed gives the native run's noise).
+
+    Epoch-level strategies take what they need from the loop's own objects:
+    `optimizer` (mslr, mses: per-modality learning rates, so each encoder's parameters in a
+    group of their own: build it on `Balancer.param_groups(model)`) and `loaders`
+    ({"train": ..., "val": ...}, re-iterables yielding (x: dict, y): pmr's prototypes from
+    "train", which needs len(); mses' per-modality val losses and the val accuracies mslr
+    follows from "val"). A strategy whose need is not passed is refused here, with the
+    argument named. Around each epoch call `epoch_start()` and `epoch_end(val_metrics=None)`
+    (which returns `should_stop`: mses ends the run once every encoder is frozen)."""
 
     def __init__(
         self,
@@ -90,6 +117,8 @@ class Balancer:
         run: Any = None,
         seed: int = 0,
         num_classes: int | None = None,
+        optimizer: torch.optim.Optimizer | None = None,
+        loaders: Mapping[str, Iterable[Any]] | None = None,
     ):
         encoders = getattr(model, "encoders", None)
         if not isinstance(encoders, nn.ModuleDict) or len(encoders) == 0:
@@ -130,18 +159,52 @@ class Balancer:
                 "the model must provide unimodal_logits(features) -> {modality: logits}"
             )
         self.view = _ModelView(model, self.modalities, None)
-        self.strategies = self._build(strategies, seed)
+        if loaders is not None and not isinstance(loaders, Mapping):
+            raise BalancerError(
+                f"loaders must be a dict {{split: loader}} (splits 'train', 'val'), got {type(loaders).__name__}"
+            )
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise BalancerError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self.events: list[tuple[str, str]] = []  # strategies' run events (also sent to the run)
+        self.runtime = OwnLoopRuntime(self, optimizer, loaders or {})
+        self._deferred: dict[int, Callable[[], Strategy]] = {}  # built once the head's blocks are known
+        self._strategies = self._build(strategies, seed)
         self.step = 0
         self.epoch = 0
+        self.should_stop = False
+        self.epoch_metrics: dict[str, float] = {}  # what the latest epoch_end evaluated and logged
+        self._fit_started = False
+        self._in_epoch = False
         self.last: tuple[torch.Tensor | None, BalancerOutput] | None = None  # the latest forward
         self.ratio_kind = "pairwise_mean"
 
+    @staticmethod
+    def param_groups(model: nn.Module) -> list[dict[str, Any]]:
+        """Optimizer groups for per-modality learning rates (mslr, mses): one per encoder,
+        named by its modality, then one ("head") for the rest:
+        `torch.optim.SGD(Balancer.param_groups(model), lr=0.01)`."""
+        encoders = getattr(model, "encoders", None)
+        if not isinstance(encoders, nn.ModuleDict):
+            raise BalancerError("model.encoders must be an nn.ModuleDict {modality: encoder}")
+        return parameter_groups(cast(Any, _ModelView(model, list(encoders), None)))
+
+    @property
+    def strategies(self) -> list[Strategy]:
+        """The built strategies (mmcosine is built at the first forward, once the head's
+        per-modality blocks are known from the features)."""
+        return [s for s in self._strategies if s is not None]
+
+    @property
+    def needs_epoch_calls(self) -> bool:
+        """Whether a strategy acts at epoch boundaries (epoch_start / epoch_end required)."""
+        return any(overrides(s, e) for s in self.strategies for e in EPOCH_EVENTS)
+
     # ------------------------------------------------------------------ construction
-    def _build(self, strategies: Sequence[Any], seed: int) -> list[Strategy]:
+    def _build(self, strategies: Sequence[Any], seed: int) -> list[Strategy | None]:
         if isinstance(strategies, str):
             strategies = [strategies]
         device = next(self.model.parameters()).device
-        out: list[Strategy] = []
+        out: list[Strategy | None] = []
         for i, item in enumerate(strategies):
             name = item if isinstance(item, str) else getattr(item, "name", None)
             spec = get_spec(str(name)) if name is not None else None
@@ -153,11 +216,150 @@ class Balancer:
                     f"strategies[{i}] = {spec.name!r} cannot run in an own loop through the Balancer: it needs "
                     f"{need}; supported here: {sorted(SUPPORTED)} (or train it natively with `bml train`)"
                 )
+            self._check_needs(i, spec.name)
             params = item if not isinstance(item, str) else spec.params.model_validate({"name": spec.name})
             cls = spec.load_impl()
-            strategy = cls(params, self.view, device, stable_seed(seed, i, spec.name))
-            strategy.spec = spec
-            out.append(strategy)
+
+            def make(cls: Any = cls, params: Any = params, spec: Any = spec, i: int = i) -> Strategy:
+                strategy = cast(Strategy, cls(params, self.view, device, stable_seed(seed, i, spec.name)))
+                strategy.spec = spec
+                return strategy
+
+            if spec.name == "mmcosine":  # reads the concat head's blocks in __init__
+                self._deferred[i] = make
+                out.append(None)
+            else:
+                out.append(make())
+        return out
+
+    def _check_needs(self, i: int, name: str) -> None:
+        rt = self.runtime
+        have = {"optimizer": rt.optimizer is not None, **{f"loaders[{k!r}]": True for k in rt.loaders()}}
+        for arg, how in REQUIRES.get(name, ()):
+            if not have.get(arg, False):
+                raise BalancerError(f"strategies[{i}] = {name!r} needs {arg}: pass {how}")
+            if arg == "optimizer" and rt.group_error is not None:
+                raise BalancerError(f"strategies[{i}] = {name!r}: {rt.group_error}")
+        if name == "pmr" and not hasattr(rt.loaders()["train"], "__len__"):
+            raise BalancerError(
+                f"strategies[{i}] = 'pmr' needs len(loaders['train']) (its prototypes use the first "
+                "proto_fraction of the epoch's batches): pass a DataLoader or a list of batches"
+            )
+        if name == "mmcosine" and not isinstance(self.head, nn.Linear):
+            raise BalancerError(
+                f"strategies[{i}] = 'mmcosine' needs model.head to be an nn.Linear over the concatenated "
+                f"features (its per-modality weight blocks), got {type(self.head).__name__}"
+            )
+
+    def _build_deferred(self) -> None:
+        for i, make in list(self._deferred.items()):
+            self._strategies[i] = make()
+            del self._deferred[i]
+
+    # ------------------------------------------------------------------ epochs
+    def _context(self) -> StepContext:
+        return StepContext(
+            epoch=self.epoch, step=self.step + 1, modalities=self.modalities, trainer=cast(Any, self.runtime)
+        )
+
+    def epoch_start(self) -> None:
+        """Call before the epoch's first forward: the strategies' on_fit_start (the first
+        time: mslr / mses set their starting lr multipliers) and on_epoch_start (pmr's
+        prototypes from loaders['train'], infreg's anchors)."""
+        if self._in_epoch:
+            raise BalancerError(f"epoch_start() twice: call epoch_end() after epoch {self.epoch}'s steps")
+        ctx = self._context()
+        if not self._fit_started:
+            for s in self.strategies:
+                if overrides(s, "on_fit_start"):
+                    s.on_fit_start(ctx)
+            self._fit_started = True
+        for s in self.strategies:
+            if overrides(s, "on_epoch_start"):
+                s.on_epoch_start(ctx)
+        self._in_epoch = True
+
+    def epoch_end(self, val_metrics: Mapping[str, float] | None = None) -> bool:
+        """Call after the epoch's last optimizer step. `val_metrics`: the user's evaluation
+        ("val/acc/<m>" per modality for mslr); None evaluates loaders['val'] when given
+        (`evaluate`). Runs the strategies' on_epoch_end and should_stop, logs what they logged
+        (and the evaluation) to the run, and returns (and sets) `should_stop`."""
+        if not self._in_epoch:
+            raise BalancerError(
+                "epoch_end() without epoch_start(): call epoch_start() before the epoch's steps"
+            )
+        metrics: dict[str, float] | None = dict(val_metrics) if val_metrics is not None else None
+        evaluated = metrics is None and "val" in self.runtime.loaders()
+        if evaluated:
+            metrics = self.evaluate("val")
+        for s in self.strategies:
+            if s.params.name == "mslr":
+                missing = [f"val/acc/{m}" for m in self.modalities if f"val/acc/{m}" not in (metrics or {})]
+                if missing:
+                    raise BalancerError(
+                        f"mslr follows the per-modality val accuracies: epoch_end(val_metrics) lacks {missing}; "
+                        "pass them, or Balancer(..., loaders={'val': loader}) to have them evaluated"
+                    )
+        ctx = self._context()
+        for s in self.strategies:
+            if overrides(s, "on_epoch_end"):
+                s.on_epoch_end(ctx, dict(metrics) if metrics is not None else None)
+        self.epoch_metrics = {**(metrics or {}), **ctx.metrics}
+        if self.run is not None:
+            if evaluated and metrics is not None:  # the user's own val_metrics are theirs to log
+                self.run.log_eval(
+                    "val",
+                    acc=metrics["val/acc"],
+                    acc_per_modality={m: metrics[f"val/acc/{m}"] for m in self.modalities},
+                    loss=metrics["val/loss"],
+                    step=self.step,
+                )
+            if ctx.metrics:  # the strategies' per-epoch series (mslr/ratio, mses/smoothed_loss)
+                self.run.log(ctx.metrics, step=self.step)
+        stop = self.should_stop
+        for s in self.strategies:
+            if overrides(s, "should_stop") and s.should_stop(ctx):
+                stop = True
+                self.runtime.event("info", f"{s.params.name} asks to stop after epoch {self.epoch}")
+        self.should_stop = stop
+        self.epoch += 1
+        self._in_epoch = False
+        return stop
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Fused and per-modality accuracy and cross-entropy over loaders[split] (eval mode,
+        the strategies' evaluation logits: mmcosine's), as "<split>/acc", "<split>/loss",
+        "<split>/acc/<m>", "<split>/loss/<m>"; the model's train/eval mode is restored."""
+        was_training = self.model.training
+        n, hits, loss = 0, 0.0, 0.0
+        uni_hits = torch.zeros(len(self.modalities), dtype=torch.float64)
+        uni_loss = torch.zeros(len(self.modalities), dtype=torch.float64)
+        ctx = StepContext(epoch=self.epoch, step=self.step, modalities=self.modalities, training=False)
+        try:
+            for h, y in self.runtime.iter_features(split):
+                self.model.eval()
+                u = self._unimodal(h)
+                self._build_deferred()
+                z = self._head(h)
+                for s in self.strategies:
+                    if overrides(s, "on_logits"):
+                        z = s.on_logits(ctx, h, z, False)
+                z = z.float()
+                n += y.shape[0]
+                hits += float((z.argmax(1) == y).sum())
+                loss += float(F.cross_entropy(z, y, reduction="sum"))
+                for j, m in enumerate(self.modalities):
+                    uni_hits[j] += float((u[m].argmax(1) == y).sum())
+                    uni_loss[j] += float(F.cross_entropy(u[m].float(), y, reduction="sum"))
+        finally:
+            self.model.train(was_training)
+        if n == 0:
+            raise BalancerError(f"loaders[{split!r}] yielded no batch")
+        out = {f"{split}/acc": hits / n, f"{split}/loss": loss / n}
+        for j, m in enumerate(self.modalities):
+            out[f"{split}/acc/{m}"] = float(uni_hits[j]) / n
+            out[f"{split}/loss/{m}"] = float(uni_loss[j]) / n
         return out
 
     # ------------------------------------------------------------------ the step
@@ -203,7 +405,18 @@ class Balancer:
     def forward(self, x: Mapping[str, torch.Tensor], y: torch.Tensor | None = None) -> BalancerOutput:
         """Encoders, the probe's scores from the undropped features (as the trainer), the
         strategies' on_features (OPM masks) and on_logits, then the head."""
-        ctx = StepContext(epoch=self.epoch, step=self.step + 1, modalities=self.modalities, y=y)
+        if self.needs_epoch_calls and not self._in_epoch:
+            names = sorted({s.params.name for s in self.strategies for e in EPOCH_EVENTS if overrides(s, e)})
+            raise BalancerError(
+                f"{', '.join(names)} act at epoch boundaries: call balancer.epoch_start() before each "
+                "epoch's steps and balancer.epoch_end() after them"
+            )
+        ctx = self._context()
+        ctx.y = y
+        for s in self.strategies:
+            if overrides(s, "before_forward"):  # mses: frozen encoders in eval mode
+                x, y = s.before_forward(ctx, (dict(x), cast(torch.Tensor, y)))
+                ctx.y = y
         feats = self._features(x)
         with torch.no_grad():
             u0 = self._unimodal({m: h.detach() for m, h in feats.items()})
@@ -218,6 +431,7 @@ class Balancer:
         wants_grad = any(
             s.spec is not None and s.spec.has("needs_unimodal_logits_with_grad") for s in self.strategies
         )
+        self._build_deferred()  # the head's blocks are known now (u0 above)
         u_grad = self._unimodal(feats) if wants_grad else None  # before OPM, as the trainer's
         for s in self.strategies:
             if overrides(s, "on_features"):

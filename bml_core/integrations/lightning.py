@@ -12,8 +12,10 @@
 
 The callback builds the Balancer in `setup` (refusing a strategy the module cannot support, with
 the missing piece named) and modulates in `on_before_optimizer_step`: there, under AMP, Lightning
-has already unscaled the gradients (in `on_after_backward` they are still scaled). The step's
-telemetry goes to the BmlLogger's run when the trainer has one."""
+has already unscaled the gradients (in `on_after_backward` they are still scaled). A strategy
+with epoch events (infreg) gets `Balancer.epoch_start` / `epoch_end` from the train-epoch hooks;
+those that need the optimizer or loaders (pmr, mslr, mses) are refused in `setup` (use an own
+loop). The step's telemetry goes to the BmlLogger's run when the trainer has one."""
 
 from __future__ import annotations
 
@@ -48,6 +50,12 @@ class BmlBalanceCallback(lightning.Callback):
     def on_train_epoch_start(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
         if self.balancer is not None:
             self.balancer.epoch = trainer.current_epoch
+            if self.balancer.needs_epoch_calls:  # infreg's anchors, ...
+                self.balancer.epoch_start()
+
+    def on_train_epoch_end(self, trainer: lightning.Trainer, pl_module: lightning.LightningModule) -> None:
+        if self.balancer is not None and self.balancer.needs_epoch_calls and self.balancer.epoch_end():
+            trainer.should_stop = True
 
     def on_before_optimizer_step(
         self, trainer: lightning.Trainer, pl_module: lightning.LightningModule, optimizer: Any

@@ -5,6 +5,7 @@ keys; bad input is refused with the field named and nothing stored is lost."""
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import pytest
 import torch
@@ -39,22 +40,31 @@ class OwnAV(nn.Module):
         self.head = head
 
 
-def _native(strategies: list[dict[str, object]]) -> tuple[Trainer, Capture, dict[str, object], list]:
-    cfg = load_config(
-        {
-            "name": "native",
-            "seed": 3,
-            "dataset": {"name": "synthetic", "params": {"num_samples": 200}},
-            "train": {"epochs": 1, "batch_size": 32, "device": "cpu"},
-            "strategies": strategies,
-        }
-    )
-    cap = Capture()
-    trainer = Trainer(cfg, sinks=[cap], run_dir=None)
+def native_trainer(
+    strategies: list[dict[str, object]], sink: MetricSink, epochs: int = 1, **optim: object
+) -> tuple[Trainer, dict[str, Any]]:
+    """A native Trainer on the synthetic dataset (seed 3) and copies of its initial encoders
+    and head (the weights an own-loop replay starts from)."""
+    raw: dict[str, Any] = {
+        "name": "native",
+        "seed": 3,
+        "dataset": {"name": "synthetic", "params": {"num_samples": 200}},
+        "train": {"epochs": epochs, "batch_size": 32, "device": "cpu"},
+        "strategies": strategies,
+    }
+    if optim:
+        raw["optim"] = optim
+    trainer = Trainer(load_config(raw), sinks=[sink], run_dir=None)
     init = {
         "encoders": {m: copy.deepcopy(trainer.model.encoders[m]) for m in trainer.modalities},
         "head": copy.deepcopy(trainer.model.fusion.fc),
     }
+    return trainer, init
+
+
+def _native(strategies: list[dict[str, object]]) -> tuple[Trainer, Capture, dict[str, object], list]:
+    cap = Capture()
+    trainer, init = native_trainer(strategies, cap)
     seen: list = []
     original = trainer.train_step
 

@@ -1,6 +1,7 @@
 """BmlBalanceCallback with the real `lightning` package on CPU: examples/lightning_own.py (a
 LightningModule with two encoders, OPM + OGM-GE, BmlLogger) trains and its run holds the native
-keys per step; a strategy the module cannot support is refused at setup."""
+keys per step; infreg gets the epoch calls from the train-epoch hooks; a strategy the module
+cannot support is refused at setup."""
 
 from __future__ import annotations
 
@@ -61,3 +62,28 @@ def test_a_strategy_the_module_cannot_support_is_refused() -> None:
         )
         with pytest.raises(BalancerError, match=match):
             trainer.fit(model, mod.loader())
+
+
+def _trainer(callback: BmlBalanceCallback, epochs: int) -> lightning.Trainer:
+    return lightning.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def test_infreg_gets_the_epoch_calls_and_pmr_is_refused() -> None:
+    """The train-epoch hooks drive Balancer.epoch_start / epoch_end: infreg's Fisher trace of
+    each epoch is recorded; pmr (it needs a train loader) is refused in setup."""
+    mod = _example()
+    callback = BmlBalanceCallback(["infreg"])
+    _trainer(callback, 2).fit(mod.AV(), mod.loader())
+    assert callback.balancer is not None and callback.balancer.epoch == 2
+    history = callback.balancer.strategies[0].state["history"]
+    assert len(history) == 2 and all(t > 0 for t in history)
+    with pytest.raises(BalancerError, match=r"'pmr' needs loaders\['train'\]"):
+        _trainer(BmlBalanceCallback(["pmr"]), 1).fit(mod.AV(), mod.loader())
