@@ -68,9 +68,11 @@ class RunDetail(RunInfo):
 @dataclass(frozen=True)
 class RunPage:
     runs: list[RunInfo]
-    total: int  # runs matching the filters, over all pages
+    total: int  # runs matching the filters, over all pages (at most count_limit: total_capped)
     limit: int | None
     offset: int
+    total_capped: bool = False  # more than `total` runs match (the count stopped at count_limit)
+    has_more: bool = False  # runs older than this page's last one match (there is a next page)
 
 
 # The listed columns are RunInfo's fields (but tags, read from run_tags), in that order:
@@ -158,10 +160,16 @@ def list_runs(
     owner: str | None = None,
     limit: int | None = 50,
     offset: int = 0,
+    before_id: int | None = None,
+    count_limit: int | None = None,
 ) -> RunPage:
     """Runs matching every filter given, newest first, one page (`limit` None: all).
     `tags`: runs carrying all of them; `text`: case-insensitive substring of name, group
-    or strategy, or the run id."""
+    or strategy, or the run id. `before_id`: keyset pagination, the page after the one that
+    ended with that run (an index range on the primary key however deep the page, where
+    `offset` reads and drops every row before it). `count_limit`: the total is counted up
+    to that many rows and no further (`total_capped` then says "or more"), so a filter that
+    matches a whole large store does not count all of it on every page."""
     where: list[ColumnElement[bool]] = []
     if status is not None:
         where.append(Run.status.in_([status] if isinstance(status, str) else list(status)))
@@ -194,17 +202,28 @@ def list_runs(
         where.append(or_(*match))
     cond = and_(True, *where)
     with engine.connect() as conn:
-        total = conn.execute(select(func.count()).select_from(Run).where(cond)).scalar_one()
-        query = select(*_LIST_COLUMNS).where(cond).order_by(Run.id.desc()).offset(offset)
+        if count_limit is None:
+            total = conn.execute(select(func.count()).select_from(Run).where(cond)).scalar_one()
+        else:
+            bounded = select(Run.id).where(cond).limit(count_limit + 1).subquery()
+            total = conn.execute(select(func.count()).select_from(bounded)).scalar_one()
+        capped = count_limit is not None and total > count_limit
+        total = min(total, count_limit) if count_limit is not None else total
+        page_cond = cond if before_id is None else and_(cond, Run.id < before_id)
+        query = select(*_LIST_COLUMNS).where(page_cond).order_by(Run.id.desc()).offset(offset)
         if limit is not None:
-            query = query.limit(limit)
+            query = query.limit(limit + 1)  # one more: is there a next page
         rows = conn.execute(query).all()
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if limit is not None else rows
         if limit is None or limit > 500:
             tags_by_run = _tags_of(conn, None, cond)
         else:
             tags_by_run = _tags_of(conn, [r[0] for r in rows])
     runs = [RunInfo(**_run_info(r, tags_by_run.get(r[0], []))) for r in rows]
-    return RunPage(runs=runs, total=int(total), limit=limit, offset=offset)
+    return RunPage(
+        runs=runs, total=int(total), limit=limit, offset=offset, total_capped=capped, has_more=more
+    )
 
 
 def list_groups(engine: Engine) -> dict[str, int]:

@@ -62,6 +62,28 @@ def test_table_paginates_and_filters(engine: Engine, many_runs: dict[str, list[i
     assert "No run matches these filters." in [i.value for i in at.info]
 
 
+def test_pages_are_read_by_keyset_and_a_capped_count_says_so(
+    engine: Engine, many_runs: dict[str, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """next / previous walk keyset pages (a run added meanwhile does not shift page 2); a
+    count over the cap shows as "N+" (issue 22)."""
+    every = sorted((i for v in many_runs.values() for i in v), reverse=True)
+    at = open_page("runs")
+    at.button(key="runs_next").click().run()
+    assert list(frame_with(at, "ETA")["id"]) == every[25:]
+    assert at.session_state["runs_cursors"] == [None, every[24]]
+    add_run(engine, "newer", "later", ["opm"], status="queued")
+    at.run()
+    assert list(frame_with(at, "ETA")["id"]) == every[25:]  # page 2 stays put
+    assert "27 run(s) match · page 2 of 2" in [c.value for c in at.caption]
+    at.button(key="runs_prev").click().run()
+    table = frame_with(at, "ETA")
+    assert list(table["id"])[1:] == every[:24] and len(table) == 25
+    monkeypatch.setattr(runs_data, "count_cap", 20)
+    at.run()
+    assert "20+ run(s) match · page 1 of 2+" in [c.value for c in at.caption]
+
+
 def test_best_val_accuracy_and_eta(engine: Engine) -> None:
     done = add_run(engine, "done", "g", summary=summary_for(0.77, 0.7, {}, 0.1, 3.0))
     live = add_run(engine, "live", "g", steps=60, status="running")

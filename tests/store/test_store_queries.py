@@ -64,6 +64,35 @@ def test_list_runs_filters_paginates_and_counts(engine: Engine) -> None:
     assert db.list_groups(engine) == {"g0": 6, "g1": 6}
 
 
+def test_list_runs_keyset_pages_and_bounded_counts(engine: Engine) -> None:
+    """Keyset pages (before_id) give the same runs as offset pages and say whether a next
+    page exists; count_limit bounds the count and says it was capped (issue 22)."""
+    ids = [
+        db.create_run(engine, _config(f"k-{i}", "g" + str(i % 2), ["opm"], "synthetic")) for i in range(11)
+    ]
+    newest_first = ids[::-1]
+    seen: list[int] = []
+    before = None
+    for n in range(3):
+        page = db.list_runs(engine, limit=4, before_id=before)
+        assert [r.id for r in page.runs] == newest_first[4 * n : 4 * n + 4]
+        assert page.has_more is (n < 2) and page.total == 11 and not page.total_capped
+        seen += [r.id for r in page.runs]
+        before = page.runs[-1].id
+    assert seen == newest_first
+    # a page that ends exactly at the last run has no next page
+    assert db.list_runs(engine, limit=11).has_more is False
+    assert db.list_runs(engine, limit=10).has_more is True
+    # the filter applies to keyset pages too
+    g1 = db.list_runs(engine, group="g1", limit=2, before_id=ids[6])
+    assert [r.id for r in g1.runs] == [ids[5], ids[3]] and g1.total == 5 and g1.has_more
+    capped = db.list_runs(engine, limit=3, count_limit=5)
+    assert (capped.total, capped.total_capped) == (5, True)
+    assert [r.id for r in capped.runs] == newest_first[:3]
+    exact = db.list_runs(engine, count_limit=11)
+    assert (exact.total, exact.total_capped) == (11, False)
+
+
 def test_series_reads_incremental_tail_and_latest(engine: Engine) -> None:
     run_id = db.create_run(engine, _config("a", "g", []))
     db.write_points(engine, run_id, {"train/loss": [(s, 10.0 - s / 100) for s in range(1, 501)]})

@@ -62,9 +62,21 @@ def page_count(total: int, page_size: int = page_size_runs) -> int:
     return max(1, -(-total // page_size))
 
 
-def runs_page(engine: Engine, flt: RunFilter, page: int, page_size: int = page_size_runs) -> db.RunPage:
-    """Page `page` (1-based) of the runs matching the filter, newest first. Own-loop runs
-    whose process died (no heartbeat) are failed first: no worker watches them."""
+# the Runs page counts matching runs up to this many ("10000+ run(s) match" beyond)
+count_cap = 10_000
+
+
+def runs_page(
+    engine: Engine,
+    flt: RunFilter,
+    page: int,
+    page_size: int = page_size_runs,
+    before_id: int | None = None,
+) -> db.RunPage:
+    """Page `page` (1-based) of the runs matching the filter, newest first; with `before_id`
+    (the last id of the page before) the page is read by keyset, not by offset, and `page`
+    only numbers it. Own-loop runs whose process died (no heartbeat) are failed first: no
+    worker watches them."""
     with contextlib.suppress(Exception):  # a read-only or busy store: the next refresh tries again
         reap_own_runs(engine)
     return db.list_runs(
@@ -76,7 +88,9 @@ def runs_page(engine: Engine, flt: RunFilter, page: int, page_size: int = page_s
         text=(flt.text or "").strip() or None,
         owner=flt.owner or None,
         limit=page_size,
-        offset=(max(1, page) - 1) * page_size,
+        offset=0 if before_id is not None else (max(1, page) - 1) * page_size,
+        before_id=before_id,
+        count_limit=count_cap,
     )
 
 

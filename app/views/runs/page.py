@@ -44,16 +44,21 @@ with st.container(horizontal=True):
 flt = runs_data.RunFilter(tuple(statuses), strategy, dataset, group, text, owner)
 if st.session_state.get("runs_filter_seen") != flt:
     st.session_state["runs_filter_seen"] = flt
-    st.session_state["runs_page"] = 1
+    st.session_state["runs_cursors"] = [None]  # a new filter goes back to page 1
 
-first = runs_data.runs_page(engine, flt, 1, page_size=1)
-pages = runs_data.page_count(first.total)
-page_no = min(int(st.session_state.get("runs_page", 1)), pages)
+# keyset pages: runs_cursors[i] is the last id shown before page i + 1 (None: the newest)
+cursors: list[int | None] = st.session_state.setdefault("runs_cursors", [None])
+page = runs_data.runs_page(engine, flt, len(cursors), before_id=cursors[-1])
+if not page.runs and len(cursors) > 1:  # the runs of this page were deleted: back to page 1
+    cursors = st.session_state["runs_cursors"] = [None]
+    page = runs_data.runs_page(engine, flt, 1)
+page_no = len(cursors)
 st.session_state["runs_page"] = page_no
-page = runs_data.runs_page(engine, flt, page_no)
+pages = max(runs_data.page_count(page.total), page_no + (1 if page.has_more else 0))
 rows = runs_data.table_rows(engine, page.runs)
 
-st.caption(f"{page.total} run(s) match · page {page_no} of {pages}")
+plus = "+" if page.total_capped else ""
+st.caption(f"{page.total}{plus} run(s) match · page {page_no} of {pages}{plus}")
 widths = cols.WIDTHS  # every column in view at 1400 px, none clipped (issue 25)
 st.dataframe(
     rows,
@@ -76,10 +81,10 @@ st.dataframe(
 )
 pager = st.container(horizontal=True)
 if pager.button("◀ previous", disabled=page_no <= 1, key="runs_prev"):
-    st.session_state["runs_page"] = page_no - 1
+    st.session_state["runs_cursors"] = cursors[:-1]
     st.rerun()
-if pager.button("next ▶", disabled=page_no >= pages, key="runs_next"):
-    st.session_state["runs_page"] = page_no + 1
+if pager.button("next ▶", disabled=not page.has_more, key="runs_next"):
+    st.session_state["runs_cursors"] = [*cursors, page.runs[-1].id]
     st.rerun()
 
 st.subheader("Act on a run")
