@@ -197,7 +197,7 @@ class Balancer:
     @property
     def needs_epoch_calls(self) -> bool:
         """Whether a strategy acts at epoch boundaries (epoch_start / epoch_end required)."""
-        return any(overrides(s, e) for s in self.strategies for e in EPOCH_EVENTS)
+        return bool(self._epoch_strategies)
 
     # ------------------------------------------------------------------ construction
     def _build(self, strategies: Sequence[Any], seed: int) -> list[Strategy | None]:
@@ -205,6 +205,7 @@ class Balancer:
             strategies = [strategies]
         device = next(self.model.parameters()).device
         out: list[Strategy | None] = []
+        self._epoch_strategies: list[str] = []  # names of those with epoch events (known from the class)
         for i, item in enumerate(strategies):
             name = item if isinstance(item, str) else getattr(item, "name", None)
             spec = get_spec(str(name)) if name is not None else None
@@ -219,6 +220,8 @@ class Balancer:
             self._check_needs(i, spec.name)
             params = item if not isinstance(item, str) else spec.params.model_validate({"name": spec.name})
             cls = spec.load_impl()
+            if any(getattr(cls, e) is not getattr(Strategy, e) for e in EPOCH_EVENTS):
+                self._epoch_strategies.append(spec.name)
 
             def make(cls: Any = cls, params: Any = params, spec: Any = spec, i: int = i) -> Strategy:
                 strategy = cast(Strategy, cls(params, self.view, device, stable_seed(seed, i, spec.name)))
@@ -337,8 +340,7 @@ class Balancer:
         uni_loss = torch.zeros(len(self.modalities), dtype=torch.float64)
         ctx = StepContext(epoch=self.epoch, step=self.step, modalities=self.modalities, training=False)
         try:
-            for h, y in self.runtime.iter_features(split):
-                self.model.eval()
+            for h, y in self.runtime.iter_features(split):  # in eval mode
                 u = self._unimodal(h)
                 self._build_deferred()
                 z = self._head(h)
@@ -405,10 +407,9 @@ class Balancer:
     def forward(self, x: Mapping[str, torch.Tensor], y: torch.Tensor | None = None) -> BalancerOutput:
         """Encoders, the probe's scores from the undropped features (as the trainer), the
         strategies' on_features (OPM masks) and on_logits, then the head."""
-        if self.needs_epoch_calls and not self._in_epoch:
-            names = sorted({s.params.name for s in self.strategies for e in EPOCH_EVENTS if overrides(s, e)})
+        if self._epoch_strategies and not self._in_epoch:
             raise BalancerError(
-                f"{', '.join(names)} act at epoch boundaries: call balancer.epoch_start() before each "
+                f"{', '.join(sorted(set(self._epoch_strategies)))} act at epoch boundaries: call balancer.epoch_start() before each "
                 "epoch's steps and balancer.epoch_end() after them"
             )
         ctx = self._context()

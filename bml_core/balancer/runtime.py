@@ -138,4 +138,11 @@ class OwnLoopRuntime(GroupLrMultipliers):
 
     # ------------------------------------------------------------------ not lent
     def __getattr__(self, name: str) -> Any:
-        raise BalancerError(f"the Balancer's own-loop runtime does not lend {name!r} to strategies")
+        if name.startswith("__"):  # copy, pickle and hasattr probes: plain Python semantics
+            raise AttributeError(name)
+        raise NotLent(f"the Balancer's own-loop runtime does not lend {name!r} to strategies")
+
+
+class NotLent(BalancerError, AttributeError):
+    """A strategy asked the own-loop runtime for a part of the trainer it does not lend (an
+    AttributeError too, so getattr(runtime, name, default) and hasattr keep working)."""

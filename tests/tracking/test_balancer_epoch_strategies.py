@@ -339,3 +339,14 @@ def test_epoch_end_logs_the_evaluation_and_the_epoch_series_to_the_run(engine: E
     assert {"val/acc", "val/acc/a", "val/loss", "mses/smoothed_loss/a", "mses/lr_mult/b"} <= keys
     acc = db.series_since(engine, run_id, keys=["val/acc"])["val/acc"]
     assert acc.steps == [3, 6] and acc.values[-1] == pytest.approx(evaluated["val/acc"])
+
+
+def test_a_part_the_runtime_does_not_lend_is_a_named_error_and_an_attribute_error() -> None:
+    """A strategy reaching for a trainer part the own loop lacks gets a BalancerError naming
+    it; getattr with a default and hasattr still work (the error is an AttributeError too)."""
+    balancer = bml_core.Balancer(_model(), ["infreg"])
+    assert balancer.needs_epoch_calls and not bml_core.Balancer(_model(), ["ogm_ge"]).needs_epoch_calls
+    with pytest.raises(BalancerError, match="does not lend 'clone_model'"):
+        _ = balancer.runtime.clone_model
+    assert getattr(balancer.runtime, "clone_model", None) is None
+    assert not hasattr(balancer.runtime, "__deepcopy__")
